@@ -1,0 +1,85 @@
+// Package broker is the seam between Celery's worker and client and a message broker: the queue
+// model, a delivered message with its acknowledger, and the Broker interface an adapter implements
+// (see package amqpbroker for RabbitMQ).
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/forumads/forumads/celery/protocol"
+)
+
+// Queue is a queue declaration shaped like kombu's Queue: the queue, the exchange it is bound to and
+// the binding key. Celery declares queues durable and exchanges durable, with no arguments unless
+// configured; every client and worker must declare a queue identically or RabbitMQ refuses the second
+// declaration with PRECONDITION_FAILED.
+type Queue struct {
+	Name           string         `yaml:"name"`
+	Exchange       string         `yaml:"exchange"`
+	ExchangeType   string         `yaml:"exchange_type"`
+	RoutingKey     string         `yaml:"routing_key"`
+	QueueArguments map[string]any `yaml:"queue_arguments"`
+	MaxPriority    *int           `yaml:"max_priority"`
+}
+
+// Delivery is one message handed to a consumer.
+type Delivery struct {
+	protocol.Envelope
+	Queue       string // the queue it was consumed from
+	Exchange    string // delivery_info exchange ("" = default exchange)
+	RoutingKey  string // delivery_info routing_key
+	Redelivered bool
+	DeliveryTag uint64
+	// Generation identifies the broker connection the message came on. When that connection is lost
+	// the broker redelivers every unacknowledged message, so a consumer drops what it still holds from
+	// an older generation instead of running it twice.
+	Generation uint64
+	Acker      Acknowledger
+}
+
+// Ack acknowledges the message.
+func (d *Delivery) Ack() error { return d.Acker.Ack() }
+
+// Reject rejects the message; with requeue the broker delivers it again.
+func (d *Delivery) Reject(requeue bool) error { return d.Acker.Reject(requeue) }
+
+// Acknowledger settles one delivery.
+type Acknowledger interface {
+	Ack() error
+	Reject(requeue bool) error
+}
+
+// Publishing is a message to publish.
+type Publishing struct {
+	Exchange   string
+	RoutingKey string
+	protocol.Envelope
+	// Declare, when set, is declared (once per connection) before publishing, as Celery's client declares
+	// the target queue before sending to it.
+	Declare *Queue
+}
+
+// Broker is what the worker and the client need from a message broker.
+type Broker interface {
+	// Consume delivers messages from the queues, across reconnects, until ctx ends or StopConsuming
+	// is called; then the returned channel is closed. prefetch 0 means unlimited.
+	Consume(ctx context.Context, queues []Queue, prefetch int) (<-chan *Delivery, error)
+	// StopConsuming cancels the consumers (warm shutdown) but keeps the channel open for acks.
+	StopConsuming(ctx context.Context) error
+	// SetPrefetch changes the consuming channel's prefetch count.
+	SetPrefetch(n int) error
+	// Publish sends a message and returns once the broker has confirmed it.
+	Publish(ctx context.Context, p Publishing) error
+	// Declare declares a queue with its exchange and binding.
+	Declare(ctx context.Context, q Queue) error
+	// Close closes the connection; unacknowledged messages return to their queues.
+	Close() error
+}
+
+// ErrStaleDelivery is returned when settling a delivery whose connection was lost: the broker has
+// already put the message back in its queue.
+var ErrStaleDelivery = errors.New("broker: delivery belongs to a lost connection")
+
+// ErrClosed is returned by a closed broker.
+var ErrClosed = errors.New("broker: closed")

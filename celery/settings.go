@@ -1,0 +1,292 @@
+package celery
+
+import (
+	"fmt"
+	"github.com/forumads/forumads/celery/broker"
+	"path"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Defaults for Celery settings, as Celery 5.2 defines them (celery/app/defaults.py).
+const (
+	DefaultQueue              = "celery"
+	DefaultExchangeType       = "direct"
+	DefaultPrefetchMultiplier = 4
+	DefaultResultExpires      = 24 * time.Hour
+	DefaultMaxRetries         = 3
+	DefaultRetryCountdown     = 180 * time.Second
+	// DefaultDeadLetterQueue is where the worker puts messages it cannot run (bad encoding, pickle,
+	// unknown task, undecodable headers), with the reason in the x-dead-letter-reason header.
+	DefaultDeadLetterQueue = "celery.deadletter"
+	// DefaultETAParkAfter is how far in the future an ETA may be for the worker to hold the message
+	// unacknowledged. Later ETAs are parked in a TTL queue so RabbitMQ's consumer_timeout (30 min by
+	// default) never fires on a held message.
+	DefaultETAParkAfter = 10 * time.Minute
+)
+
+// Config holds the settings the worker, the client and beat read, under Celery's own setting
+// names (the YAML tags). A zero value means Celery's default; use [Config.WithDefaults] to fill them.
+// Durations are given in seconds, as in Celery.
+type Config struct {
+	BrokerURL     string   `yaml:"broker_url"`
+	ResultBackend string   `yaml:"result_backend"`
+	AcceptContent []string `yaml:"accept_content"`
+	// TaskSerializer is json (default), msgpack or yaml. Pickle is refused.
+	TaskSerializer    string   `yaml:"task_serializer"`
+	TaskCompression   string   `yaml:"task_compression"`
+	ResultExpires     *float64 `yaml:"result_expires"`
+	ResultExtended    bool     `yaml:"result_extended"`
+	TaskTrackStarted  bool     `yaml:"task_track_started"`
+	TaskIgnoreResult  bool     `yaml:"task_ignore_result"`
+	TaskAcksLate      bool     `yaml:"task_acks_late"`
+	TaskAcksOnFailure *bool    `yaml:"task_acks_on_failure_or_timeout"`
+	TaskRejectOnLost  bool     `yaml:"task_reject_on_worker_lost"`
+	TaskTimeLimit     *float64 `yaml:"task_time_limit"`
+	TaskSoftTimeLimit *float64 `yaml:"task_soft_time_limit"`
+
+	TaskDefaultQueue        string        `yaml:"task_default_queue"`
+	TaskDefaultExchange     string        `yaml:"task_default_exchange"`
+	TaskDefaultExchangeType string        `yaml:"task_default_exchange_type"`
+	TaskDefaultRoutingKey   string        `yaml:"task_default_routing_key"`
+	TaskDefaultDeliveryMode any           `yaml:"task_default_delivery_mode"`
+	TaskDefaultPriority     *int          `yaml:"task_default_priority"`
+	TaskDefaultRateLimit    string        `yaml:"task_default_rate_limit"`
+	TaskQueueMaxPriority    *int          `yaml:"task_queue_max_priority"`
+	TaskCreateMissingQueues *bool         `yaml:"task_create_missing_queues"`
+	TaskQueues              []QueueConfig `yaml:"task_queues"`
+	// TaskRoutes maps a task name or glob pattern to a queue; first match wins, in file order.
+	// It is read by the config loader (YAML mappings keep their order there), hence no yaml tag.
+	TaskRoutes Routes `yaml:"-"`
+
+	WorkerConcurrency         int      `yaml:"worker_concurrency"`
+	WorkerPrefetchMultiplier  *int     `yaml:"worker_prefetch_multiplier"`
+	WorkerDisableRateLimits   bool     `yaml:"worker_disable_rate_limits"`
+	WorkerSendTaskEvents      bool     `yaml:"worker_send_task_events"`
+	WorkerDeduplicateSuccess  bool     `yaml:"worker_deduplicate_successful_tasks"`
+	WorkerSoftShutdownTimeout *float64 `yaml:"worker_soft_shutdown_timeout"`
+
+	// WorkerDeadLetterQueue and WorkerETAParkAfter are this implementation's own settings.
+	WorkerDeadLetterQueue string   `yaml:"worker_dead_letter_queue"`
+	WorkerETAParkAfter    *float64 `yaml:"worker_eta_park_after"`
+
+	Timezone  string `yaml:"timezone"`
+	EnableUTC *bool  `yaml:"enable_utc"`
+}
+
+// QueueConfig is one entry of task_queues, shaped like kombu's Queue.
+type QueueConfig = broker.Queue
+
+// Route is where a task is published: the target queue and optional overrides.
+type Route struct {
+	Pattern    string `yaml:"-"`
+	Queue      string `yaml:"queue"`
+	Exchange   string `yaml:"exchange"`
+	RoutingKey string `yaml:"routing_key"`
+	Priority   *int   `yaml:"priority"`
+}
+
+// Routes is an ordered task_routes table.
+type Routes []Route
+
+// Match returns the first route whose pattern matches the task name (exact name or glob).
+func (rs Routes) Match(task string) (Route, bool) {
+	for _, r := range rs {
+		if r.Pattern == task {
+			return r, true
+		}
+		if strings.ContainsAny(r.Pattern, "*?[") {
+			if ok, err := path.Match(r.Pattern, task); err == nil && ok {
+				return r, true
+			}
+		}
+	}
+	return Route{}, false
+}
+
+func seconds(f *float64, def time.Duration) time.Duration {
+	if f == nil {
+		return def
+	}
+	return time.Duration(*f * float64(time.Second))
+}
+
+// WithDefaults returns a copy with every unset field given Celery's default.
+func (c Config) WithDefaults() Config {
+	if c.BrokerURL == "" {
+		c.BrokerURL = "amqp://guest:guest@127.0.0.1:5672//"
+	}
+	if len(c.AcceptContent) == 0 {
+		c.AcceptContent = []string{"json"}
+	}
+	if c.TaskSerializer == "" {
+		c.TaskSerializer = "json"
+	}
+	if c.TaskDefaultQueue == "" {
+		c.TaskDefaultQueue = DefaultQueue
+	}
+	if c.TaskDefaultExchange == "" {
+		c.TaskDefaultExchange = c.TaskDefaultQueue
+	}
+	if c.TaskDefaultExchangeType == "" {
+		c.TaskDefaultExchangeType = DefaultExchangeType
+	}
+	if c.TaskDefaultRoutingKey == "" {
+		c.TaskDefaultRoutingKey = c.TaskDefaultQueue
+	}
+	if c.TaskCreateMissingQueues == nil {
+		t := true
+		c.TaskCreateMissingQueues = &t
+	}
+	if c.TaskAcksOnFailure == nil {
+		t := true
+		c.TaskAcksOnFailure = &t
+	}
+	if c.WorkerConcurrency <= 0 {
+		c.WorkerConcurrency = runtime.NumCPU()
+	}
+	if c.WorkerPrefetchMultiplier == nil {
+		m := DefaultPrefetchMultiplier
+		c.WorkerPrefetchMultiplier = &m
+	}
+	if c.WorkerDeadLetterQueue == "" {
+		c.WorkerDeadLetterQueue = DefaultDeadLetterQueue
+	}
+	if c.Timezone == "" {
+		c.Timezone = "UTC"
+	}
+	if c.EnableUTC == nil {
+		t := true
+		c.EnableUTC = &t
+	}
+	return c
+}
+
+// Validate reports the first setting that cannot work, naming it.
+func (c Config) Validate() error {
+	switch c.TaskSerializer {
+	case "", "json", "msgpack", "yaml":
+	case "pickle":
+		return fmt.Errorf("task_serializer: pickle is never used: it runs code chosen by whoever can publish")
+	default:
+		return fmt.Errorf("task_serializer: unknown serializer %q (json, msgpack or yaml)", c.TaskSerializer)
+	}
+	for _, a := range c.AcceptContent {
+		if a == "pickle" || a == "application/x-python-serialize" {
+			return fmt.Errorf("accept_content: pickle is never accepted: it runs code chosen by whoever can publish")
+		}
+	}
+	if c.WorkerPrefetchMultiplier != nil && *c.WorkerPrefetchMultiplier < 0 {
+		return fmt.Errorf("worker_prefetch_multiplier: must be >= 0, got %d", *c.WorkerPrefetchMultiplier)
+	}
+	if c.WorkerConcurrency < 0 {
+		return fmt.Errorf("worker_concurrency: must be >= 0, got %d", c.WorkerConcurrency)
+	}
+	for i, q := range c.TaskQueues {
+		if q.Name == "" {
+			return fmt.Errorf("task_queues[%d].name: a queue needs a name", i)
+		}
+		switch q.ExchangeType {
+		case "", "direct", "topic", "fanout", "headers":
+		default:
+			return fmt.Errorf("task_queues[%d].exchange_type: unknown exchange type %q", i, q.ExchangeType)
+		}
+	}
+	for _, r := range c.TaskRoutes {
+		if r.Queue == "" && r.Exchange == "" && r.RoutingKey == "" {
+			return fmt.Errorf("task_routes[%q]: a route needs a queue", r.Pattern)
+		}
+		if _, err := path.Match(r.Pattern, ""); err != nil {
+			return fmt.Errorf("task_routes[%q]: bad pattern: %v", r.Pattern, err)
+		}
+	}
+	if r := c.TaskDefaultRateLimit; r != "" {
+		if _, err := ParseRateLimit(r); err != nil {
+			return fmt.Errorf("task_default_rate_limit: %w", err)
+		}
+	}
+	if c.ResultExpires != nil && *c.ResultExpires < 0 {
+		return fmt.Errorf("result_expires: must be >= 0 seconds")
+	}
+	if _, err := time.LoadLocation(c.Timezone); c.Timezone != "" && err != nil {
+		return fmt.Errorf("timezone: %w", err)
+	}
+	return nil
+}
+
+// ResultTTL is result_expires as a duration (0 = results never expire).
+func (c Config) ResultTTL() time.Duration { return seconds(c.ResultExpires, DefaultResultExpires) }
+
+// Prefetch is the channel prefetch count: concurrency × worker_prefetch_multiplier, 0 meaning unlimited
+// (as Celery: multiplier 0, or a product above 65535).
+func (c Config) Prefetch() int {
+	m := DefaultPrefetchMultiplier
+	if c.WorkerPrefetchMultiplier != nil {
+		m = *c.WorkerPrefetchMultiplier
+	}
+	n := c.WorkerConcurrency * m
+	if n > 65535 {
+		return 0
+	}
+	return n
+}
+
+// QueueByName returns the declaration of a queue as Celery would make it: from task_queues when listed
+// there, else the default queue's (exchange task_default_exchange), else a missing queue X becomes
+// exchange X (direct) with routing key X.
+func (c Config) QueueByName(name string) (QueueConfig, bool) {
+	for _, q := range c.TaskQueues {
+		if q.Name == name {
+			if q.Exchange == "" {
+				q.Exchange = c.TaskDefaultExchange
+			}
+			if q.ExchangeType == "" {
+				q.ExchangeType = c.TaskDefaultExchangeType
+			}
+			if q.RoutingKey == "" {
+				q.RoutingKey = name
+			}
+			return c.withMaxPriority(q), true
+		}
+	}
+	if len(c.TaskQueues) == 0 && name == c.TaskDefaultQueue {
+		return c.withMaxPriority(QueueConfig{Name: name, Exchange: c.TaskDefaultExchange,
+			ExchangeType: c.TaskDefaultExchangeType, RoutingKey: c.TaskDefaultRoutingKey}), true
+	}
+	if c.TaskCreateMissingQueues != nil && !*c.TaskCreateMissingQueues {
+		return QueueConfig{}, false
+	}
+	return c.withMaxPriority(QueueConfig{Name: name, Exchange: name, ExchangeType: "direct", RoutingKey: name}), true
+}
+
+func (c Config) withMaxPriority(q QueueConfig) QueueConfig {
+	mp := q.MaxPriority
+	if mp == nil {
+		if _, ok := q.QueueArguments["x-max-priority"]; ok {
+			return q
+		}
+		mp = c.TaskQueueMaxPriority
+	}
+	if mp != nil {
+		args := make(map[string]any, len(q.QueueArguments)+1)
+		for k, v := range q.QueueArguments {
+			args[k] = v
+		}
+		args["x-max-priority"] = *mp
+		q.QueueArguments = args
+	}
+	return q
+}
+
+// DefaultQueues is what a worker consumes when no -Q is given: every task_queues entry, or the default queue.
+func (c Config) DefaultQueues() []string {
+	if len(c.TaskQueues) == 0 {
+		return []string{c.TaskDefaultQueue}
+	}
+	names := make([]string, len(c.TaskQueues))
+	for i, q := range c.TaskQueues {
+		names[i] = q.Name
+	}
+	return names
+}

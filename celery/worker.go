@@ -1,0 +1,905 @@
+package celery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/forumads/forumads/celery/amqpwire"
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/protocol"
+)
+
+// WorkerOptions configure a Worker.
+type WorkerOptions struct {
+	Config   Config // Celery settings; defaults are filled in
+	Registry *Registry
+	Broker   broker.Broker
+	// Backend stores results; nil means results are not stored (like Celery without result_backend).
+	Backend ResultBackend
+	// Queues to consume (-Q); empty means the configured default queues.
+	Queues []string
+	// Hostname is the node name (celery@host).
+	Hostname string
+	Logger   *slog.Logger
+	// Now is the clock (tests); nil = time.Now.
+	Now func() time.Time
+}
+
+// Worker consumes Celery task messages and runs the registered Go tasks.
+type Worker struct {
+	cfg      Config
+	reg      *Registry
+	br       broker.Broker
+	backend  ResultBackend
+	queues   []QueueConfig
+	hostname string
+	log      *slog.Logger
+	now      func() time.Time
+	accept   protocol.Accept
+	prefetch int
+	pid      int
+
+	ready    chan *job
+	timers   *timerQueue[*job]
+	buckets  sync.Map // task name -> *tokenBucket
+	stopping atomic.Bool
+	gen      atomic.Uint64
+
+	taskCtx     context.Context // parent of every task context; cancelled by Terminate
+	killTasks   context.CancelCauseFunc
+	running     sync.WaitGroup
+	active      sync.Map // task id -> *job
+	held        atomic.Int64
+	curPrefetch atomic.Int64
+
+	stats Stats
+}
+
+// Stats counts what a worker did since it started.
+type Stats struct {
+	Received     atomic.Int64
+	Succeeded    atomic.Int64
+	Failed       atomic.Int64
+	Retried      atomic.Int64
+	Revoked      atomic.Int64
+	DeadLettered atomic.Int64
+	Parked       atomic.Int64
+}
+
+// job is one task message on its way through the worker.
+type job struct {
+	d       *broker.Delivery
+	msg     *protocol.TaskMessage
+	def     *taskDef
+	started time.Time
+	// rated is set once the job holds a rate-limit token, so that it is not charged twice.
+	rated bool
+}
+
+// NewWorker checks the options and returns a worker ready to Run.
+func NewWorker(o WorkerOptions) (*Worker, error) {
+	cfg := o.Config.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Registry == nil || o.Broker == nil {
+		return nil, errors.New("celery: worker needs a Registry and a Broker")
+	}
+	accept, err := protocol.NewAccept(cfg.AcceptContent)
+	if err != nil {
+		return nil, fmt.Errorf("accept_content: %w", err)
+	}
+	names := o.Queues
+	if len(names) == 0 {
+		names = cfg.DefaultQueues()
+	}
+	var queues []QueueConfig
+	for _, n := range names {
+		q, ok := cfg.QueueByName(n)
+		if !ok {
+			return nil, fmt.Errorf("queue %q is not in task_queues and task_create_missing_queues is off", n)
+		}
+		queues = append(queues, q)
+	}
+	w := &Worker{
+		cfg: cfg, reg: o.Registry, br: o.Broker, backend: o.Backend, queues: queues,
+		hostname: o.Hostname, log: o.Logger, now: o.Now, accept: accept, pid: os.Getpid(),
+	}
+	if w.log == nil {
+		w.log = slog.Default()
+	}
+	if w.now == nil {
+		w.now = time.Now
+	}
+	if w.hostname == "" {
+		h, _ := os.Hostname()
+		w.hostname = "celery@" + h
+	}
+	w.prefetch = cfg.Prefetch()
+	return w, nil
+}
+
+// Hostname is the worker's node name.
+func (w *Worker) Hostname() string { return w.hostname }
+
+// Queues are the queues the worker consumes.
+func (w *Worker) Queues() []QueueConfig { return w.queues }
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// Config is the effective configuration.
+func (w *Worker) Config() Config { return w.cfg }
+
+// Run consumes and runs tasks until ctx ends, then shuts down warmly: it stops consuming, returns
+// messages it holds but has not started to the broker, waits for running tasks to finish and
+// acknowledges them. It returns nil after a clean shutdown. Call Terminate to stop running tasks
+// (cold shutdown).
+func (w *Worker) Run(ctx context.Context) error {
+	w.taskCtx, w.killTasks = context.WithCancelCause(context.WithoutCancel(ctx))
+	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsume()
+	deliveries, err := w.br.Consume(consumeCtx, w.queues, w.prefetch)
+	if err != nil {
+		return fmt.Errorf("starting to consume: %w", err)
+	}
+	w.curPrefetch.Store(int64(w.prefetch))
+	w.ready = make(chan *job, 4096)
+	w.timers = newTimerQueue(w.now, w.release)
+	var pool sync.WaitGroup
+	for i := 0; i < w.cfg.WorkerConcurrency; i++ {
+		pool.Add(1)
+		go func() {
+			defer pool.Done()
+			for j := range w.ready {
+				w.process(j)
+			}
+		}()
+	}
+	w.log.Info("worker ready", "hostname", w.hostname, "concurrency", w.cfg.WorkerConcurrency, "prefetch", w.prefetch)
+
+	intakeDone := make(chan struct{})
+	go func() {
+		defer close(intakeDone)
+		for d := range deliveries {
+			w.intake(d)
+		}
+	}()
+	select {
+	case <-ctx.Done():
+	case <-intakeDone:
+		// The consumer gave up (broker closed); shut down as if asked.
+	}
+	w.log.Warn("worker: Warm shutdown: no new tasks are taken; waiting for running tasks", "running", w.activeCount())
+	w.stopping.Store(true)
+	if err := w.br.StopConsuming(context.Background()); err != nil {
+		w.log.Warn("cancelling consumers", "error", err)
+	}
+	stopConsume()
+	<-intakeDone
+	for _, j := range w.timers.close() {
+		w.giveBack(j)
+	}
+	close(w.ready)
+	pool.Wait()
+	w.running.Wait()
+	w.log.Info("worker stopped", "hostname", w.hostname)
+	return w.br.Close()
+}
+
+// Terminate cancels every running task's context with ErrWorkerShutdown (cold shutdown). Their
+// messages, unless already acknowledged, return to the queue when the connection closes.
+func (w *Worker) Terminate() {
+	if w.killTasks != nil {
+		w.killTasks(ErrWorkerShutdown)
+	}
+	_ = w.br.Close()
+}
+
+func (w *Worker) activeCount() int {
+	n := 0
+	w.active.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// giveBack returns a message the worker holds but will not run to the broker.
+func (w *Worker) giveBack(j *job) {
+	if err := j.d.Reject(true); err != nil && !errors.Is(err, broker.ErrStaleDelivery) {
+		w.log.Warn("returning a message to the queue", "task_id", j.msg.ID, "error", err)
+	}
+}
+
+// intake decides what to do with one delivery: dead-letter, revoke, hold or run.
+func (w *Worker) intake(d *broker.Delivery) {
+	if w.stopping.Load() {
+		_ = d.Reject(true)
+		return
+	}
+	if g := d.Generation; g > w.gen.Load() {
+		w.newGeneration(g)
+	}
+	if reason, ok := d.Headers[amqpwire.UndecodableHeader].(string); ok {
+		w.badMessage(d, nil, fmt.Errorf("the message's AMQP headers could not be read: %s", reason))
+		return
+	}
+	msg, err := protocol.Decode(d.Envelope, w.accept)
+	if err != nil {
+		w.badMessage(d, msg, err)
+		return
+	}
+	w.stats.Received.Add(1)
+	def, ok := w.reg.lookup(msg.Task)
+	if !ok {
+		w.unknownTask(d, msg)
+		return
+	}
+	j := &job{d: d, msg: msg, def: def}
+	w.log.Info(fmt.Sprintf("Task %s[%s] received", msg.Task, msg.ID), "task", msg.Task, "task_id", msg.ID)
+	if w.expired(j) {
+		return
+	}
+	now := w.now()
+	if msg.ETA != nil && msg.ETA.After(now) {
+		if msg.ETA.Sub(now) > w.parkAfter() || w.held.Load() >= 60000 {
+			w.park(j)
+			return
+		}
+		w.hold(j, *msg.ETA)
+		return
+	}
+	w.admit(j)
+}
+
+// admit passes a due job through its task's rate limit to the pool.
+func (w *Worker) admit(j *job) {
+	if !j.rated {
+		j.rated = true
+		if wait := w.rateWait(j.def); wait > 0 {
+			w.hold(j, w.now().Add(wait))
+			return
+		}
+	}
+	w.ready <- j
+}
+
+// hold keeps an unacknowledged message until t, raising the prefetch by one so that the channel keeps
+// delivering (as Celery does for ETA tasks).
+func (w *Worker) hold(j *job, t time.Time) {
+	n := w.held.Add(1)
+	w.adjustPrefetch(n)
+	w.timers.add(t, j)
+}
+
+// release is called by the timer when a held job is due.
+func (w *Worker) release(j *job) {
+	n := w.held.Add(-1)
+	w.adjustPrefetch(n)
+	if j.d.Generation < w.gen.Load() {
+		return // its connection is gone; the broker delivers it again
+	}
+	if w.stopping.Load() {
+		w.giveBack(j)
+		return
+	}
+	w.admit(j)
+}
+
+// adjustPrefetch keeps the channel's prefetch at base + held, changing it in steps so that holding
+// thousands of ETA messages costs few basic.qos calls.
+func (w *Worker) adjustPrefetch(held int64) {
+	if w.prefetch == 0 {
+		return // unlimited already
+	}
+	const step = 64
+	want := int64(w.prefetch) + (held+step-1)/step*step
+	if want > 65535 {
+		want = 65535
+	}
+	cur := w.curPrefetch.Load()
+	if want == cur || (want < cur && cur-want < step) {
+		return
+	}
+	if w.curPrefetch.CompareAndSwap(cur, want) {
+		if err := w.br.SetPrefetch(int(want)); err != nil {
+			w.log.Warn("changing prefetch", "prefetch", want, "error", err)
+		}
+	}
+}
+
+// newGeneration drops what the worker still holds from a lost connection: the broker redelivers it.
+func (w *Worker) newGeneration(g uint64) {
+	old := w.gen.Swap(g)
+	if old == 0 {
+		return
+	}
+	dropped := w.timers.removeIf(func(j *job) bool { return j.d.Generation < g })
+	if n := len(dropped); n > 0 {
+		w.held.Add(int64(-n))
+		w.adjustPrefetch(w.held.Load())
+		w.log.Info("dropped held messages of the lost connection; the broker delivers them again", "count", n)
+	}
+}
+
+func (w *Worker) parkAfter() time.Duration {
+	return seconds(w.cfg.WorkerETAParkAfter, DefaultETAParkAfter)
+}
+
+func (w *Worker) rateWait(def *taskDef) time.Duration {
+	if w.cfg.WorkerDisableRateLimits {
+		return 0
+	}
+	b, ok := w.buckets.Load(def.name)
+	if !ok {
+		rate := def.opts.RateLimit
+		if rate == "" {
+			rate = w.cfg.TaskDefaultRateLimit
+		}
+		interval, _ := ParseRateLimit(rate)
+		b, _ = w.buckets.LoadOrStore(def.name, &tokenBucket{interval: interval})
+	}
+	return b.(*tokenBucket).reserve(w.now())
+}
+
+// SetRateLimit changes a task's rate limit at run time (the rate_limit control command).
+func (w *Worker) SetRateLimit(task, rate string) error {
+	if _, ok := w.reg.lookup(task); !ok {
+		return &NotRegisteredError{Name: task}
+	}
+	interval, err := ParseRateLimit(rate)
+	if err != nil {
+		return err
+	}
+	b, _ := w.buckets.LoadOrStore(task, &tokenBucket{})
+	b.(*tokenBucket).setInterval(interval)
+	return nil
+}
+
+// expired acks and revokes a job whose expires time has passed; it reports whether it did.
+func (w *Worker) expired(j *job) bool {
+	if j.msg.Expires == nil || !w.now().After(*j.msg.Expires) {
+		return false
+	}
+	w.stats.Revoked.Add(1)
+	w.log.Warn(fmt.Sprintf("Discarding revoked task: %s[%s] (expired)", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
+	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked,
+		Result: exceptionJSON("TaskRevokedError", "celery.exceptions", "expired")})
+	w.settle(j, func() error { return j.d.Ack() })
+	return true
+}
+
+// process runs one job on a pool goroutine.
+func (w *Worker) process(j *job) {
+	if w.stopping.Load() || j.d.Generation < w.gen.Load() {
+		if !w.stopping.Load() {
+			return // stale: redelivered by the broker
+		}
+		w.giveBack(j)
+		return
+	}
+	if w.expired(j) {
+		return
+	}
+	o := w.taskOpts(j)
+	if o.acksLate && j.d.Redelivered && w.cfg.WorkerDeduplicateSuccess && w.alreadySucceeded(j) {
+		w.log.Info(fmt.Sprintf("Task %s[%s] was already successfully executed: discarding the redelivered message", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
+		w.settle(j, j.d.Ack)
+		return
+	}
+	if !o.acksLate {
+		if err := j.d.Ack(); err != nil {
+			// The connection was lost: the broker will deliver the message again. Running it now
+			// would run it twice.
+			w.log.Info("not running a task whose message could not be acknowledged", "task_id", j.msg.ID, "error", err)
+			return
+		}
+	}
+	w.running.Add(1)
+	defer w.running.Done()
+	w.active.Store(j.msg.ID, j)
+	defer w.active.Delete(j.msg.ID)
+	j.started = w.now()
+	if o.trackStarted {
+		res, _ := json.Marshal(map[string]any{"pid": w.pid, "hostname": w.hostname})
+		w.store(j, protocol.ResultMeta{Status: protocol.StateStarted, Result: res})
+	}
+	result, err, abandoned := w.run(j, o)
+	w.finish(j, o, result, err, abandoned)
+}
+
+// alreadySucceeded reports whether the backend holds a SUCCESS for the job's id
+// (worker_deduplicate_successful_tasks).
+func (w *Worker) alreadySucceeded(j *job) bool {
+	if w.backend == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := w.backend.Get(ctx, j.msg.ID)
+	return err == nil && m.Status == protocol.StateSuccess
+}
+
+// taskSettings are a job's effective options.
+type taskSettings struct {
+	acksLate, acksOnFailure, rejectOnLost, trackStarted, ignoreResult bool
+	hard, soft                                                        time.Duration
+}
+
+func (w *Worker) taskOpts(j *job) taskSettings {
+	t := j.def.opts
+	s := taskSettings{
+		acksLate:      pick(t.AcksLate, w.cfg.TaskAcksLate),
+		acksOnFailure: pick(t.AcksOnFailureOrTimeout, *w.cfg.TaskAcksOnFailure),
+		rejectOnLost:  pick(t.RejectOnWorkerLost, w.cfg.TaskRejectOnLost),
+		trackStarted:  pick(t.TrackStarted, w.cfg.TaskTrackStarted),
+		ignoreResult:  pick(t.IgnoreResult, w.cfg.TaskIgnoreResult) || j.msg.IgnoreResult,
+		hard:          seconds(w.cfg.TaskTimeLimit, 0),
+		soft:          seconds(w.cfg.TaskSoftTimeLimit, 0),
+	}
+	if t.TimeLimit != nil {
+		s.hard = *t.TimeLimit
+	}
+	if t.SoftTimeLimit != nil {
+		s.soft = *t.SoftTimeLimit
+	}
+	if h := j.msg.TimeLimit.Hard; h != nil && *h > 0 {
+		s.hard = time.Duration(*h * float64(time.Second))
+	}
+	if sl := j.msg.TimeLimit.Soft; sl != nil && *sl > 0 {
+		s.soft = time.Duration(*sl * float64(time.Second))
+	}
+	return s
+}
+
+func pick(v *bool, def bool) bool {
+	if v != nil {
+		return *v
+	}
+	return def
+}
+
+// run executes the task body with its time limits. abandoned is true when the hard time limit
+// expired and the worker stopped waiting for the task's goroutine.
+func (w *Worker) run(j *job, o taskSettings) (result json.RawMessage, err error, abandoned bool) {
+	ctx, cancel := context.WithCancelCause(w.taskCtx)
+	defer cancel(nil)
+	if o.soft > 0 {
+		t := time.AfterFunc(o.soft, func() { cancel(ErrSoftTimeLimit) })
+		defer t.Stop()
+	}
+	req := w.request(j)
+	call := func() (res json.RawMessage, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = &PanicError{Value: p, Stack: string(debug.Stack())}
+			}
+		}()
+		return j.def.run(ctx, req, j.msg.Args, j.msg.Kwargs)
+	}
+	if o.hard <= 0 {
+		result, err = call()
+	} else {
+		type outcome struct {
+			res json.RawMessage
+			err error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			r, e := call()
+			done <- outcome{r, e}
+		}()
+		t := time.NewTimer(o.hard)
+		defer t.Stop()
+		select {
+		case out := <-done:
+			result, err = out.res, out.err
+		case <-t.C:
+			cancel(ErrHardTimeLimit)
+			w.log.Error(fmt.Sprintf("Hard time limit (%gs) exceeded for %s[%s]; its goroutine is abandoned (its context is cancelled)",
+				o.hard.Seconds(), j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
+			return nil, &timeLimitError{hard: true, limit: o.hard}, true
+		}
+	}
+	if err != nil && errors.Is(context.Cause(ctx), ErrSoftTimeLimit) && !isSignal(err) {
+		err = &timeLimitError{limit: o.soft, cause: err}
+	}
+	return result, err, false
+}
+
+func isSignal(err error) bool {
+	var r *RetryError
+	var rj *RejectError
+	return errors.As(err, &r) || errors.As(err, &rj) || errors.Is(err, ErrIgnore)
+}
+
+// timeLimitError is a task stopped by a time limit; Python sees billiard's exceptions.
+type timeLimitError struct {
+	hard  bool
+	limit time.Duration
+	cause error
+}
+
+func (e *timeLimitError) Error() string {
+	if e.hard {
+		return fmt.Sprintf("TimeLimitExceeded(%g)", e.limit.Seconds())
+	}
+	return fmt.Sprintf("SoftTimeLimitExceeded(%g): %v", e.limit.Seconds(), e.cause)
+}
+func (e *timeLimitError) Unwrap() error { return e.cause }
+
+func (w *Worker) request(j *job) *Request {
+	m := j.msg
+	r := &Request{
+		ID: m.ID, Task: m.Task, Shadow: m.Shadow, Retries: m.Retries, ETA: m.ETA, Expires: m.Expires,
+		RootID: m.RootID, ParentID: m.ParentID, GroupID: m.GroupID, GroupIndex: m.GroupIndex,
+		Origin: m.Origin, Hostname: w.hostname, Headers: m.ExtraHeaders,
+		DeliveryInfo: DeliveryInfo{Exchange: j.d.Exchange, RoutingKey: j.d.RoutingKey, Queue: j.d.Queue,
+			Priority: j.d.Priority, Redelivered: j.d.Redelivered},
+		state: w,
+	}
+	return r
+}
+
+// updateState implements Request.UpdateState.
+func (w *Worker) updateState(ctx context.Context, req *Request, state string, meta any) error {
+	if w.backend == nil {
+		return errors.New("update_state: no result backend configured")
+	}
+	raw, err := marshalResult(meta)
+	if err != nil {
+		return err
+	}
+	j, _ := w.active.Load(req.ID)
+	m := protocol.ResultMeta{Status: state, Result: raw, TaskID: req.ID, GroupID: req.GroupID, ParentID: req.ParentID}
+	if jj, ok := j.(*job); ok {
+		w.extend(jj, &m)
+	}
+	return w.backend.Store(ctx, m)
+}
+
+// finish records the outcome of a run and settles the message.
+func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err error, abandoned bool) {
+	runtime := w.now().Sub(j.started)
+	m := j.msg
+	if err != nil {
+		if def := j.def; def.opts.AutoRetryFor != nil && !isSignal(err) && !abandoned && def.opts.AutoRetryFor(err) {
+			err = Retry(err, Countdown(w.backoff(j)))
+		}
+	}
+	var rerr *RetryError
+	var rj *RejectError
+	switch {
+	case err == nil:
+		w.stats.Succeeded.Add(1)
+		w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %.6fs: %s", m.Task, m.ID, runtime.Seconds(), protocol.Repr(result)),
+			"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds())
+		if !o.ignoreResult {
+			w.store(j, protocol.ResultMeta{Status: protocol.StateSuccess, Result: result})
+		}
+		if o.acksLate {
+			w.settle(j, j.d.Ack)
+		}
+	case errors.Is(err, ErrIgnore):
+		w.log.Info(fmt.Sprintf("Task %s[%s] ignored", m.Task, m.ID), "task_id", m.ID)
+		if o.acksLate {
+			w.settle(j, j.d.Ack)
+		}
+	case errors.As(err, &rj):
+		w.reject(j, o, rj)
+	case errors.As(err, &rerr):
+		w.retry(j, o, rerr)
+	default:
+		w.fail(j, o, err, runtime, abandoned)
+	}
+}
+
+func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, abandoned bool) {
+	m := j.msg
+	w.stats.Failed.Add(1)
+	info, tb := exceptionInfo(err)
+	w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s(%s)", m.Task, m.ID, info.Type, pyQuote(fmt.Sprint(info.Message...))),
+		"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds(), "error", err)
+	if !(pick(j.def.opts.IgnoreResult, false) && !j.def.opts.StoreErrorsEvenIfIgnored) {
+		w.store(j, protocol.ResultMeta{Status: protocol.StateFailure, Result: protocol.ExceptionResult(info), Traceback: &tb})
+	}
+	if !o.acksLate {
+		return
+	}
+	switch {
+	case abandoned && o.rejectOnLost:
+		w.settle(j, func() error { return j.d.Reject(true) })
+	case o.acksOnFailure:
+		w.settle(j, j.d.Ack)
+	default:
+		w.deadLetter(j.d, fmt.Sprintf("task failed and acks_on_failure_or_timeout is off: %s: %v", info.Type, err))
+	}
+}
+
+func (w *Worker) reject(j *job, o taskSettings, rj *RejectError) {
+	m := j.msg
+	w.log.Warn(fmt.Sprintf("Task %s[%s] rejected (requeue=%v): %v", m.Task, m.ID, rj.Requeue, rj.Err), "task_id", m.ID)
+	if !o.acksLate {
+		// Already acknowledged before it ran (early ack); nothing can be requeued.
+		if rj.Requeue {
+			w.log.Warn("Reject(requeue=true) has no effect without acks_late: the message was acknowledged before the task ran", "task_id", m.ID)
+		}
+		return
+	}
+	if rj.Requeue {
+		w.settle(j, func() error { return j.d.Reject(true) })
+		return
+	}
+	reason := "rejected by the task"
+	if rj.Err != nil {
+		reason += ": " + rj.Err.Error()
+	}
+	w.deadLetter(j.d, reason)
+}
+
+// retry republishes the task with retries+1 and an eta, as Task.retry does, and stores RETRY.
+func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
+	m := j.msg
+	maxRetries := DefaultMaxRetries
+	if j.def.opts.MaxRetries != nil {
+		maxRetries = *j.def.opts.MaxRetries
+	}
+	if rerr.MaxRetries != nil {
+		maxRetries = *rerr.MaxRetries
+	}
+	if maxRetries >= 0 && m.Retries >= maxRetries {
+		var err error = &MaxRetriesExceededError{Task: m.Task, ID: m.ID, Args: protocol.ReprArgs(m.Args), Kwargs: protocol.ReprKwargs(m.KwargsOrder, m.Kwargs)}
+		if rerr.Err != nil {
+			err = rerr.Err
+		}
+		w.fail(j, o, err, w.now().Sub(j.started), false)
+		return
+	}
+	delay := DefaultRetryCountdown
+	if j.def.opts.DefaultRetryDelay != nil {
+		delay = *j.def.opts.DefaultRetryDelay
+	}
+	if rerr.Countdown != nil {
+		delay = *rerr.Countdown
+	}
+	eta := w.now().Add(delay)
+	if rerr.ETA != nil {
+		eta = *rerr.ETA
+	}
+	next := *m
+	next.Retries = m.Retries + 1
+	next.ETA = &eta
+	next.ParentID = m.ID
+	next.ExtraHeaders = republishHeaders(m.ExtraHeaders)
+	if p := j.d.Priority; p > 0 || m.Priority != nil {
+		next.Priority = &p
+	}
+	env, err := protocol.EncodeV2(&next, protocol.EncodeOptions{Serializer: w.cfg.TaskSerializer})
+	if err == nil {
+		env.ReplyTo = m.ReplyTo
+		pub := broker.Publishing{Exchange: j.d.Exchange, RoutingKey: j.d.RoutingKey, Envelope: env}
+		if j.d.Exchange == "" {
+			pub.RoutingKey = j.d.Queue
+			if j.d.RoutingKey != "" {
+				pub.RoutingKey = j.d.RoutingKey
+			}
+		}
+		err = w.publish(pub)
+	}
+	if err != nil {
+		w.log.Error(fmt.Sprintf("Task %s[%s] could not be retried: %v", m.Task, m.ID, err), "task_id", m.ID)
+		w.fail(j, o, fmt.Errorf("retry could not be published: %w", err), w.now().Sub(j.started), false)
+		return
+	}
+	w.stats.Retried.Add(1)
+	if rerr.ETA != nil {
+		delay = eta.Sub(w.now())
+	}
+	reason := "Retry in " + formatDelay(delay)
+	if rerr.Err != nil {
+		reason += ": " + rerr.Err.Error()
+	}
+	w.log.Info(fmt.Sprintf("Task %s[%s] retry: %s", m.Task, m.ID, reason), "task_id", m.ID, "retries", next.Retries)
+	var res json.RawMessage
+	var tb *string
+	if rerr.Err != nil {
+		info, t := exceptionInfo(rerr.Err)
+		res, tb = protocol.ExceptionResult(info), &t
+	} else {
+		res = exceptionJSON("Retry", "celery.exceptions", reason)
+	}
+	w.store(j, protocol.ResultMeta{Status: protocol.StateRetry, Result: res, Traceback: tb})
+	if o.acksLate {
+		w.settle(j, j.d.Ack)
+	}
+}
+
+func formatDelay(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	return fmt.Sprintf("%gs", d.Round(time.Millisecond).Seconds())
+}
+
+// backoff is the countdown of an automatic retry: factor·2^retries capped, with full jitter.
+func (w *Worker) backoff(j *job) time.Duration {
+	o := j.def.opts
+	if o.RetryBackoff <= 0 {
+		if o.DefaultRetryDelay != nil {
+			return *o.DefaultRetryDelay
+		}
+		return DefaultRetryCountdown
+	}
+	maxB := o.RetryBackoffMax
+	if maxB <= 0 {
+		maxB = 600 * time.Second
+	}
+	d := o.RetryBackoff
+	for i := 0; i < j.msg.Retries && d < maxB; i++ {
+		d *= 2
+	}
+	d = min(d, maxB)
+	if o.RetryJitter == nil || *o.RetryJitter {
+		d = time.Duration(rand.Int64N(int64(d) + 1))
+	}
+	return d
+}
+
+// MaxRetriesExceededError is the failure of a task that asked for more retries than allowed.
+type MaxRetriesExceededError struct{ Task, ID, Args, Kwargs string }
+
+func (e *MaxRetriesExceededError) Error() string {
+	return fmt.Sprintf("Can't retry %s[%s] args:%s kwargs:%s", e.Task, e.ID, e.Args, e.Kwargs)
+}
+
+// ExcType makes it Celery's MaxRetriesExceededError.
+func (e *MaxRetriesExceededError) ExcType() string { return "MaxRetriesExceededError" }
+
+// ExcModule is celery.exceptions, so Python raises the real class.
+func (e *MaxRetriesExceededError) ExcModule() string { return "celery.exceptions" }
+
+// exceptionInfo describes err for the result backend, with a traceback-like text.
+func exceptionInfo(err error) (protocol.ExceptionInfo, string) {
+	var tl *timeLimitError
+	if errors.As(err, &tl) {
+		if tl.hard {
+			return protocol.ExceptionInfo{Type: "TimeLimitExceeded", Module: "billiard.exceptions", Message: []any{tl.limit.Seconds()}},
+				fmt.Sprintf("Go task stopped: hard time limit (%gs) exceeded\n", tl.limit.Seconds())
+		}
+		return protocol.ExceptionInfo{Type: "SoftTimeLimitExceeded", Module: "billiard.exceptions",
+				Message: []any{fmt.Sprintf("soft time limit (%gs) exceeded", tl.limit.Seconds())}},
+			fmt.Sprintf("Go task stopped: soft time limit (%gs) exceeded: %v\n", tl.limit.Seconds(), tl.cause)
+	}
+	typ, mod, msg := ExceptionOf(err)
+	tb := "Traceback (most recent call last):\n  Go task error chain:\n"
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		tb += fmt.Sprintf("    %T: %s\n", e, e.Error())
+	}
+	var p *PanicError
+	if errors.As(err, &p) {
+		tb += p.Stack
+	}
+	tb += typ + ": " + msg + "\n"
+	return protocol.ExceptionInfo{Type: typ, Module: mod, Message: []any{msg}}, tb
+}
+
+func exceptionJSON(typ, module, msg string) json.RawMessage {
+	return protocol.ExceptionResult(protocol.ExceptionInfo{Type: typ, Module: module, Message: []any{msg}})
+}
+
+func pyQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `\'`) + "'"
+}
+
+// extend adds the result_extended fields.
+func (w *Worker) extend(j *job, m *protocol.ResultMeta) {
+	if !w.cfg.ResultExtended {
+		return
+	}
+	args, _ := json.Marshal(j.msg.Args)
+	if j.msg.Args == nil {
+		args = []byte("[]")
+	}
+	kwargs, _ := json.Marshal(j.msg.Kwargs)
+	if j.msg.Kwargs == nil {
+		kwargs = []byte("{}")
+	}
+	name := j.msg.Task
+	m.Extended = &protocol.ExtendedMeta{Name: name, Args: args, Kwargs: kwargs, Worker: w.hostname,
+		Retries: j.msg.Retries, Queue: j.d.RoutingKey}
+}
+
+// store writes a state for the job, retrying with backoff while the backend is unreachable: a
+// finished task's result is never dropped because Redis blinked. It gives up only on cold shutdown.
+func (w *Worker) store(j *job, m protocol.ResultMeta) {
+	if w.backend == nil {
+		return
+	}
+	m.TaskID = j.msg.ID
+	m.GroupID = j.msg.GroupID
+	m.ParentID = j.msg.ParentID
+	if protocol.IsReady(m.Status) {
+		t := w.now().UTC()
+		m.DateDone = &t
+	}
+	w.extend(j, &m)
+	w.storeMeta(m)
+}
+
+func (w *Worker) storeMeta(m protocol.ResultMeta) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := w.backend.Store(ctx, m)
+		cancel()
+		var tmp interface{ Temporary() bool }
+		if err != nil && errors.As(err, &tmp) && !tmp.Temporary() {
+			// Not a connection problem: storing again cannot help. A SUCCESS already stored (a
+			// redelivered task that had finished) is kept, as Celery keeps it.
+			w.log.Warn("result not stored", "task_id", m.TaskID, "state", m.Status, "reason", err)
+			return
+		}
+		if err == nil {
+			if attempt > 1 {
+				w.log.Info("result stored after the backend came back", "task_id", m.TaskID, "attempts", attempt)
+			}
+			return
+		}
+		if w.taskCtx != nil && w.taskCtx.Err() != nil {
+			w.log.Error("result lost: cold shutdown while the result backend was unreachable", "task_id", m.TaskID, "state", m.Status, "error", err)
+			return
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			w.log.Error("storing result failed, retrying", "task_id", m.TaskID, "state", m.Status, "attempt", attempt, "error", err)
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// settle acknowledges or rejects a message, logging (not failing) when its connection is gone.
+func (w *Worker) settle(j *job, f func() error) {
+	if err := f(); err != nil {
+		if errors.Is(err, broker.ErrStaleDelivery) {
+			w.log.Warn("could not settle the message: its connection was lost and the broker delivers it again", "task_id", j.msg.ID)
+			return
+		}
+		w.log.Error("settling a message", "task_id", j.msg.ID, "error", err)
+	}
+}
+
+// publish sends a message the worker produces (retry, dead letter, park), waiting for the confirm;
+// it keeps trying across reconnects, for at most a minute.
+func (w *Worker) publish(p broker.Publishing) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return w.br.Publish(ctx, p)
+}
+
+// republishHeaders are the custom headers a retry carries over: everything but what brokers and
+// this worker add on the way (x-death from RabbitMQ's dead-lettering, the dead-letter markers).
+func republishHeaders(h map[string]any) map[string]any {
+	if len(h) == 0 {
+		return h
+	}
+	out := make(map[string]any, len(h))
+	for k, v := range h {
+		switch k {
+		case "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+			"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
+			HeaderDeadLetterReason, HeaderOriginalQueue, HeaderOriginalExchange, HeaderOriginalKey,
+			HeaderDeadLetteredBy, HeaderDeadLetteredAt:
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}

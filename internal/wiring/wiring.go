@@ -1,0 +1,82 @@
+// Package wiring builds the broker and result backend connections the programs of this repository
+// share (worker, beat, web, the command-line client) from a loaded configuration.
+package wiring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/backend/redisbackend"
+	"github.com/forumads/forumads/celery/broker/amqpbroker"
+)
+
+// Broker opens (lazily) the RabbitMQ broker of cfg.
+func Broker(cfg celery.Config, name string, log *slog.Logger) (*amqpbroker.Broker, error) {
+	return amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: name})
+}
+
+// Redis returns a client for a redis:// (or rediss://, unix://) URL with timeouts suited to a
+// worker: short dials, so an outage is noticed and retried rather than hung on.
+func Redis(url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	opts.DialTimeout = 2 * time.Second
+	opts.ReadTimeout = 5 * time.Second
+	opts.WriteTimeout = 5 * time.Second
+	opts.MaxRetries = 2
+	opts.PoolSize = max(opts.PoolSize, 64)
+	return redis.NewClient(opts), nil
+}
+
+// Backend returns the result backend of cfg.result_backend and its Redis client, or nils when no
+// backend is configured. Only Redis is supported.
+func Backend(cfg celery.Config) (*redisbackend.Backend, *redis.Client, error) {
+	url := cfg.ResultBackend
+	switch {
+	case url == "":
+		return nil, nil, nil
+	case strings.HasPrefix(url, "redis://"), strings.HasPrefix(url, "rediss://"), strings.HasPrefix(url, "unix://"):
+	default:
+		scheme, _, _ := strings.Cut(url, ":")
+		return nil, nil, fmt.Errorf("result_backend: %q backends are not supported; use redis://", scheme)
+	}
+	rc, err := Redis(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("result_backend: %w", err)
+	}
+	return redisbackend.New(rc, redisbackend.Options{Expires: cfg.ResultTTL()}), rc, nil
+}
+
+// Redacted hides the password in a URL for logs and banners.
+func Redacted(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return url
+	}
+	cred := rest[:at]
+	if user, _, hasPass := strings.Cut(cred, ":"); hasPass {
+		cred = user + ":**"
+	}
+	return scheme + "://" + cred + rest[at:]
+}
+
+// Ping checks that Redis answers, for readiness.
+func Ping(ctx context.Context, rc redis.UniversalClient) error {
+	if rc == nil {
+		return errors.New("no redis")
+	}
+	return rc.Ping(ctx).Err()
+}

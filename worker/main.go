@@ -1,0 +1,180 @@
+// Command worker is the Go Celery worker: it consumes Celery protocol 1 and 2 task messages from
+// RabbitMQ, runs the registered Go tasks and stores their results in Redis exactly as Python Celery
+// does, so Django code keeps calling send_task(...) and AsyncResult(id).get().
+//
+// Usage:
+//
+//	worker [--config celeryconfig.yaml] [-Q queue1,queue2] [-c concurrency] [-n name@%h] [-l info]
+//
+// CELERY_BROKER_URL and CELERY_RESULT_BACKEND override the file's broker_url and result_backend.
+// The first SIGTERM or SIGINT starts a warm shutdown (stop consuming, finish running tasks, exit 0);
+// a second one, or SIGQUIT, is a cold shutdown.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/internal/config"
+	"github.com/forumads/forumads/internal/logging"
+	"github.com/forumads/forumads/internal/wiring"
+	"github.com/forumads/forumads/tasks/diag"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+type flags struct {
+	config, queues, hostname, loglevel string
+	concurrency                        int
+}
+
+func parseFlags(args []string, out io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&f.config, "config", "", "configuration file (default "+config.DefaultPath+")")
+	for _, n := range []string{"Q", "queues"} {
+		fs.StringVar(&f.queues, n, "", "comma-separated queues to consume (default: task_queues, or task_default_queue)")
+	}
+	for _, n := range []string{"c", "concurrency"} {
+		fs.IntVar(&f.concurrency, n, 0, "tasks run at once (default: worker_concurrency, or the number of CPUs)")
+	}
+	for _, n := range []string{"n", "hostname"} {
+		fs.StringVar(&f.hostname, n, "celery@%h", "node name; %h = host name, %n = its first label, %d = its domain")
+	}
+	for _, n := range []string{"l", "loglevel"} {
+		fs.StringVar(&f.loglevel, n, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+	}
+	return f, fs.Parse(args)
+}
+
+// NodeName expands Celery's %h, %n, %d and %% in a node name and adds "celery@" when no name part
+// is given, as `celery worker -n` does.
+func NodeName(pattern, host string) string {
+	name, domain, _ := strings.Cut(host, ".")
+	r := strings.NewReplacer("%h", host, "%n", name, "%d", domain, "%%", "%")
+	n := r.Replace(pattern)
+	if !strings.Contains(n, "@") {
+		n = "celery@" + n
+	}
+	return n
+}
+
+func run(args []string, stderr io.Writer) int {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return 2
+	}
+	level, err := logging.ParseLevel(f.loglevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
+		return 2
+	}
+	log := slog.New(logging.NewHandler(stderr, level, "MainProcess"))
+	slog.SetDefault(log)
+	file, err := config.Load(f.config)
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	for _, k := range file.Unknown {
+		log.Debug("setting not used by the worker", "setting", k)
+	}
+	cfg := file.Celery
+	if f.concurrency > 0 {
+		cfg.WorkerConcurrency = f.concurrency
+	}
+	host, _ := os.Hostname()
+	nodename := NodeName(f.hostname, host)
+
+	br, err := wiring.Broker(cfg, nodename, log)
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	backend, rc, err := wiring.Backend(cfg)
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	reg := celery.NewRegistry()
+	diag.Register(reg, diag.Deps{Redis: rc})
+
+	var queues []string
+	for _, q := range strings.Split(f.queues, ",") {
+		if q = strings.TrimSpace(q); q != "" {
+			queues = append(queues, q)
+		}
+	}
+	opts := celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Queues: queues, Hostname: nodename, Logger: log}
+	if backend != nil {
+		opts.Backend = backend
+	}
+	w, err := celery.NewWorker(opts)
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	banner(stderr, w, reg, file.Path)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	go func() {
+		warm := false
+		for s := range sigs {
+			if s == syscall.SIGQUIT || warm {
+				log.Warn("worker: Cold shutdown: cancelling running tasks")
+				w.Terminate()
+				os.Exit(1)
+			}
+			warm = true
+			log.Warn("worker: Warm shutdown (" + s.String() + "); send it again for a cold shutdown")
+			cancel()
+		}
+	}()
+	if err := w.Run(ctx); err != nil {
+		log.Error("worker stopped with an error", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func banner(out io.Writer, w *celery.Worker, reg *celery.Registry, cfgPath string) {
+	cfg := w.Config()
+	results := "disabled://"
+	if cfg.ResultBackend != "" {
+		results = wiring.Redacted(cfg.ResultBackend)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n -------------- %s (forumads Go worker, Celery 5.2 protocol)\n", w.Hostname())
+	fmt.Fprintf(&b, "--- ***** ----- %s %s/%s %s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, "")
+	fmt.Fprintf(&b, "[config]\n.> config:      %s\n.> transport:   %s\n.> results:     %s\n", cfgPath, wiring.Redacted(cfg.BrokerURL), results)
+	fmt.Fprintf(&b, ".> concurrency: %d (goroutines), prefetch %d\n.> acks_late:   %v\n.> dead letters: %s\n",
+		cfg.WorkerConcurrency, cfg.Prefetch(), cfg.TaskAcksLate, cfg.WorkerDeadLetterQueue)
+	b.WriteString("\n[queues]\n")
+	for _, q := range w.Queues() {
+		typ := q.ExchangeType
+		if typ == "" {
+			typ = "direct"
+		}
+		fmt.Fprintf(&b, ".> %-16s exchange=%s(%s) key=%s\n", q.Name, q.Exchange, typ, q.RoutingKey)
+	}
+	b.WriteString("\n[tasks]\n")
+	for _, n := range reg.Names() {
+		fmt.Fprintf(&b, "  . %s\n", n)
+	}
+	b.WriteString("\n")
+	_, _ = io.WriteString(out, b.String())
+}
