@@ -7,8 +7,6 @@ import (
 	"reflect"
 	"strconv"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
 )
 
 // Task states, spelled as Celery stores them in the result backend.
@@ -113,7 +111,7 @@ type ExtendedMeta struct {
 func (m ResultMeta) MarshalJSON() ([]byte, error) {
 	b := make([]byte, 0, 128+len(m.Result)+len(m.Children))
 	b = append(b, `{"status": `...)
-	b = resultAppendPyString(b, m.Status)
+	b = appendPyString(b, m.Status)
 	var err error
 	b = append(b, `, "result": `...)
 	if b, err = resultAppendPyRaw(b, m.Result, "null"); err != nil {
@@ -129,15 +127,15 @@ func (m ResultMeta) MarshalJSON() ([]byte, error) {
 	if m.DateDone == nil {
 		b = append(b, "null"...)
 	} else {
-		b = resultAppendPyString(b, FormatDateDone(*m.DateDone))
+		b = appendPyString(b, FormatDateDone(*m.DateDone))
 	}
 	if m.GroupID != "" {
 		b = append(b, `, "group_id": `...)
-		b = resultAppendPyString(b, m.GroupID)
+		b = appendPyString(b, m.GroupID)
 	}
 	if m.ParentID != "" {
 		b = append(b, `, "parent_id": `...)
-		b = resultAppendPyString(b, m.ParentID)
+		b = appendPyString(b, m.ParentID)
 	}
 	if x := m.Extended; x != nil {
 		b = append(b, `, "name": `...)
@@ -158,7 +156,7 @@ func (m ResultMeta) MarshalJSON() ([]byte, error) {
 		b = resultAppendPyNullString(b, x.Queue)
 	}
 	b = append(b, `, "task_id": `...)
-	b = resultAppendPyString(b, m.TaskID)
+	b = appendPyString(b, m.TaskID)
 	b = append(b, '}')
 	return b, nil
 }
@@ -378,7 +376,7 @@ func (e ExceptionInfo) Error() string {
 func ExceptionResult(info ExceptionInfo) json.RawMessage {
 	b := make([]byte, 0, 64)
 	b = append(b, `{"exc_type": `...)
-	b = resultAppendPyString(b, info.Type)
+	b = appendPyString(b, info.Type)
 	b = append(b, `, "exc_message": [`...)
 	for i, item := range info.Message {
 		if i > 0 {
@@ -388,7 +386,7 @@ func ExceptionResult(info ExceptionInfo) json.RawMessage {
 		b, _ = resultAppendPyRaw(b, resultMarshalArg(item), "null")
 	}
 	b = append(b, `], "exc_module": `...)
-	b = resultAppendPyString(b, info.Module)
+	b = appendPyString(b, info.Module)
 	b = append(b, '}')
 	return b
 }
@@ -444,99 +442,17 @@ func resultDecodeField(raw json.RawMessage, dst any, key string) error {
 	return err
 }
 
-// resultAppendPyRaw appends the JSON value raw re-spaced and re-escaped as
-// Python's json.dumps writes it, or def when raw is empty. Invalid JSON gives
-// a *json.SyntaxError.
+// resultAppendPyRaw appends the JSON value raw as Python's json.dumps writes it (see PyJSON), or
+// def when raw is empty. Invalid JSON gives encoding/json's *json.SyntaxError.
 func resultAppendPyRaw(dst, raw []byte, def string) ([]byte, error) {
 	if len(raw) == 0 {
 		return append(dst, def...), nil
 	}
 	if !json.Valid(raw) {
-		var v json.RawMessage
-		err := json.Unmarshal(raw, &v)
-		if err == nil { // unreachable: json.Valid and json.Unmarshal agree
-			err = &json.SyntaxError{}
-		}
-		return dst, err
+		var v any
+		return dst, json.Unmarshal(raw, &v)
 	}
-	for i := 0; i < len(raw); {
-		c := raw[i]
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			i++
-		case ',':
-			dst = append(dst, ", "...)
-			i++
-		case ':':
-			dst = append(dst, ": "...)
-			i++
-		case '"':
-			j := i + 1
-			for raw[j] != '"' {
-				if raw[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			dst = resultAppendPyQuoted(dst, raw[i+1:j])
-			i = j + 1
-		default: // brackets, numbers, true, false, null
-			dst = append(dst, c)
-			i++
-		}
-	}
-	return dst, nil
-}
-
-// resultAppendPyQuoted re-escapes the body of a valid JSON string literal.
-// \uXXXX escapes are kept as code units, so lone surrogates survive as they
-// do in Python.
-func resultAppendPyQuoted(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c == '\\' {
-			e := s[i+1]
-			i += 2
-			switch e {
-			case 'u':
-				u, _ := strconv.ParseUint(string(s[i:i+4]), 16, 16)
-				i += 4
-				if utf16.IsSurrogate(rune(u)) {
-					dst = resultAppendHex4(dst, rune(u))
-				} else {
-					dst = resultAppendPyRune(dst, rune(u))
-				}
-			case 'b':
-				dst = append(dst, `\b`...)
-			case 'f':
-				dst = append(dst, `\f`...)
-			case 'n':
-				dst = append(dst, `\n`...)
-			case 'r':
-				dst = append(dst, `\r`...)
-			case 't':
-				dst = append(dst, `\t`...)
-			default: // '"', '\\', '/'
-				dst = resultAppendPyRune(dst, rune(e))
-			}
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		i += size
-		dst = resultAppendPyRune(dst, r)
-	}
-	return append(dst, '"')
-}
-
-// resultAppendPyString appends s as a Python json.dumps string literal.
-// Invalid UTF-8 becomes U+FFFD.
-func resultAppendPyString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	for _, r := range s {
-		dst = resultAppendPyRune(dst, r)
-	}
-	return append(dst, '"')
+	return appendPyRaw(dst, raw)
 }
 
 // resultAppendPyOptString appends *s, or null when s is nil.
@@ -544,7 +460,7 @@ func resultAppendPyOptString(dst []byte, s *string) []byte {
 	if s == nil {
 		return append(dst, "null"...)
 	}
-	return resultAppendPyString(dst, *s)
+	return appendPyString(dst, *s)
 }
 
 // resultAppendPyNullString appends s, or null when s is empty.
@@ -552,39 +468,6 @@ func resultAppendPyNullString(dst []byte, s string) []byte {
 	if s == "" {
 		return append(dst, "null"...)
 	}
-	return resultAppendPyString(dst, s)
+	return appendPyString(dst, s)
 }
 
-// resultAppendPyRune appends r escaped as Python's ensure_ascii encoder does.
-func resultAppendPyRune(dst []byte, r rune) []byte {
-	switch r {
-	case '"':
-		return append(dst, `\"`...)
-	case '\\':
-		return append(dst, `\\`...)
-	case '\b':
-		return append(dst, `\b`...)
-	case '\f':
-		return append(dst, `\f`...)
-	case '\n':
-		return append(dst, `\n`...)
-	case '\r':
-		return append(dst, `\r`...)
-	case '\t':
-		return append(dst, `\t`...)
-	}
-	switch {
-	case r >= 0x20 && r <= 0x7e:
-		return append(dst, byte(r))
-	case r < 0x10000:
-		return resultAppendHex4(dst, r)
-	}
-	hi, lo := utf16.EncodeRune(r)
-	return resultAppendHex4(resultAppendHex4(dst, hi), lo)
-}
-
-// resultAppendHex4 appends \uXXXX with lowercase hex digits, as Python does.
-func resultAppendHex4(dst []byte, u rune) []byte {
-	const hex = "0123456789abcdef"
-	return append(dst, '\\', 'u', hex[u>>12&0xf], hex[u>>8&0xf], hex[u>>4&0xf], hex[u&0xf])
-}
