@@ -470,4 +470,3 @@ func resultAppendPyNullString(dst []byte, s string) []byte {
 	}
 	return appendPyString(dst, s)
 }
-
