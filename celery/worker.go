@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,11 +50,13 @@ type Worker struct {
 	prefetch int
 	pid      int
 
-	ready    chan *job
-	timers   *timerQueue[*job]
-	buckets  sync.Map // task name -> *tokenBucket
-	stopping atomic.Bool
-	gen      atomic.Uint64
+	ready      chan *job
+	timers     *timerQueue[*job]
+	buckets    sync.Map // task name -> *tokenBucket
+	stopping   atomic.Bool
+	terminated atomic.Bool
+	gen        atomic.Uint64
+	started    *recentSet // (id, retries) of tasks started lately, to discard their redeliveries
 
 	taskCtx     context.Context // parent of every task context; cancelled by Terminate
 	killTasks   context.CancelCauseFunc
@@ -126,8 +129,12 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		w.hostname = "celery@" + h
 	}
 	w.prefetch = cfg.Prefetch()
+	w.started = newRecentSet(1 << 16)
 	return w, nil
 }
+
+// infoOn reports whether per-task INFO lines are logged, so that they cost nothing when not.
+func (w *Worker) infoOn() bool { return w.log.Enabled(context.Background(), slog.LevelInfo) }
 
 // Hostname is the worker's node name.
 func (w *Worker) Hostname() string { return w.hostname }
@@ -194,12 +201,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	pool.Wait()
 	w.running.Wait()
 	w.log.Info("worker stopped", "hostname", w.hostname)
-	return w.br.Close()
+	closeErr := w.br.Close()
+	if w.terminated.Load() {
+		return ErrWorkerShutdown
+	}
+	return closeErr
 }
 
 // Terminate cancels every running task's context with ErrWorkerShutdown (cold shutdown). Their
 // messages, unless already acknowledged, return to the queue when the connection closes.
+//
+// Run then returns ErrWorkerShutdown.
 func (w *Worker) Terminate() {
+	w.terminated.Store(true)
 	if w.killTasks != nil {
 		w.killTasks(ErrWorkerShutdown)
 	}
@@ -244,7 +258,9 @@ func (w *Worker) intake(d *broker.Delivery) {
 		return
 	}
 	j := &job{d: d, msg: msg, def: def}
-	w.log.Info(fmt.Sprintf("Task %s[%s] received", msg.Task, msg.ID), "task", msg.Task, "task_id", msg.ID)
+	if w.infoOn() {
+		w.log.Info(fmt.Sprintf("Task %s[%s] received", msg.Task, msg.ID), "task", msg.Task, "task_id", msg.ID)
+	}
 	if w.expired(j) {
 		return
 	}
@@ -395,6 +411,11 @@ func (w *Worker) process(j *job) {
 		w.settle(j, j.d.Ack)
 		return
 	}
+	if !o.acksLate && j.d.Redelivered && w.ranBefore(j) {
+		w.log.Warn(fmt.Sprintf("Task %s[%s] already ran: discarding its redelivered message (its ack was lost with the connection)", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
+		w.settle(j, j.d.Ack)
+		return
+	}
 	if !o.acksLate {
 		if err := j.d.Ack(); err != nil {
 			// The connection was lost: the broker will deliver the message again. Running it now
@@ -403,6 +424,7 @@ func (w *Worker) process(j *job) {
 			return
 		}
 	}
+	w.started.add(startKey(j.msg))
 	w.running.Add(1)
 	defer w.running.Done()
 	w.active.Store(j.msg.ID, j)
@@ -415,6 +437,24 @@ func (w *Worker) process(j *job) {
 	result, err, abandoned := w.run(j, o)
 	w.finish(j, o, result, err, abandoned)
 }
+
+// ranBefore reports whether a redelivered message's task already ran: this worker started it
+// (same id and retry count) or its result is final in the backend. Without acks_late the message
+// was acknowledged before the task ran, so a redelivery only means the ack was lost in flight.
+func (w *Worker) ranBefore(j *job) bool {
+	if w.started.has(startKey(j.msg)) {
+		return true
+	}
+	if w.backend == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := w.backend.Get(ctx, j.msg.ID)
+	return err == nil && protocol.IsReady(m.Status)
+}
+
+func startKey(m *protocol.TaskMessage) string { return m.ID + "/" + strconv.Itoa(m.Retries) }
 
 // alreadySucceeded reports whether the backend holds a SUCCESS for the job's id
 // (worker_deduplicate_successful_tasks).
@@ -570,6 +610,10 @@ func (w *Worker) updateState(ctx context.Context, req *Request, state string, me
 func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err error, abandoned bool) {
 	runtime := w.now().Sub(j.started)
 	m := j.msg
+	if err != nil && w.terminated.Load() {
+		w.lost(j, o, err)
+		return
+	}
 	if err != nil {
 		if def := j.def; def.opts.AutoRetryFor != nil && !isSignal(err) && !abandoned && def.opts.AutoRetryFor(err) {
 			err = Retry(err, Countdown(w.backoff(j)))
@@ -580,8 +624,10 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 	switch {
 	case err == nil:
 		w.stats.Succeeded.Add(1)
-		w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %.6fs: %s", m.Task, m.ID, runtime.Seconds(), protocol.Repr(result)),
-			"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds())
+		if w.infoOn() {
+			w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %.6fs: %s", m.Task, m.ID, runtime.Seconds(), protocol.SafeRepr(result, protocol.ReprMaxSize)),
+				"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds())
+		}
 		if !o.ignoreResult {
 			w.store(j, protocol.ResultMeta{Status: protocol.StateSuccess, Result: result})
 		}
@@ -600,6 +646,23 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 	default:
 		w.fail(j, o, err, runtime, abandoned)
 	}
+}
+
+// lost handles a task stopped by a cold shutdown: with acks_late its message goes back to the
+// queue and nothing is stored (it will run again); otherwise its message is gone, and the failure
+// is stored as Celery's WorkerLostError so that callers are not left waiting.
+func (w *Worker) lost(j *job, o taskSettings, err error) {
+	m := j.msg
+	if o.acksLate {
+		w.log.Warn(fmt.Sprintf("Task %s[%s] stopped by cold shutdown; its message returns to the queue", m.Task, m.ID), "task_id", m.ID, "error", err)
+		w.settle(j, func() error { return j.d.Reject(true) })
+		return
+	}
+	w.stats.Failed.Add(1)
+	w.log.Error(fmt.Sprintf("Task %s[%s] stopped by cold shutdown after its message was acknowledged", m.Task, m.ID), "task_id", m.ID, "error", err)
+	tb := fmt.Sprintf("WorkerLostError: cold shutdown of %s while the task ran: %v\n", w.hostname, err)
+	w.store(j, protocol.ResultMeta{Status: protocol.StateFailure, Traceback: &tb,
+		Result: exceptionJSON("WorkerLostError", "billiard.exceptions", "Worker exited prematurely: cold shutdown")})
 }
 
 func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, abandoned bool) {

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/internal/config"
@@ -131,20 +133,33 @@ func run(args []string, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	runDone := make(chan struct{})
 	go func() {
 		warm := false
 		for s := range sigs {
 			if s == syscall.SIGQUIT || warm {
 				log.Warn("worker: Cold shutdown: cancelling running tasks")
 				w.Terminate()
-				os.Exit(1)
+				// Tasks that ignore their context cannot be waited for: leave after a short grace.
+				select {
+				case <-runDone:
+				case <-time.After(3 * time.Second):
+					os.Exit(1)
+				}
+				return
 			}
 			warm = true
 			log.Warn("worker: Warm shutdown (" + s.String() + "); send it again for a cold shutdown")
 			cancel()
 		}
 	}()
-	if err := w.Run(ctx); err != nil {
+	err = w.Run(ctx)
+	close(runDone)
+	switch {
+	case errors.Is(err, celery.ErrWorkerShutdown):
+		log.Warn("worker stopped by a cold shutdown")
+		return 1
+	case err != nil:
 		log.Error("worker stopped with an error", "error", err)
 		return 1
 	}

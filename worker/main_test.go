@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// workerBin is the worker program built once for the tests that run it as a subprocess.
+var workerBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "worker-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	workerBin = filepath.Join(dir, "worker")
+	build := exec.Command("go", "build", "-o", workerBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the worker:", err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+func TestNodeName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		pattern, host, want string
+	}{
+		{"celery@%h", "web1.example.com", "celery@web1.example.com"},
+		{"w1@%h", "web1.example.com", "w1@web1.example.com"},
+		{"w1@%n", "web1.example.com", "w1@web1"},
+		{"w1@%d", "web1.example.com", "w1@example.com"},
+		{"%n.%d", "web1.example.com", "celery@web1.example.com"},
+		{"%h", "localhost", "celery@localhost"},
+		{"w@%n-%d", "localhost", "w@localhost-"},
+		{"worker", "web1", "celery@worker"},
+		{"w@100%%", "web1", "w@100%"},
+		{"%%h", "web1", "celery@%h"},
+		{"%%n@%n", "a.b", "%n@a"},
+		{"a@b@%h", "web1", "a@b@web1"},
+		{"w@%x", "web1", "w@%x"},
+		{"", "web1", "celery@"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern+"/"+tt.host, func(t *testing.T) {
+			if got := NodeName(tt.pattern, tt.host); got != tt.want {
+				t.Errorf("NodeName(%q, %q) = %q, want %q", tt.pattern, tt.host, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	defaults := flags{hostname: "celery@%h", loglevel: "INFO"}
+	tests := []struct {
+		name    string
+		args    []string
+		want    flags
+		wantErr string
+	}{
+		{name: "defaults", args: nil, want: defaults},
+		{name: "short", args: []string{"-Q", "a,b", "-c", "3", "-n", "w1@%h", "-l", "debug", "--config", "X"},
+			want: flags{config: "X", queues: "a,b", hostname: "w1@%h", loglevel: "debug", concurrency: 3}},
+		{name: "long", args: []string{"--queues=a", "--concurrency=2", "--hostname", "h@x", "--loglevel", "warning", "-config", "c.yaml"},
+			want: flags{config: "c.yaml", queues: "a", hostname: "h@x", loglevel: "warning", concurrency: 2}},
+		{name: "last wins", args: []string{"-Q", "a", "--queues", "b"},
+			want: flags{queues: "b", hostname: "celery@%h", loglevel: "INFO"}},
+		{name: "bad concurrency", args: []string{"-c", "three"}, wantErr: "invalid value"},
+		{name: "unknown flag", args: []string{"--autoscale", "4,2"}, wantErr: "not defined"},
+		{name: "missing value", args: []string{"-Q"}, wantErr: "needs an argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			got, err := parseFlags(tt.args, &out)
+			if tt.wantErr != "" {
+				if err == nil {
+					t.Fatalf("parseFlags(%q) succeeded with %+v, want an error", tt.args, got)
+				}
+				if !strings.Contains(out.String(), tt.wantErr) {
+					t.Errorf("usage output %q does not mention %q", out.String(), tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseFlags(%q): %v", tt.args, err)
+			}
+			if got != tt.want {
+				t.Errorf("parseFlags(%q) = %+v, want %+v", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBadStartExits runs the built program with arguments it must refuse before touching any
+// service: it exits with a non-zero code and says why.
+func TestBadStartExits(t *testing.T) {
+	t.Parallel()
+	good := filepath.Join(t.TempDir(), "celeryconfig.yaml")
+	if err := os.WriteFile(good, []byte("task_default_queue: never-used\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("worker_prefetch_multiplier: -1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantMsg  []string
+	}{
+		{"bad loglevel", []string{"--config", good, "--loglevel", "LOUD"}, 2, []string{"unknown log level", `"LOUD"`}},
+		{"bad short loglevel", []string{"--config", good, "-l", "verbose"}, 2, []string{"unknown log level"}},
+		{"missing config", []string{"--config", missing}, 1, []string{missing, "no such file"}},
+		{"invalid setting", []string{"--config", bad}, 1, []string{"worker_prefetch_multiplier"}},
+		{"bad flag", []string{"--config", good, "-c", "many"}, 2, []string{"invalid value", "-c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, workerBin, tt.args...)
+			// A broker nobody listens on: if the program went as far as connecting, it would hang
+			// retrying and the context would kill it.
+			cmd.Env = append(os.Environ(), "CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:1//", "CELERY_RESULT_BACKEND=")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = io.Discard, &out
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("the worker did not exit by itself (killed after 30s); output:\n%s", out.String())
+			}
+			if err == nil {
+				t.Fatalf("the worker exited 0; output:\n%s", out.String())
+			}
+			if code := cmd.ProcessState.ExitCode(); code != tt.wantCode {
+				t.Errorf("exit code %d, want %d", code, tt.wantCode)
+			}
+			for _, m := range tt.wantMsg {
+				if !strings.Contains(out.String(), m) {
+					t.Errorf("output does not mention %q:\n%s", m, out.String())
+				}
+			}
+		})
+	}
+}
