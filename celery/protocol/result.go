@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Task states, spelled as Celery stores them in the result backend.
@@ -451,6 +452,10 @@ func resultAppendPyRaw(dst, raw []byte, def string) ([]byte, error) {
 	if !json.Valid(raw) {
 		var v any
 		return dst, json.Unmarshal(raw, &v)
+	}
+	if !utf8.Valid(raw) {
+		// encoding/json reads invalid UTF-8 in strings as U+FFFD; write what it read.
+		raw = bytes.ToValidUTF8(raw, []byte("\uFFFD"))
 	}
 	return appendPyRaw(dst, raw)
 }
