@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/forumads/forumads/internal/testenv"
+)
+
+var beatBin, workerBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "beat-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	beatBin, workerBin = filepath.Join(dir, "beat"), filepath.Join(dir, "worker")
+	for bin, pkg := range map[string]string{beatBin: "./beat", workerBin: "./worker"} {
+		build := exec.Command("go", "build", "-race", "-o", bin, pkg)
+		build.Dir = testenv.RepoRoot()
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	logs *logBuffer
+	done chan struct{}
+	err  error
+}
+
+// setup is a test's unique queue and Redis prefix, deleted at cleanup.
+type setup struct {
+	queue, prefix string
+}
+
+func newSetup(t *testing.T) setup {
+	t.Helper()
+	testenv.AMQP(t)
+	rc := testenv.Redis(t)
+	s := setup{queue: testenv.Name(t, "beat"), prefix: "beat-test-" + testenv.Suffix() + ":"}
+	testenv.DeleteQueuesAtCleanup(t, s.queue, s.queue+".dlq")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, _ := rc.Keys(ctx, s.prefix+"*").Result()
+		if len(keys) > 0 {
+			rc.Del(ctx, keys...)
+		}
+	})
+	return s
+}
+
+// writeConfig writes a celeryconfig.yaml routing everything to s.queue with the given schedule.
+func (s setup) writeConfig(t *testing.T, schedule map[string]any, extra map[string]any) string {
+	t.Helper()
+	settings := map[string]any{
+		"task_default_queue":       s.queue,
+		"worker_dead_letter_queue": s.queue + ".dlq",
+		"beat_key_prefix":          s.prefix,
+		"beat_lock_ttl":            2,
+		"beat_schedule":            schedule,
+		"result_expires":           600,
+	}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	data, err := yaml.Marshal(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "celeryconfig.yaml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func start(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := command(bin, args...)
+	p := &proc{name: name, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s (pid %d) output:\n%s", name, cmd.Process.Pid, p.logs.String())
+		}
+	})
+	return p
+}
+
+// command runs bin against the test services.
+func command(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+testenv.AMQPURL(), "CELERY_RESULT_BACKEND="+testenv.RedisURL(),
+		"REDIS_URL="+testenv.RedisURL())
+	return cmd
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (p *proc) stop(t *testing.T) int {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not stop on SIGTERM", p.name)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// waitLog waits until the output contains s.
+func (p *proc) waitLog(t *testing.T, timeout time.Duration, s string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.logs.String(), s) {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited before logging %q", p.name, s)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not log %q within %v", p.name, s, timeout)
+		}
+	}
+}
+
+// consumer collects the messages of a queue.
+type consumer struct {
+	mu   sync.Mutex
+	msgs []amqp.Delivery
+}
+
+func consume(t *testing.T, queue string) *consumer {
+	t.Helper()
+	conn := testenv.AMQP(t)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume(queue, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &consumer{}
+	go func() {
+		for d := range ds {
+			c.mu.Lock()
+			c.msgs = append(c.msgs, d)
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+func (c *consumer) snapshot() []amqp.Delivery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]amqp.Delivery(nil), c.msgs...)
+}
+
+func (c *consumer) waitN(t *testing.T, timeout time.Duration, n int, match func(amqp.Delivery) bool) []amqp.Delivery {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var got []amqp.Delivery
+		for _, d := range c.snapshot() {
+			if match(d) {
+				got = append(got, d)
+			}
+		}
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d matching messages within %v, want %d", len(got), timeout, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

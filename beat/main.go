@@ -1,0 +1,187 @@
+// Command beat is the Go celery beat: it publishes the periodic tasks of celeryconfig.yaml's
+// beat_schedule as ordinary Celery protocol-2 messages, which Python and Go workers both run. The
+// last run of every entry is kept in Redis, so restarts neither repeat nor forget runs, and several
+// beat processes can run at once: each run is sent by exactly one of them.
+//
+// Usage:
+//
+//	beat [--config celeryconfig.yaml] [-l info] [--list]
+//
+// CELERY_BROKER_URL and CELERY_RESULT_BACKEND override broker_url and result_backend; REDIS_URL is
+// the state store when beat_state_url is not set. SIGHUP reloads the schedule; SIGTERM or SIGINT
+// stops beat (exit 0).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/forumads/forumads/celery/beat"
+	"github.com/forumads/forumads/internal/config"
+	"github.com/forumads/forumads/internal/logging"
+	"github.com/forumads/forumads/internal/wiring"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type flags struct {
+	config, loglevel string
+	list             bool
+}
+
+func parseFlags(args []string, out io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("beat", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&f.config, "config", "", "configuration file (default "+config.DefaultPath+")")
+	for _, n := range []string{"l", "loglevel"} {
+		fs.StringVar(&f.loglevel, n, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+	}
+	fs.BoolVar(&f.list, "list", false, "print every entry with its next run time and exit")
+	return f, fs.Parse(args)
+}
+
+// loaded is a parsed configuration: everything is checked before anything is used.
+type loaded struct {
+	file     *config.File
+	settings beat.Settings
+	loc      *time.Location
+	entries  []*beat.Entry
+}
+
+func load(path string) (*loaded, error) {
+	file, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := time.LoadLocation(file.Celery.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("timezone: %w", err)
+	}
+	entries, err := beat.ParseSchedule(file.Settings["beat_schedule"], loc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := beat.ParseSettings(file.Settings, os.Getenv("REDIS_URL"), file.Celery.ResultBackend)
+	if err != nil {
+		return nil, err
+	}
+	return &loaded{file: file, settings: st, loc: loc, entries: entries}, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return 2
+	}
+	level, err := logging.ParseLevel(f.loglevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "beat:", err)
+		return 2
+	}
+	log := slog.New(logging.NewHandler(stderr, level, "MainProcess"))
+	slog.SetDefault(log)
+	cfg, err := load(f.config)
+	if err != nil {
+		log.Error("beat: " + err.Error())
+		return 1
+	}
+	rc, err := wiring.Redis(cfg.settings.StateURL)
+	if err != nil {
+		log.Error("beat: beat_state_url: " + err.Error())
+		return 1
+	}
+	defer rc.Close()
+	store := beat.NewStore(rc, cfg.settings.KeyPrefix, cfg.settings.LockTTL)
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	if f.list {
+		s := beat.NewScheduler(beat.SchedulerOptions{Store: store, Logger: log, MissedRuns: cfg.settings.MissedRuns})
+		if err := s.Load(ctx, cfg.entries); err != nil {
+			log.Error("beat: " + err.Error())
+			return 1
+		}
+		if err := s.WriteList(stdout, cfg.loc); err != nil {
+			return 1
+		}
+		return 0
+	}
+
+	br, err := wiring.Broker(cfg.file.Celery, "beat", log)
+	if err != nil {
+		log.Error("beat: " + err.Error())
+		return 1
+	}
+	defer br.Close()
+	pub, err := beat.NewClientPublisher(cfg.file.Celery, br)
+	if err != nil {
+		log.Error("beat: " + err.Error())
+		return 1
+	}
+	s := beat.NewScheduler(beat.SchedulerOptions{Store: store, Publisher: pub, Logger: log, MissedRuns: cfg.settings.MissedRuns, Location: cfg.loc})
+	fmt.Fprintf(stderr, "celery beat (forumads Go beat, Celery 5.2 protocol) is starting.\n"+
+		"__    -    ... __   -        _\nLocalTime -> %s\nConfiguration ->\n    . broker -> %s\n"+
+		"    . state -> %s (prefix %s)\n    . timezone -> %s\n    . missed runs -> %s\n    . lock ttl -> %s\n",
+		time.Now().Format("2006-01-02 15:04:05"), wiring.Redacted(cfg.file.Celery.BrokerURL),
+		wiring.Redacted(cfg.settings.StateURL), cfg.settings.KeyPrefix, cfg.loc, cfg.settings.MissedRuns, cfg.settings.LockTTL)
+	log.Info("beat: Starting...")
+	for {
+		if err = s.Load(ctx, cfg.entries); err == nil || ctx.Err() != nil {
+			break
+		}
+		log.Error("beat: cannot read the state from Redis; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	if ctx.Err() != nil {
+		return 0
+	}
+	s.LogSchedule()
+
+	reload := make(chan []*beat.Entry)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			next, err := load(f.config)
+			if err == nil && next.settings != cfg.settings {
+				err = errors.New("beat_state_url, beat_key_prefix, beat_lock_ttl and beat_missed_runs need a restart")
+			}
+			if err != nil {
+				log.Error("beat: reload failed, keeping the previous schedule: " + err.Error())
+				continue
+			}
+			log.Info("beat: reloading the schedule", "entries", len(next.entries))
+			select {
+			case reload <- next.entries:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if err := s.Run(ctx, reload); err != nil {
+		log.Error("beat: " + err.Error())
+		return 1
+	}
+	log.Info("beat: Shutting down")
+	return 0
+}

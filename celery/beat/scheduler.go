@@ -1,0 +1,273 @@
+package beat
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/schedule"
+)
+
+// Publisher sends one run of an entry; slot is its scheduled due time.
+type Publisher interface {
+	Publish(ctx context.Context, e *Entry, slot time.Time) error
+}
+
+// missedGrace: a run due less than this before beat (re)started is not "missed", just due.
+const missedGrace = time.Second
+
+// retryAfter is how long a run whose send failed waits before it is tried again.
+const retryAfter = time.Second
+
+// parallelSends bounds the sends in flight when many entries are due at once.
+const parallelSends = 256
+
+// SchedulerOptions configure a Scheduler.
+type SchedulerOptions struct {
+	Store      *Store
+	Publisher  Publisher
+	Logger     *slog.Logger
+	MissedRuns MissedPolicy
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Location is where logged next-run times are shown (default UTC).
+	Location *time.Location
+}
+
+// Scheduler sends due runs. Every slot (entry, due time) is derived from the schedule and the
+// state in Redis, never from the process's own clock alone, so every beat process computes the same
+// slots; the Redis claim lets exactly one process send each.
+type Scheduler struct {
+	o       SchedulerOptions
+	token   string
+	mu      sync.Mutex
+	entries []*state
+}
+
+type state struct {
+	e     *Entry
+	sched schedule.Schedule
+	next  time.Time // the next slot to send
+	wake  time.Time // when to look at the entry again (next, or a retry)
+}
+
+// EntryInfo describes an entry and its next run.
+type EntryInfo struct {
+	Name, Task, Schedule string
+	Next                 time.Time
+}
+
+// NewScheduler returns a scheduler with no entries; call Load.
+func NewScheduler(o SchedulerOptions) *Scheduler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	if o.MissedRuns == "" {
+		o.MissedRuns = MissedOnce
+	}
+	return &Scheduler{o: o, token: celery.NewID()}
+}
+
+// Load replaces the entries, reading each one's anchor and last run from Redis. On error the
+// previous entries stay.
+func (s *Scheduler) Load(ctx context.Context, entries []*Entry) error {
+	now := s.o.Now()
+	var out []*state
+	for _, e := range entries {
+		anchor, last, err := s.o.Store.Init(ctx, e, now)
+		if err != nil {
+			return err
+		}
+		st := &state{e: e}
+		if e.Crontab != nil {
+			st.sched = e.Crontab
+		} else {
+			st.sched = schedule.Interval{Every: e.Every, Anchor: anchor}
+		}
+		ref := anchor
+		if !last.IsZero() {
+			ref = last
+		}
+		st.next = st.sched.Next(ref)
+		if st.next.Before(now.Add(-missedGrace)) {
+			if s.o.MissedRuns == MissedSkip {
+				st.next = st.sched.Next(now.Add(-missedGrace))
+			} else {
+				st.next = s.latest(st, now)
+			}
+		}
+		st.wake = st.next
+		out = append(out, st)
+	}
+	s.mu.Lock()
+	s.entries = out
+	s.mu.Unlock()
+	return nil
+}
+
+// latest returns the latest slot at or before now, starting from st.next (which is at or before now).
+func (s *Scheduler) latest(st *state, now time.Time) time.Time {
+	if iv, ok := st.sched.(schedule.Interval); ok {
+		if l := iv.Last(now); l.After(st.next) {
+			return l
+		}
+		return st.next
+	}
+	t := st.next
+	for i := 0; i < 1_000_000; i++ {
+		n := st.sched.Next(t)
+		if n.IsZero() || n.After(now) {
+			break
+		}
+		t = n
+	}
+	return t
+}
+
+// Entries lists the entries in name order with their next run.
+func (s *Scheduler) Entries() []EntryInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byName := map[string]*state{}
+	var es []*Entry
+	for _, st := range s.entries {
+		byName[st.e.Name] = st
+		es = append(es, st.e)
+	}
+	var out []EntryInfo
+	for _, e := range sortedNames(es) {
+		out = append(out, EntryInfo{Name: e.Name, Task: e.Task, Schedule: e.ScheduleString(), Next: byName[e.Name].next})
+	}
+	return out
+}
+
+// WriteList prints the entries and their next run times in loc.
+func (s *Scheduler) WriteList(w io.Writer, loc *time.Location) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENTRY\tTASK\tSCHEDULE\tNEXT RUN")
+	for _, e := range s.Entries() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, e.Task, e.Schedule, e.Next.In(loc).Format("2006-01-02 15:04:05 -07:00"))
+	}
+	return tw.Flush()
+}
+
+// LogSchedule logs every entry's next run.
+func (s *Scheduler) LogSchedule() {
+	loc := s.o.Location
+	for _, e := range s.Entries() {
+		s.o.Logger.Info(fmt.Sprintf("beat: %s (%s) %s next run at %s", e.Name, e.Task, e.Schedule,
+			e.Next.In(loc).Format("2006-01-02 15:04:05 -07:00")))
+	}
+}
+
+// Run sends due runs until ctx ends (then it returns nil). A value on reload replaces the entries
+// (config changes: SIGHUP).
+func (s *Scheduler) Run(ctx context.Context, reload <-chan []*Entry) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := s.o.Now()
+		wake, sent := s.step(ctx, now)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if sent {
+			continue
+		}
+		d := time.Hour
+		if !wake.IsZero() {
+			d = min(wake.Sub(now), d)
+		}
+		timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			return nil
+		case es := <-reload:
+			if err := s.Load(ctx, es); err != nil {
+				s.o.Logger.Error("beat: reload failed, keeping the previous schedule", "error", err)
+			} else {
+				s.LogSchedule()
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+// step sends what is due at now; it returns the next wake time (zero: no entries) and whether
+// anything was due.
+func (s *Scheduler) step(ctx context.Context, now time.Time) (wake time.Time, sent bool) {
+	s.mu.Lock()
+	var due []*state
+	for _, st := range s.entries {
+		if !st.wake.After(now) {
+			due = append(due, st)
+		} else if wake.IsZero() || st.wake.Before(wake) {
+			wake = st.wake
+		}
+	}
+	s.mu.Unlock()
+	if len(due) == 0 {
+		return wake, false
+	}
+	s.sendAll(ctx, due, now)
+	return time.Time{}, true
+}
+
+func (s *Scheduler) sendAll(ctx context.Context, due []*state, now time.Time) {
+	sem := make(chan struct{}, parallelSends)
+	var wg sync.WaitGroup
+	for _, st := range due {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.sendOne(ctx, st, now)
+		}()
+	}
+	wg.Wait()
+}
+
+// sendOne handles one due entry: it claims the latest slot due (one catch-up send for a run late by
+// several slots), publishes it, and moves the entry to its next slot.
+func (s *Scheduler) sendOne(ctx context.Context, st *state, now time.Time) {
+	slot := s.latest(st, now)
+	claim, err := s.o.Store.Claim(ctx, st.e.Name, slot, s.token)
+	if err != nil {
+		s.o.Logger.Error("beat: cannot reach the state store; retrying", "entry", st.e.Name, "error", err)
+		s.setWake(st, st.next, now.Add(retryAfter))
+		return
+	}
+	if claim != "" {
+		s.o.Logger.Info(fmt.Sprintf("Scheduler: Sending due task %s (%s)", st.e.Name, st.e.Task))
+		if err := s.o.Publisher.Publish(ctx, st.e, slot); err != nil {
+			s.o.Logger.Error(fmt.Sprintf("Message Error: Couldn't apply scheduled task %s: %v", st.e.Name, err))
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if rerr := s.o.Store.Release(rctx, st.e.Name, slot, claim); rerr != nil {
+				s.o.Logger.Error("beat: cannot release the claim", "entry", st.e.Name, "error", rerr)
+			}
+			cancel()
+			s.setWake(st, st.next, now.Add(retryAfter))
+			return
+		}
+	}
+	// Sent here, or already sent by another beat process.
+	next := st.sched.Next(slot)
+	s.setWake(st, next, next)
+}
+
+func (s *Scheduler) setWake(st *state, next, wake time.Time) {
+	s.mu.Lock()
+	st.next, st.wake = next, wake
+	s.mu.Unlock()
+}

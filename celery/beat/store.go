@@ -1,0 +1,123 @@
+package beat
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store keeps beat's state in Redis, under one key prefix:
+//
+//	<prefix>fp      hash entry -> fingerprint of its task and schedule
+//	<prefix>anchor  hash entry -> unix ms of its first start (interval slots are anchor + k×every)
+//	<prefix>last    hash entry -> unix ms of the last slot sent
+//	<prefix>count   hash entry -> number of sends
+//	<prefix>lock:<entry>:<slot unix ms>  the slot's lock (SET NX PX), set in the same script as last
+type Store struct {
+	rc     redis.UniversalClient
+	prefix string
+	ttl    time.Duration
+}
+
+// NewStore returns a store; lockTTL is how long a slot lock lives.
+func NewStore(rc redis.UniversalClient, prefix string, lockTTL time.Duration) *Store {
+	return &Store{rc: rc, prefix: prefix, ttl: lockTTL}
+}
+
+// Keys returns the store's fixed keys (the locks expire by themselves).
+func (s *Store) Keys() []string {
+	return []string{s.prefix + "fp", s.prefix + "anchor", s.prefix + "last", s.prefix + "count"}
+}
+
+var initScript = redis.NewScript(`
+local fp = redis.call('HGET', KEYS[1], ARGV[1])
+if fp ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  return {ARGV[3], ''}
+end
+return {redis.call('HGET', KEYS[2], ARGV[1]) or ARGV[3], redis.call('HGET', KEYS[3], ARGV[1]) or ''}
+`)
+
+// Init returns the entry's anchor and last sent slot (zero when none). A new entry, or one whose
+// task or schedule changed, gets anchor = now and no last run; every beat process then reads the
+// same anchor.
+func (s *Store) Init(ctx context.Context, e *Entry, now time.Time) (anchor, last time.Time, err error) {
+	res, err := initScript.Run(ctx, s.rc, []string{s.prefix + "fp", s.prefix + "anchor", s.prefix + "last"},
+		e.Name, e.Fingerprint(), now.UnixMilli()).StringSlice()
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("beat state: %w", err)
+	}
+	if len(res) != 2 {
+		return time.Time{}, time.Time{}, fmt.Errorf("beat state: unexpected reply %q", res)
+	}
+	a, err := strconv.ParseInt(res[0], 10, 64)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("beat state: anchor of %q: %w", e.Name, err)
+	}
+	anchor = time.UnixMilli(a)
+	if res[1] != "" {
+		l, err := strconv.ParseInt(res[1], 10, 64)
+		if err != nil {
+			return time.Time{}, time.Time{}, fmt.Errorf("beat state: last run of %q: %w", e.Name, err)
+		}
+		last = time.UnixMilli(l)
+	}
+	return anchor, last, nil
+}
+
+var claimScript = redis.NewScript(`
+local prev = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if prev ~= '' and tonumber(prev) >= tonumber(ARGV[2]) then return false end
+if not redis.call('SET', KEYS[2], ARGV[3] .. '|' .. prev, 'NX', 'PX', ARGV[4]) then return false end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+return ARGV[3] .. '|' .. prev
+`)
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[2])
+local sep = string.find(ARGV[2], '|', 1, true)
+local prev = string.sub(ARGV[2], sep + 1)
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[3] then
+  if prev == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], prev) end
+  redis.call('HINCRBY', KEYS[3], ARGV[1], -1)
+end
+return 1
+`)
+
+// Claim takes the slot for this process: atomically, unless the entry's last sent slot is at or
+// after slot or another process holds the slot's lock, it sets the lock and makes slot the last
+// run. It returns a non-empty claim to pass to Release when the send fails.
+func (s *Store) Claim(ctx context.Context, name string, slot time.Time, token string) (string, error) {
+	ms := slot.UnixMilli()
+	res, err := claimScript.Run(ctx, s.rc, []string{s.prefix + "last", s.lockKey(name, ms), s.prefix + "count"},
+		name, ms, token, s.ttl.Milliseconds()).Text()
+	if err == redis.Nil {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("beat state: claim %q: %w", name, err)
+	}
+	return res, nil
+}
+
+// Release undoes a claim whose send failed, so that the slot can be sent again.
+func (s *Store) Release(ctx context.Context, name string, slot time.Time, claim string) error {
+	ms := slot.UnixMilli()
+	err := releaseScript.Run(ctx, s.rc, []string{s.prefix + "last", s.lockKey(name, ms), s.prefix + "count"},
+		name, claim, ms).Err()
+	if err != nil {
+		return fmt.Errorf("beat state: release %q: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) lockKey(name string, ms int64) string {
+	return s.prefix + "lock:" + name + ":" + strconv.FormatInt(ms, 10)
+}
