@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -26,45 +25,20 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "beat-test-")
+	bins, cleanup, err := testenv.BuildPrograms(true, "./beat", "./worker")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	beatBin, workerBin = filepath.Join(dir, "beat"), filepath.Join(dir, "worker")
-	for bin, pkg := range map[string]string{beatBin: "./beat", workerBin: "./worker"} {
-		build := exec.Command("go", "build", "-race", "-o", bin, pkg)
-		build.Dir = testenv.RepoRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
-			return 1
-		}
-	}
+	defer cleanup()
+	beatBin, workerBin = bins["./beat"], bins["./worker"]
 	return m.Run()
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	logs *logBuffer
+	logs *testenv.LogBuffer
 	done chan struct{}
 	err  error
 }
@@ -118,7 +92,7 @@ func (s setup) writeConfig(t *testing.T, schedule map[string]any, extra map[stri
 func start(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
 	cmd := command(bin, args...)
-	p := &proc{name: name, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, logs: &testenv.LogBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)

@@ -276,7 +276,7 @@ func TestWorkersRunBeatTasks(t *testing.T) {
 		"--without-mingle", "--without-gossip", "-l", "info", "-n", "beat-py-"+testenv.Suffix()+"@%h")
 	py.Dir = pyDir
 	py.Env = append(os.Environ(), "PYTHONPATH="+pyDir, "BROKER_URL="+testenv.AMQPURL(), "BACKEND_URL="+testenv.RedisURL(), "PYTHONDONTWRITEBYTECODE=1")
-	pw := &proc{name: "python worker", cmd: py, logs: &logBuffer{}, done: make(chan struct{})}
+	pw := &proc{name: "python worker", cmd: py, logs: &testenv.LogBuffer{}, done: make(chan struct{})}
 	py.Stdout, py.Stderr = pw.logs, pw.logs
 	if err := py.Start(); err != nil {
 		t.Fatalf("python worker: %v", err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,44 +26,6 @@ import (
 	"github.com/forumads/forumads/internal/testenv"
 )
 
-// logBuffer collects a worker's stderr; it is safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Count is how many lines contain every one of parts.
-func (l *logBuffer) Count(parts ...string) int {
-	n := 0
-	for _, line := range strings.Split(l.String(), "\n") {
-		if containsAll(line, parts) {
-			n++
-		}
-	}
-	return n
-}
-
-func containsAll(s string, parts []string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
-}
-
 // maxDump bounds how much of a worker's log a failing test prints (the tail is kept).
 const maxDump = 256 << 10
 
@@ -74,7 +34,7 @@ type workerProc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	logs *logBuffer
+	logs *testenv.LogBuffer
 	done chan struct{}
 	err  error // cmd.Wait's error, set before done is closed
 }
@@ -124,7 +84,7 @@ func startWorker(t *testing.T, name string, spec workerSpec) *workerProc {
 		"-n", name + "-" + testenv.Suffix() + "@%h"}, spec.args...)
 	cmd := exec.Command(workerBin, args...)
 	cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+spec.broker, "CELERY_RESULT_BACKEND="+spec.backend)
-	w := &workerProc{t: t, name: name, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
+	w := &workerProc{t: t, name: name, cmd: cmd, logs: &testenv.LogBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = w.logs
 	cmd.Stderr = w.logs
 	if err := cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -23,19 +24,13 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "worker-test-")
+	bins, cleanup, err := testenv.BuildPrograms(false, "./worker")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	workerBin = filepath.Join(dir, "worker")
-	build := exec.Command("go", "build", "-o", workerBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the worker:", err)
-		return 1
-	}
+	defer cleanup()
+	workerBin = bins["./worker"]
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {

@@ -29,19 +29,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "interop-worker-")
+	bins, cleanup, err := testenv.BuildPrograms(false, "./worker")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "interop:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	workerBin = filepath.Join(dir, "worker")
-	build := exec.Command("go", "build", "-o", workerBin, "./worker")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "interop: building ./worker: %v\n%s", err, out)
-		return 1
-	}
+	defer cleanup()
+	workerBin = bins["./worker"]
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
