@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -84,13 +83,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	level, err := logging.ParseLevel(f.loglevel)
+	log, err := logging.New(stderr, f.loglevel, "MainProcess")
 	if err != nil {
 		fmt.Fprintln(stderr, "beat:", err)
 		return 2
 	}
-	log := slog.New(logging.NewHandler(stderr, level, "MainProcess"))
-	slog.SetDefault(log)
 	cfg, err := load(f.config)
 	if err != nil {
 		log.Error("beat: " + err.Error())

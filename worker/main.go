@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -78,13 +77,11 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	level, err := logging.ParseLevel(f.loglevel)
+	log, err := logging.New(stderr, f.loglevel, "MainProcess")
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}
-	log := slog.New(logging.NewHandler(stderr, level, "MainProcess"))
-	slog.SetDefault(log)
 	file, err := config.Load(f.config)
 	if err != nil {
 		log.Error(err.Error())

@@ -129,3 +129,15 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 	c.group = h.group + name + "."
 	return &c
 }
+
+// New returns a logger writing Celery-format lines to w at a --loglevel value, and makes it the
+// default logger: the start of every program of this repository.
+func New(w io.Writer, loglevel, process string) (*slog.Logger, error) {
+	level, err := ParseLevel(loglevel)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(NewHandler(w, level, process))
+	slog.SetDefault(log)
+	return log, nil
+}
