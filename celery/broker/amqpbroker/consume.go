@@ -131,6 +131,17 @@ func (c *consumer) run(ctx context.Context, srcs []<-chan amqp.Delivery, gen uin
 
 // forward copies deliveries from every queue's consumer to out until one of them ends.
 func (c *consumer) forward(ctx context.Context, srcs []<-chan amqp.Delivery, gen uint64) {
+	c.mu.Lock()
+	ack := newBatchAcker(c.ch)
+	c.mu.Unlock()
+	defer func() {
+		// Settles of this channel's deliveries may still be under way (running acks_late tasks after
+		// StopConsuming); the acker ends only with the channel.
+		go func() {
+			<-ack.ch.NotifyClose(make(chan *amqp.Error, 1))
+			ack.stop()
+		}()
+	}()
 	done := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
@@ -140,6 +151,7 @@ func (c *consumer) forward(ctx context.Context, srcs []<-chan amqp.Delivery, gen
 			defer wg.Done()
 			defer once.Do(func() { close(done) })
 			for d := range src {
+				ack.delivered(d.DeliveryTag)
 				del := &broker.Delivery{
 					Envelope:    envelope(&d),
 					Queue:       q,
@@ -148,7 +160,7 @@ func (c *consumer) forward(ctx context.Context, srcs []<-chan amqp.Delivery, gen
 					Redelivered: d.Redelivered,
 					DeliveryTag: d.DeliveryTag,
 					Generation:  gen,
-					Acker:       acker{d},
+					Acker:       acker{a: ack, tag: d.DeliveryTag},
 				}
 				select {
 				case c.out <- del:
@@ -182,11 +194,6 @@ func envelope(d *amqp.Delivery) protocol.Envelope {
 		Expiration:      d.Expiration,
 	}
 }
-
-type acker struct{ d amqp.Delivery }
-
-func (a acker) Ack() error                { return stale(a.d.Ack(false)) }
-func (a acker) Reject(requeue bool) error { return stale(a.d.Reject(requeue)) }
 
 func stale(err error) error {
 	if errors.Is(err, amqp.ErrClosed) {

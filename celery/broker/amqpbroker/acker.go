@@ -1,0 +1,151 @@
+package amqpbroker
+
+import (
+	"sync"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/forumads/forumads/celery/broker"
+)
+
+// batchAcker settles the deliveries of one channel from a single goroutine. Acks that arrive together
+// go out as one basic.ack(multiple=true) when every delivery up to the highest of them is settled, the
+// way a group commit batches writes; an ack above a still unsettled delivery (a held ETA message, say)
+// goes out alone at once. Every Ack returns only after its frame was written, so "acknowledged before
+// the task starts" keeps its meaning. Rejects go out alone, before any multiple ack of their batch.
+type batchAcker struct {
+	ch      *amqp.Channel
+	reqs    chan ackReq
+	stopped chan struct{}
+
+	mu        sync.Mutex
+	unsettled map[uint64]struct{} // delivered and not yet settled
+	low       uint64              // lowest unsettled tag when lowOK; 0 = none
+	lowOK     bool
+}
+
+type ackReq struct {
+	tag     uint64
+	reject  bool
+	requeue bool
+	done    chan error
+}
+
+func newBatchAcker(ch *amqp.Channel) *batchAcker {
+	a := &batchAcker{ch: ch, reqs: make(chan ackReq, 1024), stopped: make(chan struct{}),
+		unsettled: map[uint64]struct{}{}, lowOK: true}
+	go a.run()
+	return a
+}
+
+// delivered registers a delivery before it is handed out.
+func (a *batchAcker) delivered(tag uint64) {
+	a.mu.Lock()
+	a.unsettled[tag] = struct{}{}
+	if a.lowOK && (a.low == 0 || tag < a.low) {
+		a.low = tag
+	}
+	a.mu.Unlock()
+}
+
+// stop ends the acker once its channel is gone; later settles report ErrStaleDelivery.
+func (a *batchAcker) stop() {
+	select {
+	case <-a.stopped:
+	default:
+		close(a.stopped)
+	}
+}
+
+func (a *batchAcker) settle(r ackReq) error {
+	r.done = make(chan error, 1)
+	select {
+	case a.reqs <- r:
+	case <-a.stopped:
+		return broker.ErrStaleDelivery
+	}
+	select {
+	case err := <-r.done:
+		return stale(err)
+	case <-a.stopped:
+		return broker.ErrStaleDelivery
+	}
+}
+
+// lowest marks the batch's tags settled and returns the lowest tag still unsettled (0 = none).
+func (a *batchAcker) lowest(batch []ackReq) uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range batch {
+		delete(a.unsettled, r.tag)
+		if r.tag == a.low {
+			a.lowOK = false
+		}
+	}
+	if !a.lowOK {
+		a.low = 0
+		for t := range a.unsettled {
+			if a.low == 0 || t < a.low {
+				a.low = t
+			}
+		}
+		a.lowOK = true
+	}
+	return a.low
+}
+
+func (a *batchAcker) run() {
+	batch := make([]ackReq, 0, 256)
+	for {
+		var first ackReq
+		select {
+		case first = <-a.reqs:
+		case <-a.stopped:
+			return
+		}
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case r := <-a.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		low := a.lowest(batch)
+		var upTo uint64
+		for _, r := range batch {
+			switch {
+			case r.reject:
+				r.done <- a.ch.Reject(r.tag, r.requeue)
+			case low == 0 || r.tag < low:
+				upTo = max(upTo, r.tag)
+			}
+		}
+		var err error
+		if upTo > 0 {
+			err = a.ch.Ack(upTo, true)
+		}
+		for _, r := range batch {
+			switch {
+			case r.reject:
+			case low == 0 || r.tag < low:
+				r.done <- err
+			default:
+				r.done <- a.ch.Ack(r.tag, false)
+			}
+		}
+	}
+}
+
+// acker settles one delivery through its channel's batchAcker.
+type acker struct {
+	a   *batchAcker
+	tag uint64
+}
+
+func (k acker) Ack() error { return k.a.settle(ackReq{tag: k.tag}) }
+func (k acker) Reject(requeue bool) error {
+	return k.a.settle(ackReq{tag: k.tag, reject: true, requeue: requeue})
+}
