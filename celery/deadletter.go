@@ -58,9 +58,9 @@ func (w *Worker) badMessage(d *broker.Delivery, msg *protocol.TaskMessage, err e
 // that knows the task is deployed.
 func (w *Worker) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
 	w.log.Error(fmt.Sprintf("Received unregistered task of type %s. The message was moved to the dead-letter queue %q.",
-		pyQuote(msg.Task), w.cfg.WorkerDeadLetterQueue), "task", msg.Task, "task_id", msg.ID, "queue", d.Queue)
+		pyRepr(msg.Task), w.cfg.WorkerDeadLetterQueue), "task", msg.Task, "task_id", msg.ID, "queue", d.Queue)
 	if w.backend != nil {
-		tb := fmt.Sprintf("NotRegistered: %s\n", pyQuote(msg.Task))
+		tb := fmt.Sprintf("NotRegistered: %s\n", pyRepr(msg.Task))
 		w.storeMeta(protocol.ResultMeta{Status: protocol.StateFailure, TaskID: msg.ID, GroupID: msg.GroupID,
 			ParentID: msg.ParentID, Traceback: &tb,
 			Result: exceptionJSON("NotRegistered", "celery.exceptions", msg.Task), DateDone: ptr(w.now().UTC())})

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/forumads/forumads/celery/protocol"
 )
 
 type quotaError struct{ n int }
@@ -85,6 +87,23 @@ func TestTokenBucket(t *testing.T) {
 	for i := range want {
 		if waits[i] != want[i] {
 			t.Fatalf("waits = %v, want %v", waits, want)
+		}
+	}
+}
+
+func TestExcReprIsPythonRepr(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		info protocol.ExceptionInfo
+		want string
+	}{
+		{protocol.ExceptionInfo{Type: "ValueError", Message: []any{"boom"}}, "ValueError('boom')"},
+		{protocol.ExceptionInfo{Type: "DiagError", Message: []any{"it's"}}, `DiagError("it's")`},
+		{protocol.ExceptionInfo{Type: "TimeLimitExceeded", Message: []any{30.5}}, "TimeLimitExceeded(30.5)"},
+		{protocol.ExceptionInfo{Type: "Retry"}, "Retry()"},
+	} {
+		if got := excRepr(tc.info); got != tc.want {
+			t.Errorf("excRepr(%+v) = %s, want %s", tc.info, got, tc.want)
 		}
 	}
 }

@@ -207,7 +207,6 @@ func RegisterE[A, R any](reg *Registry, name string, fn TaskFunc[A, R], opts ...
 	def := &taskDef{name: name, opts: o}
 	def.run = func(ctx context.Context, req *Request, args []json.RawMessage, kwargs map[string]json.RawMessage) (json.RawMessage, error) {
 		t := &Task[A]{Request: *req}
-		t.Request.state = req.state
 		if custom {
 			if err := any(&t.Args).(ArgsUnmarshaler).UnmarshalCelery(args, kwargs); err != nil {
 				return nil, &ArgsError{Task: name, Err: err}

@@ -679,7 +679,7 @@ func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, 
 	m := j.msg
 	w.stats.Failed.Add(1)
 	info, tb := exceptionInfo(err)
-	w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s(%s)", m.Task, m.ID, info.Type, pyQuote(fmt.Sprint(info.Message...))),
+	w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", m.Task, m.ID, excRepr(info)),
 		"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds(), "error", err)
 	if !(pick(j.def.opts.IgnoreResult, false) && !j.def.opts.StoreErrorsEvenIfIgnored) {
 		w.store(j, protocol.ResultMeta{Status: protocol.StateFailure, Result: protocol.ExceptionResult(info), Traceback: &tb})
@@ -868,8 +868,22 @@ func exceptionJSON(typ, module, msg string) json.RawMessage {
 	return protocol.ExceptionResult(protocol.ExceptionInfo{Type: typ, Module: module, Message: []any{msg}})
 }
 
-func pyQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `\'`) + "'"
+// pyRepr is Python's repr() of v, for log lines shaped like Celery's.
+func pyRepr(v any) string {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return protocol.Repr(raw)
+}
+
+// excRepr is Python's repr() of the exception info describes, e.g. ValueError('boom').
+func excRepr(info protocol.ExceptionInfo) string {
+	parts := make([]string, len(info.Message))
+	for i, m := range info.Message {
+		parts[i] = pyRepr(m)
+	}
+	return info.Type + "(" + strings.Join(parts, ", ") + ")"
 }
 
 // extend adds the result_extended fields.
