@@ -61,6 +61,18 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   wait_port 5432 postgresql
 fi
 
+# The ads database: role and database "forumads" (password "forumads"), reachable over TCP whatever
+# pg_hba.conf says for loopback (trust here, scram on a stock Debian). DATABASE_URL's default uses it.
+pg_super() { if [ "$(id -un)" = postgres ]; then psql -qtAX "$@"; else as_root runuser -u postgres -- psql -qtAX "$@"; fi; }
+if [ "$(pg_super -c "SELECT 1 FROM pg_roles WHERE rolname = 'forumads'")" != 1 ]; then
+  log "creating the postgresql role forumads"
+  pg_super -c "CREATE ROLE forumads LOGIN PASSWORD 'forumads' CREATEDB"
+fi
+if [ "$(pg_super -c "SELECT 1 FROM pg_database WHERE datname = 'forumads'")" != 1 ]; then
+  log "creating the postgresql database forumads"
+  pg_super -c "CREATE DATABASE forumads OWNER forumads"
+fi
+
 # RabbitMQ with the management plugin (UI and HTTP API on :15672).
 if ! port_open 5672; then
   log "starting rabbitmq"
