@@ -1,11 +1,13 @@
 package celery
 
 import (
+	"errors"
 	"fmt"
 	"github.com/forumads/forumads/celery/broker"
-	"path"
+	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -56,7 +58,7 @@ type Config struct {
 	TaskQueueMaxPriority    *int          `yaml:"task_queue_max_priority"`
 	TaskCreateMissingQueues *bool         `yaml:"task_create_missing_queues"`
 	TaskQueues              []QueueConfig `yaml:"task_queues"`
-	// TaskRoutes maps a task name or glob pattern to a queue; first match wins, in file order.
+	// TaskRoutes maps a task name or glob pattern to a queue, matched as Celery does (see Routes.Match).
 	// It is read by the config loader (YAML mappings keep their order there), hence no yaml tag.
 	TaskRoutes Routes `yaml:"-"`
 
@@ -80,7 +82,10 @@ type QueueConfig = broker.Queue
 
 // Route is where a task is published: the target queue and optional overrides.
 type Route struct {
-	Pattern    string `yaml:"-"`
+	Pattern string `yaml:"-"`
+	// Group is the index of the task_routes mapping the route came from (task_routes may be a list
+	// of mappings; Celery makes each one a router of its own, tried in order).
+	Group      int    `yaml:"-"`
 	Queue      string `yaml:"queue"`
 	Exchange   string `yaml:"exchange"`
 	RoutingKey string `yaml:"routing_key"`
@@ -90,19 +95,115 @@ type Route struct {
 // Routes is an ordered task_routes table.
 type Routes []Route
 
-// Match returns the first route whose pattern matches the task name (exact name or glob).
+// Match returns the route of a task name as Celery 5.2's routers do: the mappings (groups) in
+// order; within one, an exact task name first, then the first pattern containing '*' (a shell
+// glob, Python's fnmatch: '*', '?', '[seq]', '[!seq]'; case-sensitive, the whole name) that
+// matches, in file order.
 func (rs Routes) Match(task string) (Route, bool) {
-	for _, r := range rs {
-		if r.Pattern == task {
-			return r, true
+	for start := 0; start < len(rs); {
+		end := start
+		for end < len(rs) && rs[end].Group == rs[start].Group {
+			end++
 		}
-		if strings.ContainsAny(r.Pattern, "*?[") {
-			if ok, err := path.Match(r.Pattern, task); err == nil && ok {
+		group := rs[start:end]
+		for _, r := range group {
+			if r.Pattern == task && !strings.Contains(r.Pattern, "*") {
 				return r, true
 			}
 		}
+		for _, r := range group {
+			if strings.Contains(r.Pattern, "*") && fnmatch(r.Pattern).MatchString(task) {
+				return r, true
+			}
+		}
+		start = end
 	}
 	return Route{}, false
+}
+
+var fnmatchCache sync.Map // pattern -> *regexp.Regexp
+
+// fnmatch compiles a shell glob as Python's fnmatch.translate does.
+func fnmatch(pattern string) *regexp.Regexp {
+	if re, ok := fnmatchCache.Load(pattern); ok {
+		return re.(*regexp.Regexp)
+	}
+	re := regexp.MustCompile(globToRegexp(pattern))
+	fnmatchCache.Store(pattern, re)
+	return re
+}
+
+// globToRegexp translates a glob into a Go regular expression matching what Python 3's
+// fnmatch.translate matches.
+func globToRegexp(pattern string) string {
+	p := []rune(pattern)
+	var b strings.Builder
+	b.WriteString(`(?s)\A`)
+	for i := 0; i < len(p); {
+		c := p[i]
+		i++
+		switch c {
+		case '*':
+			for i < len(p) && p[i] == '*' {
+				i++
+			}
+			b.WriteString(`.*`)
+		case '?':
+			b.WriteString(`.`)
+		case '[':
+			j := i
+			if j < len(p) && p[j] == '!' {
+				j++
+			}
+			if j < len(p) && p[j] == ']' {
+				j++
+			}
+			for j < len(p) && p[j] != ']' {
+				j++
+			}
+			if j >= len(p) {
+				b.WriteString(`\[`)
+				continue
+			}
+			b.WriteString(globClass(p[i:j]))
+			i = j + 1
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString(`\z`)
+	return b.String()
+}
+
+// globClass translates the inside of a [...] glob set: '!' first negates, a-z is a range (an
+// empty range like z-a matches nothing), everything else is literal.
+func globClass(set []rune) string {
+	neg := len(set) > 0 && set[0] == '!'
+	if neg {
+		set = set[1:]
+	}
+	var items strings.Builder
+	for k := 0; k < len(set); k++ {
+		if k+2 < len(set) && set[k+1] == '-' {
+			lo, hi := set[k], set[k+2]
+			if lo <= hi {
+				fmt.Fprintf(&items, `\x{%x}-\x{%x}`, lo, hi)
+			}
+			k += 2
+			continue
+		}
+		fmt.Fprintf(&items, `\x{%x}`, set[k])
+	}
+	switch {
+	case items.Len() == 0 && neg:
+		return `.`
+	case items.Len() == 0:
+		return `[^\x00-\x{10ffff}]` // matches nothing
+	case neg:
+		return `[^` + items.String() + `]`
+	default:
+		return `[` + items.String() + `]`
+	}
 }
 
 func seconds(f *float64, def time.Duration) time.Duration {
@@ -197,8 +298,8 @@ func (c Config) Validate() error {
 		if r.Queue == "" && r.Exchange == "" && r.RoutingKey == "" {
 			return fmt.Errorf("task_routes[%q]: a route needs a queue", r.Pattern)
 		}
-		if _, err := path.Match(r.Pattern, ""); err != nil {
-			return fmt.Errorf("task_routes[%q]: bad pattern: %v", r.Pattern, err)
+		if r.Pattern == "" {
+			return errors.New("task_routes: an empty task name or pattern")
 		}
 	}
 	if r := c.TaskDefaultRateLimit; r != "" {

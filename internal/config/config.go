@@ -153,15 +153,26 @@ func parseRoutes(n *yaml.Node) (celery.Routes, error) {
 		return nil, fmt.Errorf("task_routes (line %d): want a mapping of task name patterns to queues", n.Line)
 	}
 	var routes celery.Routes
-	for _, m := range maps {
+	for group, m := range maps {
 		if m.Kind != yaml.MappingNode {
 			return nil, fmt.Errorf("task_routes (line %d): want a mapping", m.Line)
 		}
+		seen := map[string]int{}
 		for i := 0; i+1 < len(m.Content); i += 2 {
 			k, v := m.Content[i], m.Content[i+1]
-			r := celery.Route{Pattern: k.Value}
+			if k.Value == "" {
+				return nil, fmt.Errorf("task_routes (line %d): an empty task name or pattern", k.Line)
+			}
+			if first, dup := seen[k.Value]; dup {
+				return nil, fmt.Errorf("task_routes[%q] (line %d): given twice (first on line %d)", k.Value, k.Line, first)
+			}
+			seen[k.Value] = k.Line
+			r := celery.Route{Pattern: k.Value, Group: group}
 			switch v.Kind {
 			case yaml.ScalarNode:
+				if v.Tag == "!!null" {
+					return nil, fmt.Errorf("task_routes[%q] (line %d): a route needs a queue, got null", k.Value, v.Line)
+				}
 				r.Queue = v.Value
 			case yaml.MappingNode:
 				if err := v.Decode(&r); err != nil {

@@ -1,0 +1,69 @@
+package celery
+
+import "testing"
+
+// Celery 5.2's MapRoute: per mapping, exact names first, then patterns containing '*' compiled
+// with Python's fnmatch.translate (whole name, case-sensitive); mappings of a list in order.
+func TestRoutesMatchLikeCelery(t *testing.T) {
+	t.Parallel()
+	rs := Routes{
+		{Pattern: "ads.*", Queue: "ads"},
+		{Pattern: "ads.import_feed", Queue: "ads.import"},
+		{Pattern: "d?ag.*", Queue: "question-mark"},
+		{Pattern: "d?ag.x", Queue: "no-star-so-exact"},
+		{Pattern: "a*b", Queue: "a-star-b"},
+		{Pattern: "x.[ab]*", Queue: "set"},
+		{Pattern: "y.[!ab]*", Queue: "negated-set"},
+		{Pattern: "z.[z-a]*", Queue: "empty-range"},
+		{Pattern: "w.[*", Queue: "unclosed-bracket"},
+		{Pattern: "first", Queue: "group0", Group: 0},
+		{Pattern: "g*", Queue: "group1-glob", Group: 1},
+		{Pattern: "gx", Queue: "group2-exact", Group: 2},
+	}
+	for _, tc := range []struct {
+		task, queue string
+	}{
+		{"ads.import_feed", "ads.import"}, // an exact name beats an earlier pattern of its mapping
+		{"ads.score", "ads"},
+		{"ads.", "ads"},    // '*' may be empty
+		{"ads.x/y", "ads"}, // and crosses anything
+		{"ADS.score", ""},  // case-sensitive
+		{"diag.x", "question-mark"},
+		{"d?ag.x", "no-star-so-exact"},
+		{"ab", "a-star-b"},
+		{"axbyz", ""}, // the whole name must match
+		{"x.a1", "set"},
+		{"x.c1", ""},
+		{"y.c", "negated-set"},
+		{"y.a", ""},
+		{"z.a", ""},
+		{"w.[x", "unclosed-bracket"},
+		{"gx", "group1-glob"}, // an earlier mapping's glob wins over a later mapping's exact name
+	} {
+		r, ok := rs.Match(tc.task)
+		if got := r.Queue; ok != (tc.queue != "") || got != tc.queue {
+			t.Errorf("Match(%q) = %q, %v; want %q", tc.task, got, ok, tc.queue)
+		}
+	}
+}
+
+// FuzzGlobToRegexp: every pattern compiles (the translation never produces an invalid regexp)
+// and a pattern without special characters matches exactly itself.
+func FuzzGlobToRegexp(f *testing.F) {
+	for _, s := range []string{"ads.*", "a[!b-d]*", "[", "[]]*", "[!]", "x[z-a]", "\\*", "é*😀"} {
+		f.Add(s, "ads.x")
+	}
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		re := fnmatch(pattern)
+		_ = re.MatchString(name)
+		lit := true
+		for _, c := range pattern {
+			if c == '*' || c == '?' || c == '[' {
+				lit = false
+			}
+		}
+		if lit && re.MatchString(pattern) != (pattern == string([]rune(pattern))) {
+			t.Fatalf("literal pattern %q does not match itself", pattern)
+		}
+	})
+}
