@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# beat.sh [N] compares the Go beat with real `celery beat` (Debian's Celery 5.2) on the same schedule:
-# N (default 10000) entries, each crontab(minute='*'), so all N are due on every minute boundary.
-# For each beat: CPU and RSS while it waits for the next minute with nothing due (idle: should be ~0),
-# then the publish lateness (arrival at a consumer minus the due minute) p50/p99/max over one minute
-# boundary. Each run uses its own queue (deleted afterwards) and the Go beat its own Redis prefix.
-# Takes about 4 minutes (BEAT_ONLY=go: 2).
+# beat.sh [N] compares the Go beat with real `celery beat` (Debian's Celery 5.2) on the same
+# schedules of N (default 10000) entries, in one run:
+#  burst:  every entry crontab(minute='*'): all N due at once on each minute. For each beat: CPU and
+#          RSS while it waits with nothing due (idle: should be ~0), then the publish lateness
+#          (arrival at a consumer minus the due minute) p50/p99/max over one minute boundary.
+#  spread: entry i every 10-20 s (500 distinct periods): a steady ~N/15 runs a second; lateness
+#          (arrival minus due) over 60 s. See bench/beat_py/beat_bench.py for how due is taken.
+# Each run uses its own queue (deleted afterwards) and the Go beat its own Redis prefix.
+# Takes about 7 minutes (BEAT_ONLY=go: 3; BEAT_MODES="spread": one mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -30,7 +33,7 @@ wait_second() {
   $py -c "import time,sys; n=float(sys.argv[1]); s=int(sys.argv[2]); t=(n//60)*60+s; t=t if t>n else t+60; time.sleep(t-n)" "$now" "$1"
 }
 
-run() { # run NAME QUEUE CMD...
+run_burst() { # run_burst NAME QUEUE CMD...
   local name=$1 queue=$2; shift 2
   wait_second 5
   "$@" >"$tmp/$name.log" 2>&1 &
@@ -39,17 +42,33 @@ run() { # run NAME QUEUE CMD...
   $py $helper consume "$queue" 70 >"$tmp/$name.lat" &
   local cpid=$!
   wait_second 25
-  echo "$name: $($py $helper cpu "$pid" 20)"
+  echo "$name burst, idle: $($py $helper cpu "$pid" 20)"
   wait "$cpid"
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  $py $helper stats "$name" <"$tmp/$name.lat"
+  $py $helper stats "$name burst" <"$tmp/$name.lat"
 }
 
-gq="bench.beat.go.$suffix"
-$py $helper config "$n" "$gq" "$prefix" >"$tmp/celeryconfig.yaml"
-REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0} run go-beat "$gq" "$tmp/beat" --config "$tmp/celeryconfig.yaml" -l warning
+run_spread() { # run_spread NAME QUEUE CMD...
+  local name=$1 queue=$2; shift 2
+  $py $helper consume "$queue" 65 >"$tmp/$name.spread.lat" &
+  local cpid=$!
+  sleep 1
+  "$@" >"$tmp/$name.spread.log" 2>&1 &
+  local pid=$!; pids+=("$pid")
+  sleep 30
+  echo "$name spread, busy (~$((n / 15)) runs/s): $($py $helper cpu "$pid" 20)"
+  wait "$cpid"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  $py $helper stats "$name spread" <"$tmp/$name.spread.lat"
+}
 
-[ "${BEAT_ONLY:-}" = go ] && exit 0   # BEAT_ONLY=go: skip celery beat
-pq="bench.beat.py.$suffix"
-(cd bench/beat_py && BEAT_N=$n BEAT_QUEUE=$pq run celery-beat "$pq" $py -m celery -A beatbench beat -s "$tmp/celerybeat-schedule" -l warning)
+for mode in ${BEAT_MODES:-burst spread}; do
+  gq="bench.beat.go.$mode.$suffix"
+  $py $helper config "$n" "$gq" "$prefix$mode:" "$mode" >"$tmp/celeryconfig.$mode.yaml"
+  REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0} "run_$mode" go-beat "$gq" "$tmp/beat" --config "$tmp/celeryconfig.$mode.yaml" -l warning
+  [ "${BEAT_ONLY:-}" = go ] && continue   # BEAT_ONLY=go: skip celery beat
+  pq="bench.beat.py.$mode.$suffix"
+  (cd bench/beat_py && BEAT_N=$n BEAT_QUEUE=$pq BEAT_MODE=$mode "run_$mode" celery-beat "$pq" $py -m celery -A beatbench beat -s "$tmp/celerybeat-schedule.$mode" -l warning)
+done

@@ -1,26 +1,40 @@
 """Helpers of bench/beat.sh (run with /usr/bin/python3, Debian's Celery 5.2).
 
-  beat_bench.py config N QUEUE PREFIX > celeryconfig.yaml   the Go beat's config: N crontab entries
+  beat_bench.py config N QUEUE PREFIX MODE > celeryconfig.yaml   the Go beat's config: N entries
   beat_bench.py consume QUEUE SECONDS                        lateness of every message received
   beat_bench.py stats NAME < lateness.txt                    p50/p99/max of the lateness (ms)
   beat_bench.py cpu PID SECONDS                              CPU seconds a process used over SECONDS
 
 The Python beat reads beatbench.py (same schedule, built from BEAT_N and BEAT_QUEUE).
-Every entry is crontab(minute='*'): each one is due on every minute boundary, so the lateness of a
-message is its arrival time minus the minute it arrived in, the same measure for both beats.
+MODE burst: every entry is crontab(minute='*'): all N are due on every minute boundary, so the
+lateness of a message is its arrival time minus the minute it arrived in, the same for both beats.
+
+MODE spread: entry i is an interval of period(i) seconds (10 to 20 s in 500 steps): about N/15 runs a
+second, a steady load. Lateness is arrival minus due. The Go beat's due is exact: the slot it puts in
+the beat_slot header. celery beat counts an interval from when it last sent the entry, so its due is
+the previous arrival of the entry plus the period (its first send of each entry is not counted).
 """
+import json
 import os
 import sys
 import time
 
 
-def config(n, queue, prefix):
+def period(i):
+    """The spread mode's interval of entry i, in seconds."""
+    return 10 + (i % 500) * 0.02
+
+
+def config(n, queue, prefix, mode):
     print(f"broker_url: {os.environ.get('AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672//')}")
     print(f"task_default_queue: {queue}")
     print(f"beat_key_prefix: '{prefix}'")
     print("beat_schedule:")
     for i in range(n):
-        print(f"  e{i}: {{task: bench.noop, schedule: {{crontab: {{minute: '*'}}}}, args: [{i}]}}")
+        if mode == "spread":
+            print(f"  e{i}: {{task: bench.noop, schedule: {period(i):.2f}, args: [{i}, {period(i):.2f}]}}")
+        else:
+            print(f"  e{i}: {{task: bench.noop, schedule: {{crontab: {{minute: '*'}}}}, args: [{i}]}}")
 
 
 def consume(queue, seconds):
@@ -30,9 +44,22 @@ def consume(queue, seconds):
     ch = conn.channel()
     ch.queue_declare(queue, durable=True, auto_delete=False)
 
+    prev = {}
+
     def on(msg):
         now = time.time()
-        print(f"{(now - (now // 60) * 60) * 1000:.1f}", flush=False)
+        headers = msg.properties.get("application_headers") or {}
+        args = json.loads(msg.body)[0]
+        if "beat_slot" in headers:  # the Go beat: the exact due time
+            due = int(headers["beat_slot"]) / 1000
+        elif len(args) == 2:  # celery beat, spread: due = its last send of the entry + the period
+            last, prev[args[0]] = prev.get(args[0]), now
+            if last is None:
+                return
+            due = last + args[1]
+        else:  # burst: due on the minute
+            due = (now // 60) * 60
+        print(f"{(now - due) * 1000:.1f}", flush=False)
 
     # no_ack: the consumer must not be what delays the messages.
     tag = ch.basic_consume(queue, callback=on, no_ack=True)
@@ -72,13 +99,13 @@ def cpu(pid, seconds):
     hz = os.sysconf("SC_CLK_TCK")
     with open(f"/proc/{pid}/status") as f:
         rss = [l.split()[1] for l in f if l.startswith("VmRSS")][0]
-    print(f"cpu {(b - a) / hz:.2f} s over {seconds} s idle, rss {int(rss) // 1024} MiB")
+    print(f"cpu {(b - a) / hz:.2f} s over {seconds:g} s, rss {int(rss) // 1024} MiB")
 
 
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "config":
-        config(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+        config(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == "consume":
         consume(sys.argv[2], float(sys.argv[3]))
     elif cmd == "stats":

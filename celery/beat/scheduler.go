@@ -224,44 +224,62 @@ func (s *Scheduler) step(ctx context.Context, now time.Time) (wake time.Time, se
 	return time.Time{}, true
 }
 
+// claimBatch is how many slots are claimed in one Redis round trip.
+const claimBatch = 512
+
+// sendAll claims the due entries' slots in batches (one round trip each) and publishes the claimed
+// ones concurrently: the publishes of a batch are in flight together and their confirms awaited
+// together, so a burst of due entries costs a few round trips, not one per entry.
 func (s *Scheduler) sendAll(ctx context.Context, due []*state, now time.Time) {
 	sem := make(chan struct{}, parallelSends)
 	var wg sync.WaitGroup
-	for _, st := range due {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			s.sendOne(ctx, st, now)
-		}()
+	for len(due) > 0 {
+		batch := due[:min(claimBatch, len(due))]
+		due = due[len(batch):]
+		slots := make([]SlotClaim, len(batch))
+		for i, st := range batch {
+			slots[i] = SlotClaim{Name: st.e.Name, Slot: s.latest(st, now)}
+		}
+		claims, err := s.o.Store.ClaimMany(ctx, slots, s.token)
+		if err != nil {
+			s.o.Logger.Error("beat: cannot reach the state store; retrying", "entries", len(batch), "error", err)
+			for _, st := range batch {
+				s.setWake(st, st.next, now.Add(retryAfter))
+			}
+			continue
+		}
+		for i, st := range batch {
+			slot, claim := slots[i].Slot, claims[i]
+			if claim == "" { // already sent, here or by another beat process
+				next := st.sched.Next(slot)
+				s.setWake(st, next, next)
+				continue
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				s.publish(ctx, st, slot, claim, now)
+			}()
+		}
 	}
 	wg.Wait()
 }
 
-// sendOne handles one due entry: it claims the latest slot due (one catch-up send for a run late by
-// several slots), publishes it, and moves the entry to its next slot.
-func (s *Scheduler) sendOne(ctx context.Context, st *state, now time.Time) {
-	slot := s.latest(st, now)
-	claim, err := s.o.Store.Claim(ctx, st.e.Name, slot, s.token)
-	if err != nil {
-		s.o.Logger.Error("beat: cannot reach the state store; retrying", "entry", st.e.Name, "error", err)
+// publish sends one claimed slot and moves the entry to its next slot; a failed send releases the
+// claim so that this or another process sends the slot again.
+func (s *Scheduler) publish(ctx context.Context, st *state, slot time.Time, claim string, now time.Time) {
+	s.o.Logger.Info(fmt.Sprintf("Scheduler: Sending due task %s (%s)", st.e.Name, st.e.Task))
+	if err := s.o.Publisher.Publish(ctx, st.e, slot); err != nil {
+		s.o.Logger.Error(fmt.Sprintf("Message Error: Couldn't apply scheduled task %s: %v", st.e.Name, err))
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if rerr := s.o.Store.Release(rctx, st.e.Name, slot, claim); rerr != nil {
+			s.o.Logger.Error("beat: cannot release the claim", "entry", st.e.Name, "error", rerr)
+		}
+		cancel()
 		s.setWake(st, st.next, now.Add(retryAfter))
 		return
 	}
-	if claim != "" {
-		s.o.Logger.Info(fmt.Sprintf("Scheduler: Sending due task %s (%s)", st.e.Name, st.e.Task))
-		if err := s.o.Publisher.Publish(ctx, st.e, slot); err != nil {
-			s.o.Logger.Error(fmt.Sprintf("Message Error: Couldn't apply scheduled task %s: %v", st.e.Name, err))
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if rerr := s.o.Store.Release(rctx, st.e.Name, slot, claim); rerr != nil {
-				s.o.Logger.Error("beat: cannot release the claim", "entry", st.e.Name, "error", rerr)
-			}
-			cancel()
-			s.setWake(st, st.next, now.Add(retryAfter))
-			return
-		}
-	}
-	// Sent here, or already sent by another beat process.
 	next := st.sched.Next(slot)
 	s.setWake(st, next, next)
 }

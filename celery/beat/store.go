@@ -91,20 +91,48 @@ end
 return 1
 `)
 
-// Claim takes the slot for this process: atomically, unless the entry's last sent slot is at or
-// after slot or another process holds the slot's lock, it sets the lock and makes slot the last
-// run. It returns a non-empty claim to pass to Release when the send fails.
-func (s *Store) Claim(ctx context.Context, name string, slot time.Time, token string) (string, error) {
-	ms := slot.UnixMilli()
-	res, err := claimScript.Run(ctx, s.rc, []string{s.prefix + "last", s.lockKey(name, ms), s.prefix + "count"},
-		name, ms, token, s.ttl.Milliseconds()).Text()
-	if err == redis.Nil {
-		return "", nil
+// SlotClaim asks for one slot in ClaimMany.
+type SlotClaim struct {
+	Name string
+	Slot time.Time
+}
+
+// ClaimMany takes slots for this process: atomically per slot, unless the entry's last sent slot
+// is at or after the slot or another process holds the slot's lock, it sets the lock and makes the
+// slot the entry's last run. The claims go in one round trip (a pipeline of the same script);
+// claims[i] is non-empty when slots[i] is this process's to send: pass it to Release if the send
+// fails.
+func (s *Store) ClaimMany(ctx context.Context, slots []SlotClaim, token string) ([]string, error) {
+	if len(slots) == 0 {
+		return nil, nil
 	}
-	if err != nil {
-		return "", fmt.Errorf("beat state: claim %q: %w", name, err)
+	if err := claimScript.Load(ctx, s.rc).Err(); err != nil {
+		return nil, fmt.Errorf("beat state: %w", err)
 	}
-	return res, nil
+	cmds := make([]*redis.Cmd, len(slots))
+	_, err := s.rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sc := range slots {
+			ms := sc.Slot.UnixMilli()
+			cmds[i] = claimScript.EvalSha(ctx, p, []string{s.prefix + "last", s.lockKey(sc.Name, ms), s.prefix + "count"},
+				sc.Name, ms, token, s.ttl.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("beat state: claim: %w", err)
+	}
+	claims := make([]string, len(slots))
+	for i, c := range cmds {
+		v, err := c.Text()
+		switch {
+		case err == redis.Nil:
+		case err != nil:
+			return nil, fmt.Errorf("beat state: claim %q: %w", slots[i].Name, err)
+		default:
+			claims[i] = v
+		}
+	}
+	return claims, nil
 }
 
 // Release undoes a claim whose send failed, so that the slot can be sent again.
