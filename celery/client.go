@@ -120,6 +120,17 @@ func WithTimeLimits(hard, soft time.Duration) SendOption {
 // WithHeaders adds custom message headers.
 func WithHeaders(h map[string]any) SendOption { return func(o *SendOptions) { o.Headers = h } }
 
+// WithParent marks the task as sent by the running task r (parent_id = r's id, root_id = r's root),
+// as Celery does for a task sent from inside another, so AsyncResult.parent links them.
+func WithParent(r *Request) SendOption {
+	return func(o *SendOptions) {
+		o.ParentID, o.RootID = r.ID, r.RootID
+		if o.RootID == "" {
+			o.RootID = r.ID
+		}
+	}
+}
+
 // WithIgnoreResult asks the worker not to store the result.
 func WithIgnoreResult() SendOption { return func(o *SendOptions) { o.IgnoreResult = true } }
 

@@ -277,9 +277,37 @@ func (reg *Registry) Options(name string) (TaskOptions, bool) {
 // no result backend, no retries (a retry request is returned as the error). It is how a task is run
 // from the command line or a test.
 func (reg *Registry) Apply(ctx context.Context, name string, args []json.RawMessage, kwargs map[string]json.RawMessage) (json.RawMessage, error) {
+	return reg.ApplyWith(ctx, name, args, kwargs, ApplyOptions{})
+}
+
+// ApplyOptions adjust [Registry.ApplyWith].
+type ApplyOptions struct {
+	// ID is the task id the task sees (default: a new one).
+	ID string
+	// OnState receives the task's UpdateState calls (default: UpdateState fails with "no result
+	// backend"); a command line prints them.
+	OnState func(ctx context.Context, state string, meta any) error
+}
+
+// ApplyWith is Apply with options.
+func (reg *Registry) ApplyWith(ctx context.Context, name string, args []json.RawMessage, kwargs map[string]json.RawMessage, o ApplyOptions) (json.RawMessage, error) {
 	def, ok := reg.lookup(name)
 	if !ok {
 		return nil, &NotRegisteredError{Name: name}
 	}
-	return def.run(ctx, &Request{ID: NewID(), Task: name}, args, kwargs)
+	req := &Request{ID: o.ID, Task: name}
+	if req.ID == "" {
+		req.ID = NewID()
+	}
+	if o.OnState != nil {
+		req.state = stateFunc(o.OnState)
+	}
+	return def.run(ctx, req, args, kwargs)
+}
+
+// stateFunc adapts a function to the stateWriter a Request reports to.
+type stateFunc func(ctx context.Context, state string, meta any) error
+
+func (f stateFunc) updateState(ctx context.Context, _ *Request, state string, meta any) error {
+	return f(ctx, state, meta)
 }
