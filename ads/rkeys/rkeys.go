@@ -8,6 +8,8 @@
 //	<p>rank:<placement>:default          string  JSON []Candidate for a forum nothing targets
 //	<p>rank:keys                         set     the rank keys the last scoring wrote
 //	<p>rank:meta                         hash    generation, generated_at (RFC 3339), ads, keys
+//	<p>rank:tmp:<token>:<n>              string  a list being written by ads.score (1 h TTL); renamed
+//	                                             into place in the swap
 //	<p>creative:<ad id>                  string  JSON Creative
 //	<p>creative:ids                      set     the ad ids whose creative is warmed
 //	<p>switches                          hash    switch name -> JSON Switch
@@ -15,6 +17,8 @@
 //	<p>ctr:hours                         zset    counter hash keys, score = the hour's unix time
 //	<p>ctr:flushing:<YYYYMMDDHH>:<id>    hash    a closed hour being moved to PostgreSQL
 //	<p>ctr:pending                       set     the ctr:flushing keys not yet fully flushed
+//	<p>ctr:rejected                      hash    counters the flush refused (bad field, deleted ad),
+//	                                             kept for an operator; never expires
 //	<p>ts:<ad id>                        string  JSON Series, the ad's recent delivery for the dashboard
 //
 // A serving request reads with two round trips: (1) GET the forum's rank list and the default list
@@ -94,6 +98,9 @@ func (k Keys) CounterBatch(hour time.Time, id string) string {
 	return k.Prefix + "ctr:flushing:" + hour.UTC().Format(HourFormat) + ":" + id
 }
 
+// CounterRejected is the hash of counters the flush refused, kept for an operator to look at.
+func (k Keys) CounterRejected() string { return k.Prefix + "ctr:rejected" }
+
 // CounterPending is the set of CounterBatch keys renamed but not yet removed after their flush.
 func (k Keys) CounterPending() string { return k.Prefix + "ctr:pending" }
 
@@ -117,6 +124,9 @@ func ParseCounterField(f string) (ad int64, forum string, kind byte, ok bool) {
 	first := strings.IndexByte(f, ':')
 	last := strings.LastIndexByte(f, ':')
 	if first <= 0 || last == first || last != len(f)-2 {
+		return 0, "", 0, false
+	}
+	if f[0] < '1' || f[0] > '9' { // canonical: no sign, no leading zero
 		return 0, "", 0, false
 	}
 	ad, err := strconv.ParseInt(f[:first], 10, 64)
@@ -179,7 +189,8 @@ type Point struct {
 }
 
 // Series is an ad's recent delivery: 24 hourly and 7 daily buckets, oldest first, including the
-// current (open) hour and day as far as flushed.
+// current (open) hour and day: flushed stats plus the open hour's Redis counters when reading them
+// is cheap (see ads/timeseries).
 type Series struct {
 	Ad          int64     `json:"ad"`
 	GeneratedAt time.Time `json:"generated_at"`
