@@ -1,0 +1,318 @@
+// Package revoke is a persistent store of revoked task ids in Redis, shared by every worker.
+//
+// Celery keeps revoked ids in each worker's memory (50 000 ids, each for 3 hours, lost at restart
+// unless --statedb is used; new workers learn them through mingle). Here they live in Redis, so
+// every worker, including one started later, sees a revoke made through any of them, and a worker
+// restart forgets nothing.
+//
+// # Keys
+//
+// Under a prefix (default [DefaultPrefix], "celery:revoked:"):
+//
+//	<prefix>ids      zset     task id -> expiry time (unix milliseconds); the key itself
+//	                          expires with its last member
+//	<prefix>events   channel  one JSON [Notice] per Revoke call (PUBLISH)
+//
+// Each [Store.Revoke] is one Lua script: it drops expired ids, adds the new ones (a second revoke
+// of an id extends its expiry, never shortens it), trims the set to its bound by evicting the ids
+// closest to expiry, sets the key's expiry and publishes the notice. [Store.IsRevoked] is one
+// ZSCORE, [Store.AreRevoked] one ZMSCORE.
+//
+// # Notifications
+//
+// [Store.Subscribe] delivers every revoke made through any Store on the same prefix, so a worker
+// can stop a running task revoked with terminate. Redis pub/sub does not keep messages: a revoke
+// published while a subscriber is disconnected reaches it only through the set, that is before
+// the task's next start, not while it runs.
+package revoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultPrefix is the key prefix when New is given none.
+const DefaultPrefix = "celery:revoked:"
+
+// DefaultTTL is how long an id stays revoked: Celery's REVOKE_EXPIRES, 10800 s.
+const DefaultTTL = 3 * time.Hour
+
+// DefaultMaxSize is the most ids the store keeps: Celery's REVOKES_MAX, 50 000.
+const DefaultMaxSize = 50000
+
+// Store is the revoked-id set under one prefix. It is safe for concurrent use.
+type Store struct {
+	rc      redis.UniversalClient
+	prefix  string
+	ttl     time.Duration
+	maxSize int
+	now     func() time.Time
+	log     *slog.Logger
+}
+
+// Option adjusts a Store.
+type Option func(*Store)
+
+// WithMaxSize bounds the number of ids kept (default [DefaultMaxSize]); past it the ids closest to
+// expiry are evicted first. n < 1 is ignored.
+func WithMaxSize(n int) Option {
+	return func(s *Store) {
+		if n >= 1 {
+			s.maxSize = n
+		}
+	}
+}
+
+// WithClock replaces time.Now, for tests of expiry.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) {
+		if now != nil {
+			s.now = now
+		}
+	}
+}
+
+// WithLogger sets where Subscribe reports notices it cannot decode (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Store) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
+// New returns the store under prefix ("" = [DefaultPrefix]) whose ids stay revoked for ttl
+// (0 or less = [DefaultTTL]).
+func New(rc redis.UniversalClient, prefix string, ttl time.Duration, opts ...Option) *Store {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	s := &Store{rc: rc, prefix: prefix, ttl: ttl, maxSize: DefaultMaxSize, now: time.Now, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// SetKey is the sorted set of revoked ids.
+func (s *Store) SetKey() string { return s.prefix + "ids" }
+
+// Channel is the pub/sub channel of revoke notices.
+func (s *Store) Channel() string { return s.prefix + "events" }
+
+// TTL is how long an id stays revoked.
+func (s *Store) TTL() time.Duration { return s.ttl }
+
+// revokeScript: KEYS[1] the set; ARGV[1] now (ms), ARGV[2] expiry (ms), ARGV[3] max size,
+// ARGV[4] channel, ARGV[5] notice, ARGV[6..] ids. Returns the number of ids evicted by the bound.
+var revokeScript = redis.NewScript(`
+local z = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', z, '-inf', ARGV[1])
+for i = 6, #ARGV do
+  redis.call('ZADD', z, 'GT', ARGV[2], ARGV[i])
+end
+local evicted = 0
+local n = redis.call('ZCARD', z)
+local max = tonumber(ARGV[3])
+if n > max then
+  evicted = redis.call('ZREMRANGEBYRANK', z, 0, n - max - 1)
+end
+local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
+if last[2] then
+  redis.call('PEXPIREAT', z, last[2])
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return evicted
+`)
+
+// Revoke marks ids revoked for the store's ttl and notifies subscribers. terminate and signal say
+// whether running tasks should be stopped, and how (a signal name such as "SIGTERM", "TERM" or
+// "KILL", or a number; "" is SIGTERM when terminating); see [ParseSignal]. An empty id, or an
+// unknown signal, is an error and nothing is revoked. No ids is a no-op.
+func (s *Store) Revoke(ctx context.Context, ids []string, terminate bool, signal string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	for _, id := range ids {
+		if id == "" {
+			return errors.New("revoke: empty task id")
+		}
+	}
+	sig := ""
+	if terminate {
+		var err error
+		if sig, err = ParseSignal(signal); err != nil {
+			return fmt.Errorf("revoke: %w", err)
+		}
+	} else if signal != "" {
+		if _, err := ParseSignal(signal); err != nil {
+			return fmt.Errorf("revoke: %w", err)
+		}
+	}
+	now := s.now()
+	expires := now.Add(s.ttl)
+	notice, err := EncodeNotice(Notice{IDs: ids, Terminate: terminate, Signal: sig, Expires: expires})
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	args := make([]any, 0, 5+len(ids))
+	args = append(args, now.UnixMilli(), expires.UnixMilli(), s.maxSize, s.Channel(), notice)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	evicted, err := revokeScript.Run(ctx, s.rc, []string{s.SetKey()}, args...).Int64()
+	if err != nil {
+		return fmt.Errorf("revoke: storing %d ids in %s: %w", len(ids), s.SetKey(), err)
+	}
+	if evicted > 0 {
+		s.log.Warn("revoked-id set full, evicted the ids closest to expiry", "key", s.SetKey(), "evicted", evicted, "max", s.maxSize)
+	}
+	return nil
+}
+
+// IsRevoked reports whether id is revoked and not yet expired (one ZSCORE).
+func (s *Store) IsRevoked(ctx context.Context, id string) (bool, error) {
+	score, err := s.rc.ZScore(ctx, s.SetKey(), id).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("revoke: checking %s in %s: %w", id, s.SetKey(), err)
+	}
+	return score > float64(s.now().UnixMilli()), nil
+}
+
+// AreRevoked is IsRevoked for many ids in one round trip (ZMSCORE): out[i] is ids[i]'s answer.
+func (s *Store) AreRevoked(ctx context.Context, ids []string) ([]bool, error) {
+	out := make([]bool, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cmd := redis.NewSliceCmd(ctx, append([]any{"zmscore", s.SetKey()}, toAny(ids)...)...)
+	if err := s.rc.Process(ctx, cmd); err != nil {
+		return nil, fmt.Errorf("revoke: checking %d ids in %s: %w", len(ids), s.SetKey(), err)
+	}
+	now := float64(s.now().UnixMilli())
+	for i, v := range cmd.Val() {
+		if v == nil {
+			continue
+		}
+		f, err := scoreOf(v)
+		if err != nil {
+			return nil, fmt.Errorf("revoke: checking %s in %s: %w", ids[i], s.SetKey(), err)
+		}
+		out[i] = f > now
+	}
+	return out, nil
+}
+
+// scoreOf reads a ZMSCORE element (a bulk string in RESP2, a double in RESP3).
+func scoreOf(v any) (float64, error) {
+	switch x := v.(type) {
+	case string:
+		return strconv.ParseFloat(x, 64)
+	case float64:
+		return x, nil
+	case int64:
+		return float64(x), nil
+	}
+	return 0, fmt.Errorf("unexpected score %T %v", v, v)
+}
+
+func toAny(ids []string) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
+}
+
+// List returns the revoked ids that have not expired, soonest to expire first.
+func (s *Store) List(ctx context.Context) ([]string, error) {
+	ids, err := s.rc.ZRangeByScore(ctx, s.SetKey(), &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(s.now().UnixMilli(), 10),
+		Max: "+inf",
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("revoke: listing %s: %w", s.SetKey(), err)
+	}
+	return ids, nil
+}
+
+// Revocation is one revoked id as a subscriber learns of it.
+type Revocation struct {
+	ID string
+	// Terminate asks to stop the task if it is running, with Signal (a name such as "SIGTERM").
+	Terminate bool
+	Signal    string
+	// Expires is when the id stops being revoked.
+	Expires time.Time
+}
+
+// Subscribe delivers every id revoked on this prefix, by any Store, from the moment it returns
+// until ctx ends; then the channel is closed. The subscription is confirmed by Redis before
+// Subscribe returns, and is renewed after a lost connection (revokes made in between are not
+// delivered; see the package documentation). A notice that cannot be decoded is logged and
+// skipped. Receive promptly: while the channel is full, notices wait in Redis's output buffer.
+func (s *Store) Subscribe(ctx context.Context) (<-chan Revocation, error) {
+	ps := s.rc.Subscribe(ctx)
+	if err := ps.Subscribe(ctx, s.Channel()); err != nil {
+		_ = ps.Close()
+		return nil, fmt.Errorf("revoke: subscribing to %s: %w", s.Channel(), err)
+	}
+	// Wait for the confirmation, so that a revoke made after Subscribe returns is delivered.
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return nil, fmt.Errorf("revoke: subscribing to %s: %w", s.Channel(), err)
+	}
+	out := make(chan Revocation, 64)
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		_ = ps.Close()
+	}()
+	go func() {
+		defer close(out)
+		defer close(stop)
+		for {
+			msg, err := ps.ReceiveMessage(ctx)
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
+					return
+				}
+				s.log.Warn("revoke subscription interrupted, resubscribing", "channel", s.Channel(), "error", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			n, err := DecodeNotice([]byte(msg.Payload))
+			if err != nil {
+				s.log.Error("revoke notice ignored", "channel", s.Channel(), "error", err)
+				continue
+			}
+			for _, id := range n.IDs {
+				select {
+				case out <- Revocation{ID: id, Terminate: n.Terminate, Signal: n.Signal, Expires: n.Expires}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
