@@ -55,6 +55,7 @@ def consume(queue, seconds):
         elif len(args) == 2:  # celery beat, spread: due = its last send of the entry + the period
             last, prev[args[0]] = prev.get(args[0]), now
             if last is None:
+                print("first", flush=False)  # counted as an arrival, not measured
                 return
             due = last + args[1]
         else:  # burst: due on the minute
@@ -79,13 +80,16 @@ def consume(queue, seconds):
 
 
 def stats(name):
-    xs = sorted(float(x) for x in sys.stdin if x.strip())
+    lines = [x.strip() for x in sys.stdin if x.strip()]
+    firsts = sum(1 for x in lines if x == "first")
+    xs = sorted(float(x) for x in lines if x != "first")
+    arrivals = f" ({len(lines)} arrived, {firsts} first sends not measured)" if firsts else ""
     if not xs:
-        print(f"{name}: no messages")
+        print(f"{name}: no lateness measured{arrivals}")
         return
     # A message arriving more than 30 s after its minute is counted as late by that much, not early.
     pct = lambda p: xs[min(len(xs) - 1, int(p * len(xs)))]
-    print(f"{name}: {len(xs)} messages, lateness p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {xs[-1]:.1f} ms")
+    print(f"{name}: {len(xs)} messages, lateness p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {xs[-1]:.1f} ms{arrivals}")
 
 
 def cpu(pid, seconds):
