@@ -10,6 +10,7 @@ package adsconfig
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -38,8 +39,12 @@ type Settings struct {
 // Keys is the Redis key layout under the configured prefix.
 func (s Settings) Keys() rkeys.Keys { return rkeys.New(s.KeyPrefix) }
 
-// FromFile reads the settings from a loaded configuration; getenv is os.Getenv (tests pass their own).
+// FromFile reads the settings from a loaded configuration; getenv reads the environment (nil:
+// os.Getenv; tests pass their own).
 func FromFile(f *config.File, getenv func(string) string) (Settings, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
 	var s Settings
 	for name, dst := range map[string]*string{"ads_database_url": &s.DatabaseURL, "ads_redis_url": &s.RedisURL, "ads_key_prefix": &s.KeyPrefix} {
 		n := f.Settings[name]

@@ -18,17 +18,13 @@ type counter struct {
 }
 
 // parseCounter checks one field and value of a counter hash. The field must be exactly what
-// rkeys.CounterField makes (rkeys.ParseCounterField alone also accepts "+7" or "007" for ad 7, which
-// would make two fields of one counter), with a forum slug as the forums table allows; the value a
-// non-negative integer.
+// rkeys.CounterField makes (ParseCounterField refuses "+7" or "007" for ad 7, which would make two
+// fields of one counter), with a forum slug as the forums table allows; the value a non-negative
+// integer.
 func parseCounter(field, value string) (counter, error) {
 	ad, forum, kind, ok := rkeys.ParseCounterField(field)
 	if !ok {
 		return counter{}, fmt.Errorf("field %q is not <ad id>:<forum>:<i|c|s>", field)
-	}
-	// ParseInt accepted a positive number: it is canonical unless it starts with '+' or '0'.
-	if field[0] < '1' || field[0] > '9' {
-		return counter{}, fmt.Errorf("field %q is not canonical (want %q)", field, rkeys.CounterField(ad, forum, kind))
 	}
 	if !validSlug(forum) {
 		return counter{}, fmt.Errorf("field %q: forum %q is not a forum slug ([a-z0-9][a-z0-9_-]{0,63})", field, forum)

@@ -427,7 +427,7 @@ func TestFlushSkipsBadCounters(t *testing.T) {
 		t.Errorf("rejected hash has %d fields, want %d", len(rejected), wantSkipped)
 	}
 	logs := e.logs.String()
-	for _, want := range []string{"batch=" + batch, "nonsense", "is negative", "not canonical", "does not exist", "elsewhere:ctr:2026010100"} {
+	for _, want := range []string{"batch=" + batch, "nonsense", "is negative", "03:general:i", "does not exist", "elsewhere:ctr:2026010100"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
