@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # run.sh sets up and runs the whole system on this machine: it installs and starts the services
-# (RabbitMQ, Redis, PostgreSQL), builds the programs and runs every line of the Procfile under
-# foreman. Stop it with Ctrl-C (foreman sends SIGTERM: the worker shuts down warmly).
+# (RabbitMQ, Redis, PostgreSQL), builds the programs, applies schema.sql, loads the sample data
+# (a generated advertiser feed and a week of hourly stats, the first time), queues the first
+# scoring and runs every line of the Procfile under foreman. Stop it with Ctrl-C (foreman sends
+# SIGTERM: the worker shuts down warmly). DATABASE_URL, REDIS_URL, CELERY_BROKER_URL and
+# CELERY_RESULT_BACKEND override celeryconfig.yaml as for every program.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 ./scripts/services.sh
-if [ -f schema.sql ]; then
-  psql -q -v ON_ERROR_STOP=1 "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}" -f schema.sql
-fi
-mkdir -p bin
-for p in $(awk -F': *' '/^[a-z]+:/ {print $2}' Procfile | awk '{print $2}' | sort -u); do
+mkdir -p bin samples
+for p in manage $(awk -F': *' '/^[a-z]+:/ {print $2}' Procfile | awk '{print $2}' | sort -u); do
   go build -o "bin/$p" "./$p"
 done
+./bin/manage schema
+if [ ! -s samples/feed.csv ]; then
+  echo "run: generating samples/feed.csv (3,000 advertisers, 30,000 ads)" >&2
+  ./bin/manage gen-feed -o samples/feed.csv.tmp && mv samples/feed.csv.tmp samples/feed.csv
+fi
+# The import is idempotent: on later starts it changes nothing.
+./bin/manage -l info run ads.import_feed samples/feed.csv --kwargs '{"score": false}' >/dev/null
+./bin/manage gen-stats --if-empty
+# The worker scores as soon as it starts; scoring queues ads.warm_cache.
+./bin/manage call ads.score >/dev/null
 exec foreman start -f Procfile -d .

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # services.sh installs (with apt, only what is missing) and starts (only what is not running)
 # everything the system and its tests need: RabbitMQ with the management UI, Redis, PostgreSQL,
-# Debian's Python Celery 5.2 (the interoperability peer) and foreman (the Procfile runner).
+# Debian's Python Celery 5.2 (the interoperability peer), foreman (the Procfile runner), Chromium
+# (the browser tests) and wrk (the HTTP benchmarks).
 # It is idempotent: running it on a machine where everything is up changes nothing.
 set -euo pipefail
 
@@ -22,6 +23,8 @@ declare -A wanted=(
   [/usr/lib/python3/dist-packages/django/__init__.py]=python3-django
   [/usr/bin/foreman]=ruby-foreman
   [/usr/bin/curl]=curl
+  [/usr/bin/chromium]=chromium
+  [/usr/bin/wrk]=wrk
 )
 missing=()
 for path in "${!wanted[@]}"; do

@@ -28,7 +28,7 @@ import (
 	"github.com/forumads/forumads/internal/config"
 	"github.com/forumads/forumads/internal/logging"
 	"github.com/forumads/forumads/internal/wiring"
-	"github.com/forumads/forumads/tasks/diag"
+	"github.com/forumads/forumads/tasks"
 )
 
 func main() {
@@ -102,13 +102,28 @@ func run(args []string, stderr io.Writer) int {
 		log.Error(err.Error())
 		return 1
 	}
-	backend, rc, err := wiring.Backend(cfg)
+	backend, _, err := wiring.Backend(cfg)
 	if err != nil {
 		log.Error(err.Error())
 		return 1
 	}
-	reg := celery.NewRegistry()
-	diag.Register(reg, diag.Deps{Redis: rc})
+	// The diagnostic and ads tasks use REDIS_URL / ads_redis_url (default: the result backend).
+	clientOpts := celery.ClientOptions{Config: cfg, Broker: br}
+	if backend != nil {
+		clientOpts.Backend = backend
+	}
+	client, err := celery.NewClient(clientOpts)
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	set, err := tasks.Open(file, tasks.Options{Client: client, Logger: log})
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	defer set.Close()
+	reg := set.Registry
 
 	var queues []string
 	for _, q := range strings.Split(f.queues, ",") {

@@ -1,0 +1,8 @@
+"""URLs: the admin and the feeds app."""
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("feeds.urls")),
+]
