@@ -156,7 +156,6 @@ func routesYAML(specs []routeSpec, list bool) string {
 	return b.String()
 }
 
-
 // sameRoute compares the Go route with the route dict Celery's router looked up.
 func sameRoute(g celery.Route, py map[string]any) bool {
 	str := func(k string) string { s, _ := py[k].(string); return s }
