@@ -112,11 +112,12 @@ func start(t *testing.T, name, bin string, args ...string) *proc {
 	return p
 }
 
-// command runs bin against the test services.
+// command runs bin against the test services. Beat's metrics go to a free port, so beats of
+// parallel tests never compete for the default one.
 func command(bin string, args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+testenv.AMQPURL(), "CELERY_RESULT_BACKEND="+testenv.RedisURL(),
-		"REDIS_URL="+testenv.RedisURL())
+		"REDIS_URL="+testenv.RedisURL(), "BEAT_METRICS_ADDR=127.0.0.1:0")
 	return cmd
 }
 

@@ -5,11 +5,17 @@
 //
 // Usage:
 //
-//	beat [--config celeryconfig.yaml] [-l info] [--list]
+//	beat [--config celeryconfig.yaml] [-l info] [--list] [--metrics-addr host:port]
 //
 // CELERY_BROKER_URL and CELERY_RESULT_BACKEND override broker_url and result_backend; REDIS_URL is
 // the state store when beat_state_url is not set. SIGHUP reloads the schedule; SIGTERM or SIGINT
 // stops beat (exit 0).
+//
+// Prometheus metrics (beat_publishes_total, beat_publish_failures_total,
+// beat_publish_lateness_seconds, beat_entries, Go and process metrics; see internal/metrics) are
+// served on GET /metrics at --metrics-addr (default BEAT_METRICS_ADDR, else 127.0.0.1:9809; empty:
+// no server), with GET /healthz answering 503 while the Redis state store does not. Several beats
+// on one host need distinct addresses: one that cannot listen logs an ERROR and runs without metrics.
 package main
 
 import (
@@ -18,14 +24,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/forumads/forumads/celery/beat"
 	"github.com/forumads/forumads/internal/config"
 	"github.com/forumads/forumads/internal/logging"
+	"github.com/forumads/forumads/internal/metrics"
 	"github.com/forumads/forumads/internal/wiring"
 )
 
@@ -33,12 +42,17 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// defaultMetricsAddr is where metrics are served when neither --metrics-addr nor
+// BEAT_METRICS_ADDR says otherwise.
+const defaultMetricsAddr = "127.0.0.1:9809"
+
 type flags struct {
-	config, loglevel string
-	list             bool
+	config, loglevel, metricsAddr string
+	list                          bool
 }
 
-func parseFlags(args []string, out io.Writer) (flags, error) {
+// parseFlags reads the command line; lookupEnv is os.LookupEnv (BEAT_METRICS_ADDR).
+func parseFlags(args []string, out io.Writer, lookupEnv func(string) (string, bool)) (flags, error) {
 	var f flags
 	fs := flag.NewFlagSet("beat", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -47,7 +61,22 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 		fs.StringVar(&f.loglevel, n, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
 	}
 	fs.BoolVar(&f.list, "list", false, "print every entry with its next run time and exit")
-	return f, fs.Parse(args)
+	addr, ok := lookupEnv("BEAT_METRICS_ADDR")
+	if !ok {
+		addr = defaultMetricsAddr
+	}
+	fs.StringVar(&f.metricsAddr, "metrics-addr", addr, "serve Prometheus metrics on host:port (env BEAT_METRICS_ADDR; empty: off)")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if f.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
+			err = fmt.Errorf("--metrics-addr (or BEAT_METRICS_ADDR) %q is not host:port: %w", f.metricsAddr, err)
+			fmt.Fprintln(out, "beat:", err)
+			return f, err
+		}
+	}
+	return f, nil
 }
 
 // loaded is a parsed configuration: everything is checked before anything is used.
@@ -79,7 +108,7 @@ func load(path string) (*loaded, error) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	f, err := parseFlags(args, stderr)
+	f, err := parseFlags(args, stderr, os.LookupEnv)
 	if err != nil {
 		return 2
 	}
@@ -126,7 +155,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("beat: " + err.Error())
 		return 1
 	}
-	s := beat.NewScheduler(beat.SchedulerOptions{Store: store, Publisher: pub, Logger: log, MissedRuns: cfg.settings.MissedRuns, Location: cfg.loc})
+	reg := metrics.NewRegistry()
+	bm := metrics.NewBeat(reg)
+	if f.metricsAddr != "" {
+		var wg sync.WaitGroup
+		defer func() { cancel(); wg.Wait() }()
+		wg.Go(func() {
+			healthz := func() error {
+				hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				if err := wiring.Ping(hctx, rc); err != nil {
+					return fmt.Errorf("beat state store (Redis): %w", err)
+				}
+				return nil
+			}
+			if err := metrics.Serve(ctx, f.metricsAddr, reg, healthz, log); err != nil {
+				log.Error("beat: no metrics: " + err.Error())
+			}
+		})
+	}
+	s := beat.NewScheduler(beat.SchedulerOptions{Store: store, Publisher: pub, Logger: log, MissedRuns: cfg.settings.MissedRuns, Location: cfg.loc,
+		OnLoad: bm.SetEntries,
+		OnPublish: func(entry, task string, slot time.Time, err error) {
+			if err != nil {
+				bm.PublishFailed(entry, task)
+				return
+			}
+			bm.Published(entry, task, time.Since(slot))
+		}})
 	fmt.Fprintf(stderr, "celery beat (forumads Go beat, Celery 5.2 protocol) is starting.\n"+
 		"__    -    ... __   -        _\nLocalTime -> %s\nConfiguration ->\n    . broker -> %s\n"+
 		"    . state -> %s (prefix %s)\n    . timezone -> %s\n    . missed runs -> %s\n    . lock ttl -> %s\n",

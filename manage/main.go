@@ -12,6 +12,7 @@
 //	schema                                            apply schema.sql to the database
 //	gen-feed [flags] [-o FILE]                        write a sample advertiser feed
 //	gen-stats [flags]                                 write sample hourly stats into the database
+//	deadletter list|replay|purge [flags]              inspect, replay or delete dead-lettered messages
 //
 // ARG is a JSON value; a word that is not JSON is taken as a string (manage run ads.import_feed
 // samples/feed.csv).
@@ -55,6 +56,7 @@ commands:
   schema               apply schema.sql to the database (DATABASE_URL)
   gen-feed             write a sample advertiser feed
   gen-stats            write sample hourly stats into the database
+  deadletter list|replay|purge   inspect, replay or delete dead-lettered messages
 
 run "manage COMMAND -h" for a command's flags.
 `
@@ -109,6 +111,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cerr = e.genFeed(rest)
 	case "gen-stats":
 		cerr = e.genStats(ctx, rest)
+	case "deadletter":
+		cerr = e.deadletter(ctx, rest)
 	default:
 		fmt.Fprintf(stderr, "manage: unknown command %q\n", cmd)
 		fs.Usage()

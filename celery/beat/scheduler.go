@@ -37,6 +37,11 @@ type SchedulerOptions struct {
 	Now func() time.Time
 	// Location is where logged next-run times are shown (default UTC).
 	Location *time.Location
+	// OnPublish, if set, is called after each claimed slot's publish with its result (err nil:
+	// sent), from the publishing goroutine: several calls may run at once. For metrics.
+	OnPublish func(entry, task string, slot time.Time, err error)
+	// OnLoad, if set, is called with the number of entries after each successful Load. For metrics.
+	OnLoad func(entries int)
 }
 
 // Scheduler sends due runs. Every slot (entry, due time) is derived from the schedule and the
@@ -113,6 +118,9 @@ func (s *Scheduler) Load(ctx context.Context, entries []*Entry) error {
 	s.mu.Lock()
 	s.entries = out
 	s.mu.Unlock()
+	if s.o.OnLoad != nil {
+		s.o.OnLoad(len(out))
+	}
 	return nil
 }
 
@@ -270,7 +278,11 @@ func (s *Scheduler) sendAll(ctx context.Context, due []*state, now time.Time) {
 // claim so that this or another process sends the slot again.
 func (s *Scheduler) publish(ctx context.Context, st *state, slot time.Time, claim string, now time.Time) {
 	s.o.Logger.Info(fmt.Sprintf("Scheduler: Sending due task %s (%s)", st.e.Name, st.e.Task))
-	if err := s.o.Publisher.Publish(ctx, st.e, slot); err != nil {
+	err := s.o.Publisher.Publish(ctx, st.e, slot)
+	if s.o.OnPublish != nil {
+		s.o.OnPublish(st.e.Name, st.e.Task, slot, err)
+	}
+	if err != nil {
 		s.o.Logger.Error(fmt.Sprintf("Message Error: Couldn't apply scheduled task %s: %v", st.e.Name, err))
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if rerr := s.o.Store.Release(rctx, st.e.Name, slot, claim); rerr != nil {
