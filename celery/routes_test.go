@@ -22,6 +22,8 @@ func TestRoutesMatchLikeCelery(t *testing.T) {
 		{Pattern: "first", Queue: "group0", Group: 0},
 		{Pattern: "g*", Queue: "group1-glob", Group: 1},
 		{Pattern: "gx", Queue: "group2-exact", Group: 2},
+		{Pattern: "k*", Queue: "k-first", Group: 3},
+		{Pattern: "k**", Queue: "k-same-regex-later", Group: 3},
 	}
 	for _, tc := range []struct {
 		task, queue string
@@ -41,7 +43,8 @@ func TestRoutesMatchLikeCelery(t *testing.T) {
 		{"y.a", ""},
 		{"z.a", ""},
 		{"w.[x", "unclosed-bracket"},
-		{"gx", "group1-glob"}, // an earlier mapping's glob wins over a later mapping's exact name
+		{"gx", "group1-glob"},        // an earlier mapping's glob wins over a later mapping's exact name
+		{"kx", "k-same-regex-later"}, // globs translating alike are one entry with the last route
 	} {
 		r, ok := rs.Match(tc.task)
 		if got := r.Queue; ok != (tc.queue != "") || got != tc.queue {

@@ -111,10 +111,28 @@ func (rs Routes) Match(task string) (Route, bool) {
 				return r, true
 			}
 		}
-		for _, r := range group {
-			if strings.Contains(r.Pattern, "*") && fnmatch(r.Pattern).MatchString(task) {
-				return r, true
+		// Celery keys its patterns by compiled regex: globs that translate alike ("*" and "**") are
+		// one entry, at the first one's place, with the last one's route.
+		for i, r := range group {
+			if !strings.Contains(r.Pattern, "*") || !fnmatch(r.Pattern).MatchString(task) {
+				continue
 			}
+			key := fnmatch(r.Pattern).String()
+			for _, earlier := range group[:i] {
+				if strings.Contains(earlier.Pattern, "*") && fnmatch(earlier.Pattern).String() == key {
+					key = "" // not the first of its kind: that one already matched first
+					break
+				}
+			}
+			if key == "" {
+				continue
+			}
+			for _, later := range group[i+1:] {
+				if strings.Contains(later.Pattern, "*") && fnmatch(later.Pattern).String() == key {
+					r = later
+				}
+			}
+			return r, true
 		}
 		start = end
 	}
