@@ -71,6 +71,7 @@ func (e *env) genStats(ctx context.Context, argv []string) error {
 	fs.IntVar(&o.Days, "days", 7, "days of hourly stats before the current hour")
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed")
 	fs.IntVar(&o.Impressions, "impressions", 50, "mean impressions per ad, forum and hour")
+	fs.IntVar(&o.ForumsPerAd, "forums-per-ad", 3, "forums an untargeted ad runs on, on average")
 	ifEmpty := fs.Bool("if-empty", false, "do nothing when ad_stats_hourly already has rows")
 	if err := fs.Parse(argv); err != nil {
 		return err

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh sets up and runs the whole system on this machine: it installs and starts the services
 # (RabbitMQ, Redis, PostgreSQL), builds the programs, applies schema.sql, loads the sample data
-# (a generated advertiser feed and a week of hourly stats, the first time), queues the first
+# (a generated advertiser feed and a day of hourly stats, the first time), queues the first
 # scoring and runs every line of the Procfile under foreman. Stop it with Ctrl-C (foreman sends
 # SIGTERM: the worker shuts down warmly). DATABASE_URL, REDIS_URL, CELERY_BROKER_URL and
 # CELERY_RESULT_BACKEND override celeryconfig.yaml as for every program.
@@ -20,7 +20,7 @@ if [ ! -s samples/feed.csv ]; then
 fi
 # The import is idempotent: on later starts it changes nothing.
 ./bin/manage -l info run ads.import_feed samples/feed.csv --kwargs '{"score": false}' >/dev/null
-./bin/manage gen-stats --if-empty
+./bin/manage gen-stats --if-empty --days 1 --forums-per-ad 1
 # The worker scores as soon as it starts; scoring queues ads.warm_cache.
 ./bin/manage call ads.score >/dev/null
 exec foreman start -f Procfile -d .
