@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/forumads/forumads/ads/rkeys"
 )
 
 // rawRow is one row's fields before validation. A Reader reuses one.
@@ -154,7 +156,7 @@ func (r *Reader) validate(rr *rawRow) *Row {
 	case rr.bad[fExternalID]:
 	case !rr.has[fExternalID]:
 		rr.fieldErr(fExternalID, "external_id: required")
-	case rr.kind == KindForum && !isSlug(id):
+	case rr.kind == KindForum && !rkeys.ValidSlug(id):
 		rr.fieldErr(fExternalID, fmt.Sprintf("external_id: a forum's slug must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit; got %s", quote(id)))
 	case rr.kind != KindForum && !isExternalID(id):
 		rr.fieldErr(fExternalID, fmt.Sprintf("external_id: must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', starting with a letter or digit; got %s", quote(id)))
@@ -216,7 +218,7 @@ func (r *Reader) validate(rr *rawRow) *Row {
 			if !rr.bad[fCategory] {
 				rr.fieldErr(fCategory, "category: required")
 			}
-		} else if v := rr.val[fCategory]; !isSlug(v) {
+		} else if v := rr.val[fCategory]; !rkeys.ValidSlug(v) {
 			rr.fieldErr(fCategory, fmt.Sprintf("category: must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit; got %s", quote(v)))
 		} else {
 			f.Category = v
@@ -446,7 +448,7 @@ func listField(rr *rawRow, f field, check func(string) (string, string)) []strin
 
 func slugEntry(what string) func(string) (string, string) {
 	return func(e string) (string, string) {
-		if !isSlug(e) {
+		if !rkeys.ValidSlug(e) {
 			return "", "is not " + what + " (1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit)"
 		}
 		return e, ""
@@ -541,21 +543,6 @@ func isExternalID(s string) bool {
 	for i := 1; i < len(s); i++ {
 		c := s[i]
 		if !isAlnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-// isSlug matches ^[a-z0-9][a-z0-9_-]{0,63}$.
-func isSlug(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '_' || c == '-'))
-		if !ok {
 			return false
 		}
 	}

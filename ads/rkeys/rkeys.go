@@ -197,3 +197,18 @@ type Series struct {
 	Hourly      []Point   `json:"hourly"`
 	Daily       []Point   `json:"daily"`
 }
+
+// ValidSlug reports whether s is a forum or category slug as schema.sql's CHECK has it:
+// ^[a-z0-9][a-z0-9_-]{0,63}$. Only such forums appear in keys and counter fields.
+func ValidSlug(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '-')) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,6 +1,7 @@
 package rkeys
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,4 +54,16 @@ func FuzzParseCounterField(f *testing.F) {
 			t.Fatalf("%q parsed as (%d, %q, %c), which CounterField writes as %q", s, ad, forum, kind, CounterField(ad, forum, kind))
 		}
 	})
+}
+
+func TestValidSlug(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{
+		"cars": true, "a": true, "0-9_x": true, "": false, "-cars": false, "_x": false, "Cars": false,
+		"car s": false, "car:s": false, "é": false, strings.Repeat("a", 64): true, strings.Repeat("a", 65): false,
+	} {
+		if got := ValidSlug(s); got != want {
+			t.Errorf("ValidSlug(%q) = %v, want %v", s, got, want)
+		}
+	}
 }

@@ -97,7 +97,7 @@ func Live(ctx context.Context, rc redis.UniversalClient, keys rkeys.Keys, o Live
 		}
 	}
 	for _, f := range o.Forums {
-		if !validSlug(f) {
+		if !rkeys.ValidSlug(f) {
 			return fmt.Errorf("statsgen: live: forum %q is not a forum slug", f)
 		}
 	}

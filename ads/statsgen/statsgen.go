@@ -15,6 +15,8 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+
+	"github.com/forumads/forumads/ads/rkeys"
 )
 
 // AdsOptions configure [CreateAds].
@@ -53,7 +55,7 @@ func CreateAds(ctx context.Context, db *sqlx.DB, o AdsOptions) ([]int64, error) 
 		return nil, err
 	}
 	for _, f := range o.TargetForums {
-		if !validSlug(f) {
+		if !rkeys.ValidSlug(f) {
 			return nil, fmt.Errorf("statsgen: ads: target forum %q is not a forum slug", f)
 		}
 	}
@@ -154,7 +156,7 @@ func Historical(ctx context.Context, db *sqlx.DB, o HistOptions) (int64, error) 
 		}
 	}
 	for _, f := range forums {
-		if !validSlug(f) {
+		if !rkeys.ValidSlug(f) {
 			return 0, fmt.Errorf("statsgen: historical: forum %q is not a forum slug", f)
 		}
 	}
@@ -223,21 +225,4 @@ func checkPrefix(p string) error {
 		}
 	}
 	return nil
-}
-
-// validSlug reports whether s is a forum slug: ^[a-z0-9][a-z0-9_-]{0,63}$.
-func validSlug(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

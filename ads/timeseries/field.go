@@ -26,7 +26,7 @@ func parseCounter(field, value string) (counter, error) {
 	if !ok {
 		return counter{}, fmt.Errorf("field %q is not <ad id>:<forum>:<i|c|s>", field)
 	}
-	if !validSlug(forum) {
+	if !rkeys.ValidSlug(forum) {
 		return counter{}, fmt.Errorf("field %q: forum %q is not a forum slug ([a-z0-9][a-z0-9_-]{0,63})", field, forum)
 	}
 	n, err := strconv.ParseInt(value, 10, 64)
@@ -37,23 +37,6 @@ func parseCounter(field, value string) (counter, error) {
 		return counter{}, fmt.Errorf("field %q: count %d is negative", field, n)
 	}
 	return counter{ad: ad, forum: forum, kind: kind, n: n}, nil
-}
-
-// validSlug reports whether s matches the forums table's slug check: ^[a-z0-9][a-z0-9_-]{0,63}$.
-func validSlug(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // hourOfCounters returns the hour of a counter hash key (keys.Counters(hour)); ok is false for any

@@ -64,7 +64,7 @@ func FuzzParseCounter(f *testing.F) {
 		if n, err := strconv.ParseInt(value, 10, 64); err != nil || n != c.n || c.n < 0 {
 			t.Fatalf("accepted count %q as %d", value, c.n)
 		}
-		if !validSlug(c.forum) || c.ad <= 0 {
+		if !rkeys.ValidSlug(c.forum) || c.ad <= 0 {
 			t.Fatalf("accepted %+v", c)
 		}
 	})
@@ -78,7 +78,7 @@ func FuzzCounterFieldRoundTrip(f *testing.F) {
 	f.Add(int64(-1), "x", byte('c'), int64(1))
 	f.Fuzz(func(t *testing.T, ad int64, forum string, kind byte, n int64) {
 		field := rkeys.CounterField(ad, forum, kind)
-		valid := ad > 0 && validSlug(forum) && (kind == 'i' || kind == 'c' || kind == 's') && n >= 0
+		valid := ad > 0 && rkeys.ValidSlug(forum) && (kind == 'i' || kind == 'c' || kind == 's') && n >= 0
 		c, err := parseCounter(field, strconv.FormatInt(n, 10))
 		if !valid {
 			if err == nil {
