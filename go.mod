@@ -3,6 +3,7 @@ module github.com/forumads/forumads
 go 1.26.8
 
 require (
+	github.com/gorilla/mux v1.8.1
 	github.com/jmoiron/sqlx v1.4.0
 	github.com/lib/pq v1.12.3
 	github.com/prometheus/client_golang v1.25.0
