@@ -47,6 +47,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
 
@@ -55,8 +56,6 @@ import (
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/metrics"
 	"github.com/forumads/forumads/web/httpx"
-
-	"github.com/gorilla/mux"
 )
 
 // Options are the data API's dependencies.
