@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
@@ -23,6 +24,9 @@ type ClientOptions struct {
 	Backend ResultBackend
 	// Registry, if given, supplies per-task default queues (the Queue task option).
 	Registry *Registry
+	// Events, when task_send_sent_event is on, gets a task-sent event for every task published
+	// (create it with Enabled: true and the client's node name, Client.Origin). nil sends none.
+	Events *events.Dispatcher
 }
 
 // Client publishes Celery protocol-2 task messages, like a Python app's send_task/apply_async, and
@@ -32,6 +36,7 @@ type Client struct {
 	br      broker.Broker
 	backend ResultBackend
 	reg     *Registry
+	events  *events.Dispatcher
 	origin  string
 	replyTo string
 }
@@ -46,9 +51,13 @@ func NewClient(o ClientOptions) (*Client, error) {
 		return nil, errors.New("celery: client needs a Broker")
 	}
 	host, _ := os.Hostname()
-	return &Client{cfg: cfg, br: o.Broker, backend: o.Backend, reg: o.Registry,
+	return &Client{cfg: cfg, br: o.Broker, backend: o.Backend, reg: o.Registry, events: o.Events,
 		origin: fmt.Sprintf("gen%d@%s", os.Getpid(), host), replyTo: NewID()}, nil
 }
+
+// Origin is the client's node name, "gen<pid>@<host>", as Celery names a client: the origin
+// header of its messages and the hostname of its task-sent events.
+func (c *Client) Origin() string { return c.origin }
 
 // NewID returns a random UUID4 string, Celery's task id format.
 func NewID() string {
@@ -271,8 +280,16 @@ func (c *Client) SendRaw(ctx context.Context, name string, args []json.RawMessag
 	}
 	env.DeliveryMode = c.deliveryMode()
 	pub.Envelope = env
+	pub.Timestamp = now
 	if err := c.br.Publish(ctx, pub); err != nil {
 		return nil, fmt.Errorf("send_task %s: %w", name, err)
+	}
+	if c.cfg.TaskSendSentEvent && c.events != nil {
+		queue := pub.RoutingKey
+		if pub.Declare != nil {
+			queue = pub.Declare.Name
+		}
+		c.events.Send(events.NewTaskSent(taskInfo(msg), queue, pub.Exchange, pub.RoutingKey))
 	}
 	return &AsyncResult{ID: id, backend: c.backend}, nil
 }

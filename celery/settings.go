@@ -75,6 +75,25 @@ type Config struct {
 
 	Timezone  string `yaml:"timezone"`
 	EnableUTC *bool  `yaml:"enable_utc"`
+
+	// Events and remote control, under Celery's names. Task events are sent with
+	// worker_send_task_events (or -E); task_send_sent_event makes clients and beat send task-sent.
+	TaskSendSentEvent         bool     `yaml:"task_send_sent_event"`
+	EventExchange             string   `yaml:"event_exchange"`
+	WorkerEnableRemoteControl *bool    `yaml:"worker_enable_remote_control"`
+	ControlExchange           string   `yaml:"control_exchange"`
+	ControlQueueTTL           *float64 `yaml:"control_queue_ttl"`
+	ControlQueueExpires       *float64 `yaml:"control_queue_expires"`
+
+	// Persistent revokes (this implementation's own settings; see package revoke):
+	// WorkerRevokeURL is the Redis holding revoked ids ("" = result_backend when it is Redis, else
+	// the REDIS_URL environment variable), under WorkerRevokeKeyPrefix ("" = "celery:revoked:"),
+	// each for WorkerRevokeExpires seconds (default 10800, Celery's), at most WorkerRevokeMax ids
+	// (0 = 50000).
+	WorkerRevokeURL       string   `yaml:"worker_revoke_url"`
+	WorkerRevokeKeyPrefix string   `yaml:"worker_revoke_key_prefix"`
+	WorkerRevokeExpires   *float64 `yaml:"worker_revoke_expires"`
+	WorkerRevokeMax       int      `yaml:"worker_revoke_max"`
 }
 
 // QueueConfig is one entry of task_queues, shaped like kombu's Queue.
@@ -327,6 +346,18 @@ func (c Config) Validate() error {
 	}
 	if c.ResultExpires != nil && *c.ResultExpires < 0 {
 		return fmt.Errorf("result_expires: must be >= 0 seconds")
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"control_queue_ttl", c.ControlQueueTTL}, {"control_queue_expires", c.ControlQueueExpires},
+		{"worker_revoke_expires", c.WorkerRevokeExpires}} {
+		if f.v != nil && !(*f.v >= 0) {
+			return fmt.Errorf("%s: must be >= 0 seconds, got %v", f.name, *f.v)
+		}
+	}
+	if c.WorkerRevokeMax < 0 {
+		return fmt.Errorf("worker_revoke_max: must be >= 0, got %d", c.WorkerRevokeMax)
 	}
 	if _, err := time.LoadLocation(c.Timezone); c.Timezone != "" && err != nil {
 		return fmt.Errorf("timezone: %w", err)

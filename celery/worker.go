@@ -17,7 +17,9 @@ import (
 
 	"github.com/forumads/forumads/celery/amqpwire"
 	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/celery/revoke"
 )
 
 // WorkerOptions configure a Worker.
@@ -34,6 +36,35 @@ type WorkerOptions struct {
 	Logger   *slog.Logger
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
+
+	// Events receives the worker's task events, sent while its task events are enabled
+	// (Options.Enabled of the dispatcher: -E, worker_send_task_events; then the enable_events and
+	// disable_events control commands); nil sends none. The caller runs its heartbeat and closes it
+	// after Run returns.
+	Events *events.Dispatcher
+	// Revokes is the revoked-id store shared by the workers (package revoke): a task revoked
+	// there is not run, whichever worker gets it and however often they restart. nil keeps revokes
+	// in this worker's memory only, as Celery does.
+	Revokes *revoke.Store
+	// Metrics, if set, is told about every task (internal/metrics.Worker implements it).
+	Metrics WorkerMetrics
+}
+
+// WorkerMetrics receives what a worker does, for monitoring. Its methods must be safe for
+// concurrent use and must not block.
+type WorkerMetrics interface {
+	// TaskReceived is called for every task message decoded.
+	TaskReceived(task string)
+	// TaskStarted is called when a task starts, with how long it waited since it was due: since
+	// it was sent (the AMQP timestamp property, whole seconds, estimated at its middle), or
+	// received when the sender set no timestamp, or since its ETA when that is later.
+	TaskStarted(task string, queueWait time.Duration)
+	// TaskFinished is called once per task message the worker is done with: outcome is success,
+	// failure, retry, revoked, rejected, ignored or expired; runtime is 0 for a task that did not run.
+	TaskFinished(task, outcome string, runtime time.Duration)
+	// DeadLettered is called when a message is sent to the dead-letter queue, with its
+	// x-dead-letter-reason.
+	DeadLettered(reason string)
 }
 
 // Worker consumes Celery task messages and runs the registered Go tasks.
@@ -42,19 +73,48 @@ type Worker struct {
 	reg      *Registry
 	br       broker.Broker
 	backend  ResultBackend
-	queues   []QueueConfig
 	hostname string
 	log      *slog.Logger
 	now      func() time.Time
 	accept   protocol.Accept
-	prefetch int
 	pid      int
+	events   *events.Dispatcher
+	revokes  *revoke.Store
+	metrics  WorkerMetrics
+	began    time.Time // when NewWorker made it (stats: uptime)
+
+	qmu    sync.Mutex
+	queues []QueueConfig // consumed now (add_consumer and cancel_consumer change it)
+
+	// prefetch is the base prefetch count: concurrency × worker_prefetch_multiplier (0 = unlimited).
+	prefetch atomic.Int64
+	// The pool: size goroutines take jobs from ready; shrink tokens make as many of them leave.
+	poolMu     sync.Mutex
+	pool       sync.WaitGroup
+	poolClosed bool
+	// poolStarted is set by Run once ready exists; pool_grow before that only changes size.
+	poolStarted bool
+	size        atomic.Int64
+	shrink      chan struct{}
+
+	revoked    *revokedSet  // revoked ids known here (from the store, notices, broadcasts)
+	breakUntil atomic.Int64 // unix ns until which the revoke store is not asked (it failed)
+	reserved   sync.Map     // *job -> struct{}: received, neither started nor given back
+	nReserved  atomic.Int64
+	heldETA    atomic.Int64
+	limits     sync.Map     // task name -> timeLimits set by the time_limit command
+	rates      sync.Map     // task name -> the rate limit string (registered shows it)
+	totals     sync.Map     // task name -> *atomic.Int64: tasks started (stats "total")
+	done       atomic.Int64 // task messages finished with, whatever the outcome
+	shutdown   chan struct{}
+	shutOnce   sync.Once
 
 	ready      chan *job
 	timers     *timerQueue[*job]
 	buckets    sync.Map // task name -> *tokenBucket
 	stopping   atomic.Bool
 	terminated atomic.Bool
+	alive      atomic.Bool // Run consumes and has not begun to shut down
 	gen        atomic.Uint64
 	started    *recentSet // (id, retries) of tasks started lately, to discard their redeliveries
 
@@ -71,6 +131,7 @@ type Worker struct {
 // Stats counts what a worker did since it started.
 type Stats struct {
 	Received     atomic.Int64
+	Started      atomic.Int64
 	Succeeded    atomic.Int64
 	Failed       atomic.Int64
 	Retried      atomic.Int64
@@ -81,12 +142,74 @@ type Stats struct {
 
 // job is one task message on its way through the worker.
 type job struct {
-	d       *broker.Delivery
-	msg     *protocol.TaskMessage
-	def     *taskDef
-	started time.Time
+	d        *broker.Delivery
+	msg      *protocol.TaskMessage
+	def      *taskDef
+	received time.Time // when intake took it
+	started  time.Time
 	// rated is set once the job holds a rate-limit token, so that it is not charged twice.
 	rated bool
+	// waited is set when the job was held (ETA, rate limit): it is checked against the revoke
+	// store again before it starts.
+	waited bool
+
+	eta       atomic.Bool  // held until its ETA now
+	acked     atomic.Bool  // its message is acknowledged
+	startedAt atomic.Int64 // unix ns when it started, 0 before (read by inspect)
+
+	mu         sync.Mutex
+	cancel     context.CancelCauseFunc // the running task's context
+	terminated bool                    // revoked with terminate while it ran
+	signal     string
+}
+
+// setCancel records the running task's cancel function, and uses it at once if the task was
+// terminated before it got there.
+func (j *job) setCancel(cancel context.CancelCauseFunc) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.cancel = cancel
+	if j.terminated {
+		cancel(&TerminatedError{Signal: j.signal})
+	}
+}
+
+// terminate marks the job revoked with terminate and cancels its context; it reports whether
+// this call did it (false when it was terminated already).
+func (j *job) terminate(signal string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.terminated {
+		return false
+	}
+	j.terminated, j.signal = true, signal
+	if j.cancel != nil {
+		j.cancel(&TerminatedError{Signal: signal})
+	}
+	return true
+}
+
+// terminatedBy reports whether the job was terminated, and with which signal.
+func (j *job) terminatedBy() (string, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.signal, j.terminated
+}
+
+// due is when the job could have started: when it was sent (the AMQP timestamp, whole seconds,
+// taken at the middle of its second and never after the receipt), else when it was received;
+// its ETA when that is later.
+func (j *job) due() time.Time {
+	due := j.received
+	if ts := j.d.Timestamp; !ts.IsZero() {
+		if mid := ts.Add(500 * time.Millisecond); mid.Before(due) {
+			due = mid
+		}
+	}
+	if eta := j.msg.ETA; eta != nil && eta.After(due) {
+		due = *eta
+	}
+	return due
 }
 
 // NewWorker checks the options and returns a worker ready to Run.
@@ -117,6 +240,8 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, reg: o.Registry, br: o.Broker, backend: o.Backend, queues: queues,
 		hostname: o.Hostname, log: o.Logger, now: o.Now, accept: accept, pid: os.Getpid(),
+		events: o.Events, revokes: o.Revokes, metrics: o.Metrics,
+		shrink: make(chan struct{}, 1<<16), shutdown: make(chan struct{}), began: time.Now(),
 	}
 	if w.log == nil {
 		w.log = slog.Default()
@@ -128,8 +253,18 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		h, _ := os.Hostname()
 		w.hostname = "celery@" + h
 	}
-	w.prefetch = cfg.Prefetch()
+	w.prefetch.Store(int64(cfg.Prefetch()))
+	w.size.Store(int64(cfg.WorkerConcurrency))
 	w.started = newRecentSet(1 << 16)
+	w.revoked = newRevokedSet(w.revokeMax())
+	for _, name := range w.reg.Names() {
+		def, _ := w.reg.lookup(name)
+		if r := def.opts.RateLimit; r != "" {
+			w.rates.Store(name, r)
+		} else if r := cfg.TaskDefaultRateLimit; r != "" {
+			w.rates.Store(name, r)
+		}
+	}
 	return w, nil
 }
 
@@ -140,7 +275,11 @@ func (w *Worker) infoOn() bool { return w.log.Enabled(context.Background(), slog
 func (w *Worker) Hostname() string { return w.hostname }
 
 // Queues are the queues the worker consumes.
-func (w *Worker) Queues() []QueueConfig { return w.queues }
+func (w *Worker) Queues() []QueueConfig {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return append([]QueueConfig(nil), w.queues...)
+}
 
 // Stats returns the worker's counters.
 func (w *Worker) Stats() *Stats { return &w.stats }
@@ -148,52 +287,73 @@ func (w *Worker) Stats() *Stats { return &w.stats }
 // Config is the effective configuration.
 func (w *Worker) Config() Config { return w.cfg }
 
-// Run consumes and runs tasks until ctx ends, then shuts down warmly: it stops consuming, returns
-// messages it holds but has not started to the broker, waits for running tasks to finish and
-// acknowledges them. It returns nil after a clean shutdown. Call Terminate to stop running tasks
-// (cold shutdown).
+// Run consumes and runs tasks until ctx ends (or Shutdown is called: the shutdown control
+// command), then shuts down warmly: it stops consuming, returns messages it holds but has not
+// started to the broker, waits for running tasks to finish and acknowledges them. It returns nil
+// after a clean shutdown. Call Terminate to stop running tasks (cold shutdown).
 func (w *Worker) Run(ctx context.Context) error {
 	w.taskCtx, w.killTasks = context.WithCancelCause(context.WithoutCancel(ctx))
 	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsume()
-	deliveries, err := w.br.Consume(consumeCtx, w.queues, w.prefetch)
+	deliveries, err := w.br.Consume(consumeCtx, w.Queues(), w.basePrefetch())
 	if err != nil {
 		return fmt.Errorf("starting to consume: %w", err)
 	}
-	w.curPrefetch.Store(int64(w.prefetch))
-	w.ready = make(chan *job, 4096)
+	w.alive.Store(true)
+	w.curPrefetch.Store(int64(w.basePrefetch()))
 	w.timers = newTimerQueue(w.now, w.release)
-	var pool sync.WaitGroup
-	for i := 0; i < w.cfg.WorkerConcurrency; i++ {
-		pool.Add(1)
+	w.poolMu.Lock()
+	w.ready = make(chan *job, 4096)
+	w.poolStarted = true
+	w.poolMu.Unlock()
+	w.grow(int(w.size.Load()))
+	var watchers sync.WaitGroup
+	if w.revokes != nil {
+		watchers.Add(1)
 		go func() {
-			defer pool.Done()
-			for j := range w.ready {
-				w.process(j)
-			}
+			defer watchers.Done()
+			w.watchRevokes(consumeCtx)
 		}()
 	}
-	w.log.Info("worker ready", "hostname", w.hostname, "concurrency", w.cfg.WorkerConcurrency, "prefetch", w.prefetch)
+	w.log.Info("worker ready", "hostname", w.hostname, "concurrency", w.Concurrency(), "prefetch", w.basePrefetch())
 
 	intakeDone := make(chan struct{})
 	go func() {
 		defer close(intakeDone)
+		batch := make([]*broker.Delivery, 0, intakeBatch)
 		for d := range deliveries {
-			w.intake(d)
+			batch = append(batch[:0], d)
+		fill:
+			for len(batch) < cap(batch) {
+				select {
+				case d, ok := <-deliveries:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, d)
+				default:
+					break fill
+				}
+			}
+			w.intake(batch)
+			clear(batch)
 		}
 	}()
 	select {
 	case <-ctx.Done():
+	case <-w.shutdown:
 	case <-intakeDone:
 		// The consumer gave up (broker closed); shut down as if asked.
 	}
 	w.log.Warn("worker: Warm shutdown: no new tasks are taken; waiting for running tasks", "running", w.activeCount())
 	w.stopping.Store(true)
+	w.alive.Store(false)
 	if err := w.br.StopConsuming(context.Background()); err != nil {
 		w.log.Warn("cancelling consumers", "error", err)
 	}
 	stopConsume()
 	<-intakeDone
+	watchers.Wait()
 	// Held messages (ETA, rate limit) go back to their queue. A few are rejected one by one, so other
 	// workers get them at once; many are left to the connection's close (RabbitMQ requeues a
 	// channel's unacknowledged messages in one go, where 10,000 single rejects take a minute).
@@ -204,8 +364,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	} else {
 		w.log.Info("held messages return to their queue when the connection closes", "count", len(held))
 	}
+	w.poolMu.Lock()
+	w.poolClosed = true
+	w.poolMu.Unlock()
 	close(w.ready)
-	pool.Wait()
+	w.pool.Wait()
 	w.running.Wait()
 	w.log.Info("worker stopped", "hostname", w.hostname)
 	closeErr := w.br.Close()
@@ -214,6 +377,48 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	return closeErr
 }
+
+// intakeBatch is the most deliveries taken in one go: their revoked ids are checked in one round trip.
+const intakeBatch = 64
+
+// Shutdown starts a warm shutdown, as cancelling Run's context does (the shutdown control command).
+func (w *Worker) Shutdown() { w.shutOnce.Do(func() { close(w.shutdown) }) }
+
+// grow starts the first n pool goroutines.
+func (w *Worker) grow(n int) {
+	w.poolMu.Lock()
+	defer w.poolMu.Unlock()
+	w.spawnLocked(n)
+}
+
+// spawnLocked starts n pool goroutines, unless the pool is not started or closed; w.poolMu is held.
+func (w *Worker) spawnLocked(n int) {
+	if !w.poolStarted || w.poolClosed {
+		return
+	}
+	for i := 0; i < n; i++ {
+		w.pool.Add(1)
+		go func() {
+			defer w.pool.Done()
+			for {
+				select {
+				case j, ok := <-w.ready:
+					if !ok {
+						return
+					}
+					w.process(j)
+				case <-w.shrink:
+					return
+				}
+			}
+		}()
+	}
+}
+
+// Concurrency is how many tasks the worker runs at once (-c, then pool_grow and pool_shrink).
+func (w *Worker) Concurrency() int { return int(w.size.Load()) }
+
+func (w *Worker) basePrefetch() int { return int(w.prefetch.Load()) }
 
 // Terminate cancels every running task's context with ErrWorkerShutdown (cold shutdown). Their
 // messages, unless already acknowledged, return to the queue when the connection closes.
@@ -238,41 +443,106 @@ const maxSingleGiveBacks = 256
 
 // giveBack returns a message the worker holds but will not run to the broker.
 func (w *Worker) giveBack(j *job) {
+	w.unreserve(j)
 	if err := j.d.Reject(true); err != nil && !errors.Is(err, broker.ErrStaleDelivery) {
 		w.log.Warn("returning a message to the queue", "task_id", j.msg.ID, "error", err)
 	}
 }
 
-// intake decides what to do with one delivery: dead-letter, revoke, hold or run.
-func (w *Worker) intake(d *broker.Delivery) {
+// intake decides what to do with a batch of deliveries, in order: dead-letter, revoke, hold or run.
+// The revoked ids of the batch are checked in one round trip to the revoke store.
+func (w *Worker) intake(batch []*broker.Delivery) {
+	jobs := make([]*job, 0, len(batch))
+	for _, d := range batch {
+		if j := w.decode(d); j != nil {
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.msg.ID
+	}
+	revoked := w.areRevoked(ids)
+	for i, j := range jobs {
+		w.accept1(j, revoked[i])
+	}
+}
+
+// decode turns a delivery into a job, or handles it (a message that cannot run, an unknown task)
+// and returns nil.
+func (w *Worker) decode(d *broker.Delivery) *job {
 	if w.stopping.Load() {
 		_ = d.Reject(true)
-		return
+		return nil
 	}
 	if g := d.Generation; g > w.gen.Load() {
 		w.newGeneration(g)
 	}
 	if reason, ok := d.Headers[amqpwire.UndecodableHeader].(string); ok {
 		w.badMessage(d, nil, fmt.Errorf("the message's AMQP headers could not be read: %s", reason))
-		return
+		w.countDeadLetter("InvalidTaskError: undecodable headers")
+		return nil
 	}
 	msg, err := protocol.Decode(d.Envelope, w.accept)
 	if err != nil {
 		w.badMessage(d, msg, err)
-		return
+		w.countDeadLetter(deadLetterKind(err) + ": " + err.Error())
+		return nil
 	}
 	w.stats.Received.Add(1)
+	if w.metrics != nil {
+		w.metrics.TaskReceived(msg.Task)
+	}
 	def, ok := w.reg.lookup(msg.Task)
 	if !ok {
 		w.unknownTask(d, msg)
-		return
+		w.countDeadLetter("NotRegistered: " + msg.Task)
+		w.sendTaskEvent(func() events.Event {
+			return events.NewTaskFailed(msg.ID, "NotRegistered("+pyRepr(msg.Task)+")", "")
+		})
+		if w.metrics != nil {
+			w.metrics.TaskFinished(msg.Task, "failure", 0)
+		}
+		return nil
 	}
-	j := &job{d: d, msg: msg, def: def}
-	if w.infoOn() {
-		w.log.Info(fmt.Sprintf("Task %s[%s] received", msg.Task, msg.ID), "task", msg.Task, "task_id", msg.ID)
+	return &job{d: d, msg: msg, def: def, received: w.now()}
+}
+
+// deadLetterKind is the exception class badMessage names for err.
+func deadLetterKind(err error) string {
+	switch {
+	case errors.Is(err, protocol.ErrContentDisallowed):
+		return "ContentDisallowed"
+	case errors.Is(err, protocol.ErrUndecodable):
+		return "DecodeError"
+	}
+	return "InvalidTaskError"
+}
+
+// countDeadLetter tells the metrics about a message sent to the dead-letter queue.
+func (w *Worker) countDeadLetter(reason string) {
+	if w.metrics != nil {
+		w.metrics.DeadLettered(reason)
+	}
+}
+
+// accept1 takes a decoded job: revoked and expired ones are discarded (as Celery's strategy does,
+// before task-received), due ones go to the pool, others are held or parked until their ETA.
+func (w *Worker) accept1(j *job, revoked bool) {
+	msg := j.msg
+	if revoked {
+		w.discardRevoked(j)
+		return
 	}
 	if w.expired(j) {
 		return
+	}
+	w.sendTaskEvent(func() events.Event { return events.NewTaskReceived(taskInfo(msg)) })
+	if w.infoOn() {
+		w.log.Info(fmt.Sprintf("Task %s[%s] received", msg.Task, msg.ID), "task", msg.Task, "task_id", msg.ID)
 	}
 	now := w.now()
 	if msg.ETA != nil && msg.ETA.After(now) {
@@ -280,10 +550,30 @@ func (w *Worker) intake(d *broker.Delivery) {
 			w.park(j)
 			return
 		}
+		w.reserve(j)
+		j.eta.Store(true)
+		w.heldETA.Add(1)
 		w.hold(j, *msg.ETA)
 		return
 	}
+	w.reserve(j)
 	w.admit(j)
+}
+
+// reserve records a job the worker holds but has not started (inspect reserved, scheduled).
+func (w *Worker) reserve(j *job) {
+	w.reserved.Store(j, struct{}{})
+	w.nReserved.Add(1)
+}
+
+// unreserve forgets a reserved job: it started, or went back to the broker.
+func (w *Worker) unreserve(j *job) {
+	if _, ok := w.reserved.LoadAndDelete(j); ok {
+		w.nReserved.Add(-1)
+	}
+	if j.eta.Swap(false) {
+		w.heldETA.Add(-1)
+	}
 }
 
 // admit passes a due job through its task's rate limit to the pool.
@@ -310,7 +600,12 @@ func (w *Worker) hold(j *job, t time.Time) {
 func (w *Worker) release(j *job) {
 	n := w.held.Add(-1)
 	w.adjustPrefetch(n)
+	if j.eta.Swap(false) {
+		w.heldETA.Add(-1)
+	}
+	j.waited = true
 	if j.d.Generation < w.gen.Load() {
+		w.unreserve(j)
 		return // its connection is gone; the broker delivers it again
 	}
 	if w.stopping.Load() {
@@ -323,11 +618,12 @@ func (w *Worker) release(j *job) {
 // adjustPrefetch keeps the channel's prefetch at base + held, changing it in steps so that holding
 // thousands of ETA messages costs few basic.qos calls.
 func (w *Worker) adjustPrefetch(held int64) {
-	if w.prefetch == 0 {
+	base := w.prefetch.Load()
+	if base == 0 {
 		return // unlimited already
 	}
 	const step = 64
-	want := int64(w.prefetch) + (held+step-1)/step*step
+	want := base + (held+step-1)/step*step
 	if want > 65535 {
 		want = 65535
 	}
@@ -349,6 +645,9 @@ func (w *Worker) newGeneration(g uint64) {
 		return
 	}
 	dropped := w.timers.removeIf(func(j *job) bool { return j.d.Generation < g })
+	for _, j := range dropped {
+		w.unreserve(j)
+	}
 	if n := len(dropped); n > 0 {
 		w.held.Add(int64(-n))
 		w.adjustPrefetch(w.held.Load())
@@ -387,6 +686,11 @@ func (w *Worker) SetRateLimit(task, rate string) error {
 	}
 	b, _ := w.buckets.LoadOrStore(task, &tokenBucket{})
 	b.(*tokenBucket).setInterval(interval)
+	if interval > 0 {
+		w.rates.Store(task, rate)
+	} else {
+		w.rates.Delete(task)
+	}
 	return nil
 }
 
@@ -396,15 +700,23 @@ func (w *Worker) expired(j *job) bool {
 		return false
 	}
 	w.stats.Revoked.Add(1)
+	w.unreserve(j)
 	w.log.Warn(fmt.Sprintf("Discarding revoked task: %s[%s] (expired)", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
+	// Celery remembers an expired id as revoked (Request.maybe_expire), in memory.
+	w.revoked.add(j.msg.ID, w.now().Add(w.revokeTTL()))
+	w.sendTaskEvent(func() events.Event { return events.NewTaskRevoked(j.msg.ID, false, 0, true) })
 	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked,
 		Result: exceptionJSON("TaskRevokedError", "celery.exceptions", "expired")})
 	w.settle(j, func() error { return j.d.Ack() })
+	if w.metrics != nil {
+		w.metrics.TaskFinished(j.msg.Task, "expired", 0)
+	}
 	return true
 }
 
 // process runs one job on a pool goroutine.
 func (w *Worker) process(j *job) {
+	w.unreserve(j)
 	if w.stopping.Load() || j.d.Generation < w.gen.Load() {
 		if !w.stopping.Load() {
 			return // stale: redelivered by the broker
@@ -413,6 +725,10 @@ func (w *Worker) process(j *job) {
 		return
 	}
 	if w.expired(j) {
+		return
+	}
+	if w.revokedBeforeStart(j) {
+		w.discardRevoked(j)
 		return
 	}
 	o := w.taskOpts(j)
@@ -433,19 +749,43 @@ func (w *Worker) process(j *job) {
 			w.log.Info("not running a task whose message could not be acknowledged", "task_id", j.msg.ID, "error", err)
 			return
 		}
+		j.acked.Store(true)
 	}
 	w.started.add(startKey(j.msg))
 	w.running.Add(1)
 	defer w.running.Done()
 	w.active.Store(j.msg.ID, j)
 	defer w.active.Delete(j.msg.ID)
-	j.started = w.now()
+	// A revoke that arrived since the check above found the job neither here nor in the set in
+	// time: the revoke marks the set before it looks for active tasks, so one of the two sees it.
+	if w.revoked.has(j.msg.ID, w.now()) {
+		w.discardRevoked(j)
+		return
+	}
+	now := w.now()
+	j.startedAt.Store(now.UnixNano())
+	j.started = now
+	w.stats.Started.Add(1)
+	w.countStart(j.msg.Task)
+	if w.metrics != nil {
+		w.metrics.TaskStarted(j.msg.Task, now.Sub(j.due()))
+	}
+	w.sendTaskEvent(func() events.Event { return events.NewTaskStarted(j.msg.ID) })
 	if o.trackStarted {
 		res, _ := json.Marshal(map[string]any{"pid": w.pid, "hostname": w.hostname})
 		w.store(j, protocol.ResultMeta{Status: protocol.StateStarted, Result: res})
 	}
 	result, err, abandoned := w.run(j, o)
 	w.finish(j, o, result, err, abandoned)
+}
+
+// countStart counts a started task by name (stats "total").
+func (w *Worker) countStart(task string) {
+	c, ok := w.totals.Load(task)
+	if !ok {
+		c, _ = w.totals.LoadOrStore(task, new(atomic.Int64))
+	}
+	c.(*atomic.Int64).Add(1)
 }
 
 // ranBefore reports whether a redelivered message's task already ran: this worker started it
@@ -501,6 +841,18 @@ func (w *Worker) taskOpts(j *job) taskSettings {
 	if t.SoftTimeLimit != nil {
 		s.soft = *t.SoftTimeLimit
 	}
+	if v, ok := w.limits.Load(j.def.name); ok {
+		// Set by the time_limit control command: like Celery's task attributes, a limit it left
+		// unset falls back to the configured one.
+		l := v.(timeLimits)
+		s.hard, s.soft = seconds(w.cfg.TaskTimeLimit, 0), seconds(w.cfg.TaskSoftTimeLimit, 0)
+		if l.hard != nil {
+			s.hard = *l.hard
+		}
+		if l.soft != nil {
+			s.soft = *l.soft
+		}
+	}
 	if h := j.msg.TimeLimit.Hard; h != nil && *h > 0 {
 		s.hard = time.Duration(*h * float64(time.Second))
 	}
@@ -522,6 +874,7 @@ func pick(v *bool, def bool) bool {
 func (w *Worker) run(j *job, o taskSettings) (result json.RawMessage, err error, abandoned bool) {
 	ctx, cancel := context.WithCancelCause(w.taskCtx)
 	defer cancel(nil)
+	j.setCancel(cancel)
 	if o.soft > 0 {
 		t := time.AfterFunc(o.soft, func() { cancel(ErrSoftTimeLimit) })
 		defer t.Stop()
@@ -624,6 +977,10 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 		w.lost(j, o, err)
 		return
 	}
+	if sig, ok := j.terminatedBy(); ok {
+		w.revokedWhileRunning(j, o, sig, runtime)
+		return
+	}
 	if err != nil {
 		if def := j.def; def.opts.AutoRetryFor != nil && !isSignal(err) && !abandoned && def.opts.AutoRetryFor(err) {
 			err = Retry(err, Countdown(w.backoff(j)))
@@ -644,11 +1001,14 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 		if o.acksLate {
 			w.settle(j, j.d.Ack)
 		}
+		w.sendTaskEvent(func() events.Event { return events.NewTaskSucceeded(m.ID, result, runtime) })
+		w.finished(j, "success", runtime)
 	case errors.Is(err, ErrIgnore):
 		w.log.Info(fmt.Sprintf("Task %s[%s] ignored", m.Task, m.ID), "task_id", m.ID)
 		if o.acksLate {
 			w.settle(j, j.d.Ack)
 		}
+		w.finished(j, "ignored", runtime)
 	case errors.As(err, &rj):
 		w.reject(j, o, rj)
 	case errors.As(err, &rerr):
@@ -669,8 +1029,12 @@ func (w *Worker) lost(j *job, o taskSettings, err error) {
 		return
 	}
 	w.stats.Failed.Add(1)
+	w.finished(j, "failure", w.now().Sub(j.started))
 	w.log.Error(fmt.Sprintf("Task %s[%s] stopped by cold shutdown after its message was acknowledged", m.Task, m.ID), "task_id", m.ID, "error", err)
 	tb := fmt.Sprintf("WorkerLostError: cold shutdown of %s while the task ran: %v\n", w.hostname, err)
+	w.sendTaskEvent(func() events.Event {
+		return events.NewTaskFailed(m.ID, "WorkerLostError('Worker exited prematurely: cold shutdown')", tb)
+	})
 	w.store(j, protocol.ResultMeta{Status: protocol.StateFailure, Traceback: &tb,
 		Result: exceptionJSON("WorkerLostError", "billiard.exceptions", "Worker exited prematurely: cold shutdown")})
 }
@@ -681,6 +1045,8 @@ func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, 
 	info, tb := exceptionInfo(err)
 	w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", m.Task, m.ID, excRepr(info)),
 		"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds(), "error", err)
+	w.sendTaskEvent(func() events.Event { return events.NewTaskFailed(m.ID, excRepr(info), tb) })
+	w.finished(j, "failure", runtime)
 	if !(pick(j.def.opts.IgnoreResult, false) && !j.def.opts.StoreErrorsEvenIfIgnored) {
 		w.store(j, protocol.ResultMeta{Status: protocol.StateFailure, Result: protocol.ExceptionResult(info), Traceback: &tb})
 	}
@@ -693,13 +1059,15 @@ func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, 
 	case o.acksOnFailure:
 		w.settle(j, j.d.Ack)
 	default:
-		w.deadLetter(j.d, fmt.Sprintf("task failed and acks_on_failure_or_timeout is off: %s: %v", info.Type, err))
+		w.deadLetterJob(j.d, fmt.Sprintf("task failed and acks_on_failure_or_timeout is off: %s: %v", info.Type, err))
 	}
 }
 
 func (w *Worker) reject(j *job, o taskSettings, rj *RejectError) {
 	m := j.msg
 	w.log.Warn(fmt.Sprintf("Task %s[%s] rejected (requeue=%v): %v", m.Task, m.ID, rj.Requeue, rj.Err), "task_id", m.ID)
+	w.sendTaskEvent(func() events.Event { return events.NewTaskRejected(m.ID, rj.Requeue) })
+	w.finished(j, "rejected", w.now().Sub(j.started))
 	if !o.acksLate {
 		// Already acknowledged before it ran (early ack); nothing can be requeued.
 		if rj.Requeue {
@@ -715,7 +1083,7 @@ func (w *Worker) reject(j *job, o taskSettings, rj *RejectError) {
 	if rj.Err != nil {
 		reason += ": " + rj.Err.Error()
 	}
-	w.deadLetter(j.d, reason)
+	w.deadLetterJob(j.d, reason)
 }
 
 // retry republishes the task with retries+1 and an eta, as Task.retry does, and stores RETRY.
@@ -758,7 +1126,7 @@ func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
 	env, err := protocol.EncodeV2(&next, protocol.EncodeOptions{Serializer: w.cfg.TaskSerializer})
 	if err == nil {
 		env.ReplyTo = m.ReplyTo
-		pub := broker.Publishing{Exchange: j.d.Exchange, RoutingKey: j.d.RoutingKey, Envelope: env}
+		pub := broker.Publishing{Exchange: j.d.Exchange, RoutingKey: j.d.RoutingKey, Envelope: env, Timestamp: w.now()}
 		if j.d.Exchange == "" {
 			pub.RoutingKey = j.d.Queue
 			if j.d.RoutingKey != "" {
@@ -793,6 +1161,15 @@ func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
 	if o.acksLate {
 		w.settle(j, j.d.Ack)
 	}
+	w.sendTaskEvent(func() events.Event {
+		exc, trace := "Retry("+pyRepr(reason)+")", ""
+		if rerr.Err != nil {
+			info, t := exceptionInfo(rerr.Err)
+			exc, trace = excRepr(info), t
+		}
+		return events.NewTaskRetried(m.ID, exc, trace)
+	})
+	w.finished(j, "retry", w.now().Sub(j.started))
 }
 
 func formatDelay(d time.Duration) string {

@@ -51,10 +51,14 @@ type workerSpec struct {
 // writeConfig writes a celeryconfig.yaml for spec into a temporary directory.
 func writeConfig(t *testing.T, spec workerSpec) string {
 	t.Helper()
+	// Revoked ids go under a prefix of the test's own.
+	revokes := "t:" + testenv.Suffix() + ":revoked:"
+	testenv.DeleteKeysAtCleanup(t, testenv.Redis(t), revokes+"ids")
 	settings := map[string]any{
 		"task_default_queue":       spec.queue,
 		"worker_dead_letter_queue": spec.queue + ".dlq",
 		"result_expires":           3600,
+		"worker_revoke_key_prefix": revokes,
 	}
 	for k, v := range spec.settings {
 		settings[k] = v
@@ -80,8 +84,9 @@ func startWorker(t *testing.T, name string, spec workerSpec) *workerProc {
 	if spec.backend == "" {
 		spec.backend = testenv.RedisURL()
 	}
+	// No metrics endpoint unless the test asks for one: parallel workers would fight over the port.
 	args := append([]string{"--config", writeConfig(t, spec), "-Q", spec.queue,
-		"-n", name + "-" + testenv.Suffix() + "@%h"}, spec.args...)
+		"-n", name + "-" + testenv.Suffix() + "@%h", "--metrics-addr="}, spec.args...)
 	cmd := exec.Command(workerBin, args...)
 	cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+spec.broker, "CELERY_RESULT_BACKEND="+spec.backend)
 	w := &workerProc{t: t, name: name, cmd: cmd, logs: &testenv.LogBuffer{}, done: make(chan struct{})}

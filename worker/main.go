@@ -5,10 +5,17 @@
 // Usage:
 //
 //	worker [--config celeryconfig.yaml] [-Q queue1,queue2] [-c concurrency] [-n name@%h] [-l info]
+//	       [-E] [--without-heartbeat] [--without-mingle] [--without-gossip] [--heartbeat-interval 2]
+//	       [--metrics-addr 127.0.0.1:9808]
 //
-// CELERY_BROKER_URL and CELERY_RESULT_BACKEND override the file's broker_url and result_backend.
-// The first SIGTERM or SIGINT starts a warm shutdown (stop consuming, finish running tasks, exit 0);
-// a second one, or SIGQUIT, is a cold shutdown.
+// CELERY_BROKER_URL and CELERY_RESULT_BACKEND override the file's broker_url and result_backend;
+// WORKER_METRICS_ADDR is the default of --metrics-addr. The first SIGTERM or SIGINT (or `celery
+// control shutdown`) starts a warm shutdown (stop consuming, finish running tasks, exit 0); a
+// second signal, or SIGQUIT, is a cold shutdown.
+//
+// Operators use Python Celery's own tools against it: `celery inspect` and `celery control`
+// (remote control), `celery events` and Flower (worker events always, task events with -E), and
+// revokes persist in Redis. See README.md, "Operations".
 package main
 
 import (
@@ -25,6 +32,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/internal/config"
 	"github.com/forumads/forumads/internal/logging"
 	"github.com/forumads/forumads/internal/wiring"
@@ -38,6 +46,19 @@ func main() {
 type flags struct {
 	config, queues, hostname, loglevel string
 	concurrency                        int
+	// Operations (see ops.go).
+	taskEvents, withoutHeartbeat, withoutMingle, withoutGossip bool
+	heartbeat                                                  time.Duration
+	metricsAddr                                                string
+}
+
+// metricsAddrDefault is --metrics-addr's default: WORKER_METRICS_ADDR if set (even empty), else
+// DefaultMetricsAddr.
+func metricsAddrDefault() string {
+	if v, ok := os.LookupEnv("WORKER_METRICS_ADDR"); ok {
+		return v
+	}
+	return DefaultMetricsAddr
 }
 
 func parseFlags(args []string, out io.Writer) (flags, error) {
@@ -57,7 +78,30 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	for _, n := range []string{"l", "loglevel"} {
 		fs.StringVar(&f.loglevel, n, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
 	}
-	return f, fs.Parse(args)
+	for _, n := range []string{"E", "task-events"} {
+		fs.BoolVar(&f.taskEvents, n, false, "send task events (celery events, Flower); also worker_send_task_events")
+	}
+	fs.BoolVar(&f.withoutHeartbeat, "without-heartbeat", false, "send no worker-online/heartbeat/offline events")
+	fs.BoolVar(&f.withoutMingle, "without-mingle", false, "do not ask the other workers for their revoked ids at start")
+	fs.BoolVar(&f.withoutGossip, "without-gossip", false, "accepted for Celery's sake: this worker has no gossip")
+	var hb float64
+	fs.Float64Var(&hb, "heartbeat-interval", events.DefaultFreq.Seconds(), "seconds between worker-heartbeat events")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", metricsAddrDefault(), `serve /metrics and /healthz on host:port ("" = off)`)
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if !(hb > 0 && hb <= 3600) {
+		err := fmt.Errorf("invalid value %v for flag -heartbeat-interval: want seconds in (0, 3600]", hb)
+		fmt.Fprintln(out, err)
+		return f, err
+	}
+	f.heartbeat = time.Duration(hb * float64(time.Second))
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected arguments: %q (flags only)", fs.Args())
+		fmt.Fprintln(out, err)
+		return f, err
+	}
+	return f, nil
 }
 
 // NodeName expands Celery's %h, %n, %d and %% in a node name and adds "celery@" when no name part
@@ -96,6 +140,12 @@ func run(args []string, stderr io.Writer) int {
 	}
 	host, _ := os.Hostname()
 	nodename := NodeName(f.hostname, host)
+	origin := fmt.Sprintf("gen%d@%s", os.Getpid(), host) // the client's name, as celery.Client's
+	o, err := newOps(f, cfg, nodename, origin, log)
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
 
 	br, err := wiring.Broker(cfg, nodename, log)
 	if err != nil {
@@ -108,7 +158,7 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	// The diagnostic and ads tasks use REDIS_URL / ads_redis_url (default: the result backend).
-	clientOpts := celery.ClientOptions{Config: cfg, Broker: br}
+	clientOpts := celery.ClientOptions{Config: cfg, Broker: br, Events: o.sent}
 	if backend != nil {
 		clientOpts.Backend = backend
 	}
@@ -131,7 +181,8 @@ func run(args []string, stderr io.Writer) int {
 			queues = append(queues, q)
 		}
 	}
-	opts := celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Queues: queues, Hostname: nodename, Logger: log}
+	opts := celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Queues: queues, Hostname: nodename, Logger: log,
+		Events: o.events, Revokes: o.revokes, Metrics: o.metrics}
 	if backend != nil {
 		opts.Backend = backend
 	}
@@ -140,7 +191,8 @@ func run(args []string, stderr io.Writer) int {
 		log.Error(err.Error())
 		return 1
 	}
-	banner(stderr, w, reg, file.Path)
+	banner(stderr, w, reg, file.Path, o)
+	o.start(w, reg, br)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
@@ -166,6 +218,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}()
 	err = w.Run(ctx)
+	o.stop()
 	close(runDone)
 	switch {
 	case errors.Is(err, celery.ErrWorkerShutdown):
@@ -178,7 +231,7 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func banner(out io.Writer, w *celery.Worker, reg *celery.Registry, cfgPath string) {
+func banner(out io.Writer, w *celery.Worker, reg *celery.Registry, cfgPath string, o *ops) {
 	cfg := w.Config()
 	results := "disabled://"
 	if cfg.ResultBackend != "" {
@@ -190,6 +243,19 @@ func banner(out io.Writer, w *celery.Worker, reg *celery.Registry, cfgPath strin
 	fmt.Fprintf(&b, "[config]\n.> config:      %s\n.> transport:   %s\n.> results:     %s\n", cfgPath, wiring.Redacted(cfg.BrokerURL), results)
 	fmt.Fprintf(&b, ".> concurrency: %d (goroutines), prefetch %d\n.> acks_late:   %v\n.> dead letters: %s\n",
 		cfg.WorkerConcurrency, cfg.Prefetch(), cfg.TaskAcksLate, cfg.WorkerDeadLetterQueue)
+	taskEvents := "OFF (enable -E to monitor tasks in this worker)"
+	if o.events.TaskEventsEnabled() {
+		taskEvents = "ON"
+	}
+	revokes := "memory only"
+	if o.revokes != nil {
+		revokes = o.revokes.SetKey()
+	}
+	metricsAddr := "off"
+	if o.f.metricsAddr != "" {
+		metricsAddr = "http://" + o.f.metricsAddr + "/metrics"
+	}
+	fmt.Fprintf(&b, ".> task events: %s\n.> revokes:     %s\n.> metrics:     %s\n", taskEvents, revokes, metricsAddr)
 	b.WriteString("\n[queues]\n")
 	for _, q := range w.Queues() {
 		typ := q.ExchangeType

@@ -72,7 +72,11 @@ func TestNodeName(t *testing.T) {
 
 func TestParseFlags(t *testing.T) {
 	t.Parallel()
-	defaults := flags{hostname: "celery@%h", loglevel: "INFO"}
+	defaults := flags{hostname: "celery@%h", loglevel: "INFO", heartbeat: 2 * time.Second, metricsAddr: metricsAddrDefault()}
+	with := func(f flags) flags {
+		f.heartbeat, f.metricsAddr = defaults.heartbeat, defaults.metricsAddr
+		return f
+	}
 	tests := []struct {
 		name    string
 		args    []string
@@ -81,11 +85,18 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "defaults", args: nil, want: defaults},
 		{name: "short", args: []string{"-Q", "a,b", "-c", "3", "-n", "w1@%h", "-l", "debug", "--config", "X"},
-			want: flags{config: "X", queues: "a,b", hostname: "w1@%h", loglevel: "debug", concurrency: 3}},
+			want: with(flags{config: "X", queues: "a,b", hostname: "w1@%h", loglevel: "debug", concurrency: 3})},
 		{name: "long", args: []string{"--queues=a", "--concurrency=2", "--hostname", "h@x", "--loglevel", "warning", "-config", "c.yaml"},
-			want: flags{config: "c.yaml", queues: "a", hostname: "h@x", loglevel: "warning", concurrency: 2}},
+			want: with(flags{config: "c.yaml", queues: "a", hostname: "h@x", loglevel: "warning", concurrency: 2})},
 		{name: "last wins", args: []string{"-Q", "a", "--queues", "b"},
-			want: flags{queues: "b", hostname: "celery@%h", loglevel: "INFO"}},
+			want: with(flags{queues: "b", hostname: "celery@%h", loglevel: "INFO"})},
+		{name: "operations", args: []string{"-E", "--without-heartbeat", "--without-mingle", "--without-gossip", "--heartbeat-interval", "0.5", "--metrics-addr", ""},
+			want: flags{hostname: "celery@%h", loglevel: "INFO", taskEvents: true, withoutHeartbeat: true, withoutMingle: true,
+				withoutGossip: true, heartbeat: 500 * time.Millisecond}},
+		{name: "task events long", args: []string{"--task-events", "--metrics-addr=0.0.0.0:1"},
+			want: flags{hostname: "celery@%h", loglevel: "INFO", taskEvents: true, heartbeat: 2 * time.Second, metricsAddr: "0.0.0.0:1"}},
+		{name: "bad heartbeat", args: []string{"--heartbeat-interval", "0"}, wantErr: "heartbeat-interval"},
+		{name: "positional", args: []string{"-E", "extra"}, wantErr: "unexpected arguments"},
 		{name: "bad concurrency", args: []string{"-c", "three"}, wantErr: "invalid value"},
 		{name: "unknown flag", args: []string{"--autoscale", "4,2"}, wantErr: "not defined"},
 		{name: "missing value", args: []string{"-Q"}, wantErr: "needs an argument"},

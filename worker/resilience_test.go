@@ -111,7 +111,19 @@ func TestSIGKILLLosesNoTask(t *testing.T) {
 	const n = 2000
 	ctx := testCtx(t, 120*time.Second)
 	e := newEnv(t)
-	ids := e.sendMany(ctx, n, func(int) string { return "diag.add" }, func(i int) []any { return []any{i, i} })
+	// Every tenth task sleeps 50 ms, so the run takes seconds and the kill lands in the middle of
+	// it however fast the machine is (diag.add alone finishes 2,000 tasks between two polls).
+	ids := e.sendMany(ctx, n, func(i int) string {
+		if i%10 == 0 {
+			return "diag.sleep"
+		}
+		return "diag.add"
+	}, func(i int) []any {
+		if i%10 == 0 {
+			return []any{0.05}
+		}
+		return []any{i, i}
+	})
 	spec := workerSpec{queue: e.queue, settings: map[string]any{"task_acks_late": true}, args: []string{"-c", "8"}}
 
 	first := startWorker(t, "kill-1", spec)
@@ -137,7 +149,11 @@ func TestSIGKILLLosesNoTask(t *testing.T) {
 	second := startWorker(t, "kill-2", spec)
 	ms := e.waitAllSucceeded(ctx, 90*time.Second, ids, second)
 	for i, m := range ms {
-		if got, want := string(m.Result), strconv.Itoa(2*i); got != want {
+		want := strconv.Itoa(2 * i)
+		if i%10 == 0 {
+			want = "0.05"
+		}
+		if got := string(m.Result); got != want {
 			t.Errorf("task %d: result %s, want %s", i, got, want)
 		}
 	}

@@ -6,6 +6,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/forumads/forumads/celery/protocol"
 )
@@ -35,7 +36,10 @@ type Delivery struct {
 	// the broker redelivers every unacknowledged message, so a consumer drops what it still holds from
 	// an older generation instead of running it twice.
 	Generation uint64
-	Acker      Acknowledger
+	// Timestamp is the AMQP timestamp property (whole seconds; zero when the sender set none). The
+	// Go client sets it; Python Celery does not.
+	Timestamp time.Time
+	Acker     Acknowledger
 }
 
 // Ack acknowledges the message.
@@ -58,6 +62,9 @@ type Publishing struct {
 	// Declare, when set, is declared (once per connection) before publishing, as Celery's client declares
 	// the target queue before sending to it.
 	Declare *Queue
+	// Timestamp, unless zero, is sent as the AMQP timestamp property (whole seconds), from which a
+	// worker measures how long the message waited in its queue.
+	Timestamp time.Time
 }
 
 // Broker is what the worker and the client need from a message broker.

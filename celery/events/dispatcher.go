@@ -24,13 +24,11 @@ const (
 	DefaultPublishTimeout = 10 * time.Second
 )
 
-// ExchangeDeclarer is implemented by brokers that can declare an exchange without a queue. The
-// Dispatcher declares its exchange with it when the broker has it: topic, durable, not auto-delete,
-// no arguments (kombu's Exchange defaults, so Python's own declaration never fails with 406).
-//
-// A broker without it gets the exchange declared through broker.Broker.Declare with a helper queue
-// "<exchange>.declare" bound with the key "<exchange>.declare", which no event uses, and
-// x-expires 10 s, so RabbitMQ deletes the queue 10 s later.
+// ExchangeDeclarer is implemented by brokers that can declare an exchange without a queue
+// (amqpbroker.Broker does). The Dispatcher declares its exchange with it before its first publish,
+// and again after a failed one: topic, durable, not auto-delete, no arguments (kombu's Exchange
+// defaults, so Python's own declaration never fails with 406). With a broker that does not
+// implement it the exchange is not declared: it must exist.
 type ExchangeDeclarer interface {
 	DeclareExchange(ctx context.Context, name, kind string, durable, autoDelete bool) error
 }
@@ -350,16 +348,13 @@ func (d *Dispatcher) publish(batch []Event) {
 	d.messages.Add(1)
 }
 
-// declare declares the event exchange as kombu does: topic, durable, not auto-delete.
+// declare declares the event exchange as kombu does: topic, durable, not auto-delete. A broker
+// that cannot declare a bare exchange is assumed to have it.
 func (d *Dispatcher) declare(ctx context.Context) error {
 	if x, ok := d.br.(ExchangeDeclarer); ok {
 		return x.DeclareExchange(ctx, d.exchange, "topic", true, false)
 	}
-	helper := d.exchange + ".declare"
-	return d.br.Declare(ctx, broker.Queue{
-		Name: helper, Exchange: d.exchange, ExchangeType: "topic", RoutingKey: helper,
-		QueueArguments: map[string]any{"x-expires": 10000},
-	})
+	return nil
 }
 
 // UTCOffset is Celery's utcoffset field for the time t: the offset of t's zone from UTC in whole

@@ -38,8 +38,8 @@
 // DisableTaskEvents: the -E flag and the enable_events/disable_events control commands); worker
 // events always are. Close flushes.
 //
-// The exchange is declared before the first publish, through ExchangeDeclarer when the broker
-// implements it (see there for the fallback through broker.Broker.Declare).
+// The exchange is declared before the first publish (and after a failed one) through
+// ExchangeDeclarer, which amqpbroker.Broker implements.
 //
 // # Heartbeat
 //

@@ -67,7 +67,7 @@ func TestDispatchAndReceiveRabbitMQ(t *testing.T) {
 		t.Run(fmt.Sprint("batch", limit), func(t *testing.T) {
 			t.Parallel()
 			ex := testenv.Name(t, "celeryev")
-			testenv.DeleteQueuesAtCleanup(t, ex, ex+".declare")
+			testenv.DeleteQueuesAtCleanup(t, ex)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			rclock := new(Clock)
@@ -211,7 +211,7 @@ func BenchmarkDispatchRabbitMQ(b *testing.B) {
 	for _, limit := range []int{1, DefaultBatchLimit} {
 		b.Run(fmt.Sprint("batch=", limit), func(b *testing.B) {
 			ex := testenv.Name(b, "celeryev")
-			testenv.DeleteQueuesAtCleanup(b, ex, ex+".declare")
+			testenv.DeleteQueuesAtCleanup(b, ex)
 			d, err := NewDispatcher(newRabbitBroker(b), Options{Hostname: "bench@events", Exchange: ex, Enabled: true,
 				BatchLimit: limit, BufferSize: b.N + 1, Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {

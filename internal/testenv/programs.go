@@ -13,7 +13,18 @@ import (
 // BuildPrograms builds main packages of the repository ("./worker", "./beat") into a new temporary
 // directory, for tests that run the real programs as subprocesses. It returns the binaries by package
 // and a cleanup function removing them. race builds them with the race detector.
+//
+// It also sets WORKER_METRICS_ADDR and BEAT_METRICS_ADDR to empty in this process's environment
+// (unless set already), so the programs a test starts serve no metrics on the fixed default ports,
+// where parallel tests would collide; a test that wants metrics passes --metrics-addr.
 func BuildPrograms(race bool, pkgs ...string) (bins map[string]string, cleanup func(), err error) {
+	for _, v := range []string{"WORKER_METRICS_ADDR", "BEAT_METRICS_ADDR"} {
+		if _, ok := os.LookupEnv(v); !ok {
+			if err := os.Setenv(v, ""); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
 	dir, err := os.MkdirTemp("", "forumads-bin-")
 	if err != nil {
 		return nil, nil, err

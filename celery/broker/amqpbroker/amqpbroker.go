@@ -49,8 +49,10 @@ type Broker struct {
 	mu        sync.Mutex
 	conn      *amqp.Connection
 	gen       uint64
-	pub       *amqp.Channel // confirm-mode channel for publishing
-	declared  map[string]bool
+	pub       *amqp.Channel           // confirm-mode channel for publishing
+	declared  map[string]bool         // queues declared on the current connection
+	exchanges map[string]exchangeDecl // declared with DeclareExchange, again on every new connection
+	exDone    map[string]bool         // exchanges declared on the current connection
 	closed    bool
 	closing   chan struct{}
 	nextURL   int
@@ -79,7 +81,8 @@ func New(brokerURL string, opts Options) (*Broker, error) {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 10 * time.Second
 	}
-	return &Broker{urls: urls, opts: opts, log: opts.Logger, closing: make(chan struct{})}, nil
+	return &Broker{urls: urls, opts: opts, log: opts.Logger, closing: make(chan struct{}),
+		exchanges: map[string]exchangeDecl{}}, nil
 }
 
 // ParseURLs turns a Celery broker_url into amqp091-go URIs.
@@ -134,6 +137,13 @@ func (b *Broker) Redacted() string {
 // Connects counts successful connections (1 after the first connect, +1 per reconnect).
 func (b *Broker) Connects() int64 { return b.connects.Load() }
 
+// Connected reports whether the broker has a live connection now (for health checks).
+func (b *Broker) Connected() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.closed && b.conn != nil && !b.conn.IsClosed()
+}
+
 // connection returns the live connection and its generation, connecting (with backoff) if needed.
 func (b *Broker) connection(ctx context.Context) (*amqp.Connection, uint64, error) {
 	backoff := b.opts.MinBackoff
@@ -153,6 +163,7 @@ func (b *Broker) connection(ctx context.Context) (*amqp.Connection, uint64, erro
 			b.conn = c
 			b.gen++
 			b.declared = map[string]bool{}
+			b.exDone = map[string]bool{}
 			b.pub = nil
 			n := b.connects.Add(1)
 			g := b.gen
@@ -242,6 +253,74 @@ func (b *Broker) Declare(ctx context.Context, q broker.Queue) error {
 		}
 		if !b.retryable(ctx, err) {
 			return err
+		}
+	}
+}
+
+// exchangeDecl is how DeclareExchange declared an exchange.
+type exchangeDecl struct {
+	kind                string
+	durable, autoDelete bool
+}
+
+// DeclareExchange declares an exchange without any queue (events.ExchangeDeclarer): kind is direct,
+// topic, fanout, headers or a plugin's x-… type ("" = direct); no arguments, not internal. The
+// declaration is remembered and made again on every new connection before the first publish to
+// the exchange, so a broker restart that lost a non-durable exchange does not lose what is sent to
+// it afterwards. A declaration RabbitMQ refuses (406: the exchange exists with other flags) is
+// returned and not remembered.
+func (b *Broker) DeclareExchange(ctx context.Context, name, kind string, durable, autoDelete bool) error {
+	if name == "" {
+		return errors.New("declaring an exchange: empty name (the default exchange exists already)")
+	}
+	switch {
+	case kind == "":
+		kind = "direct"
+	case kind == "direct", kind == "topic", kind == "fanout", kind == "headers", strings.HasPrefix(kind, "x-"):
+	default:
+		// RabbitMQ answers an unknown type with a connection error, which would close every channel.
+		return fmt.Errorf("declaring exchange %q: unknown exchange type %q (direct, topic, fanout, headers or x-…)", name, kind)
+	}
+	x := exchangeDecl{kind: kind, durable: durable, autoDelete: autoDelete}
+	if err := b.declareExchange(ctx, name, x); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.exchanges[name] = x
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *Broker) declareExchange(ctx context.Context, name string, x exchangeDecl) error {
+	for {
+		conn, gen, err := b.connection(ctx)
+		if err != nil {
+			return err
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			if b.retryable(ctx, err) {
+				continue
+			}
+			return fmt.Errorf("declaring exchange %q: %w", name, err)
+		}
+		err = ch.ExchangeDeclare(name, x.kind, x.durable, x.autoDelete, false, false, nil)
+		_ = ch.Close()
+		if err == nil {
+			b.mu.Lock()
+			if b.gen == gen {
+				b.exDone[name] = true
+			}
+			b.mu.Unlock()
+			return nil
+		}
+		var aerr *amqp.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp.PreconditionFailed {
+			return fmt.Errorf("declaring exchange %q (%s, durable=%v, auto_delete=%v): %w (it exists with other settings)",
+				name, x.kind, x.durable, x.autoDelete, err)
+		}
+		if !b.retryable(ctx, err) {
+			return fmt.Errorf("declaring exchange %q: %w", name, err)
 		}
 	}
 }
@@ -410,6 +489,17 @@ func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
 				}
 			}
 		}
+		if p.Exchange != "" {
+			b.mu.Lock()
+			x, remembered := b.exchanges[p.Exchange]
+			again := remembered && !(b.exDone[p.Exchange] && b.conn != nil)
+			b.mu.Unlock()
+			if again {
+				if err := b.declareExchange(ctx, p.Exchange, x); err != nil {
+					return err
+				}
+			}
+		}
 		ch, _, err := b.publisher(ctx)
 		if err != nil {
 			if b.retryable(ctx, err) {
@@ -426,6 +516,7 @@ func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
 			CorrelationId:   p.CorrelationID,
 			ReplyTo:         p.ReplyTo,
 			Expiration:      p.Expiration,
+			Timestamp:       p.Timestamp,
 			Body:            p.Body,
 		}
 		conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, p.Exchange, p.RoutingKey, false, false, msg)
@@ -479,3 +570,11 @@ func (b *Broker) Close() error {
 }
 
 var _ broker.Broker = (*Broker)(nil)
+
+// exchangeDeclarer is events.ExchangeDeclarer, which cannot be named here: package events
+// imports this one.
+type exchangeDeclarer interface {
+	DeclareExchange(ctx context.Context, name, kind string, durable, autoDelete bool) error
+}
+
+var _ exchangeDeclarer = (*Broker)(nil)

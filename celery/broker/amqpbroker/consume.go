@@ -13,18 +13,36 @@ import (
 	"github.com/forumads/forumads/celery/protocol"
 )
 
-// consumer keeps one channel consuming a set of queues, reopening it after a connection loss.
+// consumer keeps one channel consuming a set of queues, reopening it after a connection loss. The
+// set can change while it runs (AddConsumer, CancelConsumer: Celery's add_consumer and
+// cancel_consumer control commands); a reopened channel consumes the set as it is then.
 type consumer struct {
 	b        *Broker
-	queues   []broker.Queue
+	ctx      context.Context // Consume's: sources added later live as long as it
 	out      chan *broker.Delivery
 	prefetch atomic.Int64
 
-	mu      sync.Mutex
-	ch      *amqp.Channel
-	tags    []string
-	stopped bool
-	stop    chan struct{}
+	mu       sync.Mutex
+	queues   []broker.Queue
+	ch       *amqp.Channel
+	tags     map[string]string // queue name -> consumer tag on ch
+	sess     *session          // the channel's forwarding, nil between channels
+	seq      int               // makes consumer tags unique
+	stopped  bool
+	stop     chan struct{} // closed by StopConsuming
+	stopOnce sync.Once
+}
+
+// session forwards the deliveries of one channel. Its sources are added while it runs; one that
+// ends without having been cancelled on purpose ends the session (the channel is then replaced).
+type session struct {
+	gen       uint64
+	ack       *batchAcker
+	failed    chan struct{} // closed when a source ended unexpectedly
+	failOnce  sync.Once
+	wg        sync.WaitGroup
+	closing   bool            // set under consumer.mu before wg.Wait: no source is added after
+	cancelled map[string]bool // consumer tags cancelled on purpose
 }
 
 // Consume declares the queues, sets the prefetch (global QoS, as Celery does on RabbitMQ) and delivers
@@ -32,7 +50,8 @@ type consumer struct {
 // deliveries carry the connection generation they came on. The first connect happens before Consume
 // returns, so a refused declaration (PRECONDITION_FAILED) is reported at start.
 func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch int) (<-chan *broker.Delivery, error) {
-	c := &consumer{b: b, queues: queues, out: make(chan *broker.Delivery, 256), stop: make(chan struct{})}
+	c := &consumer{b: b, ctx: ctx, queues: append([]broker.Queue(nil), queues...), out: make(chan *broker.Delivery, 256),
+		stop: make(chan struct{}), tags: map[string]string{}}
 	c.prefetch.Store(int64(prefetch))
 	srcs, gen, err := c.open(ctx)
 	if err != nil {
@@ -45,7 +64,13 @@ func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch in
 	return c.out, nil
 }
 
-func (c *consumer) open(ctx context.Context) ([]<-chan amqp.Delivery, uint64, error) {
+// source is one queue's consumer on the channel.
+type source struct {
+	queue, tag string
+	d          <-chan amqp.Delivery
+}
+
+func (c *consumer) open(ctx context.Context) ([]source, uint64, error) {
 	for {
 		conn, gen, err := c.b.connection(ctx)
 		if err != nil {
@@ -62,12 +87,15 @@ func (c *consumer) open(ctx context.Context) ([]<-chan amqp.Delivery, uint64, er
 	}
 }
 
-func (c *consumer) openOn(conn *amqp.Connection, gen uint64) ([]<-chan amqp.Delivery, error) {
+func (c *consumer) openOn(conn *amqp.Connection, gen uint64) ([]source, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, err
 	}
-	for _, q := range c.queues {
+	c.mu.Lock()
+	queues := append([]broker.Queue(nil), c.queues...)
+	c.mu.Unlock()
+	for _, q := range queues {
 		if err := declare(ch, q); err != nil {
 			_ = ch.Close()
 			return nil, err
@@ -77,17 +105,17 @@ func (c *consumer) openOn(conn *amqp.Connection, gen uint64) ([]<-chan amqp.Deli
 		_ = ch.Close()
 		return nil, fmt.Errorf("setting prefetch: %w", err)
 	}
-	var srcs []<-chan amqp.Delivery
-	var tags []string
-	for i, q := range c.queues {
-		tag := fmt.Sprintf("%s-%s-%d-%d", c.b.opts.ConnectionName, q.Name, gen, i)
+	var srcs []source
+	tags := map[string]string{}
+	for _, q := range queues {
+		tag := c.nextTag(q.Name, gen)
 		d, err := ch.Consume(q.Name, tag, false, false, false, false, nil)
 		if err != nil {
 			_ = ch.Close()
 			return nil, fmt.Errorf("consuming %q: %w", q.Name, err)
 		}
-		srcs = append(srcs, d)
-		tags = append(tags, tag)
+		srcs = append(srcs, source{queue: q.Name, tag: tag, d: d})
+		tags[q.Name] = tag
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -99,9 +127,16 @@ func (c *consumer) openOn(conn *amqp.Connection, gen uint64) ([]<-chan amqp.Deli
 	return srcs, nil
 }
 
+func (c *consumer) nextTag(queue string, gen uint64) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	return fmt.Sprintf("%s-%s-%d-%d", c.b.opts.ConnectionName, queue, gen, c.seq)
+}
+
 var errStopped = errors.New("consumer stopped")
 
-func (c *consumer) run(ctx context.Context, srcs []<-chan amqp.Delivery, gen uint64) {
+func (c *consumer) run(ctx context.Context, srcs []source, gen uint64) {
 	defer close(c.out)
 	for {
 		c.forward(ctx, srcs, gen)
@@ -129,56 +164,199 @@ func (c *consumer) run(ctx context.Context, srcs []<-chan amqp.Delivery, gen uin
 	}
 }
 
-// forward copies deliveries from every queue's consumer to out until one of them ends.
-func (c *consumer) forward(ctx context.Context, srcs []<-chan amqp.Delivery, gen uint64) {
+// forward copies deliveries from every queue's consumer to out until one of them ends unexpectedly,
+// the channel closes, StopConsuming is called or ctx ends.
+func (c *consumer) forward(ctx context.Context, srcs []source, gen uint64) {
 	c.mu.Lock()
-	ack := newBatchAcker(c.ch)
+	ch := c.ch
+	s := &session{gen: gen, ack: newBatchAcker(ch), failed: make(chan struct{}), cancelled: map[string]bool{}}
+	c.sess = s
+	for _, src := range srcs {
+		c.startSource(ctx, s, src)
+	}
 	c.mu.Unlock()
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	defer func() {
 		// Settles of this channel's deliveries may still be under way (running acks_late tasks after
 		// StopConsuming); the acker ends only with the channel.
 		go func() {
-			<-ack.ch.NotifyClose(make(chan *amqp.Error, 1))
-			ack.stop()
+			<-s.ack.ch.NotifyClose(make(chan *amqp.Error, 1))
+			s.ack.stop()
 		}()
 	}()
-	done := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
-	for i, src := range srcs {
-		wg.Add(1)
-		go func(q string, src <-chan amqp.Delivery) {
-			defer wg.Done()
-			defer once.Do(func() { close(done) })
-			for d := range src {
-				ack.delivered(d.DeliveryTag)
-				del := &broker.Delivery{
-					Envelope:    envelope(&d),
-					Queue:       q,
-					Exchange:    d.Exchange,
-					RoutingKey:  d.RoutingKey,
-					Redelivered: d.Redelivered,
-					DeliveryTag: d.DeliveryTag,
-					Generation:  gen,
-					Acker:       acker{a: ack, tag: d.DeliveryTag},
-				}
-				select {
-				case c.out <- del:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}(c.queues[i].Name, src)
+	select {
+	case <-s.failed:
+	case <-closed:
+	case <-c.stop:
+	case <-ctx.Done():
 	}
-	<-done
-	// One consumer ended; make the others end too by closing the channel, unless we are stopping
-	// (then every consumer was cancelled and ends by itself).
+	// Make the other consumers end too by closing the channel, unless we are stopping (then every
+	// consumer was cancelled and ends by itself, and the channel stays open for acknowledgements).
 	c.mu.Lock()
+	s.closing = true
+	c.sess = nil
 	if !c.stopped && c.ch != nil {
 		_ = c.ch.Close()
 	}
 	c.mu.Unlock()
-	wg.Wait()
+	s.wg.Wait()
+}
+
+// startSource forwards one queue's deliveries; c.mu is held.
+func (c *consumer) startSource(ctx context.Context, s *session, src source) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for d := range src.d {
+			s.ack.delivered(d.DeliveryTag)
+			del := &broker.Delivery{
+				Envelope:    envelope(&d),
+				Queue:       src.queue,
+				Exchange:    d.Exchange,
+				RoutingKey:  d.RoutingKey,
+				Redelivered: d.Redelivered,
+				DeliveryTag: d.DeliveryTag,
+				Generation:  s.gen,
+				Timestamp:   d.Timestamp,
+				Acker:       acker{a: s.ack, tag: d.DeliveryTag},
+			}
+			select {
+			case c.out <- del:
+			case <-ctx.Done():
+				return
+			}
+		}
+		c.mu.Lock()
+		onPurpose := s.cancelled[src.tag] && !c.stopped
+		c.mu.Unlock()
+		if !onPurpose {
+			s.failOnce.Do(func() { close(s.failed) })
+		}
+	}()
+}
+
+// AddConsumer starts consuming q on the channels of every Consume call of this broker (the worker
+// has one), after declaring it on a channel of its own so that a refused declaration (406) is
+// returned without closing the consuming channel. The queue stays in the set across reconnects.
+// Adding a queue already consumed does nothing. ErrClosed is returned when no Consume is running.
+func (b *Broker) AddConsumer(ctx context.Context, q broker.Queue) error {
+	if q.Name == "" {
+		return errors.New("add_consumer: empty queue name")
+	}
+	b.mu.Lock()
+	cs := b.consumers
+	b.mu.Unlock()
+	if len(cs) == 0 {
+		return fmt.Errorf("add_consumer %q: the broker is not consuming: %w", q.Name, broker.ErrClosed)
+	}
+	if err := b.Declare(ctx, q); err != nil {
+		return fmt.Errorf("add_consumer %q: %w", q.Name, err)
+	}
+	for _, c := range cs {
+		if err := c.add(q); err != nil {
+			return fmt.Errorf("add_consumer %q: %w", q.Name, err)
+		}
+	}
+	return nil
+}
+
+func (c *consumer) add(q broker.Queue) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return errStopped
+	}
+	for _, have := range c.queues {
+		if have.Name == q.Name {
+			return nil
+		}
+	}
+	c.queues = append(c.queues, q)
+	s := c.sess
+	if s == nil || s.closing || c.ch == nil || c.ch.IsClosed() {
+		return nil // the next channel consumes it
+	}
+	c.seq++
+	tag := fmt.Sprintf("%s-%s-%d-%d", c.b.opts.ConnectionName, q.Name, s.gen, c.seq)
+	d, err := c.ch.Consume(q.Name, tag, false, false, false, false, nil)
+	if err != nil {
+		// The channel is gone (the queue was deleted in between, or the connection dropped); the
+		// session ends and the next channel consumes the whole set again.
+		return nil
+	}
+	c.tags[q.Name] = tag
+	c.startSource(c.ctx, s, source{queue: q.Name, tag: tag, d: d})
+	return nil
+}
+
+// CancelConsumer stops consuming the queue named name (Celery's cancel_consumer) and removes it
+// from the set consumed after a reconnect. Messages already delivered stay with the consumer, to be
+// settled as usual. It reports whether the queue was being consumed.
+func (b *Broker) CancelConsumer(ctx context.Context, name string) (bool, error) {
+	b.mu.Lock()
+	cs := b.consumers
+	b.mu.Unlock()
+	found := false
+	var errs []error
+	for _, c := range cs {
+		ok, err := c.cancel(name)
+		found = found || ok
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return found, fmt.Errorf("cancel_consumer %q: %w", name, err)
+	}
+	return found, nil
+}
+
+func (c *consumer) cancel(name string) (bool, error) {
+	c.mu.Lock()
+	found := false
+	kept := c.queues[:0]
+	for _, q := range c.queues {
+		if q.Name == name {
+			found = true
+			continue
+		}
+		kept = append(kept, q)
+	}
+	c.queues = kept
+	tag, live := c.tags[name]
+	delete(c.tags, name)
+	ch, s := c.ch, c.sess
+	if live && s != nil {
+		s.cancelled[tag] = true
+	}
+	c.mu.Unlock()
+	if !found || !live || ch == nil || ch.IsClosed() {
+		return found, nil
+	}
+	if err := ch.Cancel(tag, false); err != nil && !errors.Is(err, amqp.ErrClosed) {
+		return found, err
+	}
+	return found, nil
+}
+
+// ConsumingQueues lists the queues consumed now (by every Consume call), in the order added.
+func (b *Broker) ConsumingQueues() []broker.Queue {
+	b.mu.Lock()
+	cs := b.consumers
+	b.mu.Unlock()
+	var out []broker.Queue
+	seen := map[string]bool{}
+	for _, c := range cs {
+		c.mu.Lock()
+		for _, q := range c.queues {
+			if !seen[q.Name] {
+				seen[q.Name] = true
+				out = append(out, q)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return out
 }
 
 func envelope(d *amqp.Delivery) protocol.Envelope {
@@ -213,7 +391,9 @@ func (b *Broker) StopConsuming(ctx context.Context) error {
 		c.mu.Lock()
 		c.stopped = true
 		ch, tags := c.ch, c.tags
+		c.tags = map[string]string{}
 		c.mu.Unlock()
+		c.stopOnce.Do(func() { close(c.stop) })
 		if ch == nil || ch.IsClosed() {
 			continue
 		}

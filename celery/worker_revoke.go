@@ -1,0 +1,342 @@
+package celery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/celery/revoke"
+)
+
+// TerminatedError is the cause of a running task's context cancelled by a revoke with terminate
+// (`celery control revoke --terminate`). The task ends as REVOKED with TaskRevokedError('terminated')
+// whatever it returns; a task that ignores its context is waited for.
+type TerminatedError struct {
+	Signal string // the signal asked for, such as SIGTERM (a Go task has no process to signal)
+}
+
+func (e *TerminatedError) Error() string { return "task terminated by revoke (" + e.Signal + ")" }
+
+// ExcType makes it Celery's Terminated.
+func (e *TerminatedError) ExcType() string { return "Terminated" }
+
+// ExcModule is celery.exceptions.
+func (e *TerminatedError) ExcModule() string { return "celery.exceptions" }
+
+// revokeBreak is how long the revoke store is not asked after it failed (intake then relies on
+// the ids known in memory), so that a Redis outage does not slow every task down.
+const revokeBreak = 5 * time.Second
+
+// revokeTTL is how long a revoked id stays revoked.
+func (w *Worker) revokeTTL() time.Duration {
+	if w.revokes != nil {
+		return w.revokes.TTL()
+	}
+	d := seconds(w.cfg.WorkerRevokeExpires, revoke.DefaultTTL)
+	if d <= 0 {
+		d = revoke.DefaultTTL
+	}
+	return d
+}
+
+// revokeMax bounds the revoked ids kept in memory.
+func (w *Worker) revokeMax() int {
+	if w.cfg.WorkerRevokeMax > 0 {
+		return w.cfg.WorkerRevokeMax
+	}
+	return revoke.DefaultMaxSize
+}
+
+// Revoke marks the task ids revoked, as the revoke control command does: a message with one of
+// these ids is not run (it is stored as REVOKED and acknowledged). With terminate, the tasks this
+// worker is running are stopped too (their context is cancelled with a *TerminatedError) and end
+// as REVOKED; signal is a name such as "SIGTERM" or "KILL" ("" = SIGTERM; see revoke.ParseSignal).
+// It returns the ids of the tasks it stopped or will not start. The ids are kept in memory and,
+// with a revoke store, in Redis for every worker; a store error is returned after the ids were
+// revoked here.
+func (w *Worker) Revoke(ctx context.Context, ids []string, terminate bool, signal string) ([]string, error) {
+	for _, id := range ids {
+		if id == "" {
+			return nil, errors.New("revoke: empty task id")
+		}
+	}
+	sig := ""
+	if terminate {
+		var err error
+		if sig, err = revoke.ParseSignal(signal); err != nil {
+			return nil, fmt.Errorf("revoke: %w", err)
+		}
+	}
+	exp := w.now().Add(w.revokeTTL())
+	for _, id := range ids {
+		w.revoked.add(id, exp)
+	}
+	// Stopped here before the store's notice goes out: the notice would stop them too, and they
+	// would be gone before this worker could name them in its reply.
+	var terminated []string
+	if terminate {
+		for _, id := range ids {
+			if w.terminateRunning(id, sig) || w.isReserved(id) {
+				terminated = append(terminated, id)
+			}
+		}
+	}
+	var storeErr error
+	if w.revokes != nil && len(ids) > 0 {
+		if storeErr = w.revokes.Revoke(ctx, ids, terminate, sig); storeErr != nil {
+			storeErr = fmt.Errorf("revoke: the ids are revoked on %s only: %w", w.hostname, storeErr)
+		}
+	}
+	if len(ids) > 0 && !terminate {
+		w.log.Info("Tasks flagged as revoked: "+strings.Join(ids, ", "), "task_ids", ids)
+	}
+	return terminated, storeErr
+}
+
+// terminateRunning stops the running task with this id; it reports whether there was one.
+func (w *Worker) terminateRunning(id, signal string) bool {
+	v, ok := w.active.Load(id)
+	if !ok {
+		return false
+	}
+	j := v.(*job)
+	if j.terminate(signal) {
+		signum, _ := revoke.SignalNumber(signal)
+		w.log.Info(fmt.Sprintf("Terminating %s (%d)", id, signum), "task_id", id, "signal", signal)
+	}
+	return true
+}
+
+// isReserved reports whether a job with this id is held here, not yet started.
+func (w *Worker) isReserved(id string) bool {
+	found := false
+	w.reserved.Range(func(k, _ any) bool {
+		found = k.(*job).msg.ID == id
+		return !found
+	})
+	return found
+}
+
+// revokedBeforeStart reports whether a job about to start is revoked: known here, or, for a job
+// that was held (ETA, rate limit) and so may have missed a notice, in the store.
+func (w *Worker) revokedBeforeStart(j *job) bool {
+	if w.revoked.has(j.msg.ID, w.now()) {
+		return true
+	}
+	if j.waited && w.revokes != nil {
+		return w.areRevoked([]string{j.msg.ID})[0]
+	}
+	return false
+}
+
+// areRevoked answers for each id whether it is revoked: known in memory, else (one round trip
+// for all) in the revoke store. When the store cannot be asked the answer is the memory's, and
+// the store is left alone for revokeBreak: revokes never stop task processing.
+func (w *Worker) areRevoked(ids []string) []bool {
+	out := make([]bool, len(ids))
+	now := w.now()
+	missing := 0
+	for i, id := range ids {
+		if w.revoked.has(id, now) {
+			out[i] = true
+		} else {
+			missing++
+		}
+	}
+	if missing == 0 || w.revokes == nil || time.Now().UnixNano() < w.breakUntil.Load() {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	got, err := w.revokes.AreRevoked(ctx, ids)
+	if err != nil {
+		// Logged at most once per revokeBreak: the store is not asked again before.
+		w.breakUntil.Store(time.Now().Add(revokeBreak).UnixNano())
+		w.log.Warn("cannot check revoked ids in Redis; using the ones known in memory", "retry_in", revokeBreak, "error", err)
+		return out
+	}
+	w.breakUntil.Store(0)
+	exp := now.Add(w.revokeTTL())
+	for i, r := range got {
+		if r && !out[i] {
+			out[i] = true
+			w.revoked.add(ids[i], exp)
+		}
+	}
+	return out
+}
+
+// watchRevokes follows the store's revoke notices until ctx ends: revoked ids are remembered, and
+// a running task revoked with terminate is stopped, whichever worker received the command.
+func (w *Worker) watchRevokes(ctx context.Context) {
+	delay := 100 * time.Millisecond
+	for failures := 0; ; failures++ {
+		ch, err := w.revokes.Subscribe(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if failures%30 == 0 {
+				w.log.Warn("cannot follow revoke notices in Redis, retrying (running tasks revoked elsewhere with terminate are not stopped meanwhile)",
+					"channel", w.revokes.Channel(), "error", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, 5*time.Second)
+			continue
+		}
+		if failures > 0 {
+			w.log.Info("following revoke notices again", "channel", w.revokes.Channel())
+		}
+		for r := range ch {
+			w.revoked.add(r.ID, r.Expires)
+			if r.Terminate {
+				w.terminateRunning(r.ID, r.Signal)
+			}
+		}
+		return // the channel closes when ctx ends
+	}
+}
+
+// discardRevoked settles a revoked job that will not run: REVOKED with TaskRevokedError('revoked')
+// is stored and the message acknowledged, as Celery's Request.revoked() does.
+func (w *Worker) discardRevoked(j *job) {
+	m := j.msg
+	w.stats.Revoked.Add(1)
+	w.unreserve(j)
+	w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s]", m.Task, m.ID), "task_id", m.ID)
+	w.sendTaskEvent(func() events.Event { return events.NewTaskRevoked(m.ID, false, 0, false) })
+	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked,
+		Result: exceptionJSON("TaskRevokedError", "celery.exceptions", "revoked")})
+	if !j.acked.Load() {
+		w.settle(j, j.d.Ack)
+	}
+	w.finished(j, "revoked", 0)
+}
+
+// revokedWhileRunning settles a task terminated by a revoke: REVOKED with
+// TaskRevokedError('terminated'), whatever it returned, and its message acknowledged.
+func (w *Worker) revokedWhileRunning(j *job, o taskSettings, signal string, runtime time.Duration) {
+	m := j.msg
+	w.stats.Revoked.Add(1)
+	signum, _ := revoke.SignalNumber(signal)
+	w.log.Warn(fmt.Sprintf("Task %s[%s] terminated by revoke (%s) after %.6fs", m.Task, m.ID, signal, runtime.Seconds()),
+		"task_id", m.ID, "signal", signal)
+	w.sendTaskEvent(func() events.Event { return events.NewTaskRevoked(m.ID, true, signum, false) })
+	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked,
+		Result: exceptionJSON("TaskRevokedError", "celery.exceptions", "terminated")})
+	if o.acksLate {
+		w.settle(j, j.d.Ack)
+	}
+	w.finished(j, "revoked", runtime)
+}
+
+// RevokedIDs lists the revoked ids: the store's (when there is one and it answers) and those
+// known in memory, without duplicates, sorted.
+func (w *Worker) RevokedIDs(ctx context.Context) ([]string, error) {
+	ids := w.revoked.list(w.now())
+	var err error
+	if w.revokes != nil {
+		var stored []string
+		if stored, err = w.revokes.List(ctx); err == nil {
+			ids = append(ids, stored...)
+		}
+	}
+	sort.Strings(ids)
+	out := ids[:0]
+	for i, id := range ids {
+		if i == 0 || id != ids[i-1] {
+			out = append(out, id)
+		}
+	}
+	return out, err
+}
+
+// revokedSet is the revoked ids a worker knows in memory, each until it expires, at most max
+// of them (Celery's worker_state.revoked).
+type revokedSet struct {
+	mu  sync.RWMutex
+	n   atomic.Int64
+	max int
+	ids map[string]time.Time
+}
+
+func newRevokedSet(max int) *revokedSet {
+	return &revokedSet{max: max, ids: map[string]time.Time{}}
+}
+
+// add remembers id until expires (a later expiry wins).
+func (s *revokedSet) add(id string, expires time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.ids[id]; ok {
+		if expires.After(old) {
+			s.ids[id] = expires
+		}
+		return
+	}
+	if len(s.ids) >= s.max {
+		s.trim(time.Now())
+	}
+	s.ids[id] = expires
+	s.n.Store(int64(len(s.ids)))
+}
+
+// trim drops the expired ids, then, if the set is still full, a tenth of it (those closest to
+// expiry). s.mu is held.
+func (s *revokedSet) trim(now time.Time) {
+	for id, exp := range s.ids {
+		if !exp.After(now) {
+			delete(s.ids, id)
+		}
+	}
+	if len(s.ids) < s.max {
+		return
+	}
+	type entry struct {
+		id  string
+		exp time.Time
+	}
+	all := make([]entry, 0, len(s.ids))
+	for id, exp := range s.ids {
+		all = append(all, entry{id, exp})
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a].exp.Before(all[b].exp) })
+	for _, e := range all[:max(1, len(all)/10)] {
+		delete(s.ids, e.id)
+	}
+}
+
+// has reports whether id is revoked at now.
+func (s *revokedSet) has(id string, now time.Time) bool {
+	if s.n.Load() == 0 {
+		return false
+	}
+	s.mu.RLock()
+	exp, ok := s.ids[id]
+	s.mu.RUnlock()
+	return ok && exp.After(now)
+}
+
+// list returns the ids revoked at now.
+func (s *revokedSet) list(now time.Time) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.ids))
+	for id, exp := range s.ids {
+		if exp.After(now) {
+			out = append(out, id)
+		}
+	}
+	return out
+}

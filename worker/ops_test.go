@@ -1,0 +1,110 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/forumads/forumads/celery"
+)
+
+func TestRevokeURL(t *testing.T) {
+	t.Setenv("REDIS_URL", "redis://env:6379/3")
+	for _, tc := range []struct {
+		name      string
+		cfg       celery.Config
+		want, src string
+	}{
+		{"setting wins", celery.Config{WorkerRevokeURL: "redis://own/1", ResultBackend: "redis://rb/0"}, "redis://own/1", "worker_revoke_url"},
+		{"result backend", celery.Config{ResultBackend: "redis://rb/0"}, "redis://rb/0", "result_backend"},
+		{"REDIS_URL", celery.Config{ResultBackend: "rpc://"}, "redis://env:6379/3", "REDIS_URL"},
+	} {
+		if got, src := revokeURL(tc.cfg); got != tc.want || src != tc.src {
+			t.Errorf("%s: revokeURL = %q from %s, want %q from %s", tc.name, got, src, tc.want, tc.src)
+		}
+	}
+	t.Setenv("REDIS_URL", "")
+	if got, _ := revokeURL(celery.Config{}); got != "" {
+		t.Errorf("nothing configured: %q", got)
+	}
+}
+
+// TestMetricsEndpoint runs the worker with --metrics-addr: /healthz answers ok while it consumes,
+// /metrics counts the tasks it ran, and the banner says where the endpoint is.
+func TestMetricsEndpoint(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 90*time.Second)
+	e := newEnv(t)
+	addr := freeAddr(t)
+	w := startWorker(t, "metrics", workerSpec{queue: e.queue, args: []string{"--metrics-addr", addr, "--without-mingle"}})
+	w.waitReady()
+	if w.logs.Count(".> metrics:", "http://"+addr+"/metrics") != 1 {
+		t.Errorf("the banner does not show the metrics endpoint")
+	}
+	id := e.send(ctx, "diag.add", 2, 3)
+	e.waitState(ctx, id, "SUCCESS", w)
+	if code, body := httpGet(t, "http://"+addr+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	_, body := httpGet(t, "http://"+addr+"/metrics")
+	for _, want := range []string{
+		`celery_tasks_total{outcome="success",task="diag.add"} 1`,
+		`celery_tasks_received_total{task="diag.add"} 1`,
+		`celery_task_queue_wait_seconds_count{task="diag.add"} 1`,
+		`celery_worker_active_tasks 0`,
+		`celery_worker_processed_tasks_total 1`,
+		`celery_worker_broker_reconnects_total 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	w.stop()
+}
+
+// TestMetricsAddressInUse: a worker that cannot listen for metrics logs it and runs anyway.
+func TestMetricsAddressInUse(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 90*time.Second)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	e := newEnv(t)
+	w := startWorker(t, "metrics-in-use", workerSpec{queue: e.queue, args: []string{"--metrics-addr", ln.Addr().String(), "--without-heartbeat"}})
+	w.waitReady()
+	w.waitLog(30*time.Second, "metrics endpoint stopped; the worker goes on without it")
+	id := e.send(ctx, "diag.add", 1, 1)
+	e.waitState(ctx, id, "SUCCESS", w)
+	w.stop()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
