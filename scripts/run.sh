@@ -23,4 +23,12 @@ fi
 ./bin/manage gen-stats --if-empty --days 1 --forums-per-ad 1
 # The worker scores as soon as it starts; scoring queues ads.warm_cache.
 ./bin/manage call ads.score >/dev/null
+# foreman gives each Procfile line PORT 5000, 5100, ...: serving is the third line, data the fourth.
+export DATA_API_TOKENS=${DATA_API_TOKENS:-dev-token}
+cat >&2 <<EOT
+run: serving API  http://127.0.0.1:5200/v1/ads?forum=<slug>   demo page: http://127.0.0.1:5200/demo/thread
+run: data API     http://127.0.0.1:5300/v1/campaigns (Authorization: Bearer $DATA_API_TOKENS)
+run: dashboard    http://127.0.0.1:5300/dashboard#token=$DATA_API_TOKENS
+run: RabbitMQ UI  http://127.0.0.1:15672 (guest/guest); metrics: worker :9808, beat :9809
+EOT
 exec foreman start -f Procfile -d .
