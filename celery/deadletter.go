@@ -100,6 +100,7 @@ func (w *Worker) deadLetter(d *broker.Delivery, reason string) {
 		return
 	}
 	w.stats.DeadLettered.Add(1)
+	w.countDeadLetter(reason)
 	if err := d.Ack(); err != nil {
 		w.log.Warn("dead-lettered message could not be acknowledged; it will be delivered again", "error", err)
 	}

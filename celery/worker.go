@@ -483,13 +483,11 @@ func (w *Worker) decode(d *broker.Delivery) *job {
 	}
 	if reason, ok := d.Headers[amqpwire.UndecodableHeader].(string); ok {
 		w.badMessage(d, nil, fmt.Errorf("the message's AMQP headers could not be read: %s", reason))
-		w.countDeadLetter("InvalidTaskError: undecodable headers")
 		return nil
 	}
 	msg, err := protocol.Decode(d.Envelope, w.accept)
 	if err != nil {
 		w.badMessage(d, msg, err)
-		w.countDeadLetter(deadLetterKind(err) + ": " + err.Error())
 		return nil
 	}
 	w.stats.Received.Add(1)
@@ -499,7 +497,6 @@ func (w *Worker) decode(d *broker.Delivery) *job {
 	def, ok := w.reg.lookup(msg.Task)
 	if !ok {
 		w.unknownTask(d, msg)
-		w.countDeadLetter("NotRegistered: " + msg.Task)
 		w.sendTaskEvent(func() events.Event {
 			return events.NewTaskFailed(msg.ID, "NotRegistered("+pyRepr(msg.Task)+")", "")
 		})
@@ -509,17 +506,6 @@ func (w *Worker) decode(d *broker.Delivery) *job {
 		return nil
 	}
 	return &job{d: d, msg: msg, def: def, received: w.now()}
-}
-
-// deadLetterKind is the exception class badMessage names for err.
-func deadLetterKind(err error) string {
-	switch {
-	case errors.Is(err, protocol.ErrContentDisallowed):
-		return "ContentDisallowed"
-	case errors.Is(err, protocol.ErrUndecodable):
-		return "DecodeError"
-	}
-	return "InvalidTaskError"
 }
 
 // countDeadLetter tells the metrics about a message sent to the dead-letter queue.
@@ -1059,7 +1045,7 @@ func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, 
 	case o.acksOnFailure:
 		w.settle(j, j.d.Ack)
 	default:
-		w.deadLetterJob(j.d, fmt.Sprintf("task failed and acks_on_failure_or_timeout is off: %s: %v", info.Type, err))
+		w.deadLetter(j.d, fmt.Sprintf("task failed and acks_on_failure_or_timeout is off: %s: %v", info.Type, err))
 	}
 }
 
@@ -1083,7 +1069,7 @@ func (w *Worker) reject(j *job, o taskSettings, rj *RejectError) {
 	if rj.Err != nil {
 		reason += ": " + rj.Err.Error()
 	}
-	w.deadLetterJob(j.d, reason)
+	w.deadLetter(j.d, reason)
 }
 
 // retry republishes the task with retries+1 and an eta, as Task.retry does, and stores RETRY.

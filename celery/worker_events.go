@@ -3,7 +3,6 @@ package celery
 import (
 	"time"
 
-	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/protocol"
 )
@@ -44,10 +43,4 @@ func (w *Worker) finished(j *job, outcome string, runtime time.Duration) {
 	if w.metrics != nil {
 		w.metrics.TaskFinished(j.msg.Task, outcome, runtime)
 	}
-}
-
-// deadLetterJob dead-letters a message the worker took, and counts it.
-func (w *Worker) deadLetterJob(d *broker.Delivery, reason string) {
-	w.deadLetter(d, reason)
-	w.countDeadLetter(reason)
 }

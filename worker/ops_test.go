@@ -44,20 +44,38 @@ func TestMetricsEndpoint(t *testing.T) {
 	if w.logs.Count(".> metrics:", "http://"+addr+"/metrics") != 1 {
 		t.Errorf("the banner does not show the metrics endpoint")
 	}
-	id := e.send(ctx, "diag.add", 2, 3)
-	e.waitState(ctx, id, "SUCCESS", w)
+	// A known workload: three successes, two failures, one unknown task (dead-lettered).
+	for i := range 3 {
+		e.waitState(ctx, e.send(ctx, "diag.add", i, 1), "SUCCESS", w)
+	}
+	for range 2 {
+		e.waitState(ctx, e.send(ctx, "diag.fail", "boom"), "FAILURE", w)
+	}
+	e.waitState(ctx, e.send(ctx, "no.such.task"), "FAILURE", w)
 	if code, body := httpGet(t, "http://"+addr+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
-	_, body := httpGet(t, "http://"+addr+"/metrics")
-	for _, want := range []string{
-		`celery_tasks_total{outcome="success",task="diag.add"} 1`,
-		`celery_tasks_received_total{task="diag.add"} 1`,
-		`celery_task_queue_wait_seconds_count{task="diag.add"} 1`,
+	// The dead letter is counted once its publish is confirmed, just after FAILURE is stored.
+	wants := []string{
+		`celery_tasks_total{outcome="success",task="diag.add"} 3`,
+		`celery_tasks_total{outcome="failure",task="diag.fail"} 2`,
+		`celery_tasks_received_total{task="diag.add"} 3`,
+		`celery_tasks_received_total{task="diag.fail"} 2`,
+		`celery_task_queue_wait_seconds_count{task="diag.add"} 3`,
+		`celery_task_runtime_seconds_count{task="diag.fail"} 2`,
+		`celery_worker_dead_lettered_total{reason="NotRegistered"} 1`,
 		`celery_worker_active_tasks 0`,
-		`celery_worker_processed_tasks_total 1`,
+		`celery_worker_processed_tasks_total 5`,
 		`celery_worker_broker_reconnects_total 0`,
-	} {
+	}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body = httpGet(t, "http://"+addr+"/metrics")
+		if strings.Contains(body, wants[6]) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
