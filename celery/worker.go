@@ -1322,6 +1322,11 @@ func (w *Worker) settle(j *job, f func() error) {
 			w.log.Warn("could not settle the message: its connection was lost and the broker delivers it again", "task_id", j.msg.ID)
 			return
 		}
+		if errors.Is(err, broker.ErrAlreadySettled) {
+			w.log.Error("settling a message twice (a bug: nothing was sent to the broker)", "task_id", j.msg.ID, "task", j.msg.Task,
+				"stack", string(debug.Stack()))
+			return
+		}
 		w.log.Error("settling a message", "task_id", j.msg.ID, "error", err)
 	}
 }

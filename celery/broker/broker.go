@@ -88,5 +88,9 @@ type Broker interface {
 // already put the message back in its queue.
 var ErrStaleDelivery = errors.New("broker: delivery belongs to a lost connection")
 
+// ErrAlreadySettled is returned when a delivery is acknowledged or rejected a second time; nothing
+// is sent to the broker (a bug in the caller, reported rather than allowed to close the channel).
+var ErrAlreadySettled = errors.New("broker: the delivery was already acknowledged or rejected")
+
 // ErrClosed is returned by a closed broker.
 var ErrClosed = errors.New("broker: closed")

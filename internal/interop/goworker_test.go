@@ -23,7 +23,7 @@ type goWorker struct {
 }
 
 // connectionTrouble are phrases the worker logs when it lost or had to reopen its broker connection.
-var connectionTrouble = []string{"connection lost", "connected to broker again", "consuming again", "consuming stopped"}
+var connectionTrouble = []string{"connection lost", "connected to broker again", "consuming again", "consuming stopped", "settling a message twice"}
 
 // startGoWorker writes a configuration, starts ./worker on two new queues and waits until it consumes.
 // At cleanup it is stopped with SIGTERM and must exit 0 without ever having lost its connection; its

@@ -22,6 +22,12 @@ type batchAcker struct {
 	unsettled map[uint64]struct{} // delivered and not yet settled
 	low       uint64              // lowest unsettled tag when lowOK; 0 = none
 	lowOK     bool
+	// contig is the highest tag such that every tag up to it has been registered. The channel's
+	// consumers (one per queue) register their deliveries from separate goroutines, so tag 5 can
+	// be registered (and acknowledged) before tag 4 is: a multiple ack must never reach past
+	// contig, or it would acknowledge a delivery the worker has not even seen yet.
+	contig uint64
+	ahead  map[uint64]struct{} // registered tags above contig+1
 }
 
 type ackReq struct {
@@ -33,7 +39,7 @@ type ackReq struct {
 
 func newBatchAcker(ch *amqp.Channel) *batchAcker {
 	a := &batchAcker{ch: ch, reqs: make(chan ackReq, 1024), stopped: make(chan struct{}),
-		unsettled: map[uint64]struct{}{}, lowOK: true}
+		unsettled: map[uint64]struct{}{}, lowOK: true, ahead: map[uint64]struct{}{}}
 	go a.run()
 	return a
 }
@@ -44,6 +50,18 @@ func (a *batchAcker) delivered(tag uint64) {
 	a.unsettled[tag] = struct{}{}
 	if a.lowOK && (a.low == 0 || tag < a.low) {
 		a.low = tag
+	}
+	if tag == a.contig+1 {
+		a.contig = tag
+		for {
+			if _, ok := a.ahead[a.contig+1]; !ok {
+				break
+			}
+			delete(a.ahead, a.contig+1)
+			a.contig++
+		}
+	} else if tag > a.contig {
+		a.ahead[tag] = struct{}{}
 	}
 	a.mu.Unlock()
 }
@@ -72,16 +90,27 @@ func (a *batchAcker) settle(r ackReq) error {
 	}
 }
 
-// lowest marks the batch's tags settled and returns the lowest tag still unsettled (0 = none).
-func (a *batchAcker) lowest(batch []ackReq) uint64 {
+// lowest marks the batch's tags settled and returns the lowest tag still unsettled (0 = none) and
+// the highest tag up to which every delivery is registered.
+// A request for a tag that is not unsettled (settled before, or twice in this batch) is answered
+// with broker.ErrAlreadySettled at once (no frame: to RabbitMQ a second settle is
+// a channel error, which would send every unacknowledged message of the channel back to its queue) and removed from the batch.
+func (a *batchAcker) lowest(batch *[]ackReq) (low, contig uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, r := range batch {
+	kept := (*batch)[:0]
+	for _, r := range *batch {
+		if _, ok := a.unsettled[r.tag]; !ok {
+			r.done <- broker.ErrAlreadySettled
+			continue
+		}
+		kept = append(kept, r)
 		delete(a.unsettled, r.tag)
 		if r.tag == a.low {
 			a.lowOK = false
 		}
 	}
+	*batch = kept
 	if !a.lowOK {
 		a.low = 0
 		for t := range a.unsettled {
@@ -91,7 +120,7 @@ func (a *batchAcker) lowest(batch []ackReq) uint64 {
 		}
 		a.lowOK = true
 	}
-	return a.low
+	return a.low, a.contig
 }
 
 func (a *batchAcker) run() {
@@ -113,13 +142,16 @@ func (a *batchAcker) run() {
 				break drain
 			}
 		}
-		low := a.lowest(batch)
+		low, contig := a.lowest(&batch)
+		// A tag joins the multiple ack when every tag up to it is settled: below the lowest
+		// unsettled one, and registered (no delivery below it still on its way to us).
+		joins := func(r ackReq) bool { return !r.reject && (low == 0 || r.tag < low) && r.tag <= contig }
 		var upTo uint64
 		for _, r := range batch {
 			switch {
 			case r.reject:
 				r.done <- a.ch.Reject(r.tag, r.requeue)
-			case low == 0 || r.tag < low:
+			case joins(r):
 				upTo = max(upTo, r.tag)
 			}
 		}
@@ -130,7 +162,7 @@ func (a *batchAcker) run() {
 		for _, r := range batch {
 			switch {
 			case r.reject:
-			case low == 0 || r.tag < low:
+			case joins(r):
 				r.done <- err
 			default:
 				r.done <- a.ch.Ack(r.tag, false)

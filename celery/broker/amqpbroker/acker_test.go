@@ -114,3 +114,71 @@ func TestSettleAfterChannelLossIsStale(t *testing.T) {
 		t.Fatal("ack on a closed channel blocked")
 	}
 }
+
+// TestMultipleAckWaitsForUnregisteredLowerTags: one channel consumes two queues, so delivery 1 (of
+// queue A) can still be on its way through A's goroutine when delivery 2 (of queue B) is acked. The
+// ack of 2 must not be a multiple ack covering 1: the worker has not seen 1 yet, and its own ack
+// later would be a second one (RabbitMQ closes the channel: "unknown delivery tag 1").
+func TestMultipleAckWaitsForUnregisteredLowerTags(t *testing.T) {
+	t.Parallel()
+	qa, qb := testenv.Name(t, "acker-a"), testenv.Name(t, "acker-b")
+	testenv.DeleteQueuesAtCleanup(t, qa, qb)
+	conn := testenv.AMQP(t)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{qa, qb} {
+		if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Publish("", q, false, false, amqp.Publishing{Body: []byte(q)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until both messages are in their queues, then take them on one channel: tag 1 from A,
+	// tag 2 from B.
+	for _, q := range []string{qa, qb} {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			st, err := ch.QueueDeclarePassive(q, false, false, false, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Messages == 1 || time.Now().After(deadline) {
+				break
+			}
+		}
+	}
+	cch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := cch.NotifyClose(make(chan *amqp.Error, 1))
+	m1, ok1, err1 := cch.Get(qa, false)
+	m2, ok2, err2 := cch.Get(qb, false)
+	if err1 != nil || err2 != nil || !ok1 || !ok2 || m1.DeliveryTag != 1 || m2.DeliveryTag != 2 {
+		t.Fatalf("setup: %v %v %v %v tags %d %d", err1, err2, ok1, ok2, m1.DeliveryTag, m2.DeliveryTag)
+	}
+	a := newBatchAcker(cch)
+	defer a.stop()
+	a.delivered(2) // B's goroutine registers first
+	if err := (acker{a: a, tag: 2}).Ack(); err != nil {
+		t.Fatal(err)
+	}
+	a.delivered(1) // then A's
+	if err := (acker{a: a, tag: 1}).Ack(); err != nil {
+		t.Fatal(err)
+	}
+	// A channel error arrives asynchronously: a round trip on the channel flushes it.
+	if _, err := cch.QueueDeclarePassive(qa, false, false, false, false, nil); err != nil {
+		t.Fatalf("the channel was closed by the broker: %v", err)
+	}
+	select {
+	case e := <-closed:
+		t.Fatalf("the channel was closed: %v", e)
+	default:
+	}
+	if err := (acker{a: a, tag: 1}).Ack(); err != broker.ErrAlreadySettled {
+		t.Fatalf("a second ack of tag 1: %v, want ErrAlreadySettled", err)
+	}
+}
