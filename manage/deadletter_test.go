@@ -72,6 +72,7 @@ func (s dlSetup) put(t *testing.T, id, reason, origQueue string) {
 	h[celery.HeaderOriginalKey] = origQueue
 	h[celery.HeaderDeadLetteredBy] = "celery@test"
 	h[celery.HeaderDeadLetteredAt] = "2026-11-25T18:40:01.120000+00:00"
+	before := s.depth(t, s.dlq)
 	err := s.ch.PublishWithContext(context.Background(), "", s.dlq, false, false, amqp.Publishing{
 		Headers: h, ContentType: "application/json", ContentEncoding: "utf-8", DeliveryMode: amqp.Persistent,
 		CorrelationId: id, ReplyTo: "reply-" + id, Priority: 3, Body: body(id),
@@ -79,6 +80,23 @@ func (s dlSetup) put(t *testing.T, id, reason, origQueue string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The publish is not confirmed: wait until the queue holds it, so that what the test does next
+	// sees it.
+	for deadline := time.Now().Add(10 * time.Second); s.depth(t, s.dlq) <= before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the message %s did not arrive in %s", id, s.dlq)
+		}
+	}
+}
+
+// depth is how many messages are ready in queue.
+func (s dlSetup) depth(t *testing.T, queue string) int {
+	t.Helper()
+	st, err := s.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Messages
 }
 
 func body(id string) []byte { return []byte(`[[2, 3], {"id": "` + id + `"}, {"callbacks": null}]`) }
