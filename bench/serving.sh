@@ -17,8 +17,11 @@
 #  4. The server's own count of Redis round trips per /v1/ads request (a go-redis hook), printed
 #     when it stops; its keys are deleted then.
 #
-#   REDIS_URL    default redis://127.0.0.1:6379/0
-#   BENCH_SECS   seconds of each measurement (default 10)
+#   REDIS_URL           default redis://127.0.0.1:6379/0
+#   BENCH_SECS          seconds of each measurement (default 10)
+#   SERVING_LOG_LEVEL   the server's log level (default warn; info = with production's request logs)
+#   SERVING_GENERATION  the rank generation seeded in rank:meta (default 1, as ads.score writes;
+#                       0 = none: the lists are then read on every request)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -54,7 +57,7 @@ start() { # name binary args... ; sets addr
   echo "$name did not start:" >&2; cat "$tmp/$name.err" >&2; exit 1
 }
 start hello "$tmp/hello"; hello=$addr
-start server "$tmp/server" -redis "$redis" -prefix "$prefix"; server=$addr; server_pid=${pids[-1]}
+start server "$tmp/server" -redis "$redis" -prefix "$prefix" -log-level "${SERVING_LOG_LEVEL:-warn}" -generation "${SERVING_GENERATION:-1}"; server=$addr; server_pid=${pids[-1]}
 
 ads_url="http://$server/v1/ads?forum=f1&placement=sidebar&count=3"
 body=$(curl -sf "$ads_url")

@@ -93,7 +93,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Error(err.Error())
 		return 1
 	}
-	rc, err := wiring.Redis(st.RedisURL)
+	var rc *redis.Client
+	if *api == "serving" {
+		// Serving's budget is milliseconds: its own pool, timeouts and no retried writes.
+		var ro *redis.Options
+		if ro, err = serving.RedisOptions(st.RedisURL); err == nil {
+			rc = redis.NewClient(ro)
+		}
+	} else {
+		rc, err = wiring.Redis(st.RedisURL)
+	}
 	if err != nil {
 		log.Error(err.Error())
 		return 1

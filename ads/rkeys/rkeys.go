@@ -21,8 +21,9 @@
 //	                                             kept for an operator; never expires
 //	<p>ts:<ad id>                        string  JSON Series, the ad's recent delivery for the dashboard
 //
-// A serving request reads with two round trips: (1) GET the forum's rank list and the default list
-// and HGETALL the switches, in one pipeline; (2) MGET the creatives of the chosen ads.
+// A serving request reads with at most two round trips: (1) the generation in rank:meta, the
+// switches and, when its cache is older than that generation, the forum's and the default rank
+// lists, in one pipeline; (2) MGET the creatives of the chosen ads it has not cached (web/serving).
 package rkeys
 
 import (

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/internal/testenv"
+	"syscall"
 )
 
 // chromiumPath is where scripts/services.sh installs Debian's chromium.
@@ -52,6 +53,9 @@ func startBrowser(t *testing.T) *browser {
 	cmd := exec.Command(chromiumPath, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
 		"--user-data-dir="+dir, "--remote-debugging-port=0", "--window-size=1280,1400", "about:blank")
+	// /usr/bin/chromium is a shell wrapper: the browser and its helpers must be stopped as a group,
+	// or they outlive the test and keep writing into its profile directory.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -115,8 +119,15 @@ func (b *browser) close() {
 		_ = b.ws.conn.Close()
 	}
 	if b.cmd.Process != nil {
-		_ = b.cmd.Process.Kill()
+		pgid := b.cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		_ = b.cmd.Wait()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if syscall.Kill(-pgid, 0) == syscall.ESRCH {
+				return
+			}
+		}
+		b.t.Errorf("chromium's process group %d did not exit", pgid)
 	}
 }
 

@@ -1,11 +1,15 @@
 package serving
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/ads/rkeys"
 )
@@ -262,7 +266,9 @@ func TestAdsBadDataInRedis(t *testing.T) {
 	}
 }
 
-// TestAdsRoundTrips counts the Redis round trips of ad requests with a go-redis hook.
+// TestAdsRoundTrips counts the Redis round trips of ad requests with a go-redis hook: one when the
+// lists and creatives are cached, two when creatives (or, without a rank generation, nothing
+// cached at all) must be read.
 func TestAdsRoundTrips(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
@@ -272,28 +278,46 @@ func TestAdsRoundTrips(t *testing.T) {
 		f.putCreative(creative(id))
 	}
 	f.must(f.rc.Ping(t.Context()).Err()) // open the connection first
-	cases := []struct {
-		query string
-		ads   int
-		trips int64
-	}{
-		{"forum=cars&count=3", 3, 2},
-		{"forum=cars&count=1", 1, 2},
-		{"forum=bikes&count=2", 1, 2},
-		{"forum=cars&placement=inline", 0, 1}, // nothing picked: no creative read
+	setGen := func(g int) func() {
+		return func() { f.must(f.admin.HSet(t.Context(), f.keys.RankMeta(), "generation", g).Err()) }
 	}
-	for _, tc := range cases {
+	expire := func() { f.clock.add(CreativeTTL) }
+	steps := []struct {
+		name   string
+		before func()
+		query  string
+		ads    int
+		trips  int64
+	}{
+		{"nothing cached", nil, "forum=cars&count=3", 3, 2},
+		{"creatives cached (3 as missing)", nil, "forum=cars&count=3", 3, 1},
+		{"fewer of the cached creatives", nil, "forum=cars&count=1", 1, 1},
+		{"default list, its creative not cached", nil, "forum=bikes&count=2", 1, 2},
+		{"nothing picked: no creative read", nil, "forum=cars&placement=inline", 0, 1},
+		{"creatives expired", expire, "forum=cars&count=1", 1, 2},
+		{"a generation appears: lists read in round trip 1", setGen(7), "forum=cars&count=1", 1, 1},
+		{"lists cached for the generation", nil, "forum=cars&count=1", 1, 1},
+		{"lists and creatives expire: creatives only", expire, "forum=cars&count=3", 3, 2},
+		{"new generation, first seen: the new lists in round trip 2", setGen(8), "forum=cars&count=1", 1, 2},
+		{"new generation cached", nil, "forum=cars&count=1", 1, 1},
+	}
+	for _, st := range steps {
+		if st.before != nil {
+			st.before()
+		}
 		before := f.rt.n.Load()
-		a, _ := f.getAds(tc.query, nil)
+		a, _ := f.getAds(st.query, nil)
 		trips := f.rt.n.Load() - before
-		t.Logf("%s: %d ads in %d Redis round trips", tc.query, len(a.Ads), trips)
-		if len(a.Ads) != tc.ads || trips != tc.trips {
-			t.Fatalf("%s: %d ads in %d round trips, want %d in %d", tc.query, len(a.Ads), trips, tc.ads, tc.trips)
+		t.Logf("%s: %s: %d ads in %d Redis round trips", st.name, st.query, len(a.Ads), trips)
+		if len(a.Ads) != st.ads || trips != st.trips {
+			t.Fatalf("%s: %s: %d ads in %d round trips, want %d in %d", st.name, st.query, len(a.Ads), trips, st.ads, st.trips)
 		}
 	}
 }
 
-// TestAdsSeeChanges: what the handler remembers of decoded values never hides a change in Redis.
+// TestAdsSeeChanges: without a rank generation every list change shows at once; with one, a list
+// change shows once the generation moves (as ads.score publishes: lists and generation in one
+// MULTI); a creative change shows within CreativeTTL; a switch change at once.
 func TestAdsSeeChanges(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
@@ -309,11 +333,104 @@ func TestAdsSeeChanges(t *testing.T) {
 	f.putCreative(changed)
 	f.putSwitch("embed.images", false, nil)
 	a, _ := f.getAds("forum=cars&count=2", nil)
+	if !slices.Equal(adIDs(a), []int64{2, 1}) || a.Ads[0].Title != "Ad 2" || a.Ads[0].ImageURL != "" {
+		t.Fatalf("after the changes, within CreativeTTL: %+v", a)
+	}
+	f.clock.add(CreativeTTL)
+	a, _ = f.getAds("forum=cars&count=2", nil)
 	if !slices.Equal(adIDs(a), []int64{2, 1}) || a.Ads[0].Title != "Ad 2, new title" || a.Ads[0].ImageURL != "" {
-		t.Fatalf("after the changes: %+v", a)
+		t.Fatalf("after the changes and CreativeTTL: %+v", a)
 	}
 	f.must(f.admin.Del(t.Context(), f.keys.RankForum("sidebar", "cars")).Err())
 	if a, _ := f.getAds("forum=cars&count=2", nil); len(a.Ads) != 0 {
 		t.Fatalf("after the list was removed (no default list): %v", adIDs(a))
+	}
+
+	// Under a rank generation.
+	f.putList("sidebar", "cars", cand(1, 10))
+	f.must(f.admin.HSet(t.Context(), f.keys.RankMeta(), "generation", 1).Err())
+	if a, _ := f.getAds("forum=cars", nil); !slices.Equal(adIDs(a), []int64{1}) {
+		t.Fatalf("generation 1: %v", adIDs(a))
+	}
+	f.putList("sidebar", "cars", cand(2, 10))
+	if a, _ := f.getAds("forum=cars", nil); !slices.Equal(adIDs(a), []int64{1}) {
+		t.Fatalf("a list written without a new generation (not what ads.score does) showed: %v", adIDs(a))
+	}
+	f.must(f.admin.HSet(t.Context(), f.keys.RankMeta(), "generation", 2).Err())
+	// The first request to see generation 2 is served the lists of generation 1 and reads the new
+	// ones for the next requests.
+	if a, _ := f.getAds("forum=cars", nil); !slices.Equal(adIDs(a), []int64{1}) {
+		t.Fatalf("first request of generation 2: %v", adIDs(a))
+	}
+	if a, _ := f.getAds("forum=cars", nil); !slices.Equal(adIDs(a), []int64{2}) {
+		t.Fatalf("generation 2: %v", adIDs(a))
+	}
+	f.must(f.admin.Del(t.Context(), f.keys.RankMeta()).Err())
+	f.putList("sidebar", "cars", cand(1, 10))
+	f.getAds("forum=cars", nil) // sees the generation gone
+	if a, _ := f.getAds("forum=cars", nil); !slices.Equal(adIDs(a), []int64{1}) {
+		t.Fatalf("generation removed: lists read on every request again, got %v", adIDs(a))
+	}
+	f.must(f.admin.HSet(t.Context(), f.keys.RankMeta(), "generation", "x").Err())
+	f.putList("sidebar", "cars", cand(2, 10))
+	if a, _ := f.getAds("forum=cars", nil); !slices.Equal(adIDs(a), []int64{2}) {
+		t.Fatalf("malformed generation: lists read on every request, got %v", adIDs(a))
+	}
+}
+
+// TestAdsConcurrentGenerations: requests in parallel (sharing round trip 1) while ads.score-like
+// publishes swap the list and bump the generation in one MULTI: every answer is full and comes
+// from one of the published lists, and once the last publish is done, the answers (after the one
+// request that may still be served the previous generation) come from the last list.
+func TestAdsConcurrentGenerations(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	lists := [][]int64{{1, 2}, {3, 4}, {5, 6}}
+	for id := int64(1); id <= 6; id++ {
+		f.putCreative(creative(id))
+	}
+	publish := func(i int) {
+		b, err := json.Marshal([]rkeys.Candidate{cand(lists[i][0], 10), cand(lists[i][1], 9)})
+		f.must(err)
+		_, err = f.admin.TxPipelined(t.Context(), func(p redis.Pipeliner) error {
+			p.Set(t.Context(), f.keys.RankForum("sidebar", "cars"), b, 0)
+			p.HIncrBy(t.Context(), f.keys.RankMeta(), "generation", 1)
+			return nil
+		})
+		f.must(err)
+	}
+	publish(0)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 40 {
+				resp, err := noRedirect.Get(f.srv.URL + "/v1/ads?forum=cars&count=2")
+				if err != nil {
+					t.Errorf("GET /v1/ads: %v", err)
+					return
+				}
+				var a adsAnswer
+				err = json.NewDecoder(resp.Body).Decode(&a)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.Header.Get("X-Ads-Degraded") != "" || err != nil {
+					t.Errorf("answer %d (degraded %q): %v", resp.StatusCode, resp.Header.Get("X-Ads-Degraded"), err)
+					return
+				}
+				ids := adIDs(a)
+				if !slices.ContainsFunc(lists, func(l []int64) bool { return slices.Equal(l, ids) }) {
+					t.Errorf("ads %v are not one published list", ids)
+					return
+				}
+			}
+		}()
+	}
+	publish(1)
+	publish(2)
+	wg.Wait()
+	f.getAds("forum=cars&count=2", nil)
+	if a, _ := f.getAds("forum=cars&count=2", nil); !slices.Equal(adIDs(a), lists[2]) {
+		t.Fatalf("after the last publish: %v, want %v", adIDs(a), lists[2])
 	}
 }

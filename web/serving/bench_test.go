@@ -14,8 +14,9 @@ import (
 	"github.com/forumads/forumads/internal/testenv"
 )
 
-// BenchmarkAds serves GET /v1/ads for 3 ads from a 200-candidate forum list (and a 200-candidate
-// default list, read in the same round trip) against real Redis, in-process.
+// BenchmarkAds serves GET /v1/ads for 3 ads from a 200-candidate forum list against real Redis,
+// in-process: under a rank generation (the lists cached, shared round trip 1), and without one
+// (both 200-candidate lists read by every request).
 func BenchmarkAds(b *testing.B) {
 	rc := testenv.Redis(b)
 	keys := rkeys.New("t:" + testenv.Suffix() + ":")
@@ -36,30 +37,42 @@ func BenchmarkAds(b *testing.B) {
 		rc.Set(b.Context(), keys.Creative(id), cr, 0)
 		created = append(created, keys.Creative(id))
 	}
+	created = append(created, keys.RankMeta())
 	testenv.DeleteKeysAtCleanup(b, rc, created...)
-	for _, mode := range clientModes {
-		b.Run(mode.name, func(b *testing.B) {
-			opts := rc.Options()
-			opts.ContextTimeoutEnabled = mode.ctxTimeout
-			client := redis.NewClient(opts)
-			defer client.Close()
-			// A budget far above the work: this measures cost, not outages.
-			s, err := newServer(Options{Redis: client, Keys: keys, Secret: testSecret, Logger: quietLogger(), RedisTimeout: time.Second})
-			if err != nil {
-				b.Fatal(err)
+	for _, gen := range []bool{true, false} {
+		if gen {
+			rc.HSet(b.Context(), keys.RankMeta(), "generation", 1)
+		} else {
+			rc.Del(b.Context(), keys.RankMeta())
+		}
+		for _, mode := range clientModes {
+			name := mode.name + "/generation"
+			if !gen {
+				name = mode.name + "/no_generation"
 			}
-			h := s.routes()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					w := httptest.NewRecorder()
-					h.ServeHTTP(w, httptest.NewRequest("GET", "/v1/ads?forum=f1&count=3", nil))
-					if w.Code != http.StatusOK || w.Header().Get("X-Ads-Degraded") != "" {
-						panic(fmt.Sprintf("status %d degraded %q", w.Code, w.Header().Get("X-Ads-Degraded")))
-					}
+			b.Run(name, func(b *testing.B) {
+				opts := rc.Options()
+				opts.ContextTimeoutEnabled = mode.ctxTimeout
+				client := redis.NewClient(opts)
+				defer client.Close()
+				// A budget far above the work: this measures cost, not outages.
+				s, err := newServer(Options{Redis: client, Keys: keys, Secret: testSecret, Logger: quietLogger(), RedisTimeout: time.Second})
+				if err != nil {
+					b.Fatal(err)
 				}
+				h := s.routes()
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						w := httptest.NewRecorder()
+						h.ServeHTTP(w, httptest.NewRequest("GET", "/v1/ads?forum=f1&count=3", nil))
+						if w.Code != http.StatusOK || w.Header().Get("X-Ads-Degraded") != "" {
+							panic(fmt.Sprintf("status %d degraded %q", w.Code, w.Header().Get("X-Ads-Degraded")))
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
 

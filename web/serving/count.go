@@ -65,9 +65,6 @@ func unavailable(w http.ResponseWriter, r *http.Request) {
 // gone or unusable: 410. The count fails after the read: the visitor is still redirected and the
 // lost click is logged.
 func (s *server) handleClick(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, http.MethodGet) {
-		return
-	}
 	w.Header().Set("Cache-Control", "no-store")
 	if len(r.URL.RawQuery) > 0 {
 		httpx.WriteError(w, r, nil, httpx.Errorf(http.StatusBadRequest, "unknown_parameter", "a click link takes no query parameters"))
@@ -122,9 +119,6 @@ func (s *server) handleImpression(w http.ResponseWriter, r *http.Request) {
 	allowed := s.cors.apply(w, r)
 	if r.Method == http.MethodOptions {
 		s.cors.preflight(w, r, allowed, http.MethodGet, http.MethodPost)
-		return
-	}
-	if !allowMethods(w, r, http.MethodGet, http.MethodPost, http.MethodOptions) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

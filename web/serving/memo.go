@@ -83,6 +83,7 @@ func decodeList(raw string) ([]rkeys.Candidate, error) {
 type servable struct {
 	rkeys.Creative
 	imageOK bool
+	frag    adFragments
 }
 
 // decodeCreative reads a creative, refusing one whose click_url is not an absolute http(s) URL
@@ -95,7 +96,9 @@ func decodeCreative(raw string) (servable, error) {
 	if !absHTTPURL(cr.ClickURL) {
 		return servable{}, fmt.Errorf("click_url %q is not an absolute http(s) URL", truncate(cr.ClickURL, 80))
 	}
-	return servable{Creative: cr, imageOK: cr.ImageURL != "" && absHTTPURL(cr.ImageURL)}, nil
+	sv := servable{Creative: cr, imageOK: cr.ImageURL != "" && absHTTPURL(cr.ImageURL)}
+	sv.frag = newAdFragments(sv)
+	return sv, nil
 }
 
 // decodeSwitch reads one switch value.

@@ -13,9 +13,6 @@ const EmbedMaxAge = "300"
 
 // handleEmbed serves the embed script, cacheable for EmbedMaxAge seconds and revalidated by ETag.
 func (s *server) handleEmbed(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
-		return
-	}
 	if r.URL.RawQuery != "" {
 		// A cache-busting query would defeat the cache headers; say so rather than ignore it.
 		httpx.WriteError(w, r, nil, httpx.Errorf(http.StatusBadRequest, "unknown_parameter", "/embed.js takes no query parameters"))
@@ -45,9 +42,6 @@ type threadPage struct {
 // handleDemo serves a forum thread page showing the embed (sidebar and inline slots) for forum
 // "cars" or ?forum=.
 func (s *server) handleDemo(w http.ResponseWriter, r *http.Request) {
-	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
-		return
-	}
 	vals, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		httpx.WriteError(w, r, nil, httpx.Errorf(http.StatusBadRequest, "malformed_query", "malformed query string: %v", err))

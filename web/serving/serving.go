@@ -12,21 +12,59 @@
 //	GET  /demo/thread[?forum=]                    a forum thread page showing the embed
 //	GET  /healthz, /readyz                        liveness; readiness (Redis answers PING within 200 ms)
 //
-// Every error is the JSON of [httpx.Error]: a 400 naming the parameter at fault, 404 for an unknown
-// or forged token, 410 for an expired one or an ad whose creative is gone, 405 for a wrong method.
+// Routing is github.com/gorilla/mux, each route with its methods (route variables are copied into
+// r.PathValue, as in web/dataapi). Every error is the JSON of [httpx.Error]: a 400 naming the
+// parameter at fault, 404 for an unknown path or an unknown or forged token, 410 for an expired
+// one or an ad whose creative is gone, 405 (with Allow) for a wrong method.
 //
 // # Choosing ads
 //
-// Round trip 1 reads the forum's rank list, the placement's default list and the switches; the
-// forum list is used when it exists (even empty), else the default list. Candidates are taken best
-// first, skipping an ad already taken and an ad targeting countries when the viewer's country
-// (X-Country, else CF-IPCountry) is not one of them or is unknown; count plus a few extra are
-// taken. Round trip 2 MGETs their creatives; a missing or unusable one (a click_url that is not an
-// absolute http(s) URL, the id of another ad) is skipped and an extra fills in. Switches:
-// serving.enabled off answers no ads, embed.images off leaves image_url out, serving.max_count (its
-// value, when on) caps count (default [DefaultMaxCount]; above it is a 400). What a Redis value
-// decodes to is remembered, keyed by the whole raw value, so a hot list or creative is not decoded
-// again on every request, yet every request reads Redis and sees every change.
+// The ads come from the forum's rank list when it exists (even empty), else the placement's
+// default list. Candidates are taken best first, skipping an ad already taken and an ad targeting
+// countries when the viewer's country (X-Country, else CF-IPCountry) is not one of them or is
+// unknown; count plus a few extra are taken, and a picked ad whose creative is missing or unusable
+// (a click_url that is not an absolute http(s) URL, the id of another ad) is skipped for an extra.
+// Switches: serving.enabled off answers no ads, embed.images off leaves image_url out,
+// serving.max_count (its value, when on) caps count (default [DefaultMaxCount]; above it is a 400).
+//
+// # What a request reads, and what it remembers
+//
+// Round trip 1 reads the rank generation ([rkeys.Keys.RankMeta]'s generation field, which ads.score
+// bumps in the MULTI that swaps the lists in) and the switches. Decoded rank lists are cached under
+// the generation they were read with: while it does not move, a list is not read again; a request
+// that finds no list cached for the newest generation seen reads the forum and default lists in
+// round trip 1 too. The first request to see a new generation is still served the previous
+// generation's lists (as if it had come a moment earlier) and reads the new ones in round trip 2.
+// Without a generation (no scoring yet, or a malformed one, which is logged) every request reads
+// both lists in round trip 1: a list written without bumping the generation (not what ads.score
+// does) shows only at the next generation. Creatives (and their absence) are cached by ad for
+// [CreativeTTL] (ads.warm_cache rewrites them without a new generation); the picked ads' creatives
+// not read within it are MGET in round trip 2. Switches are read by every request's round trip 1,
+// and apply at once.
+//
+// Round trip 1, when the lists are cached, is shared: a request arriving while such a read is in
+// flight waits for the next one, which starts when it ends and serves every request that arrived
+// meanwhile (never a read sent before the request arrived). So a request costs at most two round
+// trips of its own within its budget, in the common case one (alone) or none (under load, sharing
+// another request's). What a Redis value decodes to is also remembered by its raw value, so a
+// changed value is decoded afresh and an unchanged one is not decoded twice.
+//
+// The answer is assembled from JSON fragments of each creative encoded once, byte for byte what
+// encoding/json writes.
+//
+// # Redis client
+//
+// [RedisOptions] are the client options main.go must use: ContextTimeoutEnabled (calls run inline
+// with the request's budget as their deadline), MaxRetries -1 (a retried counting MULTI could count
+// a click twice), a pool sized for the requests in flight, and short socket timeouts.
+//
+// # Request logs
+//
+// Requests are logged with log/slog (message "request": method, path, status, duration, bytes), and
+// a panic is recovered into a JSON 500. Every 4xx (INFO) and 5xx (ERROR) is logged; answered
+// requests (1xx–3xx) are sampled: at most one line per [Options].LogEvery (default
+// [DefaultLogEvery]), with "requests" saying how many it stands for, so the log keeps the rates
+// without a line (and a write) per ad request.
 //
 // # Redis budget and outages
 //
@@ -74,9 +112,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/ads/rkeys"
@@ -93,10 +134,10 @@ const (
 
 // Options configure the serving handler.
 type Options struct {
-	// Redis holds the rank lists, creatives, switches and counters (required). Give it
-	// ContextTimeoutEnabled: the handler then runs its Redis calls inline, with the request's
-	// budget as their socket deadline; without it every call runs on a goroutine of its own
-	// (slower) so that the budget still holds.
+	// Redis holds the rank lists, creatives, switches and counters (required). Build it from
+	// [RedisOptions]. Without ContextTimeoutEnabled every call runs on a goroutine of its own
+	// (slower) so that the budget still holds; with it the handler runs its Redis calls inline,
+	// with the request's budget as their socket deadline.
 	Redis redis.UniversalClient
 	// Keys is the key layout (the zero value: rkeys.DefaultPrefix).
 	Keys rkeys.Keys
@@ -109,10 +150,15 @@ type Options struct {
 	RedisTimeout time.Duration
 	// TokenTTL is the click/impression token lifetime (default 24h).
 	TokenTTL time.Duration
-	// Now is the clock of token expiry and counter hours (default time.Now).
+	// Now is the clock of token expiry, counter hours, creative caching and log sampling (default
+	// time.Now).
 	Now func() time.Time
 	// Logger receives request logs and Redis trouble (default slog.Default()).
 	Logger *slog.Logger
+	// LogEvery is how often a request answered 1xx–3xx is logged: at most one such line per
+	// LogEvery, carrying how many requests it stands for (default DefaultLogEvery; negative: every
+	// request). Requests answered 4xx or 5xx are always logged.
+	LogEvery time.Duration
 }
 
 //go:embed static/embed.js
@@ -138,19 +184,31 @@ type server struct {
 	lists     *memo[[]rkeys.Candidate]
 	creatives *memo[servable]
 	switches  *memo[rkeys.Switch]
+	gen       atomic.Int64 // the newest rank generation a request read (0: none)
+	rankLists *listCache
+	rtOne     coalescer[rtOne]
+	recent    *creativeCache
 
 	embedETag string
 	thread    *template.Template
 }
 
-// New returns the serving API's handler (request logging and panic recovery included). It fails
-// when a required option is missing or an option is malformed.
+// New returns the serving API's handler, with request logging (sampled, see [Options].LogEvery)
+// and panic recovery. It fails when a required option is missing or an option is malformed.
 func New(o Options) (http.Handler, error) {
 	s, err := newServer(o)
 	if err != nil {
 		return nil, err
 	}
-	return httpx.Logged(s.log, s.routes()), nil
+	every := o.LogEvery
+	switch {
+	case every == 0:
+		every = DefaultLogEvery
+	case every < 0:
+		every = 0
+	}
+	rl := &requestLog{log: s.log, every: every, now: s.now}
+	return rl.wrap(s.routes()), nil
 }
 
 func newServer(o Options) (*server, error) {
@@ -203,47 +261,71 @@ func newServer(o Options) (*server, error) {
 		lists:           newMemo[[]rkeys.Candidate](memoLists),
 		creatives:       newMemo[servable](memoCreatives),
 		switches:        newMemo[rkeys.Switch](memoSwitches),
+		rankLists:       newListCache(memoLists),
+		recent:          newCreativeCache(memoCreatives),
 		embedETag:       `"` + hex.EncodeToString(sum[:8]) + `"`,
 		thread:          thread,
 	}, nil
 }
 
+// routes is the gorilla/mux router of the API. Each route names its methods; another method on a
+// known path is a JSON 405 with Allow, an unknown path a JSON 404. Route variables are copied into
+// the request's path values (r.PathValue), as web/dataapi does.
 func (s *server) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/ads", s.handleAds)
-	mux.HandleFunc("/v1/click/{token}", s.handleClick)
-	mux.HandleFunc("/v1/impression/{token}", s.handleImpression)
-	mux.HandleFunc("/embed.js", s.handleEmbed)
-	mux.HandleFunc("/demo/thread", s.handleDemo)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if allowMethods(w, r, http.MethodGet, http.MethodHead) {
-			httpx.Health(w, r)
-		}
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(s.notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		methodNotAllowed(w, req, r)
 	})
+	route := func(path string, h http.HandlerFunc, methods ...string) {
+		r.Handle(path, withPathValues(h)).Methods(methods...)
+	}
+	route("/v1/ads", s.handleAds, http.MethodGet, http.MethodHead, http.MethodOptions)
+	route("/v1/click/{token}", s.handleClick, http.MethodGet)
+	route("/v1/impression/{token}", s.handleImpression, http.MethodGet, http.MethodPost, http.MethodOptions)
+	route("/embed.js", s.handleEmbed, http.MethodGet, http.MethodHead)
+	route("/demo/thread", s.handleDemo, http.MethodGet, http.MethodHead)
+	route("/healthz", httpx.Health, http.MethodGet, http.MethodHead)
 	ready := httpx.Ready(ReadyTimeout, map[string]func(context.Context) error{"redis": s.ping})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if allowMethods(w, r, http.MethodGet, http.MethodHead) {
-			w.Header().Set("Cache-Control", "no-store")
-			ready(w, r)
-		}
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteError(w, r, s.log, httpx.Errorf(http.StatusNotFound, "not_found", "no such resource: %s", truncate(r.URL.Path, 200)))
-	})
-	return mux
+	route("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		ready(w, r)
+	}, http.MethodGet, http.MethodHead)
+	return r
 }
 
-// allowMethods answers 405 (JSON, with Allow) unless r's method is one of methods.
-func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
-	for _, m := range methods {
-		if r.Method == m {
-			return true
+// withPathValues copies the route's variables into the request's path values, so handlers read
+// them with r.PathValue whatever router matched.
+func withPathValues(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range mux.Vars(r) {
+			r.SetPathValue(k, v)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	httpx.WriteError(w, r, s.log, httpx.Errorf(http.StatusNotFound, "not_found", "no such resource: %s", truncate(r.URL.Path, 200)))
+}
+
+// routeMethods are the methods a 405 probes the router with to fill in Allow.
+var routeMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodOptions}
+
+// methodNotAllowed answers 405 (JSON) with Allow naming the methods router routes r's path for.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, router *mux.Router) {
+	var allowed []string
+	for _, m := range routeMethods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if router.Match(probe, &match) && match.MatchErr == nil {
+			allowed = append(allowed, m)
 		}
 	}
-	allow := strings.Join(methods, ", ")
+	allow := strings.Join(allowed, ", ")
 	w.Header().Set("Allow", allow)
 	httpx.WriteError(w, r, nil, httpx.Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s not allowed; use %s", truncate(r.Method, 20), allow))
-	return false
 }
 
 // ping checks Redis for /readyz, returning when ctx ends even if the client does not.
@@ -264,7 +346,8 @@ func (s *server) budgetContext(r *http.Request) (context.Context, context.Cancel
 	return context.WithTimeout(context.WithoutCancel(r.Context()), s.budget)
 }
 
-// adJSON is one ad of a /v1/ads answer.
+// adJSON is one ad of a /v1/ads answer (appendAnswer writes the answer; tests decode it into
+// adsAnswer).
 type adJSON struct {
 	ID            int64  `json:"id"`
 	Title         string `json:"title"`
@@ -288,9 +371,6 @@ func (s *server) handleAds(w http.ResponseWriter, r *http.Request) {
 		s.cors.preflight(w, r, allowed, http.MethodGet, http.MethodHead)
 		return
 	}
-	if !allowMethods(w, r, http.MethodGet, http.MethodHead, http.MethodOptions) {
-		return
-	}
 	w.Header().Set("Cache-Control", "no-store")
 	q, herr := parseAdQuery(r.URL.RawQuery, r.Header)
 	if herr != nil {
@@ -299,7 +379,7 @@ func (s *server) handleAds(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.budgetContext(r)
 	defer cancel()
-	ads, err := s.choose(ctx, q)
+	ads, images, err := s.choose(ctx, q)
 	var he *httpx.Error
 	switch {
 	case errors.As(err, &he):
@@ -310,10 +390,15 @@ func (s *server) handleAds(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Ads-Degraded", "1")
 		ads = nil
 	}
-	if ads == nil {
-		ads = []adJSON{}
-	}
-	httpx.WriteJSON(w, http.StatusOK, adsAnswer{Ads: ads, Forum: q.Forum, Placement: q.Placement})
+	bp := answerBuffers.Get().(*[]byte)
+	b := appendAnswer((*bp)[:0], ads, images, q.Forum, q.Placement)
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
+	*bp = b
+	answerBuffers.Put(bp)
 }
 
 // switches are the feature switches an ad request obeys.
@@ -356,74 +441,224 @@ func (s *server) parseSwitches(m map[string]string) switches {
 	return sw
 }
 
-// choose picks q.Count ads in two Redis round trips. An *httpx.Error is the client's fault; any
-// other error means Redis could not answer (the caller degrades).
-func (s *server) choose(ctx context.Context, q adQuery) ([]adJSON, error) {
-	// Round trip 1: both lists and the switches.
+// choose picks q.Count ads in one or two Redis round trips. An *httpx.Error is the client's fault;
+// any other error means Redis could not answer (the caller degrades).
+//
+// Round trip 1 reads the rank generation and the switches, plus the forum and default lists
+// unless the list cache holds them for the newest generation this process has seen. When the
+// generation read is newer than the cached lists' (ads.score published a moment ago and no
+// request has seen it yet), this request is served from the lists of the previous generation
+// and round trip 2 reads the new ones for the next requests. Round trip 2 also MGETs the
+// creatives of the picked candidates that were not read within CreativeTTL; with every list and
+// creative cached, a request costs one round trip.
+func (s *server) choose(ctx context.Context, q adQuery) (ads []builtAd, images bool, err error) {
+	forumKey, defaultKey := s.keys.RankForum(q.Placement, q.Forum), s.keys.RankDefault(q.Placement)
+	lastGen := s.gen.Load()
+	fe, fok := s.rankLists.get(forumKey)
+	de, dok := s.rankLists.get(defaultKey)
+	fetchLists := lastGen <= 0 || !fok || fe.gen != lastGen || (!fe.found && (!dok || de.gen != lastGen))
+
+	var snap rtOne
 	var forumList, defaultList *redis.StringCmd
-	var swCmd *redis.MapStringStringCmd
-	err := s.br.call(ctx, func(ctx context.Context) error {
-		p := s.rc.Pipeline()
-		forumList = p.Get(ctx, s.keys.RankForum(q.Placement, q.Forum))
-		defaultList = p.Get(ctx, s.keys.RankDefault(q.Placement))
-		swCmd = p.HGetAll(ctx, s.keys.Switches())
-		_, _ = p.Exec(ctx)
-		for _, c := range []redis.Cmder{forumList, defaultList, swCmd} {
-			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-		}
-		return nil
-	})
+	if fetchLists {
+		err = s.br.call(ctx, func(ctx context.Context) error {
+			p := s.rc.Pipeline()
+			// The generation first: lists read after it are at least as new as it says.
+			snap.gen = p.HGet(ctx, s.keys.RankMeta(), "generation")
+			snap.sw = p.HGetAll(ctx, s.keys.Switches())
+			forumList = p.Get(ctx, forumKey)
+			defaultList = p.Get(ctx, defaultKey)
+			_, _ = p.Exec(ctx)
+			return cmdsErr(snap.gen, snap.sw, forumList, defaultList)
+		})
+	} else {
+		snap, _, err = s.rtOne.do(ctx, s.readGenAndSwitches)
+	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	genCmd, swCmd := snap.gen, snap.sw
+	gen := s.parseGeneration(genCmd)
+	if gen != lastGen {
+		s.gen.Store(gen)
 	}
 	sw := s.parseSwitches(swCmd.Val())
 	if q.Count > sw.maxCount {
-		return nil, paramError("count", "must be a whole number from 1 to %d, got %d", sw.maxCount, q.Count)
+		return nil, false, paramError("count", "must be a whole number from 1 to %d, got %d", sw.maxCount, q.Count)
 	}
 	if !sw.enabled {
-		return nil, nil
-	}
-	key, list := s.keys.RankForum(q.Placement, q.Forum), forumList.Val()
-	if errors.Is(forumList.Err(), redis.Nil) {
-		key, list = s.keys.RankDefault(q.Placement), defaultList.Val()
-	}
-	picked := s.pick(key, list, q, q.Count+extraCandidates(q.Count))
-	if len(picked) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 
-	// Round trip 2: the creatives of the picked candidates.
-	keys := make([]string, len(picked))
-	for i, c := range picked {
-		keys[i] = s.keys.Creative(c.Ad)
+	var list []rkeys.Candidate
+	refresh := false // round trip 2 reads the lists of the new generation
+	switch {
+	case fetchLists:
+		f := s.listFrom(forumKey, forumList, gen)
+		d := s.listFrom(defaultKey, defaultList, gen)
+		list = f.cands
+		if !f.found {
+			list = d.cands
+		}
+	default:
+		list = fe.cands
+		if !fe.found {
+			list = de.cands
+		}
+		refresh = fe.gen != gen || (!fe.found && de.gen != gen)
 	}
-	var vals []any
-	err = s.br.call(ctx, func(ctx context.Context) error {
-		v, err := s.rc.MGet(ctx, keys...).Result()
-		vals = v
-		return err
+	picked := pick(list, q, q.Count+extraCandidates(q.Count))
+
+	// The creatives: from the cache when read within CreativeTTL, else in round trip 2.
+	now := s.now()
+	entries := make([]creativeEntry, len(picked))
+	var missing []int64
+	var missingAt []int
+	for i, c := range picked {
+		if e, ok := s.recent.fresh(c.Ad, now); ok {
+			entries[i] = e
+			continue
+		}
+		missing = append(missing, c.Ad)
+		missingAt = append(missingAt, i)
+	}
+	if len(missing) > 0 || refresh {
+		var mget *redis.SliceCmd
+		err = s.br.call(ctx, func(ctx context.Context) error {
+			p := s.rc.Pipeline()
+			cmds := make([]redis.Cmder, 0, 3)
+			if len(missing) > 0 {
+				keys := make([]string, len(missing))
+				for i, ad := range missing {
+					keys[i] = s.keys.Creative(ad)
+				}
+				mget = p.MGet(ctx, keys...)
+				cmds = append(cmds, mget)
+			}
+			if refresh {
+				forumList = p.Get(ctx, forumKey)
+				defaultList = p.Get(ctx, defaultKey)
+				cmds = append(cmds, forumList, defaultList)
+			}
+			_, _ = p.Exec(ctx)
+			return cmdsErr(cmds...)
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		if refresh {
+			s.listFrom(forumKey, forumList, gen)
+			s.listFrom(defaultKey, defaultList, gen)
+		}
+		if len(missing) > 0 {
+			read := make([]creativeEntry, len(missing))
+			for i, v := range mget.Val() {
+				read[i] = s.creativeFrom(missing[i], v, now)
+				entries[missingAt[i]] = read[i]
+			}
+			s.recent.put(missing, read)
+		}
+	}
+	ads, err = s.build(picked, entries, q)
+	return ads, sw.images, err
+}
+
+// rtOne is what round trip 1 reads when the lists are cached: the rank generation and the
+// switches (read-only once read: requests share it).
+type rtOne struct {
+	gen *redis.StringCmd
+	sw  *redis.MapStringStringCmd
+}
+
+// readGenAndSwitches is round trip 1 when the lists are cached, shared by concurrent requests
+// (server.rtOne).
+func (s *server) readGenAndSwitches(ctx context.Context) (rtOne, error) {
+	var r rtOne
+	err := s.br.call(ctx, func(ctx context.Context) error {
+		p := s.rc.Pipeline()
+		gen := p.HGet(ctx, s.keys.RankMeta(), "generation")
+		sw := p.HGetAll(ctx, s.keys.Switches())
+		_, _ = p.Exec(ctx)
+		if err := cmdsErr(gen, sw); err != nil {
+			return err
+		}
+		r = rtOne{gen: gen, sw: sw}
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		// Not r: without inline calls fn may still be running.
+		return rtOne{}, err
 	}
-	return s.build(picked, keys, vals, q, sw)
+	return r, nil
+}
+
+// cmdsErr is the first error of cmds other than redis.Nil (a missing key or field).
+func cmdsErr(cmds ...redis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseGeneration reads the rank generation (0: none, or malformed, which is logged).
+func (s *server) parseGeneration(cmd *redis.StringCmd) int64 {
+	if errors.Is(cmd.Err(), redis.Nil) {
+		return 0
+	}
+	g, err := strconv.ParseInt(cmd.Val(), 10, 64)
+	if err != nil || g <= 0 {
+		s.badData.note(fmt.Errorf("%s generation %q is not a positive integer", s.keys.RankMeta(), truncate(cmd.Val(), 40)))
+		return 0
+	}
+	return g
+}
+
+// listFrom decodes the rank list cmd read at key (bad elements are skipped and logged) and, under
+// a known generation gen, caches it.
+func (s *server) listFrom(key string, cmd *redis.StringCmd, gen int64) listEntry {
+	e := listEntry{gen: gen}
+	if !errors.Is(cmd.Err(), redis.Nil) {
+		e.found = true
+		cs, err := s.lists.get(key, cmd.Val(), decodeList)
+		if err != nil {
+			s.badData.note(fmt.Errorf("rank list %s: %w", key, err))
+		}
+		e.cands = cs
+	}
+	if gen > 0 {
+		s.rankLists.put(key, e)
+	}
+	return e
+}
+
+// creativeFrom is what an MGET value of ad's creative key holds.
+func (s *server) creativeFrom(ad int64, v any, now time.Time) creativeEntry {
+	raw, ok := v.(string)
+	if !ok {
+		return creativeEntry{at: now} // not warmed (yet)
+	}
+	key := s.keys.Creative(ad)
+	cr, err := s.creatives.get(key, raw, decodeCreative)
+	if err == nil && cr.ID != ad {
+		err = fmt.Errorf("holds the creative of ad %d", cr.ID)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", key, err)
+	}
+	return creativeEntry{at: now, found: true, cr: cr, err: err}
 }
 
 // extraCandidates is how many candidates beyond count are picked, to fill count when a creative
 // is missing (a list may briefly name an ad whose creative is not warmed yet).
 func extraCandidates(count int) int { return min(count, 3) }
 
-// pick returns up to n candidates of list (the value of rank key key, best first) the viewer's
-// country may see, without repeating an ad. Unusable elements are skipped and logged.
-func (s *server) pick(key, list string, q adQuery, n int) []rkeys.Candidate {
-	cs, err := s.lists.get(key, list, decodeList)
-	if err != nil {
-		s.badData.note(fmt.Errorf("rank list %s: %w", key, err))
-	}
+// pick returns up to n candidates of list (best first) the viewer's country may see, without
+// repeating an ad.
+func pick(list []rkeys.Candidate, q adQuery, n int) []rkeys.Candidate {
 	picked := make([]rkeys.Candidate, 0, n)
-	for _, c := range cs {
+	for _, c := range list {
 		if len(picked) == n {
 			break
 		}
@@ -460,10 +695,10 @@ func countryAllowed(countries []string, country string) bool {
 	return false
 }
 
-// build turns the picked candidates whose creative is present and valid into the answer's ads, at
-// most q.Count of them, each with fresh signed click and impression URLs.
-func (s *server) build(picked []rkeys.Candidate, keys []string, vals []any, q adQuery, sw switches) ([]adJSON, error) {
-	ads := make([]adJSON, 0, q.Count)
+// build turns the picked candidates whose creative (entries[i]) is present and valid into the
+// answer's ads, at most q.Count of them, each with fresh signed click and impression tokens.
+func (s *server) build(picked []rkeys.Candidate, entries []creativeEntry, q adQuery) ([]builtAd, error) {
+	ads := make([]builtAd, 0, q.Count)
 	var nonces [2 * 8 * (rkeys.MaxCandidates + 3)]byte
 	if _, err := rand.Read(nonces[:2*8*len(picked)]); err != nil {
 		return nil, fmt.Errorf("token nonce: %w", err)
@@ -473,17 +708,12 @@ func (s *server) build(picked []rkeys.Candidate, keys []string, vals []any, q ad
 		if len(ads) == q.Count {
 			break
 		}
-		raw, ok := vals[i].(string)
-		if !ok {
+		e := &entries[i]
+		if !e.found {
 			continue // not warmed yet
 		}
-		key := keys[i]
-		cr, err := s.creatives.get(key, raw, decodeCreative)
-		if err == nil && cr.ID != c.Ad {
-			err = fmt.Errorf("holds the creative of ad %d", cr.ID)
-		}
-		if err != nil {
-			s.badData.note(fmt.Errorf("%s: %w", key, err))
+		if e.err != nil {
+			s.badData.note(e.err)
 			continue
 		}
 		t := token{Kind: kindClick, Ad: c.Ad, Forum: q.Forum, Placement: q.Placement, Price: c.Bid, Expires: exp}
@@ -498,12 +728,7 @@ func (s *server) build(picked []rkeys.Candidate, keys []string, vals []any, q ad
 		if err != nil {
 			return nil, err
 		}
-		ad := adJSON{ID: c.Ad, Title: cr.Title, Body: cr.Body, Advertiser: cr.Advertiser,
-			ClickURL: "/v1/click/" + click, ImpressionURL: "/v1/impression/" + imp}
-		if sw.images && cr.imageOK {
-			ad.ImageURL = cr.ImageURL
-		}
-		ads = append(ads, ad)
+		ads = append(ads, builtAd{id: c.Ad, frag: &e.cr.frag, click: click, imp: imp})
 	}
 	return ads, nil
 }

@@ -1,6 +1,8 @@
 // Command server runs the serving API (web/serving) for bench/serving.sh against real Redis with
 // seeded data: -forums forum rank lists of -list candidates each (sidebar), a default list of the
-// same size, -ads creatives and the feature switches, all under -prefix. A go-redis hook counts the
+// same size, -ads creatives, the feature switches and rank generation -generation (as ads.score
+// writes it; 0 = none), all under -prefix. The Redis client is serving.RedisOptions's; its logs go
+// to stderr at -log-level (info = the request logs production writes). A go-redis hook counts the
 // Redis round trips of every /v1/ads request (connection handshakes excluded); on SIGINT or SIGTERM
 // it prints how many each request took, deletes the keys under -prefix and exits.
 package main
@@ -39,8 +41,11 @@ func main() {
 	forums := flag.Int("forums", 20, "forums with a rank list of their own (f0, f1, ...)")
 	ads := flag.Int("ads", 2000, "ads (creatives)")
 	listLen := flag.Int("list", rkeys.MaxCandidates, "candidates per rank list")
-	pool := flag.Int("pool", 64, "Redis connection pool size")
+	pool := flag.Int("pool", 0, "Redis connection pool size (0: serving.RedisOptions's)")
 	ctxTimeout := flag.Bool("ctx-timeout", true, "go-redis ContextTimeoutEnabled (false: the handler runs each Redis call on a goroutine)")
+	gen := flag.Int64("generation", 1, "rank generation written to rank:meta (0: none; the lists are then read on every request)")
+	var level slog.Level
+	flag.TextVar(&level, "log-level", slog.LevelWarn, "log level (info: with the request logs)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -55,32 +60,34 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*addr, *redisURL, *prefix, *forums, *ads, *listLen, *pool, *ctxTimeout); err != nil {
+	if err := run(*addr, *redisURL, *prefix, *forums, *ads, *listLen, *pool, *ctxTimeout, *gen, level); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, redisURL, prefix string, forums, ads, listLen, pool int, ctxTimeout bool) error {
-	opts, err := redis.ParseURL(redisURL)
+func run(addr, redisURL, prefix string, forums, ads, listLen, pool int, ctxTimeout bool, gen int64, level slog.Level) error {
+	opts, err := serving.RedisOptions(redisURL)
 	if err != nil {
-		return fmt.Errorf("redis url: %w", err)
+		return err
 	}
-	opts.PoolSize = pool
+	if pool > 0 {
+		opts.PoolSize = pool
+	}
 	opts.ContextTimeoutEnabled = ctxTimeout
 	rc := redis.NewClient(opts)
 	defer rc.Close()
 	ctx := context.Background()
 	keys := rkeys.New(prefix)
 	defer deleteAll(rc, prefix)
-	if err := seed(ctx, rc, keys, forums, ads, listLen); err != nil {
+	if err := seed(ctx, rc, keys, forums, ads, listLen, gen); err != nil {
 		return err
 	}
 	trips := &tripCounter{}
 	rc.AddHook(trips)
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	h, err := serving.New(serving.Options{Redis: rc, Keys: keys, Secret: []byte("bench-secret-0123456789abcdef"), Logger: log})
 	if err != nil {
 		return err
@@ -101,7 +108,7 @@ func run(addr, redisURL, prefix string, forums, ads, listLen, pool int, ctxTimeo
 }
 
 // seed writes the rank lists, creatives and switches in the shapes of ads/rkeys.
-func seed(ctx context.Context, rc *redis.Client, keys rkeys.Keys, forums, ads, listLen int) error {
+func seed(ctx context.Context, rc *redis.Client, keys rkeys.Keys, forums, ads, listLen int, gen int64) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	list := func() []byte {
 		cs := make([]rkeys.Candidate, listLen)
@@ -133,6 +140,9 @@ func seed(ctx context.Context, rc *redis.Client, keys rkeys.Keys, forums, ads, l
 		"serving.max_count": {Enabled: true, Value: 10}} {
 		b, _ := json.Marshal(sw)
 		p.HSet(ctx, keys.Switches(), name, b)
+	}
+	if gen > 0 {
+		p.HSet(ctx, keys.RankMeta(), "generation", gen, "generated_at", time.Now().UTC().Format(time.RFC3339))
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		return fmt.Errorf("seed: %w", err)
