@@ -10,6 +10,7 @@ import (
 
 	"github.com/forumads/forumads/ads/rkeys"
 	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/internal/browsertest"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -51,8 +52,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := startBrowser(t)
-	b.navigate(e.srv.URL + "/dashboard#token=" + e.token)
+	b := browsertest.Start(t, browsertest.WindowSize(1280, 1400))
+	b.Navigate(e.srv.URL + "/dashboard#token=" + e.token)
 
 	// The campaigns table and the first campaign's chart are drawn.
 	var page struct {
@@ -66,14 +67,14 @@ func TestDashboardInBrowser(t *testing.T) {
 		AdsShown int        `json:"adsShown"`
 		Markup   int        `json:"markup"`
 	}
-	b.waitFor(`document.querySelector('#chart').dataset.points > 0 && document.querySelectorAll('#campaigns tbody tr').length === 2 && {
+	b.WaitFor(`document.querySelector('#chart').dataset.points > 0 && document.querySelectorAll('#campaigns tbody tr').length === 2 && {
 		rows: [...document.querySelectorAll('#campaigns tbody tr')].map((tr) => [...tr.cells].map((c) => c.textContent)),
 		points: document.querySelector('#chart').dataset.points,
 		lines: [...document.querySelectorAll('#chart polyline')].map((p) => p.getAttribute('points').trim().split(/\s+/).length),
 		circles: document.querySelectorAll('#chart circle').length,
 		title: document.querySelector('#chart-title').textContent,
 		hash: location.hash,
-		stored: sessionStorage.getItem('forumads.dataapi.token') === `+jsString(e.token)+`,
+		stored: sessionStorage.getItem('forumads.dataapi.token') === `+browsertest.JSString(e.token)+`,
 		adsShown: document.querySelectorAll('#ads button[data-ad]').length,
 		markup: document.querySelectorAll('#campaigns img').length + (window.pwned ? 100 : 0),
 	}`, &page)
@@ -90,15 +91,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	if page.Title != "Campaign spring" || page.Hash != "" || !page.Stored || page.AdsShown != 2 {
 		t.Errorf("title %q, hash %q (the token must leave the URL), stored %v, %d ad buttons", page.Title, page.Hash, page.Stored, page.AdsShown)
 	}
-	b.screenshot("dataapi-dashboard.png")
+	b.Screenshot("dataapi-dashboard.png")
 
 	// The ad's chart comes from its Redis series: its last hour holds the marker.
 	var adChart struct {
 		Title string `json:"title"`
 		Max   string `json:"max"`
 	}
-	b.eval(`document.querySelector('#ads button[data-ad="`+fmt.Sprint(ads[0])+`"]').click()`, nil)
-	b.waitFor(`document.querySelector('#chart-title').textContent.includes(' › ') && {
+	b.Eval(`document.querySelector('#ads button[data-ad="`+fmt.Sprint(ads[0])+`"]').click()`, nil)
+	b.WaitFor(`document.querySelector('#chart-title').textContent.includes(' › ') && {
 		title: document.querySelector('#chart-title').textContent,
 		max: document.querySelector('#chart g[data-series="impressions"] text:nth-of-type(2)').textContent,
 	}`, &adChart)
@@ -106,17 +107,17 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("ad chart %+v", adChart)
 	}
 	// Daily view: 7 points a line.
-	b.eval(`document.querySelector('.toolbar button[data-view="daily"]').click()`, nil)
+	b.Eval(`document.querySelector('.toolbar button[data-view="daily"]').click()`, nil)
 	var dailyPoints int
-	b.waitFor(`document.querySelector('#chart').dataset.view === 'daily' && Number(document.querySelector('#chart').dataset.points)`, &dailyPoints)
+	b.WaitFor(`document.querySelector('#chart').dataset.view === 'daily' && Number(document.querySelector('#chart').dataset.points)`, &dailyPoints)
 	if dailyPoints != 21 {
 		t.Errorf("daily chart: %d points, want 21", dailyPoints)
 	}
 
 	// An import: the form sends it, the bar follows the task's PROGRESS, then its SUCCESS.
-	b.eval(`document.querySelector('#source').value = 'https://feeds.example.com/acme.csv'; document.querySelector('#import-form button').click()`, nil)
+	b.Eval(`document.querySelector('#source').value = 'https://feeds.example.com/acme.csv'; document.querySelector('#import-form button').click()`, nil)
 	var taskID string
-	b.waitFor(`document.querySelector('#import-task').textContent`, &taskID)
+	b.WaitFor(`document.querySelector('#import-task').textContent`, &taskID)
 	ctx := context.Background()
 	if err := e.results.Store(ctx, protocol.ResultMeta{TaskID: taskID, Status: "PROGRESS", Result: json.RawMessage(`{"current": 50, "total": 200}`)}); err != nil {
 		t.Fatal(err)
@@ -125,43 +126,43 @@ func TestDashboardInBrowser(t *testing.T) {
 		Width  string `json:"width"`
 		Detail string `json:"detail"`
 	}
-	b.waitFor(`document.querySelector('#import-state').textContent === 'PROGRESS' && {
+	b.WaitFor(`document.querySelector('#import-state').textContent === 'PROGRESS' && {
 		width: document.querySelector('#bar-fill').style.width, detail: document.querySelector('#import-detail').textContent }`, &progress)
 	if progress.Width != "25%" || progress.Detail != "50 of 200 rows" {
 		t.Errorf("progress %+v", progress)
 	}
-	b.screenshot("dataapi-dashboard-import.png")
+	b.Screenshot("dataapi-dashboard-import.png")
 	if err := e.results.Store(ctx, protocol.ResultMeta{TaskID: taskID, Status: protocol.StateSuccess,
 		Result: json.RawMessage(`{"rows_total": 200, "rows_ok": 198, "rows_failed": 2}`)}); err != nil {
 		t.Fatal(err)
 	}
 	var done string
-	b.waitFor(`document.querySelector('#import-state').textContent === 'SUCCESS' && document.querySelector('#bar-fill').className === 'done' &&
+	b.WaitFor(`document.querySelector('#import-state').textContent === 'SUCCESS' && document.querySelector('#bar-fill').className === 'done' &&
 		document.querySelector('#import-detail').textContent`, &done)
 	if done != "198 of 200 rows imported, 2 refused" {
 		t.Errorf("import done: %q", done)
 	}
 	// A refused import shows the API's message.
-	b.eval(`document.querySelector('#source').value = 'ftp://nope'; document.querySelector('#import-form button').click()`, nil)
+	b.Eval(`document.querySelector('#source').value = 'ftp://nope'; document.querySelector('#import-form button').click()`, nil)
 	var refused string
-	b.waitFor(`document.querySelector('#import-state').textContent === 'REFUSED' && document.querySelector('#import-detail').textContent`, &refused)
+	b.WaitFor(`document.querySelector('#import-state').textContent === 'REFUSED' && document.querySelector('#import-detail').textContent`, &refused)
 	if !strings.HasPrefix(refused, "source: ") {
 		t.Errorf("refused import: %q", refused)
 	}
 
 	// Without a stored token the page asks for one; a wrong one is refused, the right one opens it.
-	b.eval(`sessionStorage.clear()`, nil)
-	b.navigate(e.srv.URL + "/dashboard")
-	b.waitFor(`!document.querySelector('#login').hidden && document.querySelector('#app').hidden`, nil)
-	b.eval(`document.querySelector('#token').value = 'wrong'; document.querySelector('#login-form button').click()`, nil)
+	b.Eval(`sessionStorage.clear()`, nil)
+	b.Navigate(e.srv.URL + "/dashboard")
+	b.WaitFor(`!document.querySelector('#login').hidden && document.querySelector('#app').hidden`, nil)
+	b.Eval(`document.querySelector('#token').value = 'wrong'; document.querySelector('#login-form button').click()`, nil)
 	var loginErr string
-	b.waitFor(`!document.querySelector('#login').hidden && document.querySelector('#login-error').textContent`, &loginErr)
+	b.WaitFor(`!document.querySelector('#login').hidden && document.querySelector('#login-error').textContent`, &loginErr)
 	if !strings.Contains(loginErr, "refused") {
 		t.Errorf("wrong token: %q", loginErr)
 	}
-	b.eval(`document.querySelector('#token').value = `+jsString(e.token)+`; document.querySelector('#login-form button').click()`, nil)
+	b.Eval(`document.querySelector('#token').value = `+browsertest.JSString(e.token)+`; document.querySelector('#login-form button').click()`, nil)
 	var rows int
-	b.waitFor(`document.querySelectorAll('#campaigns tbody tr').length`, &rows)
+	b.WaitFor(`document.querySelectorAll('#campaigns tbody tr').length`, &rows)
 	if rows != len(camps) {
 		t.Errorf("after signing in: %d rows", rows)
 	}

@@ -11,14 +11,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/forumads/forumads/ads/rkeys"
-	"github.com/forumads/forumads/internal/testenv"
+	"github.com/forumads/forumads/internal/browsertest"
 )
 
 // advertiser is the advertisers' side of the browser test: landing pages (the click
@@ -90,10 +89,10 @@ func TestBrowser(t *testing.T) {
 	for id, title := range titles {
 		f.putCreative(adv.creative(id, title))
 	}
-	b := startBrowser(t)
+	b := browsertest.Start(t)
 
 	t.Run("demo thread", func(t *testing.T) {
-		b.navigate(f.srv.URL + "/demo/thread")
+		b.Navigate(f.srv.URL + "/demo/thread")
 		var ads []struct {
 			ID    string `json:"id"`
 			Title string `json:"title"`
@@ -101,8 +100,8 @@ func TestBrowser(t *testing.T) {
 			Rel   string `json:"rel"`
 			Img   string `json:"img"`
 		}
-		waitFor(t, "the sidebar ads", func() bool {
-			b.eval(`Array.from(document.querySelectorAll('#sidebar-slot .forumads-ad')).map(e => ({
+		browsertest.Poll(t, "the sidebar ads", func() bool {
+			b.Eval(`Array.from(document.querySelectorAll('#sidebar-slot .forumads-ad')).map(e => ({
 				id: e.dataset.adId, title: e.querySelector('.forumads-title').textContent,
 				href: e.querySelector('.forumads-title').href, rel: e.querySelector('.forumads-title').rel,
 				img: (e.querySelector('img') || {}).src || ''}))`, &ads)
@@ -116,31 +115,31 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 		// The sidebar is in view: one impression per ad, counted once.
-		waitFor(t, "the sidebar impressions", func() bool {
+		browsertest.Poll(t, "the sidebar impressions", func() bool {
 			return f.counter(1, "cars", rkeys.Impressions) == 1 && f.counter(2, "cars", rkeys.Impressions) == 1 &&
 				f.counter(3, "cars", rkeys.Impressions) == 1
 		})
-		b.screenshot(filepath.Join(testenv.RepoRoot(), "testdata", "artifacts", "serving-demo-thread.png"))
+		b.Screenshot("serving-demo-thread.png")
 
 		// The inline slot: counted once it has been scrolled into view, and only once however
 		// often it is seen.
-		b.eval(`document.getElementById('inline-slot').scrollIntoView({block: 'center'}); true`, nil)
-		waitFor(t, "the inline ad's impression", func() bool { return f.counter(4, "cars", rkeys.Impressions) == 1 })
-		b.eval(`window.scrollTo(0, 0); true`, nil)
-		b.eval(`new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))).then(() => true)`, nil)
-		b.eval(`document.getElementById('inline-slot').scrollIntoView({block: 'center'}); true`, nil)
-		b.eval(`new Promise(r => setTimeout(r, 300)).then(() => true)`, nil)
-		b.eval(`window.scrollTo(0, 0); true`, nil)
+		b.Eval(`document.getElementById('inline-slot').scrollIntoView({block: 'center'}); true`, nil)
+		browsertest.Poll(t, "the inline ad's impression", func() bool { return f.counter(4, "cars", rkeys.Impressions) == 1 })
+		b.Eval(`window.scrollTo(0, 0); true`, nil)
+		b.Eval(`new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))).then(() => true)`, nil)
+		b.Eval(`document.getElementById('inline-slot').scrollIntoView({block: 'center'}); true`, nil)
+		b.Eval(`new Promise(r => setTimeout(r, 300)).then(() => true)`, nil)
+		b.Eval(`window.scrollTo(0, 0); true`, nil)
 
 		// A real mouse click on the first sidebar ad's title (on its first line: the middle of a
 		// wrapped link's bounding box may be beside the text).
 		var box struct{ X, Y float64 }
-		b.eval(`(() => { const r = document.querySelector('#sidebar-slot .forumads-title').getClientRects()[0];
+		b.Eval(`(() => { const r = document.querySelector('#sidebar-slot .forumads-title').getClientRects()[0];
 			return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()`, &box)
-		b.clickAt(box.X, box.Y)
-		waitFor(t, "the advertiser's landing page", func() bool {
+		b.ClickAt(box.X, box.Y)
+		browsertest.Poll(t, "the advertiser's landing page", func() bool {
 			var href string
-			if !b.tryEval(`location.href`, &href) { // the page is being replaced
+			if !b.TryEval(`location.href`, &href) { // the page is being replaced
 				return false
 			}
 			return href == adv.srv.URL+"/landing?ad=1" && adv.landed.Load() == 1
@@ -164,14 +163,14 @@ func TestBrowser(t *testing.T) {
 			state string
 			ads   int
 		}{{allowedForum, "filled", 2}, {otherForum, "empty", 0}} {
-			b.navigate(tc.forum.URL + "/?ads=" + url.QueryEscape(f.srv.URL))
+			b.Navigate(tc.forum.URL + "/?ads=" + url.QueryEscape(f.srv.URL))
 			var state string
-			waitFor(t, "the embed on "+tc.forum.URL, func() bool {
-				b.eval(`(document.querySelector('.forumads-slot') || {}).dataset?.forumadsState || ''`, &state)
+			browsertest.Poll(t, "the embed on "+tc.forum.URL, func() bool {
+				b.Eval(`(document.querySelector('.forumads-slot') || {}).dataset?.forumadsState || ''`, &state)
 				return state == "filled" || state == "empty"
 			})
 			var n int
-			b.eval(`document.querySelectorAll('.forumads-ad').length`, &n)
+			b.Eval(`document.querySelectorAll('.forumads-ad').length`, &n)
 			if state != tc.state || n != tc.ads {
 				t.Fatalf("%s: slot %s with %d ads, want %s with %d", tc.forum.URL, state, n, tc.state, tc.ads)
 			}
@@ -226,10 +225,10 @@ func TestBrowser(t *testing.T) {
 			}
 		}))
 		defer bad.Close()
-		b.navigate(bad.URL + "/page")
-		waitFor(t, "every slot to settle", func() bool {
+		b.Navigate(bad.URL + "/page")
+		browsertest.Poll(t, "every slot to settle", func() bool {
 			var loading int
-			b.eval(`document.querySelectorAll('.forumads-slot:not([data-forumads-state="filled"]):not([data-forumads-state="empty"])').length`, &loading)
+			b.Eval(`document.querySelectorAll('.forumads-slot:not([data-forumads-state="filled"]):not([data-forumads-state="empty"])').length`, &loading)
 			return loading == 0
 		})
 		var got struct {
@@ -241,7 +240,7 @@ func TestBrowser(t *testing.T) {
 			Href   string            `json:"href"`
 			Pwned  any               `json:"pwned"`
 		}
-		b.eval(`(() => {
+		b.Eval(`(() => {
 			const states = {};
 			document.querySelectorAll('.forumads-slot').forEach(s => states[s.id] = s.dataset.forumadsState);
 			const t = document.querySelector('#hostile .forumads-title');
@@ -261,7 +260,7 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	exceptions, console := b.errorsSeen()
+	exceptions, console := b.ErrorsSeen()
 	if len(exceptions) > 0 {
 		t.Fatalf("the embed threw: %v", exceptions)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/ads/rkeys"
+	"github.com/forumads/forumads/internal/browsertest"
 	"github.com/forumads/forumads/internal/tcpproxy"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -84,7 +85,7 @@ func (f *fixture) checkDegraded(click, impression string) {
 // itself).
 func (f *fixture) waitRecovered() {
 	f.t.Helper()
-	waitFor(f.t, "recovery after the outage", func() bool {
+	browsertest.Poll(f.t, "recovery after the outage", func() bool {
 		r := f.do("GET", "/v1/ads?forum=cars&count=2", nil)
 		if r.status != http.StatusOK {
 			f.t.Fatalf("ads while recovering: %d %s", r.status, r.body)
