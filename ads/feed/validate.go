@@ -158,7 +158,7 @@ func (r *Reader) validate(rr *rawRow) *Row {
 		rr.fieldErr(fExternalID, "external_id: required")
 	case rr.kind == KindForum && !rkeys.ValidSlug(id):
 		rr.fieldErr(fExternalID, fmt.Sprintf("external_id: a forum's slug must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit; got %s", quote(id)))
-	case rr.kind != KindForum && !isExternalID(id):
+	case rr.kind != KindForum && !ValidExternalID(id):
 		rr.fieldErr(fExternalID, fmt.Sprintf("external_id: must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', starting with a letter or digit; got %s", quote(id)))
 	}
 	if !kindOK {
@@ -177,7 +177,7 @@ func (r *Reader) validate(rr *rawRow) *Row {
 		a := &Advertiser{ExternalID: id}
 		a.Name = textField(rr, fName, 200, true, false)
 		if rr.has[fEmail] && !rr.bad[fEmail] {
-			if reason := checkEmail(rr.val[fEmail]); reason != "" {
+			if reason := EmailProblem(rr.val[fEmail]); reason != "" {
 				rr.fieldErr(fEmail, "email: "+reason)
 			} else {
 				a.Email = rr.val[fEmail]
@@ -327,7 +327,7 @@ func refField(rr *rawRow, f field, k Kind) string {
 		rr.fieldErr(f, fmt.Sprintf("%s: required (the external_id of the %s)", name, k))
 		return ""
 	}
-	if v := rr.val[f]; !isExternalID(v) {
+	if v := rr.val[f]; !ValidExternalID(v) {
 		rr.fieldErr(f, fmt.Sprintf("%s: must be the external_id of %s, got %s", name, article(k), quote(v)))
 		return ""
 	}
@@ -485,16 +485,17 @@ func urlField(rr *rawRow, f field, required bool) string {
 		return ""
 	}
 	v := rr.val[f]
-	if reason := checkURL(v); reason != "" {
+	if reason := URLProblem(v); reason != "" {
 		rr.fieldErr(f, fmt.Sprintf("%s: %s, got %s", name, reason, quote(v)))
 		return ""
 	}
 	return v
 }
 
-// checkURL accepts an absolute http:// or https:// URL with a host, without white space or
-// control characters, of at most 2048 characters.
-func checkURL(v string) string {
+// URLProblem says what is wrong with v as an ad's image or click URL ("" = nothing): it must be an
+// absolute http:// or https:// URL with a host, without white space or control characters, of at
+// most 2048 characters (schema.sql's CHECK, stricter). The data API checks with it too.
+func URLProblem(v string) string {
 	if n := utf8.RuneCountInString(v); n > 2048 {
 		return fmt.Sprintf("must be at most 2048 characters (it has %d)", n)
 	}
@@ -513,8 +514,9 @@ func checkURL(v string) string {
 	return ""
 }
 
-// checkEmail matches the schema's ^[^@\s]+@[^@\s]+\.[^@\s]+$ (with Unicode white space).
-func checkEmail(v string) string {
+// EmailProblem says what is wrong with v as an advertiser's email ("" = nothing): schema.sql's
+// ^[^@\s]+@[^@\s]+\.[^@\s]+$ (with Unicode white space), at most 254 characters.
+func EmailProblem(v string) string {
 	bad := fmt.Sprintf("must be an address such as name@example.com, got %s", quote(v))
 	if utf8.RuneCountInString(v) > 254 {
 		return "must be at most 254 characters"
@@ -535,8 +537,9 @@ func checkEmail(v string) string {
 	return ""
 }
 
-// isExternalID matches ^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$.
-func isExternalID(s string) bool {
+// ValidExternalID reports whether s is an external id as schema.sql has it:
+// ^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$.
+func ValidExternalID(s string) bool {
 	if len(s) == 0 || len(s) > 64 || !isAlnum(s[0]) {
 		return false
 	}

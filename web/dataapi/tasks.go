@@ -124,7 +124,8 @@ func isTaskID(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !isAlnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && c != '.' && c != '_' && c != ':' && c != '-' {
 			return false
 		}
 	}

@@ -3,7 +3,6 @@ package dataapi
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -32,8 +31,6 @@ const (
 	maxBidMicros    = 1000 * feed.MicrosPerUnit
 	maxBudgetMicros = 1_000_000_000 * feed.MicrosPerUnit
 	maxListEntries  = feed.MaxListEntries
-	maxURL          = 2048
-	maxEmail        = 254
 )
 
 // quote shows a value in a message: quoted, escaped, at most 80 characters.
@@ -66,29 +63,12 @@ func notNull[T any](field string, o Opt[T]) error {
 	return nil
 }
 
-// checkExternalID matches ^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$.
+// checkExternalID matches ^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$ (feed.ValidExternalID).
 func checkExternalID(field, v string) error {
-	if !isExternalID(v) {
+	if !feed.ValidExternalID(v) {
 		return httpx.FieldError(field, "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', starting with a letter or digit; got %s", quote(v))
 	}
 	return nil
-}
-
-func isExternalID(s string) bool {
-	if len(s) == 0 || len(s) > 64 || !isAlnum(s[0]) {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !isAlnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 }
 
 // checkSlug refuses anything but a slug.
@@ -136,47 +116,21 @@ func orList(l []string) string {
 	return strings.Join(l[:len(l)-1], ", ") + " or " + l[len(l)-1]
 }
 
-// checkEmail matches the schema's ^[^@\s]+@[^@\s]+\.[^@\s]+$, at most 254 characters.
+// checkEmail trims v and checks it as the feed does (feed.EmailProblem).
 func checkEmail(field, v string) (string, error) {
 	v = strings.TrimSpace(v)
-	bad := httpx.FieldError(field, "must be an address such as name@example.com, got %s", quote(v))
-	if utf8.RuneCountInString(v) > maxEmail {
-		return "", httpx.FieldError(field, "must be at most %d characters", maxEmail)
-	}
-	for _, c := range v {
-		if unicode.IsSpace(c) || unicode.IsControl(c) {
-			return "", bad
-		}
-	}
-	at := strings.IndexByte(v, '@')
-	if at <= 0 || strings.Count(v, "@") != 1 {
-		return "", bad
-	}
-	domain := v[at+1:]
-	if len(domain) < 3 || !strings.Contains(domain[1:len(domain)-1], ".") {
-		return "", bad
+	if problem := feed.EmailProblem(v); problem != "" {
+		return "", httpx.FieldError(field, "%s", problem)
 	}
 	return v, nil
 }
 
-// checkURL accepts an absolute http:// or https:// URL with a host, without white space or
-// control characters, of at most 2048 characters.
+// checkURL trims v and checks it as the feed does (feed.URLProblem): an absolute http(s) URL with a
+// host, no white space or control characters, at most 2048 characters.
 func checkURL(field, v string) (string, error) {
 	v = strings.TrimSpace(v)
-	if n := utf8.RuneCountInString(v); n > maxURL {
-		return "", httpx.FieldError(field, "must be at most %d characters, got %d", maxURL, n)
-	}
-	if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
-		return "", httpx.FieldError(field, "must start with http:// or https://, got %s", quote(v))
-	}
-	for _, c := range v {
-		if unicode.IsSpace(c) || unicode.IsControl(c) || c == '\u0085' || c == '\u00a0' {
-			return "", httpx.FieldError(field, "must not contain spaces or control characters (encode them as %%20), got %s", quote(v))
-		}
-	}
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" || u.Hostname() == "" {
-		return "", httpx.FieldError(field, "must be an absolute URL with a host, got %s", quote(v))
+	if problem := feed.URLProblem(v); problem != "" {
+		return "", httpx.FieldError(field, "%s, got %s", problem, quote(v))
 	}
 	return v, nil
 }
