@@ -1,0 +1,316 @@
+package redisbackend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/forumads/forumads/celery/protocol"
+)
+
+// GroupKey returns the key of a saved GroupResult: prefix +
+// "celery-taskset-meta-" + id. The chord counter keys are GroupKey + ".j"
+// (the results, a sorted set), ".t" (members added at runtime) and ".s" (the
+// chord size the client stored).
+func GroupKey(prefix, id string) string {
+	return prefix + "celery-taskset-meta-" + id
+}
+
+// ChordError is the failure of a chord: a header member failed ("Dependency
+// <tid> raised <repr>") or the results could not be joined. Celery stores it
+// as the chord body's result with exc_type "ChordError" and exc_module
+// "celery.exceptions".
+type ChordError struct {
+	// Message is the exception's single argument.
+	Message string
+	// TaskID is the failed header member ("" for a join error).
+	TaskID string
+}
+
+func (e *ChordError) Error() string { return "ChordError: " + e.Message }
+
+// Exception returns the error as the result of a FAILURE meta.
+func (e *ChordError) Exception() protocol.ExceptionInfo {
+	return protocol.ExceptionInfo{Type: "ChordError", Message: []any{e.Message}, Module: "celery.exceptions"}
+}
+
+// ChordPart is one finished chord header member, as a worker reports it.
+type ChordPart struct {
+	// GroupID is the chord's group id (the header member's group header).
+	GroupID string
+	// TaskID is the header member's id.
+	TaskID string
+	// GroupIndex is the member's group_index header; nil scores +inf.
+	GroupIndex *int
+	// State is the member's final state (SUCCESS, FAILURE, REVOKED, ...).
+	State string
+	// Result is the stored result: the return value, or an exception object
+	// for exception states. nil is JSON null.
+	Result json.RawMessage
+}
+
+// ChordOutcome is what OnChordPartReturn did.
+type ChordOutcome struct {
+	// Complete is true for exactly one call per chord: the one whose part
+	// made the count reach the chord size. Only then must the caller apply
+	// the chord body (or, when Err is set, store Err as the body's FAILURE
+	// and apply its errbacks).
+	Complete bool
+	// Results are the header results in group_index order (when Complete and
+	// Err is nil).
+	Results []json.RawMessage
+	// Err is the chord's failure when Complete: the first failed member in
+	// group order, or a join error.
+	Err *ChordError
+}
+
+// SetChordSize stores the chord header size under GroupKey(gid)+".s", as a
+// Celery 5.2 client does right before publishing the last header task:
+// SETEX with result_expires (SET when there is no expiry) and PUBLISH on the
+// key's channel. It implements canvas.ChordSizer.
+func (b *Backend) SetChordSize(ctx context.Context, gid string, size int) error {
+	if gid == "" {
+		return errors.New("redisbackend: set chord size: empty group id")
+	}
+	if size < 0 {
+		return fmt.Errorf("redisbackend: set chord size of group %s: negative size %d", gid, size)
+	}
+	key := GroupKey(b.prefix, gid) + ".s"
+	val := strconv.Itoa(size)
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if b.ttl > 0 {
+			p.SetEx(ctx, key, val, secondsDuration(b.ttl))
+		} else {
+			p.Set(ctx, key, val, 0)
+		}
+		p.Publish(ctx, key, val)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisbackend: set chord size of group %s: %w", gid, err)
+	}
+	return nil
+}
+
+// OnChordPartReturn is Celery 5.2's RedisBackend.on_chord_part_return for a
+// finished chord header member. In one MULTI it runs ZADD .j
+// {json([1, tid, state, result]): group_index or +inf}, ZCOUNT .j -inf +inf,
+// GET .t, GET .s and (with result_expires) EXPIRE .j/.t/.s. Without a stored
+// size nothing more happens. When the count reaches size + .t, it GETs the
+// saved GroupResult (Celery's GroupResult.restore), reads ZRANGE .j 0 -1,
+// decodes the results in group order and DELs .j .t .s, and reports
+// Complete. A member in FAILURE or REVOKED makes the outcome's Err
+// "Dependency <tid> raised <repr>". The returned error is a Redis or
+// argument problem, never the chord's failure.
+func (b *Backend) OnChordPartReturn(ctx context.Context, part ChordPart) (ChordOutcome, error) {
+	if part.GroupID == "" || part.TaskID == "" {
+		return ChordOutcome{}, fmt.Errorf("redisbackend: chord part: group id %q and task id %q must both be set", part.GroupID, part.TaskID)
+	}
+	if part.State == "" {
+		return ChordOutcome{}, fmt.Errorf("redisbackend: chord part %s: empty state", part.TaskID)
+	}
+	result := part.Result
+	if len(result) == 0 {
+		result = json.RawMessage("null")
+	}
+	encoded, err := protocol.PyJSON([]any{1, part.TaskID, part.State, result})
+	if err != nil {
+		return ChordOutcome{}, fmt.Errorf("redisbackend: chord part %s: encode result: %w", part.TaskID, err)
+	}
+	gkey := GroupKey(b.prefix, part.GroupID)
+	jkey, tkey, skey := gkey+".j", gkey+".t", gkey+".s"
+	score := "+inf" // as Celery sends a missing group_index
+	if part.GroupIndex != nil {
+		score = strconv.Itoa(*part.GroupIndex)
+	}
+	var count *redis.IntCmd
+	var total, size *redis.StringCmd
+	_, err = b.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "ZADD", jkey, score, string(encoded))
+		count = p.ZCount(ctx, jkey, "-inf", "+inf")
+		total = p.Get(ctx, tkey)
+		size = p.Get(ctx, skey)
+		if b.ttl > 0 {
+			for _, k := range []string{jkey, tkey, skey} {
+				p.Expire(ctx, k, secondsDuration(b.ttl))
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return ChordOutcome{}, fmt.Errorf("redisbackend: chord part %s of group %s: %w", part.TaskID, part.GroupID, err)
+	}
+	sizeText, err := size.Result()
+	if errors.Is(err, redis.Nil) || sizeText == "" {
+		return ChordOutcome{}, nil
+	}
+	if err != nil {
+		return ChordOutcome{}, fmt.Errorf("redisbackend: chord %s: read size: %w", part.GroupID, err)
+	}
+	n, err := strconv.ParseInt(sizeText, 10, 64)
+	if err != nil {
+		return ChordOutcome{}, fmt.Errorf("redisbackend: chord %s: size %q is not an integer", part.GroupID, sizeText)
+	}
+	var extra int64
+	if t, err := total.Result(); err == nil && t != "" {
+		if extra, err = strconv.ParseInt(t, 10, 64); err != nil {
+			return ChordOutcome{}, fmt.Errorf("redisbackend: chord %s: .t value %q is not an integer", part.GroupID, t)
+		}
+	}
+	if count.Val() != n+extra {
+		return ChordOutcome{}, nil
+	}
+	out := ChordOutcome{Complete: true}
+	// Celery first tries GroupResult.restore(gid): a saved GroupResult
+	// (a header with nested groups) is joined instead of the .j entries.
+	saved, err := b.client.Get(ctx, gkey).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return ChordOutcome{}, fmt.Errorf("redisbackend: chord %s: restore group: %w", part.GroupID, err)
+	}
+	var entries []string
+	if saved == "" {
+		if entries, err = b.client.ZRange(ctx, jkey, 0, -1).Result(); err != nil {
+			return ChordOutcome{}, fmt.Errorf("redisbackend: chord %s: read results: %w", part.GroupID, err)
+		}
+		out.Results, out.Err = decodeChordEntries(entries)
+	} else {
+		out.Results, out.Err = b.joinSaved(ctx, saved)
+	}
+	_, err = b.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range []string{jkey, tkey, skey} {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("redisbackend: chord %s: delete counter keys: %w", part.GroupID, err)
+	}
+	return out, nil
+}
+
+// decodeChordEntries unpacks the .j entries as Celery's
+// _unpack_chord_result does, stopping at the first failed member.
+func decodeChordEntries(entries []string) ([]json.RawMessage, *ChordError) {
+	results := make([]json.RawMessage, 0, len(entries))
+	for _, e := range entries {
+		tid, state, val, err := DecodeChordEntry([]byte(e))
+		if err != nil {
+			return nil, &ChordError{Message: "Join error: " + err.Error()}
+		}
+		if state == protocol.StateFailure || state == protocol.StateRevoked {
+			return nil, &ChordError{TaskID: tid, Message: fmt.Sprintf("Dependency %s raised %s", tid, exceptionRepr(val))}
+		}
+		results = append(results, val)
+	}
+	return results, nil
+}
+
+// DecodeChordEntry decodes one .j member, the JSON [1, task_id, state,
+// result].
+func DecodeChordEntry(data []byte) (taskID, state string, result json.RawMessage, err error) {
+	if !utf8.Valid(data) {
+		return "", "", nil, fmt.Errorf("chord entry %.60q: invalid UTF-8", data)
+	}
+	var tup []json.RawMessage
+	if err := json.Unmarshal(data, &tup); err != nil {
+		return "", "", nil, fmt.Errorf("chord entry %.60q: %w", data, err)
+	}
+	if len(tup) != 4 {
+		return "", "", nil, fmt.Errorf("chord entry %.60q: want 4 elements, got %d", data, len(tup))
+	}
+	if err := json.Unmarshal(tup[1], &taskID); err != nil {
+		return "", "", nil, fmt.Errorf("chord entry %.60q: task id: %w", data, err)
+	}
+	if err := json.Unmarshal(tup[2], &state); err != nil {
+		return "", "", nil, fmt.Errorf("chord entry %.60q: state: %w", data, err)
+	}
+	return taskID, state, tup[3], nil
+}
+
+// joinSaved reads the results of a saved, flat GroupResult's members in
+// order (Celery's join_native).
+func (b *Backend) joinSaved(ctx context.Context, saved string) ([]json.RawMessage, *ChordError) {
+	ids, err := DecodeGroupMeta([]byte(saved))
+	if err != nil {
+		return nil, &ChordError{Message: "Join error: " + err.Error()}
+	}
+	results := make([]json.RawMessage, 0, len(ids))
+	for _, id := range ids {
+		meta, err := b.Get(ctx, id)
+		if err != nil {
+			return nil, &ChordError{Message: "Join error: " + err.Error()}
+		}
+		if meta.Status == protocol.StateFailure || meta.Status == protocol.StateRevoked {
+			return nil, &ChordError{TaskID: id, Message: fmt.Sprintf("Dependency %s raised %s", id, exceptionRepr(meta.Result))}
+		}
+		if meta.Status != protocol.StateSuccess {
+			return nil, &ChordError{Message: fmt.Sprintf("Join error: member %s is %s", id, meta.Status)}
+		}
+		results = append(results, meta.Result)
+	}
+	return results, nil
+}
+
+// DecodeGroupMeta returns the member task ids of a saved GroupResult value
+// {"result": [[gid, null], [[[tid, null], null], ...]]}. Nested groups are
+// an error (they are not supported by this join).
+func DecodeGroupMeta(data []byte) ([]string, error) {
+	var v struct {
+		Result []json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("group meta: %w", err)
+	}
+	if len(v.Result) != 2 {
+		return nil, fmt.Errorf("group meta: result must be [[gid, parent], members], got %d elements", len(v.Result))
+	}
+	var members [][]json.RawMessage
+	if err := json.Unmarshal(v.Result[1], &members); err != nil {
+		return nil, fmt.Errorf("group meta: members: %w", err)
+	}
+	ids := make([]string, 0, len(members))
+	for i, m := range members {
+		if len(m) != 2 {
+			return nil, fmt.Errorf("group meta: member %d: want [[id, parent], null]", i)
+		}
+		var idParent []json.RawMessage
+		if err := json.Unmarshal(m[0], &idParent); err != nil || len(idParent) != 2 {
+			return nil, fmt.Errorf("group meta: member %d: nested groups are not supported", i)
+		}
+		var id string
+		if err := json.Unmarshal(idParent[0], &id); err != nil {
+			return nil, fmt.Errorf("group meta: member %d: id: %w", i, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// exceptionRepr is Python's repr of the exception stored as raw, e.g.
+// ValueError('boom'); a value that is not an exception object is shown with
+// protocol.Repr.
+func exceptionRepr(raw json.RawMessage) string {
+	var info protocol.ExceptionInfo
+	if err := json.Unmarshal(raw, &info); err != nil || info.Type == "" {
+		return protocol.Repr(raw)
+	}
+	args := make([]string, len(info.Message))
+	for i, m := range info.Message {
+		b, err := json.Marshal(m)
+		if err != nil {
+			b = []byte("null")
+		}
+		args[i] = protocol.Repr(b)
+	}
+	return info.Type + "(" + strings.Join(args, ", ") + ")"
+}
+
+// secondsDuration turns the backend's TTL in seconds into a time.Duration.
+func secondsDuration(s int64) time.Duration { return time.Duration(s) * time.Second }

@@ -1,0 +1,181 @@
+package canvas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/protocol"
+)
+
+// ChordSizer stores a chord's header size where the result backend's chord
+// counter reads it; redisbackend.Backend implements it (SETEX
+// celery-taskset-meta-<gid>.s).
+type ChordSizer interface {
+	SetChordSize(ctx context.Context, groupID string, size int) error
+}
+
+// Sender publishes canvases through a broker with the Celery client's
+// routing rules (task_routes, the queue option, task_default_queue, the
+// publishing rule of celery-wire §3.2), serializer, compression and
+// delivery mode.
+//
+// It exists because celery.Client cannot publish a pre-built
+// protocol.TaskMessage (SendRaw has no embed); with a
+// Client.SendMessage(ctx, *protocol.TaskMessage, SendOptions) hook the
+// Sender would reuse the client instead of repeating its routing.
+type Sender struct {
+	cfg     celery.Config
+	br      broker.Broker
+	sizer   ChordSizer
+	applier *Applier
+}
+
+// NewSender returns a Sender. sizer may be nil only for canvases without
+// chords (a chord then fails to send). Its Applier names the client
+// "gen<pid>@<host>" with a fresh reply_to id.
+func NewSender(cfg celery.Config, br broker.Broker, sizer ChordSizer) (*Sender, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("canvas: sender config: %w", err)
+	}
+	if br == nil {
+		return nil, errors.New("canvas: sender needs a broker")
+	}
+	host, _ := os.Hostname()
+	return &Sender{cfg: cfg, br: br, sizer: sizer,
+		applier: &Applier{Origin: fmt.Sprintf("gen%d@%s", os.Getpid(), host), ReplyTo: celery.NewID()}}, nil
+}
+
+// Applier returns the sender's Applier (its origin and reply_to).
+func (s *Sender) Applier() *Applier { return s.applier }
+
+// Send applies sig (Applier.Apply) and publishes its messages; it returns
+// the Result handle. Wait for a task result with
+// celery.NewAsyncResult(res.ID, backend).Get and for a group with
+// res.Group.Wait.
+func (s *Sender) Send(ctx context.Context, sig Signature) (Result, error) {
+	outs, res, err := s.applier.Apply(sig, Incoming{})
+	if err != nil {
+		return Result{}, err
+	}
+	if err := s.Publish(ctx, outs); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// Publish publishes built messages in order, storing a chord size right
+// before the message that carries it.
+func (s *Sender) Publish(ctx context.Context, outs []Outgoing) error {
+	for _, o := range outs {
+		if o.ChordSize != nil {
+			if s.sizer == nil {
+				return fmt.Errorf("canvas: chord %s: no ChordSizer to store its size", o.ChordSize.GroupID)
+			}
+			if err := s.sizer.SetChordSize(ctx, o.ChordSize.GroupID, o.ChordSize.Size); err != nil {
+				return fmt.Errorf("canvas: chord %s: %w", o.ChordSize.GroupID, err)
+			}
+		}
+		pub, err := s.Envelope(o, time.Now().UTC())
+		if err != nil {
+			return err
+		}
+		if err := s.br.Publish(ctx, pub); err != nil {
+			return fmt.Errorf("canvas: publish %s[%s]: %w", o.Msg.Task, o.Msg.ID, err)
+		}
+	}
+	return nil
+}
+
+// Envelope encodes one Outgoing (EncodeV2) with its resolved routing.
+func (s *Sender) Envelope(o Outgoing, now time.Time) (broker.Publishing, error) {
+	msg := *o.Msg
+	if msg.ETA == nil && o.Countdown != nil {
+		t := now.Add(time.Duration(*o.Countdown * float64(time.Second)))
+		msg.ETA = &t
+	}
+	if msg.Expires == nil && o.ExpiresIn != nil {
+		t := now.Add(time.Duration(*o.ExpiresIn * float64(time.Second)))
+		msg.Expires = &t
+	}
+	pub, prio, err := route(s.cfg, msg.Task, o.Route)
+	if err != nil {
+		return broker.Publishing{}, err
+	}
+	p := uint8(min(max(prio, 0), 255))
+	msg.Priority = &p
+	env, err := protocol.EncodeV2(&msg, protocol.EncodeOptions{Serializer: s.cfg.TaskSerializer,
+		Compression: s.cfg.TaskCompression, Now: now})
+	if err != nil {
+		return broker.Publishing{}, fmt.Errorf("canvas: encode %s[%s]: %w", msg.Task, msg.ID, err)
+	}
+	env.DeliveryMode = deliveryMode(s.cfg)
+	pub.Envelope = env
+	pub.Timestamp = now
+	return pub, nil
+}
+
+func deliveryMode(cfg celery.Config) uint8 {
+	switch v := cfg.TaskDefaultDeliveryMode.(type) {
+	case int:
+		if v == 1 {
+			return 1
+		}
+	case string:
+		if v == "transient" || v == "1" {
+			return 1
+		}
+	}
+	return 2
+}
+
+// route is celery.Client's routing rule (client.go route), repeated here.
+func route(cfg celery.Config, name string, r Route) (broker.Publishing, int, error) {
+	queue, exchange, key, prio := r.Queue, r.Exchange, r.RoutingKey, r.Priority
+	if m, ok := cfg.TaskRoutes.Match(name); ok {
+		if queue == "" {
+			queue = m.Queue
+		}
+		if exchange == "" {
+			exchange = m.Exchange
+		}
+		if key == "" {
+			key = m.RoutingKey
+		}
+		if prio == nil {
+			prio = m.Priority
+		}
+	}
+	if queue == "" {
+		queue = cfg.TaskDefaultQueue
+	}
+	if prio == nil {
+		prio = cfg.TaskDefaultPriority
+	}
+	p := 0
+	if prio != nil {
+		p = *prio
+	}
+	q, ok := cfg.QueueByName(queue)
+	if !ok {
+		return broker.Publishing{}, 0, fmt.Errorf("canvas: send %s: queue %q is not defined and task_create_missing_queues is off", name, queue)
+	}
+	if (exchange == "" || key == "") && (q.ExchangeType == "" || q.ExchangeType == "direct") {
+		return broker.Publishing{Exchange: "", RoutingKey: q.Name, Declare: &q}, p, nil
+	}
+	if exchange == "" {
+		exchange = q.Exchange
+	}
+	if key == "" {
+		key = q.RoutingKey
+	}
+	if key == "" {
+		key = cfg.TaskDefaultRoutingKey
+	}
+	return broker.Publishing{Exchange: exchange, RoutingKey: key, Declare: &q}, p, nil
+}
