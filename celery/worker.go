@@ -36,6 +36,9 @@ type WorkerOptions struct {
 	Logger   *slog.Logger
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
+	// Canvas continues canvases (chain steps, link callbacks and errbacks, chords) after a task
+	// finishes; nil publishes none (canvas.NewWorkerCanvas makes one).
+	Canvas Canvas
 
 	// Events receives the worker's task events, sent while its task events are enabled
 	// (Options.Enabled of the dispatcher: -E, worker_send_task_events; then the enable_events and
@@ -81,6 +84,7 @@ type Worker struct {
 	events   *events.Dispatcher
 	revokes  *revoke.Store
 	metrics  WorkerMetrics
+	canvas   Canvas
 	began    time.Time // when NewWorker made it (stats: uptime)
 
 	qmu    sync.Mutex
@@ -240,7 +244,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, reg: o.Registry, br: o.Broker, backend: o.Backend, queues: queues,
 		hostname: o.Hostname, log: o.Logger, now: o.Now, accept: accept, pid: os.Getpid(),
-		events: o.Events, revokes: o.Revokes, metrics: o.Metrics,
+		events: o.Events, revokes: o.Revokes, metrics: o.Metrics, canvas: o.Canvas,
 		shrink: make(chan struct{}, 1<<16), shutdown: make(chan struct{}), began: time.Now(),
 	}
 	if w.log == nil {
@@ -981,9 +985,11 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 			w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %.6fs: %s", m.Task, m.ID, runtime.Seconds(), protocol.SafeRepr(result, protocol.ReprMaxSize)),
 				"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds())
 		}
+		w.canvasSucceeded(j, result)
 		if !o.ignoreResult {
 			w.store(j, protocol.ResultMeta{Status: protocol.StateSuccess, Result: result})
 		}
+		w.chordPart(m, protocol.StateSuccess, result)
 		if o.acksLate {
 			w.settle(j, j.d.Ack)
 		}
@@ -1033,8 +1039,15 @@ func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, 
 		"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds(), "error", err)
 	w.sendTaskEvent(func() events.Event { return events.NewTaskFailed(m.ID, excRepr(info), tb) })
 	w.finished(j, "failure", runtime)
+	failure := protocol.ResultMeta{Status: protocol.StateFailure, Result: protocol.ExceptionResult(info), Traceback: &tb}
 	if !(pick(j.def.opts.IgnoreResult, false) && !j.def.opts.StoreErrorsEvenIfIgnored) {
-		w.store(j, protocol.ResultMeta{Status: protocol.StateFailure, Result: protocol.ExceptionResult(info), Traceback: &tb})
+		w.store(j, failure)
+	}
+	if w.canvas != nil {
+		t := w.now().UTC()
+		failure.DateDone = &t
+		w.canvasFailed(j, failure)
+		w.chordPart(m, protocol.StateFailure, failure.Result)
 	}
 	if !o.acksLate {
 		return

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/canvas"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/internal/config"
 	"github.com/forumads/forumads/internal/logging"
@@ -185,6 +186,16 @@ func run(args []string, stderr io.Writer) int {
 		Events: o.events, Revokes: o.revokes, Metrics: o.metrics}
 	if backend != nil {
 		opts.Backend = backend
+		// Canvases (chain steps, link callbacks and errbacks, chord bodies) continue from this worker;
+		// chords count their parts in the Redis result backend, so they need one.
+		sender, err := canvas.NewSender(cfg, br, backend)
+		if err == nil {
+			opts.Canvas, err = canvas.NewWorkerCanvas(sender, backend)
+		}
+		if err != nil {
+			log.Error(err.Error())
+			return 1
+		}
 	}
 	w, err := celery.NewWorker(opts)
 	if err != nil {

@@ -1,0 +1,148 @@
+package canvas
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/backend/redisbackend"
+	"github.com/forumads/forumads/celery/protocol"
+)
+
+// WorkerCanvas is the celery.Canvas a Go worker uses to continue canvases: it builds follow-ups
+// with the Sender's Applier and routing and does chord bookkeeping in the Redis backend.
+type WorkerCanvas struct {
+	sender  *Sender
+	backend *redisbackend.Backend
+}
+
+// NewWorkerCanvas returns a celery.Canvas publishing with s's routing and counting chord parts in
+// backend (which must also be s's ChordSizer for chords inside follow-ups).
+func NewWorkerCanvas(s *Sender, backend *redisbackend.Backend) (*WorkerCanvas, error) {
+	if s == nil || backend == nil {
+		return nil, errors.New("canvas: worker canvas needs a sender and a redis backend")
+	}
+	return &WorkerCanvas{sender: s, backend: backend}, nil
+}
+
+var _ celery.Canvas = (*WorkerCanvas)(nil)
+
+func (wc *WorkerCanvas) followUps(outs []Outgoing) ([]celery.FollowUp, error) {
+	now := time.Now().UTC()
+	fus := make([]celery.FollowUp, 0, len(outs))
+	for _, o := range outs {
+		pub, err := wc.sender.Envelope(o, now)
+		if err != nil {
+			return fus, err
+		}
+		f := celery.FollowUp{Task: o.Msg.Task, ID: o.Msg.ID, Publishing: pub}
+		if cs := o.ChordSize; cs != nil {
+			f.Prepare = func(ctx context.Context) error { return wc.backend.SetChordSize(ctx, cs.GroupID, cs.Size) }
+		}
+		fus = append(fus, f)
+	}
+	return fus, nil
+}
+
+// Succeeded returns msg's link callbacks then its next chain step.
+func (wc *WorkerCanvas) Succeeded(msg *protocol.TaskMessage, retval json.RawMessage) ([]celery.FollowUp, error) {
+	a := wc.sender.Applier()
+	var errs []error
+	cbs, err := a.Callbacks(msg, retval)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	next, err := a.NextChainStep(msg, retval)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	fus, err := wc.followUps(append(cbs, next...))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return fus, errors.Join(errs...)
+}
+
+// Failed returns msg's errbacks and its remaining chain elements (ChainFailures) as messages
+// with their ids, group headers and chord body.
+func (wc *WorkerCanvas) Failed(msg *protocol.TaskMessage) ([]celery.FollowUp, []*protocol.TaskMessage, error) {
+	var errs []error
+	ebs, err := wc.sender.Applier().Errbacks(msg, msg.ID, false)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	fus, err := wc.followUps(ebs)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cf, err := ChainFailures(msg)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rest := make([]*protocol.TaskMessage, 0, len(cf))
+	for _, f := range cf {
+		rest = append(rest, &protocol.TaskMessage{ID: f.TaskID, GroupID: f.GroupID, GroupIndex: f.GroupIndex,
+			RootID: rootOf(msg), Embed: protocol.Embed{Chord: f.Chord}})
+	}
+	return fus, rest, errors.Join(errs...)
+}
+
+// ChordPartReturn counts msg as a finished header member of its chord; when that completes the
+// chord it returns the body, or the body's ChordError FAILURE and its errbacks.
+func (wc *WorkerCanvas) ChordPartReturn(ctx context.Context, msg *protocol.TaskMessage, state string, result json.RawMessage) (celery.ChordDone, error) {
+	body := msg.Embed.Chord
+	if body == nil {
+		return celery.ChordDone{}, nil
+	}
+	out, err := wc.backend.OnChordPartReturn(ctx, redisbackend.ChordPart{GroupID: msg.GroupID, TaskID: msg.ID,
+		GroupIndex: msg.GroupIndex, State: state, Result: result})
+	if err != nil || !out.Complete {
+		return celery.ChordDone{}, err
+	}
+	done := wc.completed(msg, *body, out)
+	return done, nil
+}
+
+// completed builds what a completed chord publishes; problems go to ChordDone.Err.
+func (wc *WorkerCanvas) completed(msg *protocol.TaskMessage, body protocol.Signature, out redisbackend.ChordOutcome) celery.ChordDone {
+	a := wc.sender.Applier()
+	var done celery.ChordDone
+	if out.Err == nil {
+		outs, err := a.ChordBody(body, out.Results, msg)
+		if err != nil {
+			done.Err = err
+			return done
+		}
+		done.FollowUps, done.Err = wc.followUps(outs)
+		return done
+	}
+	sig := FromProtocol(body)
+	bodyID, err := sig.stringOption("task_id")
+	if err != nil || bodyID == "" {
+		done.Err = fmt.Errorf("canvas: chord %s failed (%s) but its body %s has no task_id to store it under: %v", msg.GroupID, out.Err.Message, body.Task, err)
+		return done
+	}
+	now := time.Now().UTC()
+	tb := out.Err.Error() + "\n"
+	done.BodyFailure = &protocol.ResultMeta{TaskID: bodyID, Status: protocol.StateFailure,
+		Result: protocol.ExceptionResult(out.Err.Exception()), Traceback: &tb, DateDone: &now}
+	ebs, err := sig.signatureList("link_error")
+	if err != nil {
+		done.Err = fmt.Errorf("canvas: chord %s body errbacks: %w", msg.GroupID, err)
+		return done
+	}
+	if len(ebs) == 0 {
+		return done
+	}
+	bodyMsg := &protocol.TaskMessage{ID: bodyID, RootID: rootOf(msg), Embed: protocol.Embed{Errbacks: ebs}}
+	outs, err := a.Errbacks(bodyMsg, bodyID, false)
+	if err != nil {
+		done.Err = err
+		return done
+	}
+	done.FollowUps, done.Err = wc.followUps(outs)
+	return done
+}

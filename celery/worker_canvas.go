@@ -1,0 +1,174 @@
+package celery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/protocol"
+)
+
+// Canvas continues Celery canvases after a task has finished, as a Celery 5.2 worker does
+// (celery/app/trace.py): link callbacks, the next chain step, errbacks and chord bookkeeping. It
+// lives outside this package (canvas.WorkerCanvas implements it) because the canvas package
+// imports this one.
+type Canvas interface {
+	// Succeeded returns what msg's success with retval publishes: its link callbacks, then the
+	// next chain step.
+	Succeeded(msg *protocol.TaskMessage, retval json.RawMessage) ([]FollowUp, error)
+	// Failed returns what msg's failure publishes (its errbacks) and the remaining chain
+	// elements to mark FAILURE, as messages carrying their ID, GroupID, GroupIndex, RootID and,
+	// for the last step of a chord header member, Embed.Chord (its chord part is then counted
+	// with the same failure).
+	Failed(msg *protocol.TaskMessage) ([]FollowUp, []*protocol.TaskMessage, error)
+	// ChordPartReturn reports a finished chord header member (msg.Embed.Chord set, msg.GroupID
+	// and msg.ID not empty) with its final state and stored result; when that completes the chord
+	// it returns the body to publish, or the body's FAILURE to store and its errbacks. Its error
+	// means the bookkeeping itself failed (the backend is unreachable) and may be retried; a
+	// problem building the follow-ups of a completed chord is ChordDone.Err.
+	ChordPartReturn(ctx context.Context, msg *protocol.TaskMessage, state string, result json.RawMessage) (ChordDone, error)
+}
+
+// FollowUp is one message a finished task makes the worker publish.
+type FollowUp struct {
+	// Task and ID name the message, for logs.
+	Task, ID string
+	// Prepare, if set, runs right before publishing (it stores a chord's header size).
+	Prepare func(ctx context.Context) error
+	// Publishing is the routed, encoded message.
+	Publishing broker.Publishing
+}
+
+// ChordDone is what completing a chord asks the worker to do.
+type ChordDone struct {
+	// FollowUps are published (the chord body, or the body's errbacks).
+	FollowUps []FollowUp
+	// BodyFailure, when set, is stored first: the body's FAILURE with the ChordError.
+	BodyFailure *protocol.ResultMeta
+	// Err is a problem building what the completed chord publishes (a bad body signature); the
+	// part was counted, so the worker logs it and does not retry.
+	Err error
+}
+
+// publishFollowUps publishes follow-ups in order. A follow-up that cannot be published is logged
+// and retried with backoff (the task's own result is stored regardless); it is given up only on
+// cold shutdown. It returns the ids published.
+func (w *Worker) publishFollowUps(m *protocol.TaskMessage, fus []FollowUp) []string {
+	var ids []string
+	for _, f := range fus {
+		backoff := 100 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			err := w.publishFollowUp(f)
+			if err == nil {
+				ids = append(ids, f.ID)
+				break
+			}
+			if w.taskCtx != nil && w.taskCtx.Err() != nil {
+				w.log.Error("canvas follow-up lost: cold shutdown while it could not be published",
+					"task_id", m.ID, "follow_up", f.Task, "follow_up_id", f.ID, "error", err)
+				break
+			}
+			if attempt == 1 || attempt%10 == 0 {
+				w.log.Error("publishing a canvas follow-up failed, retrying", "task_id", m.ID,
+					"follow_up", f.Task, "follow_up_id", f.ID, "attempt", attempt, "error", err)
+			}
+			time.Sleep(backoff)
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+	return ids
+}
+
+func (w *Worker) publishFollowUp(f FollowUp) error {
+	if f.Prepare != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := f.Prepare(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("prepare %s[%s]: %w", f.Task, f.ID, err)
+		}
+	}
+	if err := w.publish(f.Publishing); err != nil {
+		return fmt.Errorf("publish %s[%s]: %w", f.Task, f.ID, err)
+	}
+	return nil
+}
+
+// canvasSucceeded publishes a successful task's callbacks and next chain step (before its result
+// is stored, as Celery does). Bad canvas data is logged with the task id, never panics.
+func (w *Worker) canvasSucceeded(j *job, result json.RawMessage) {
+	m := j.msg
+	if w.canvas == nil || (len(m.Embed.Callbacks) == 0 && len(m.Embed.Chain) == 0) {
+		return
+	}
+	fus, err := w.canvas.Succeeded(m, result)
+	if err != nil {
+		w.log.Error(fmt.Sprintf("Task %s[%s]: its canvas follow-ups could not be built: %v", m.Task, m.ID, err), "task_id", m.ID, "error", err)
+	}
+	w.publishFollowUps(m, fus)
+}
+
+// canvasFailed publishes a failed task's errbacks and marks its remaining chain FAILURE (with
+// their chord bookkeeping when the chain is a chord header member).
+func (w *Worker) canvasFailed(j *job, meta protocol.ResultMeta) {
+	m := j.msg
+	if w.canvas == nil || (len(m.Embed.Errbacks) == 0 && len(m.Embed.Chain) == 0) {
+		return
+	}
+	fus, rest, err := w.canvas.Failed(m)
+	if err != nil {
+		w.log.Error(fmt.Sprintf("Task %s[%s]: its errbacks or chain could not be read: %v", m.Task, m.ID, err), "task_id", m.ID, "error", err)
+	}
+	w.publishFollowUps(m, fus)
+	for _, el := range rest {
+		if w.backend != nil {
+			mm := meta
+			mm.TaskID, mm.GroupID, mm.ParentID, mm.Extended, mm.Children = el.ID, el.GroupID, "", nil, nil
+			w.storeMeta(mm)
+		}
+		w.chordPart(el, protocol.StateFailure, meta.Result)
+	}
+}
+
+// chordPart does the chord bookkeeping of a finished chord header member (after its result is
+// stored) and, when it completes the chord, publishes the body or stores the body's failure.
+func (w *Worker) chordPart(m *protocol.TaskMessage, state string, result json.RawMessage) {
+	if w.canvas == nil || m.Embed.Chord == nil {
+		return
+	}
+	if m.GroupID == "" || m.ID == "" {
+		w.log.Error(fmt.Sprintf("Task %s[%s] is a chord header member without a group id: its chord part cannot be counted", m.Task, m.ID),
+			"task_id", m.ID, "chord_body", m.Embed.Chord.Task)
+		return
+	}
+	backoff := 100 * time.Millisecond
+	var done ChordDone
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		d, err := w.canvas.ChordPartReturn(ctx, m, state, result)
+		cancel()
+		if err == nil {
+			done = d
+			break
+		}
+		if w.taskCtx != nil && w.taskCtx.Err() != nil {
+			w.log.Error("chord part lost: cold shutdown while the result backend was unreachable", "task_id", m.ID, "group_id", m.GroupID, "error", err)
+			return
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			w.log.Error("chord bookkeeping failed, retrying", "task_id", m.ID, "group_id", m.GroupID, "attempt", attempt, "error", err)
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	if done.Err != nil {
+		w.log.Error(fmt.Sprintf("chord %s completed but what it publishes could not be built: %v", m.GroupID, done.Err),
+			"task_id", m.ID, "group_id", m.GroupID, "error", done.Err)
+	}
+	if done.BodyFailure != nil && w.backend != nil {
+		w.storeMeta(*done.BodyFailure)
+	}
+	w.publishFollowUps(m, done.FollowUps)
+}

@@ -1,0 +1,225 @@
+package celery_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/backend/redisbackend"
+	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/canvas"
+	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/internal/testenv"
+	"github.com/forumads/forumads/tasks/diag"
+)
+
+// canvasWorker starts a Go worker with canvas support on a queue of its own and returns a
+// Sender for that queue and the backend.
+func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLog) {
+	t.Helper()
+	rc := testenv.Redis(t)
+	queue := testenv.Name(t, "canvas")
+	testenv.DeleteQueuesAtCleanup(t, queue)
+	prefix := "t:" + testenv.Suffix() + ":"
+	t.Cleanup(func() {
+		keys, _ := rc.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			rc.Del(context.Background(), keys...)
+		}
+	})
+	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: queue, WorkerConcurrency: 4}
+	backend := redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: prefix})
+	reg := celery.NewRegistry()
+	diag.Register(reg, diag.Deps{})
+	celery.Register(reg, "t.sum", func(_ context.Context, t *celery.Task[struct {
+		Nums []int `celery:"nums"`
+	}]) (int, error) {
+		s := 0
+		for _, n := range t.Args.Nums {
+			s += n
+		}
+		return s, nil
+	})
+	var out io.Writer = io.Discard
+	if testing.Verbose() {
+		out = testWriter{t}
+	}
+	errs := &errorLog{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(out, errs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	wbr, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-canvas-worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsend, err := canvas.NewSender(cfg, wbr, backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := canvas.NewWorkerCanvas(wsend, backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: backend,
+		Hostname: "celery@canvas", Logger: log, Canvas: wc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cbr, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-canvas-client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cbr.Close() })
+	s, err := canvas.NewSender(cfg, cbr, backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker.Run: %v", err)
+		}
+	})
+	return s, backend, errs
+}
+
+// errorLog keeps the worker's log lines, safe for concurrent writes.
+type errorLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *errorLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *errorLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func waitMeta(t *testing.T, b *redisbackend.Backend, id string) protocol.ResultMeta {
+	t.Helper()
+	m, err := b.Wait(ctxT(t, 60*time.Second), id)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", id, err)
+	}
+	return m
+}
+
+func TestWorkerCanvas(t *testing.T) {
+	t.Parallel()
+	s, b, logs := canvasWorker(t)
+	send := func(t *testing.T, sig canvas.Signature) canvas.Result {
+		t.Helper()
+		res, err := s.Send(ctxT(t, 30*time.Second), sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	t.Run("chain", func(t *testing.T) {
+		res := send(t, canvas.Chain(canvas.S("diag.add", 1, 2), canvas.S("diag.add", 3), canvas.S("diag.add", 4)))
+		m := waitMeta(t, b, res.ID)
+		if m.Status != protocol.StateSuccess || string(m.Result) != "10" {
+			t.Fatalf("chain result = %s %s, want SUCCESS 10", m.Status, m.Result)
+		}
+		if m.ParentID != res.Parent.ID {
+			t.Errorf("last step parent_id = %q, want %q", m.ParentID, res.Parent.ID)
+		}
+	})
+	t.Run("link", func(t *testing.T) {
+		cb := celery.NewID()
+		send(t, canvas.S("diag.add", 1, 2).Link(canvas.S("diag.add", 5).TaskID(cb)))
+		if m := waitMeta(t, b, cb); m.Status != protocol.StateSuccess || string(m.Result) != "8" {
+			t.Fatalf("callback = %s %s, want SUCCESS 8", m.Status, m.Result)
+		}
+	})
+	t.Run("link_error", func(t *testing.T) {
+		eb := celery.NewID()
+		res := send(t, canvas.S("diag.fail", "boom").LinkError(canvas.S("diag.echo").TaskID(eb)))
+		if m := waitMeta(t, b, res.ID); m.Status != protocol.StateFailure {
+			t.Fatalf("failing task = %s, want FAILURE", m.Status)
+		}
+		m := waitMeta(t, b, eb)
+		if m.Status != protocol.StateSuccess || !strings.Contains(string(m.Result), res.ID) {
+			t.Fatalf("errback = %s %s, want SUCCESS echoing %s", m.Status, m.Result, res.ID)
+		}
+	})
+	t.Run("chain_failure", func(t *testing.T) {
+		res := send(t, canvas.Chain(canvas.S("diag.fail", "boom"), canvas.S("diag.add", 3), canvas.S("diag.add", 4)))
+		if m := waitMeta(t, b, res.ID); m.Status != protocol.StateFailure {
+			t.Fatalf("last step = %s, want FAILURE", m.Status)
+		}
+	})
+	t.Run("chord", func(t *testing.T) {
+		var header []canvas.Signature
+		want := 0
+		for i := range 20 {
+			header = append(header, canvas.S("diag.add", i, 1))
+			want += i + 1
+		}
+		res := send(t, canvas.Chord(canvas.Group(header...), canvas.S("t.sum")))
+		m := waitMeta(t, b, res.ID)
+		var got int
+		if err := json.Unmarshal(m.Result, &got); m.Status != protocol.StateSuccess || err != nil || got != want {
+			t.Fatalf("chord body = %s %s, want SUCCESS %d", m.Status, m.Result, want)
+		}
+	})
+	t.Run("chord_failure", func(t *testing.T) {
+		eb := celery.NewID()
+		header := canvas.Group(canvas.S("diag.add", 1, 1), canvas.S("diag.fail", "boom"), canvas.S("diag.add", 2, 2))
+		res := send(t, canvas.Chord(header, canvas.S("t.sum").LinkError(canvas.S("diag.echo").TaskID(eb))))
+		m := waitMeta(t, b, res.ID)
+		if m.Status != protocol.StateFailure || !strings.Contains(string(m.Result), "ChordError") {
+			t.Fatalf("chord body = %s %s, want FAILURE ChordError", m.Status, m.Result)
+		}
+		if m := waitMeta(t, b, eb); m.Status != protocol.StateSuccess {
+			t.Fatalf("body errback = %s %s, want SUCCESS", m.Status, m.Result)
+		}
+	})
+	t.Run("chord_chain_member", func(t *testing.T) {
+		header := canvas.Group(canvas.Chain(canvas.S("diag.add", 1, 1), canvas.S("diag.add", 1)), canvas.S("diag.add", 2, 2))
+		res := send(t, canvas.Chord(header, canvas.S("t.sum")))
+		if m := waitMeta(t, b, res.ID); m.Status != protocol.StateSuccess || string(m.Result) != "7" {
+			t.Fatalf("chord body = %s %s, want SUCCESS 7", m.Status, m.Result)
+		}
+	})
+	t.Run("chord_chain_member_fails", func(t *testing.T) {
+		// The chain's first step fails: its last step (the chord part) is marked FAILURE and
+		// counted, so the chord completes with a ChordError instead of waiting forever.
+		header := canvas.Group(canvas.Chain(canvas.S("diag.fail", "boom"), canvas.S("diag.add", 1)), canvas.S("diag.add", 2, 2))
+		res := send(t, canvas.Chord(header, canvas.S("t.sum")))
+		if m := waitMeta(t, b, res.ID); m.Status != protocol.StateFailure || !strings.Contains(string(m.Result), "ChordError") {
+			t.Fatalf("chord body = %s %s, want FAILURE ChordError", m.Status, m.Result)
+		}
+	})
+	t.Run("bad_embed", func(t *testing.T) {
+		// A chain step without a task name cannot be applied: the error is logged with the
+		// task's id and the task's own result is still stored.
+		id := celery.NewID()
+		bad := protocol.Signature{Args: []json.RawMessage{json.RawMessage("1")}}
+		msg := &protocol.TaskMessage{ID: id, Task: "diag.add", Args: []json.RawMessage{json.RawMessage("1"), json.RawMessage("2")},
+			Embed: protocol.Embed{Chain: []protocol.Signature{bad}}}
+		if err := s.Publish(ctxT(t, 30*time.Second), []canvas.Outgoing{{Msg: msg}}); err != nil {
+			t.Fatal(err)
+		}
+		if m := waitMeta(t, b, id); m.Status != protocol.StateSuccess || string(m.Result) != "3" {
+			t.Fatalf("task with a bad chain = %s %s, want SUCCESS 3", m.Status, m.Result)
+		}
+		if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, id+"]: its canvas follow-ups could not be built") ||
+			!strings.Contains(l, "empty task name") {
+			t.Errorf("no error naming the bad chain step was logged:\n%s", l)
+		}
+	})
+}

@@ -1,0 +1,178 @@
+package interop
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/backend/redisbackend"
+	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/canvas"
+	"github.com/forumads/forumads/internal/testenv"
+	"github.com/forumads/forumads/tasks/diag"
+)
+
+// startCanvasGoWorker runs an in-process Go worker with canvas support (canvas.NewWorkerCanvas)
+// on a queue of its own, with the diag tasks and gocv.xsum (the sum of a list: a chord body). Its
+// backend has no key prefix, as Python reads it.
+func startCanvasGoWorker(t *testing.T) (queue string) {
+	t.Helper()
+	testenv.AMQP(t)
+	rc := testenv.Redis(t)
+	queue = testenv.Name(t, "interop.gocanvas")
+	testenv.DeleteQueuesAtCleanup(t, queue)
+	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: queue, WorkerConcurrency: 4}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	br, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{ConnectionName: "interop-gocanvas", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := redisbackend.New(rc, redisbackend.Options{Expires: time.Hour})
+	s, err := canvas.NewSender(cfg, br, backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := canvas.NewWorkerCanvas(s, backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := celery.NewRegistry()
+	diag.Register(reg, diag.Deps{})
+	celery.Register(reg, "gocv.xsum", func(_ context.Context, t *celery.Task[struct {
+		Nums []int `celery:"nums"`
+	}]) (int, error) {
+		sum := 0
+		for _, n := range t.Args.Nums {
+			sum += n
+		}
+		return sum, nil
+	})
+	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Backend: backend,
+		Hostname: "interop-gocanvas-" + testenv.Suffix() + "@test", Logger: log, Canvas: wc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("go worker: %v", err)
+		}
+	})
+	return queue
+}
+
+// TestCanvasMixedChain: a chain whose steps alternate between the Go worker's queue and a real
+// Celery 5.2 worker's queue; each worker publishes the next step to the other.
+func TestCanvasMixedChain(t *testing.T) {
+	t.Parallel()
+	pyQueue := startCanvasWorker(t)
+	goQueue := startCanvasGoWorker(t)
+	s, b := canvasSender(t, goQueue)
+	res := sendCanvas(t, s, canvas.Chain(canvas.S("diag.add", 1, 2).Queue(goQueue), canvas.S("cv.add", 3).Queue(pyQueue),
+		canvas.S("diag.add", 4).Queue(goQueue)))
+	var got int
+	resultOf(t, b, res.ID, &got)
+	if got != 10 {
+		t.Fatalf("mixed chain = %d, want 10", got)
+	}
+	for p := res.Parent; p != nil; p = p.Parent {
+		testenv.DeleteKeysAtCleanup(t, testenv.Redis(t), redisbackend.TaskKey("", p.ID))
+	}
+
+	// Python worker first, then Go, then Python again.
+	res = sendCanvas(t, s, canvas.Chain(canvas.S("cv.add", 1, 2).Queue(pyQueue), canvas.S("diag.add", 3).Queue(goQueue),
+		canvas.S("cv.add", 4).Queue(pyQueue)))
+	resultOf(t, b, res.ID, &got)
+	if got != 10 {
+		t.Fatalf("mixed chain (python first) = %d, want 10", got)
+	}
+	for p := res.Parent; p != nil; p = p.Parent {
+		testenv.DeleteKeysAtCleanup(t, testenv.Redis(t), redisbackend.TaskKey("", p.ID))
+	}
+}
+
+// canvasWorkerClient is a Celery 5.2 client: it sends a chain and chords to the Go worker's queue
+// and waits with AsyncResult.get().
+const canvasWorkerClient = `
+import json, os, sys
+from celery import Celery, chain, chord
+app = Celery("cw", broker=os.environ["BROKER_URL"], backend=os.environ["BACKEND_URL"])
+app.conf.task_default_queue = sys.argv[1]
+add, xsum, fail = app.signature("diag.add"), app.signature("gocv.xsum"), app.signature("diag.fail")
+def s(sig, *args):
+    return sig.clone(args=args)
+out = {"ids": []}
+r = chain(s(add, 1, 2), s(add, 3), s(add, 4)).apply_async()
+out["chain"] = r.get(timeout=60)
+out["ids"] += [r.id, r.parent.id, r.parent.parent.id]
+r = chord([s(add, i, 1) for i in range(20)], s(xsum)).apply_async()
+out["chord"] = r.get(timeout=60)
+out["ids"] += [r.id] + [x.id for x in r.parent.results]
+r = chord([s(add, 1, 1), s(fail, "boom")], s(xsum)).apply_async()
+try:
+    out["chord_fail"] = "no error: %r" % (r.get(timeout=60, follow_parents=False),)
+except Exception as e:
+    out["chord_fail"] = "%s: %s" % (type(e).__name__, e)
+try:
+    out["chord_fail_parents"] = "no error: %r" % (r.get(timeout=60),)
+except Exception as e:
+    out["chord_fail_parents"] = type(e).__name__
+out["ids"] += [r.id] + [x.id for x in r.parent.results]
+print(json.dumps(out))
+`
+
+// TestCanvasPythonClientGoWorker: a Celery 5.2 client sends a chain and chords that only the Go
+// worker runs; Python's AsyncResult.get() returns the chain's and the chord's results, and for a
+// chord with a failing header member the body's stored ChordError (follow_parents=False) or the
+// member's own error (the default).
+func TestCanvasPythonClientGoWorker(t *testing.T) {
+	t.Parallel()
+	queue := startCanvasGoWorker(t)
+	cmd := exec.Command(pythonPath(), "-c", canvasWorkerClient, queue)
+	cmd.Dir = testdataDir(t)
+	cmd.Env = pythonEnv(map[string]string{"BROKER_URL": testenv.AMQPURL(), "BACKEND_URL": testenv.RedisURL(),
+		"PYTHONDONTWRITEBYTECODE": "1"})
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("python client: %v\n%s\n%s", err, out, stderr)
+	}
+	var got struct {
+		IDs       []string `json:"ids"`
+		Chain     int      `json:"chain"`
+		Chord     int      `json:"chord"`
+		ChordFail string   `json:"chord_fail"`
+		// With follow_parents (the default) get raises the failed header member's own error.
+		ChordFailParents string `json:"chord_fail_parents"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("python client output %q: %v", out, err)
+	}
+	for _, id := range got.IDs {
+		testenv.DeleteKeysAtCleanup(t, testenv.Redis(t), redisbackend.TaskKey("", id))
+	}
+	if got.Chain != 10 {
+		t.Errorf("chain = %d, want 10", got.Chain)
+	}
+	if got.Chord != 210 {
+		t.Errorf("chord = %d, want 210", got.Chord)
+	}
+	if !strings.HasPrefix(got.ChordFail, "ChordError: Dependency ") || !strings.Contains(got.ChordFail, "raised DiagError") {
+		t.Errorf("chord body with a failing member raised %q, want ChordError: Dependency <id> raised DiagError(...)", got.ChordFail)
+	}
+	if got.ChordFailParents != "DiagError" {
+		t.Errorf("chord get(follow_parents=True) raised %q, want the member's DiagError", got.ChordFailParents)
+	}
+}
