@@ -22,25 +22,7 @@ import (
 // queue and waits until it is ready; at cleanup it must shut down warm with status 0.
 func startCanvasWorker(t *testing.T) (queue string) {
 	t.Helper()
-	testenv.AMQP(t)
-	testenv.Redis(t)
-	queue = testenv.Name(t, "interop.canvas")
-	testenv.DeleteQueuesAtCleanup(t, queue)
-	cmd := exec.Command(pythonPath(), "-m", "celery", "-A", "canvas_tasks", "worker", "-Q", queue, "-P", "solo", "-c", "1",
-		"--without-mingle", "--without-gossip", "-l", "info", "-n", "interop-canvas-"+testenv.Suffix()+"@%h")
-	cmd.Dir = testdataDir(t)
-	cmd.Env = pythonEnv(map[string]string{"PYTHONPATH": testdataDir(t), "BROKER_URL": testenv.AMQPURL(),
-		"BACKEND_URL": testenv.RedisURL(), "PYTHONDONTWRITEBYTECODE": "1"})
-	p := startProcess(t, "python canvas worker", cmd, " ready.")
-	t.Cleanup(func() {
-		if err := p.stop(30 * time.Second); err != nil {
-			t.Errorf("python canvas worker: warm shutdown should exit 0: %v", err)
-		}
-	})
-	if err := p.log.waitFor(" ready.", p.exited, 60*time.Second); err != nil {
-		t.Fatalf("python canvas worker: %v", err)
-	}
-	return queue
+	return startPythonWorker(t, "canvas_tasks", "interop.canvas", "python canvas worker")
 }
 
 // canvasSender returns a Sender publishing to queue by default, with the Redis backend (no key

@@ -22,23 +22,32 @@ import (
 // until it is ready. At cleanup it gets SIGTERM (warm shutdown) and must exit 0.
 func startPyWorker(t *testing.T) (queue string) {
 	t.Helper()
+	return startPythonWorker(t, "pytasks", "interop.py", "python worker")
+}
+
+// startPythonWorker starts a real Celery 5.2 worker running the app module testdata/<app>.py on a
+// new queue named after prefix and waits until it is ready; at cleanup it gets SIGTERM (warm
+// shutdown) and must exit 0. what names it in messages.
+func startPythonWorker(t *testing.T, app, prefix, what string) (queue string) {
+	t.Helper()
 	testenv.AMQP(t)
 	testenv.Redis(t)
-	queue = testenv.Name(t, "interop.py")
+	queue = testenv.Name(t, prefix)
 	testenv.DeleteQueuesAtCleanup(t, queue)
-	cmd := exec.Command(pythonPath(), "-m", "celery", "-A", "pytasks", "worker", "-Q", queue, "-P", "solo", "-c", "1",
-		"--without-mingle", "--without-gossip", "-l", "info", "-n", "interop-py-"+testenv.Suffix()+"@%h")
+	node := strings.ReplaceAll(prefix, ".", "-") + "-" + testenv.Suffix() + "@%h"
+	cmd := exec.Command(pythonPath(), "-m", "celery", "-A", app, "worker", "-Q", queue, "-P", "solo", "-c", "1",
+		"--without-mingle", "--without-gossip", "-l", "info", "-n", node)
 	cmd.Dir = testdataDir(t)
 	cmd.Env = pythonEnv(map[string]string{"PYTHONPATH": testdataDir(t), "BROKER_URL": testenv.AMQPURL(),
 		"BACKEND_URL": testenv.RedisURL(), "PYTHONDONTWRITEBYTECODE": "1"})
-	p := startProcess(t, "python worker", cmd, " ready.")
+	p := startProcess(t, what, cmd, " ready.")
 	t.Cleanup(func() {
 		if err := p.stop(30 * time.Second); err != nil {
-			t.Errorf("python worker: warm shutdown should exit 0: %v", err)
+			t.Errorf("%s: warm shutdown should exit 0: %v", what, err)
 		}
 	})
 	if err := p.log.waitFor(" ready.", p.exited, 60*time.Second); err != nil {
-		t.Fatalf("python worker: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	return queue
 }
