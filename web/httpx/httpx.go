@@ -158,21 +158,30 @@ func jsonType(kind string) string {
 	}
 }
 
-// statusWriter remembers the status a handler answered with.
-type statusWriter struct {
+// StatusWriter wraps a ResponseWriter and remembers the status and the size of the answer, for
+// request logs.
+type StatusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int
 }
 
-func (s *statusWriter) WriteHeader(code int) {
+// Status is the status written so far (0: nothing yet).
+func (s *StatusWriter) Status() int { return s.status }
+
+// Bytes is how many body bytes were written.
+func (s *StatusWriter) Bytes() int { return s.bytes }
+
+// WriteHeader records code and passes it on.
+func (s *StatusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
+// Write records a 200 if no status was written, counts the bytes and passes them on.
+func (s *StatusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
@@ -182,14 +191,14 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Logged logs every request (method, path, status, duration, bytes) at INFO, 5xx at ERROR, and
 // recovers a handler's panic into a 500 JSON error (logged with the panic value).
 func Logged(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &StatusWriter{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

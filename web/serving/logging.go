@@ -35,14 +35,14 @@ type requestLog struct {
 func (l *requestLog) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpx.StatusWriter{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
 				l.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p))
-				if sw.status == 0 {
+				if sw.Status() == 0 {
 					httpx.WriteError(sw, r, nil, nil)
 				}
 			}
@@ -53,8 +53,8 @@ func (l *requestLog) wrap(next http.Handler) http.Handler {
 }
 
 // logged writes r's line if it is due.
-func (l *requestLog) logged(r *http.Request, sw *statusWriter, start time.Time) {
-	status := sw.status
+func (l *requestLog) logged(r *http.Request, sw *httpx.StatusWriter, start time.Time) {
+	status := sw.Status()
 	if status == 0 {
 		status = http.StatusOK // nothing written: net/http answers 200
 	}
@@ -67,7 +67,7 @@ func (l *requestLog) logged(r *http.Request, sw *statusWriter, start time.Time) 
 		return
 	}
 	attrs := [6]slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Int("status", status), slog.Duration("duration", time.Since(start)), slog.Int("bytes", sw.bytes)}
+		slog.Int("status", status), slog.Duration("duration", time.Since(start)), slog.Int("bytes", sw.Bytes())}
 	n := 5
 	if status < 400 && l.every > 0 {
 		now := l.now().UnixNano()
@@ -81,29 +81,3 @@ func (l *requestLog) logged(r *http.Request, sw *statusWriter, start time.Time) 
 	}
 	l.log.LogAttrs(ctx, level, "request", attrs[:n]...)
 }
-
-// statusWriter remembers the status and size of an answer.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(b)
-	s.bytes += n
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
