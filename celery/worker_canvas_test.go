@@ -37,15 +37,6 @@ func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLo
 	backend := redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: prefix})
 	reg := celery.NewRegistry()
 	diag.Register(reg, diag.Deps{})
-	celery.Register(reg, "t.sum", func(_ context.Context, t *celery.Task[struct {
-		Nums []int `celery:"nums"`
-	}]) (int, error) {
-		s := 0
-		for _, n := range t.Args.Nums {
-			s += n
-		}
-		return s, nil
-	})
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
 		out = testWriter{t}
@@ -169,7 +160,7 @@ func TestWorkerCanvas(t *testing.T) {
 			header = append(header, canvas.S("diag.add", i, 1))
 			want += i + 1
 		}
-		res := send(t, canvas.Chord(canvas.Group(header...), canvas.S("t.sum")))
+		res := send(t, canvas.Chord(canvas.Group(header...), canvas.S("diag.sum")))
 		m := waitMeta(t, b, res.ID)
 		var got int
 		if err := json.Unmarshal(m.Result, &got); m.Status != protocol.StateSuccess || err != nil || got != want {
@@ -179,7 +170,7 @@ func TestWorkerCanvas(t *testing.T) {
 	t.Run("chord_failure", func(t *testing.T) {
 		eb := celery.NewID()
 		header := canvas.Group(canvas.S("diag.add", 1, 1), canvas.S("diag.fail", "boom"), canvas.S("diag.add", 2, 2))
-		res := send(t, canvas.Chord(header, canvas.S("t.sum").LinkError(canvas.S("diag.echo").TaskID(eb))))
+		res := send(t, canvas.Chord(header, canvas.S("diag.sum").LinkError(canvas.S("diag.echo").TaskID(eb))))
 		m := waitMeta(t, b, res.ID)
 		if m.Status != protocol.StateFailure || !strings.Contains(string(m.Result), "ChordError") {
 			t.Fatalf("chord body = %s %s, want FAILURE ChordError", m.Status, m.Result)
@@ -190,7 +181,7 @@ func TestWorkerCanvas(t *testing.T) {
 	})
 	t.Run("chord_chain_member", func(t *testing.T) {
 		header := canvas.Group(canvas.Chain(canvas.S("diag.add", 1, 1), canvas.S("diag.add", 1)), canvas.S("diag.add", 2, 2))
-		res := send(t, canvas.Chord(header, canvas.S("t.sum")))
+		res := send(t, canvas.Chord(header, canvas.S("diag.sum")))
 		if m := waitMeta(t, b, res.ID); m.Status != protocol.StateSuccess || string(m.Result) != "7" {
 			t.Fatalf("chord body = %s %s, want SUCCESS 7", m.Status, m.Result)
 		}
@@ -199,7 +190,7 @@ func TestWorkerCanvas(t *testing.T) {
 		// The chain's first step fails: its last step (the chord part) is marked FAILURE and
 		// counted, so the chord completes with a ChordError instead of waiting forever.
 		header := canvas.Group(canvas.Chain(canvas.S("diag.fail", "boom"), canvas.S("diag.add", 1)), canvas.S("diag.add", 2, 2))
-		res := send(t, canvas.Chord(header, canvas.S("t.sum")))
+		res := send(t, canvas.Chord(header, canvas.S("diag.sum")))
 		if m := waitMeta(t, b, res.ID); m.Status != protocol.StateFailure || !strings.Contains(string(m.Result), "ChordError") {
 			t.Fatalf("chord body = %s %s, want FAILURE ChordError", m.Status, m.Result)
 		}

@@ -19,7 +19,7 @@ import (
 )
 
 // startCanvasGoWorker runs an in-process Go worker with canvas support (canvas.NewWorkerCanvas)
-// on a queue of its own, with the diag tasks and gocv.xsum (the sum of a list: a chord body). Its
+// on a queue of its own, with the diag tasks (diag.sum, the sum of a list, is the chord body). Its
 // backend has no key prefix, as Python reads it.
 func startCanvasGoWorker(t *testing.T) (queue string) {
 	t.Helper()
@@ -44,15 +44,6 @@ func startCanvasGoWorker(t *testing.T) (queue string) {
 	}
 	reg := celery.NewRegistry()
 	diag.Register(reg, diag.Deps{})
-	celery.Register(reg, "gocv.xsum", func(_ context.Context, t *celery.Task[struct {
-		Nums []int `celery:"nums"`
-	}]) (int, error) {
-		sum := 0
-		for _, n := range t.Args.Nums {
-			sum += n
-		}
-		return sum, nil
-	})
 	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Backend: backend,
 		Hostname: "interop-gocanvas-" + testenv.Suffix() + "@test", Logger: log, Canvas: wc})
 	if err != nil {
@@ -107,7 +98,7 @@ import json, os, sys
 from celery import Celery, chain, chord
 app = Celery("cw", broker=os.environ["BROKER_URL"], backend=os.environ["BACKEND_URL"])
 app.conf.task_default_queue = sys.argv[1]
-add, xsum, fail = app.signature("diag.add"), app.signature("gocv.xsum"), app.signature("diag.fail")
+add, xsum, fail = app.signature("diag.add"), app.signature("diag.sum"), app.signature("diag.fail")
 def s(sig, *args):
     return sig.clone(args=args)
 out = {"ids": []}

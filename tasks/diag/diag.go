@@ -1,6 +1,7 @@
 // Package diag holds the diagnostic tasks every worker registers, for smoke tests and operators:
 //
 //	diag.add(x, y)              x + y (integers stay exact at any size)
+//	diag.sum(numbers)           the sum of a list (exact for integers): a chord body for smoke tests
 //	diag.echo(*args, **kwargs)  {"args": [...], "kwargs": {...}}
 //	diag.sleep(seconds)         sleeps (stops early on a time limit or shutdown), returns seconds
 //	diag.fail(message)          fails with DiagError(message)
@@ -34,6 +35,11 @@ type Deps struct {
 type AddArgs struct {
 	X json.Number `celery:"x"`
 	Y json.Number `celery:"y"`
+}
+
+// SumArgs are diag.sum's parameters: a chord passes its header's results as the one argument.
+type SumArgs struct {
+	Numbers []json.Number `celery:"numbers"`
 }
 
 // EchoArgs take anything.
@@ -72,6 +78,7 @@ func Register(reg *celery.Registry, deps Deps) {
 		deps.FlakyCountdown = time.Second
 	}
 	celery.Register(reg, "diag.add", Add)
+	celery.Register(reg, "diag.sum", Sum)
 	celery.Register(reg, "diag.echo", Echo)
 	celery.Register(reg, "diag.sleep", Sleep)
 	celery.Register(reg, "diag.fail", Fail)
@@ -80,23 +87,43 @@ func Register(reg *celery.Registry, deps Deps) {
 
 // Add returns x + y: exact for integers of any size, float64 otherwise.
 func Add(_ context.Context, t *celery.Task[AddArgs]) (json.RawMessage, error) {
-	x, y := string(t.Args.X), string(t.Args.Y)
-	if !strings.ContainsAny(x+y, ".eE") {
-		a, ok1 := new(big.Int).SetString(x, 10)
-		b, ok2 := new(big.Int).SetString(y, 10)
-		if ok1 && ok2 {
-			return json.RawMessage(a.Add(a, b).String()), nil
+	return sum("diag.add", []json.Number{t.Args.X, t.Args.Y}, func(i int) string { return [...]string{"x", "y"}[i] })
+}
+
+// Sum returns the sum of numbers (0 for none): exact for integers of any size, float64 otherwise.
+func Sum(_ context.Context, t *celery.Task[SumArgs]) (json.RawMessage, error) {
+	return sum("diag.sum", t.Args.Numbers, func(i int) string { return fmt.Sprintf("numbers[%d]", i) })
+}
+
+// sum adds nums as big integers when they all are integers, else as float64; param names the
+// parameter of nums[i] in an ArgsError.
+func sum(task string, nums []json.Number, param func(i int) string) (json.RawMessage, error) {
+	total := new(big.Int)
+	exact := true
+	for _, n := range nums {
+		if strings.ContainsAny(string(n), ".eE") {
+			exact = false
+			break
 		}
+		v, ok := new(big.Int).SetString(string(n), 10)
+		if !ok {
+			exact = false
+			break
+		}
+		total.Add(total, v)
 	}
-	a, err := t.Args.X.Float64()
-	if err != nil {
-		return nil, &celery.ArgsError{Task: "diag.add", Param: "x", Err: err}
+	if exact {
+		return json.RawMessage(total.String()), nil
 	}
-	b, err := t.Args.Y.Float64()
-	if err != nil {
-		return nil, &celery.ArgsError{Task: "diag.add", Param: "y", Err: err}
+	f := 0.0
+	for i, n := range nums {
+		v, err := n.Float64()
+		if err != nil {
+			return nil, &celery.ArgsError{Task: task, Param: param(i), Err: err}
+		}
+		f += v
 	}
-	return json.Marshal(a + b)
+	return json.Marshal(f)
 }
 
 // Echo returns its arguments.

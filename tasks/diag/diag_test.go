@@ -39,10 +39,21 @@ func TestDiagTasks(t *testing.T) {
 		{"echo", "diag.echo", raw("1", `"é"`), map[string]json.RawMessage{"k": json.RawMessage(`{"n":[1]}`)}, `{"args":[1,"é"],"kwargs":{"k":{"n":[1]}}}`},
 		{"echo nothing", "diag.echo", nil, nil, `{"args":[],"kwargs":{}}`},
 		{"sleep", "diag.sleep", raw("0.01"), nil, "0.01"},
+		{"sum of a chord's results", "diag.sum", raw("[1, 2, 3]"), nil, "6"},
+		{"sum stays exact", "diag.sum", raw("[9007199254740993, 1]"), nil, "9007199254740994"},
+		{"sum of floats", "diag.sum", raw("[0.5, 1, 2]"), nil, "3.5"},
+		{"sum of nothing", "diag.sum", raw("[]"), nil, "0"},
 	} {
 		got, err := reg.Apply(ctx, tc.task, tc.args, tc.kwargs)
 		if err != nil || string(got) != tc.want {
 			t.Errorf("%s: %s = %s, %v; want %s", tc.name, tc.task, got, err, tc.want)
+		}
+	}
+	for _, bad := range [][]json.RawMessage{raw(`["1", "x"]`), raw(`"notalist"`)} {
+		if _, err := reg.Apply(ctx, "diag.sum", bad, nil); err == nil {
+			t.Errorf("diag.sum(%s) succeeded", bad[0])
+		} else if typ, _, _ := celery.ExceptionOf(err); typ != "TypeError" {
+			t.Errorf("diag.sum(%s): %v is %s, want TypeError", bad[0], err, typ)
 		}
 	}
 	_, err := reg.Apply(ctx, "diag.fail", raw(`"boom"`), nil)
