@@ -695,8 +695,7 @@ func (w *Worker) expired(j *job) bool {
 	// Celery remembers an expired id as revoked (Request.maybe_expire), in memory.
 	w.revoked.add(j.msg.ID, w.now().Add(w.revokeTTL()))
 	w.sendTaskEvent(func() events.Event { return events.NewTaskRevoked(j.msg.ID, false, 0, true) })
-	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked,
-		Result: exceptionJSON("TaskRevokedError", "celery.exceptions", "expired")})
+	w.storeRevoked(j, "expired")
 	w.settle(j, func() error { return j.d.Ack() })
 	if w.metrics != nil {
 		w.metrics.TaskFinished(j.msg.Task, "expired", 0)

@@ -20,8 +20,8 @@ import (
 )
 
 // canvasWorker starts a Go worker with canvas support on a queue of its own and returns a
-// Sender for that queue and the backend.
-func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLog) {
+// Sender for that queue, the backend, the worker's log and the worker.
+func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLog, *celery.Worker) {
 	t.Helper()
 	rc := testenv.Redis(t)
 	queue := testenv.Name(t, "canvas")
@@ -78,7 +78,7 @@ func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLo
 			t.Errorf("worker.Run: %v", err)
 		}
 	})
-	return s, backend, errs
+	return s, backend, errs, w
 }
 
 // errorLog keeps the worker's log lines, safe for concurrent writes.
@@ -110,7 +110,7 @@ func waitMeta(t *testing.T, b *redisbackend.Backend, id string) protocol.ResultM
 
 func TestWorkerCanvas(t *testing.T) {
 	t.Parallel()
-	s, b, logs := canvasWorker(t)
+	s, b, logs, w := canvasWorker(t)
 	send := func(t *testing.T, sig canvas.Signature) canvas.Result {
 		t.Helper()
 		res, err := s.Send(ctxT(t, 30*time.Second), sig)
@@ -191,6 +191,34 @@ func TestWorkerCanvas(t *testing.T) {
 		// counted, so the chord completes with a ChordError instead of waiting forever.
 		header := canvas.Group(canvas.Chain(canvas.S("diag.fail", "boom"), canvas.S("diag.add", 1)), canvas.S("diag.add", 2, 2))
 		res := send(t, canvas.Chord(header, canvas.S("diag.sum")))
+		if m := waitMeta(t, b, res.ID); m.Status != protocol.StateFailure || !strings.Contains(string(m.Result), "ChordError") {
+			t.Fatalf("chord body = %s %s, want FAILURE ChordError", m.Status, m.Result)
+		}
+	})
+	t.Run("chord_member_revoked", func(t *testing.T) {
+		// A revoked header member counts its part as REVOKED (Celery's mark_as_revoked), so the
+		// chord fails with a ChordError naming it instead of waiting forever.
+		revoked := celery.NewID()
+		if _, err := w.Revoke(ctxT(t, 10*time.Second), []string{revoked}, false, ""); err != nil {
+			t.Fatal(err)
+		}
+		header := canvas.Group(canvas.S("diag.add", 1, 1), canvas.S("diag.add", 2, 2).TaskID(revoked))
+		res := send(t, canvas.Chord(header, canvas.S("diag.sum")))
+		if m := waitMeta(t, b, revoked); m.Status != protocol.StateRevoked {
+			t.Fatalf("revoked member = %s %s, want REVOKED", m.Status, m.Result)
+		}
+		m := waitMeta(t, b, res.ID)
+		if m.Status != protocol.StateFailure || !strings.Contains(string(m.Result), "ChordError") || !strings.Contains(string(m.Result), revoked) {
+			t.Fatalf("chord body = %s %s, want FAILURE ChordError naming %s", m.Status, m.Result, revoked)
+		}
+	})
+	t.Run("chord_member_expired", func(t *testing.T) {
+		expired := celery.NewID()
+		header := canvas.Group(canvas.S("diag.add", 1, 1), canvas.S("diag.add", 2, 2).TaskID(expired).Set("expires", "2001-01-01T00:00:00+00:00"))
+		res := send(t, canvas.Chord(header, canvas.S("diag.sum")))
+		if m := waitMeta(t, b, expired); m.Status != protocol.StateRevoked || !strings.Contains(string(m.Result), "expired") {
+			t.Fatalf("expired member = %s %s, want REVOKED expired", m.Status, m.Result)
+		}
 		if m := waitMeta(t, b, res.ID); m.Status != protocol.StateFailure || !strings.Contains(string(m.Result), "ChordError") {
 			t.Fatalf("chord body = %s %s, want FAILURE ChordError", m.Status, m.Result)
 		}

@@ -216,12 +216,20 @@ func (w *Worker) discardRevoked(j *job) {
 	w.unreserve(j)
 	w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s]", m.Task, m.ID), "task_id", m.ID)
 	w.sendTaskEvent(func() events.Event { return events.NewTaskRevoked(m.ID, false, 0, false) })
-	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked,
-		Result: exceptionJSON("TaskRevokedError", "celery.exceptions", "revoked")})
+	w.storeRevoked(j, "revoked")
 	if !j.acked.Load() {
 		w.settle(j, j.d.Ack)
 	}
 	w.finished(j, "revoked", 0)
+}
+
+// storeRevoked stores REVOKED with TaskRevokedError(reason) and, for a chord header member,
+// counts its chord part as REVOKED (which fails the chord), as Celery's backend.mark_as_revoked
+// does for a revoked, expired or terminated request.
+func (w *Worker) storeRevoked(j *job, reason string) {
+	exc := exceptionJSON("TaskRevokedError", "celery.exceptions", reason)
+	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked, Result: exc})
+	w.chordPart(j.msg, protocol.StateRevoked, exc)
 }
 
 // revokedWhileRunning settles a task terminated by a revoke: REVOKED with
@@ -233,8 +241,7 @@ func (w *Worker) revokedWhileRunning(j *job, o taskSettings, signal string, runt
 	w.log.Warn(fmt.Sprintf("Task %s[%s] terminated by revoke (%s) after %.6fs", m.Task, m.ID, signal, runtime.Seconds()),
 		"task_id", m.ID, "signal", signal)
 	w.sendTaskEvent(func() events.Event { return events.NewTaskRevoked(m.ID, true, signum, false) })
-	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked,
-		Result: exceptionJSON("TaskRevokedError", "celery.exceptions", "terminated")})
+	w.storeRevoked(j, "terminated")
 	if o.acksLate {
 		w.settle(j, j.d.Ack)
 	}
