@@ -984,9 +984,9 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 			w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %.6fs: %s", m.Task, m.ID, runtime.Seconds(), protocol.SafeRepr(result, protocol.ReprMaxSize)),
 				"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds())
 		}
-		w.canvasSucceeded(j, result)
+		children := w.canvasSucceeded(j, result)
 		if !o.ignoreResult {
-			w.store(j, protocol.ResultMeta{Status: protocol.StateSuccess, Result: result})
+			w.store(j, protocol.ResultMeta{Status: protocol.StateSuccess, Result: result, Children: children})
 		}
 		w.chordPart(m, protocol.StateSuccess, result)
 		if o.acksLate {
@@ -1155,7 +1155,8 @@ func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
 	} else {
 		res = exceptionJSON("Retry", "celery.exceptions", reason)
 	}
-	w.store(j, protocol.ResultMeta{Status: protocol.StateRetry, Result: res, Traceback: tb})
+	// The retried message is the task's child, as in Celery (Task.retry applies it from the task).
+	w.store(j, protocol.ResultMeta{Status: protocol.StateRetry, Result: res, Traceback: tb, Children: taskTuples(m.ID)})
 	if o.acksLate {
 		w.settle(j, j.d.Ack)
 	}
@@ -1369,4 +1370,12 @@ func republishHeaders(h map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// taskTuples returns a `children` value naming one task: [[[id, null], null]], Celery's
+// AsyncResult.as_tuple() inside a list.
+func taskTuples(id string) json.RawMessage {
+	q, _ := json.Marshal(id) // a string always marshals
+	b := append([]byte(`[[[`), q...)
+	return append(b, `, null], null]]`...)
 }

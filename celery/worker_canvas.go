@@ -16,8 +16,8 @@ import (
 // imports this one.
 type Canvas interface {
 	// Succeeded returns what msg's success with retval publishes: its link callbacks, then the
-	// next chain step.
-	Succeeded(msg *protocol.TaskMessage, retval json.RawMessage) ([]FollowUp, error)
+	// next chain step; and the `children` value of msg's stored result naming them (nil: none).
+	Succeeded(msg *protocol.TaskMessage, retval json.RawMessage) ([]FollowUp, json.RawMessage, error)
 	// Failed returns what msg's failure publishes (its errbacks) and the remaining chain
 	// elements to mark FAILURE, as messages carrying their ID, GroupID, GroupIndex, RootID and,
 	// for the last step of a chord header member, Embed.Chord (its chord part is then counted
@@ -97,17 +97,19 @@ func (w *Worker) publishFollowUp(f FollowUp) error {
 }
 
 // canvasSucceeded publishes a successful task's callbacks and next chain step (before its result
-// is stored, as Celery does). Bad canvas data is logged with the task id, never panics.
-func (w *Worker) canvasSucceeded(j *job, result json.RawMessage) {
+// is stored, as Celery does) and returns the `children` to store with the result. Bad canvas data
+// is logged with the task id, never panics.
+func (w *Worker) canvasSucceeded(j *job, result json.RawMessage) json.RawMessage {
 	m := j.msg
 	if w.canvas == nil || (len(m.Embed.Callbacks) == 0 && len(m.Embed.Chain) == 0) {
-		return
+		return nil
 	}
-	fus, err := w.canvas.Succeeded(m, result)
+	fus, children, err := w.canvas.Succeeded(m, result)
 	if err != nil {
 		w.log.Error(fmt.Sprintf("Task %s[%s]: its canvas follow-ups could not be built: %v", m.Task, m.ID, err), "task_id", m.ID, "error", err)
 	}
 	w.publishFollowUps(m, fus)
+	return children
 }
 
 // canvasFailed publishes a failed task's errbacks and marks its remaining chain FAILURE (with

@@ -128,12 +128,23 @@ func TestWorkerCanvas(t *testing.T) {
 		if m.ParentID != res.Parent.ID {
 			t.Errorf("last step parent_id = %q, want %q", m.ParentID, res.Parent.ID)
 		}
+		// Each step names the next in its `children`, so Python's AsyncResult.children works.
+		first := waitMeta(t, b, res.Parent.Parent.ID)
+		if want := string(canvas.Children(*res.Parent)); string(first.Children) != want {
+			t.Errorf("first step children = %s, want %s", first.Children, want)
+		}
+		if string(m.Children) != "[]" && m.Children != nil {
+			t.Errorf("last step children = %s, want []", m.Children)
+		}
 	})
 	t.Run("link", func(t *testing.T) {
 		cb := celery.NewID()
-		send(t, canvas.S("diag.add", 1, 2).Link(canvas.S("diag.add", 5).TaskID(cb)))
+		res := send(t, canvas.S("diag.add", 1, 2).Link(canvas.S("diag.add", 5).TaskID(cb)))
 		if m := waitMeta(t, b, cb); m.Status != protocol.StateSuccess || string(m.Result) != "8" {
 			t.Fatalf("callback = %s %s, want SUCCESS 8", m.Status, m.Result)
+		}
+		if m, want := waitMeta(t, b, res.ID), string(canvas.Children(canvas.Result{ID: cb})); string(m.Children) != want {
+			t.Errorf("parent children = %s, want %s", m.Children, want)
 		}
 	})
 	t.Run("link_error", func(t *testing.T) {

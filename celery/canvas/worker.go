@@ -27,9 +27,14 @@ func rootOf(msg *protocol.TaskMessage) string {
 // that is itself a chain, group or chord is expanded with the client rules
 // (the remaining steps follow it).
 func (a *Applier) NextChainStep(msg *protocol.TaskMessage, retval json.RawMessage) ([]Outgoing, error) {
+	outs, _, err := a.nextChainStep(msg, retval)
+	return outs, err
+}
+
+func (a *Applier) nextChainStep(msg *protocol.TaskMessage, retval json.RawMessage) ([]Outgoing, []Result, error) {
 	chain := msg.Embed.Chain
 	if len(chain) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	next := FromProtocol(chain[len(chain)-1])
 	rest := append([]protocol.Signature(nil), chain[:len(chain)-1]...)
@@ -44,11 +49,11 @@ func (a *Applier) NextChainStep(msg *protocol.TaskMessage, retval json.RawMessag
 	if len(rest) > 0 {
 		in.Chain = rest
 	}
-	outs, _, err := a.Apply(next, in)
+	outs, res, err := a.Apply(next, in)
 	if err != nil {
-		return nil, fmt.Errorf("canvas: next chain step of task %s: %w", msg.ID, err)
+		return nil, nil, fmt.Errorf("canvas: next chain step of task %s: %w", msg.ID, err)
 	}
-	return outs, nil
+	return outs, []Result{res}, nil
 }
 
 func orNull(raw json.RawMessage) json.RawMessage {
@@ -63,19 +68,25 @@ func orNull(raw json.RawMessage) json.RawMessage {
 // signatures are applied one by one and the others together as one new
 // group (fresh group id). parent_id = msg.ID, root_id = msg's root.
 func (a *Applier) Callbacks(msg *protocol.TaskMessage, retval json.RawMessage) ([]Outgoing, error) {
+	outs, _, err := a.callbacks(msg, retval)
+	return outs, err
+}
+
+func (a *Applier) callbacks(msg *protocol.TaskMessage, retval json.RawMessage) ([]Outgoing, []Result, error) {
 	cbs := msg.Embed.Callbacks
 	if len(cbs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	in := Incoming{Args: []json.RawMessage{orNull(retval)}, ParentID: msg.ID, RootID: rootOf(msg)}
 	if len(cbs) == 1 {
-		outs, _, err := a.Apply(FromProtocol(cbs[0]), in)
+		outs, res, err := a.Apply(FromProtocol(cbs[0]), in)
 		if err != nil {
-			return nil, fmt.Errorf("canvas: callback of task %s: %w", msg.ID, err)
+			return nil, nil, fmt.Errorf("canvas: callback of task %s: %w", msg.ID, err)
 		}
-		return outs, nil
+		return outs, []Result{res}, nil
 	}
 	var outs []Outgoing
+	var results []Result
 	var plain []Signature
 	for _, cb := range cbs {
 		s := FromProtocol(cb)
@@ -83,20 +94,20 @@ func (a *Applier) Callbacks(msg *protocol.TaskMessage, retval json.RawMessage) (
 			plain = append(plain, s)
 			continue
 		}
-		o, _, err := a.Apply(s, in)
+		o, res, err := a.Apply(s, in)
 		if err != nil {
-			return nil, fmt.Errorf("canvas: callback group of task %s: %w", msg.ID, err)
+			return nil, nil, fmt.Errorf("canvas: callback group of task %s: %w", msg.ID, err)
 		}
-		outs = append(outs, o...)
+		outs, results = append(outs, o...), append(results, res)
 	}
 	if len(plain) > 0 {
-		o, _, err := a.Apply(Group(plain...), in)
+		o, res, err := a.Apply(Group(plain...), in)
 		if err != nil {
-			return nil, fmt.Errorf("canvas: callbacks of task %s: %w", msg.ID, err)
+			return nil, nil, fmt.Errorf("canvas: callbacks of task %s: %w", msg.ID, err)
 		}
-		outs = append(outs, o...)
+		outs, results = append(outs, o...), append(results, res)
 	}
-	return outs, nil
+	return outs, results, nil
 }
 
 // Errbacks returns msg's link_error errbacks after it failed, published as

@@ -47,15 +47,16 @@ func (wc *WorkerCanvas) followUps(outs []Outgoing) ([]celery.FollowUp, error) {
 	return fus, nil
 }
 
-// Succeeded returns msg's link callbacks then its next chain step.
-func (wc *WorkerCanvas) Succeeded(msg *protocol.TaskMessage, retval json.RawMessage) ([]celery.FollowUp, error) {
+// Succeeded returns msg's link callbacks then its next chain step, and the `children` they make
+// (Celery applies them before storing the result, so they are the task's request.children).
+func (wc *WorkerCanvas) Succeeded(msg *protocol.TaskMessage, retval json.RawMessage) ([]celery.FollowUp, json.RawMessage, error) {
 	a := wc.sender.Applier()
 	var errs []error
-	cbs, err := a.Callbacks(msg, retval)
+	cbs, cbResults, err := a.callbacks(msg, retval)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	next, err := a.NextChainStep(msg, retval)
+	next, nextResults, err := a.nextChainStep(msg, retval)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -63,7 +64,24 @@ func (wc *WorkerCanvas) Succeeded(msg *protocol.TaskMessage, retval json.RawMess
 	if err != nil {
 		errs = append(errs, err)
 	}
-	return fus, errors.Join(errs...)
+	var children json.RawMessage
+	if results := append(cbResults, nextResults...); len(results) > 0 {
+		children = Children(childrenOf(results)...)
+	}
+	return fus, children, errors.Join(errs...)
+}
+
+// childrenOf returns what a parent's trail records for each applied result: the first step of
+// a chain (the message actually sent from the parent), a group as a group.
+func childrenOf(results []Result) []Result {
+	out := make([]Result, len(results))
+	for i, r := range results {
+		for r.Parent != nil {
+			r = *r.Parent
+		}
+		out[i] = r
+	}
+	return out
 }
 
 // Failed returns msg's errbacks and its remaining chain elements (ChainFailures) as messages
