@@ -30,11 +30,19 @@ func startPyWorker(t *testing.T) (queue string) {
 // shutdown) and must exit 0. what names it in messages.
 func startPythonWorker(t *testing.T, app, prefix, what string) (queue string) {
 	t.Helper()
-	testenv.AMQP(t)
-	testenv.Redis(t)
 	queue = testenv.Name(t, prefix)
 	testenv.DeleteQueuesAtCleanup(t, queue)
-	node := strings.ReplaceAll(prefix, ".", "-") + "-" + testenv.Suffix() + "@%h"
+	startPythonWorkerOn(t, app, queue, strings.ReplaceAll(prefix, ".", "-")+"-"+testenv.Suffix()+"@%h", what)
+	return queue
+}
+
+// startPythonWorkerOn starts a real Celery 5.2 worker (solo pool, info log) of the testdata module
+// app consuming queue under the node name node, waits until it is ready and returns it; at cleanup
+// it must shut down warm with status 0.
+func startPythonWorkerOn(t *testing.T, app, queue, node, what string) *process {
+	t.Helper()
+	testenv.AMQP(t)
+	testenv.Redis(t)
 	cmd := exec.Command(pythonPath(), "-m", "celery", "-A", app, "worker", "-Q", queue, "-P", "solo", "-c", "1",
 		"--without-mingle", "--without-gossip", "-l", "info", "-n", node)
 	cmd.Dir = testdataDir(t)
@@ -49,7 +57,7 @@ func startPythonWorker(t *testing.T, app, prefix, what string) (queue string) {
 	if err := p.log.waitFor(" ready.", p.exited, 60*time.Second); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	return queue
+	return p
 }
 
 // goClient returns a Go client on the test's RabbitMQ and Redis, with Celery 5.2's result keys.
