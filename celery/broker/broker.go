@@ -67,6 +67,13 @@ type Publishing struct {
 	Timestamp time.Time
 }
 
+// BatchPublisher is implemented by brokers that can publish several messages and wait for their
+// confirms together (amqpbroker does). PublishMany returns once every message is confirmed; the
+// messages keep their order in the queue.
+type BatchPublisher interface {
+	PublishMany(ctx context.Context, ps []Publishing) error
+}
+
 // Broker is what the worker and the client need from a message broker.
 type Broker interface {
 	// Consume delivers messages from the queues, across reconnects, until ctx ends or StopConsuming

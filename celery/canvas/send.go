@@ -69,9 +69,16 @@ func (s *Sender) Send(ctx context.Context, sig Signature) (Result, error) {
 	return res, nil
 }
 
-// Publish publishes built messages in order, storing a chord size right
-// before the message that carries it.
+// Publish publishes built messages in order, storing a chord size before the
+// message that carries it. With a broker that publishes in batches
+// (broker.BatchPublisher, as amqpbroker does) every chord size is stored
+// first and the messages are then published together, their confirms awaited
+// together: a chord's counter can only complete once its last member, which
+// carries the size, has run, so storing it earlier changes nothing.
 func (s *Sender) Publish(ctx context.Context, outs []Outgoing) error {
+	if bp, ok := s.br.(broker.BatchPublisher); ok && len(outs) > 1 {
+		return s.publishBatch(ctx, bp, outs)
+	}
 	for _, o := range outs {
 		if o.ChordSize != nil {
 			if s.sizer == nil {
@@ -88,6 +95,33 @@ func (s *Sender) Publish(ctx context.Context, outs []Outgoing) error {
 		if err := s.br.Publish(ctx, pub); err != nil {
 			return fmt.Errorf("canvas: publish %s[%s]: %w", o.Msg.Task, o.Msg.ID, err)
 		}
+	}
+	return nil
+}
+
+func (s *Sender) publishBatch(ctx context.Context, bp broker.BatchPublisher, outs []Outgoing) error {
+	pubs := make([]broker.Publishing, len(outs))
+	now := time.Now().UTC()
+	for i, o := range outs {
+		pub, err := s.Envelope(o, now)
+		if err != nil {
+			return err
+		}
+		pubs[i] = pub
+	}
+	for _, o := range outs {
+		if o.ChordSize == nil {
+			continue
+		}
+		if s.sizer == nil {
+			return fmt.Errorf("canvas: chord %s: no ChordSizer to store its size", o.ChordSize.GroupID)
+		}
+		if err := s.sizer.SetChordSize(ctx, o.ChordSize.GroupID, o.ChordSize.Size); err != nil {
+			return fmt.Errorf("canvas: chord %s: %w", o.ChordSize.GroupID, err)
+		}
+	}
+	if err := bp.PublishMany(ctx, pubs); err != nil {
+		return fmt.Errorf("canvas: publish %d messages (%s[%s] first): %w", len(pubs), outs[0].Msg.Task, outs[0].Msg.ID, err)
 	}
 	return nil
 }
