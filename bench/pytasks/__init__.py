@@ -30,3 +30,9 @@ app.conf.update(
 def add(x, y):
     """Return x + y, like the Go worker's diag.add."""
     return x + y
+
+
+@app.task(name="diag.sum")
+def sum_numbers(numbers):
+    """Return the sum of the list numbers, like the Go worker's diag.sum (a chord body)."""
+    return sum(numbers)
