@@ -22,6 +22,12 @@
 #   SERVING_LOG_LEVEL   the server's log level (default warn; info = with production's request logs)
 #   SERVING_GENERATION  the rank generation seeded in rank:meta (default 1, as ads.score writes;
 #                       0 = none: the lists are then read on every request)
+#   SERVER_CPUS         pin the servers (hello and serving) to these CPUs (taskset -c list; default:
+#                       not pinned)
+#   LOAD_CPUS           pin wrk and the paced load generator to these CPUs (default: not pinned).
+#                       On a small machine the load generator otherwise competes with the server for
+#                       the same cores; production's load comes from other machines. Redis is not
+#                       pinned by the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -45,9 +51,20 @@ go build -o "$tmp/hello" ./bench/serving/hello
 go build -o "$tmp/server" ./bench/serving/server
 go build -o "$tmp/load" ./bench/serving/load
 
+pin_server=() pin_load=()
+if [ -n "${SERVER_CPUS:-}" ]; then pin_server=(taskset -c "$SERVER_CPUS"); fi
+if [ -n "${LOAD_CPUS:-}" ]; then pin_load=(taskset -c "$LOAD_CPUS"); fi
+# The paced load generator keeps every latency sample and its HTTP client allocates per request;
+# its garbage collector is off (LOAD_GOGC, default off: a 10 s run stays well under 1 GiB) so that
+# the measuring tool's own pauses do not land in the server's percentiles. The servers keep Go's
+# defaults.
+load_gogc=${LOAD_GOGC:-off}
+wrk_bin=$(command -v wrk)
+wrk() { "${pin_load[@]}" "$wrk_bin" "$@"; }
+
 start() { # name binary args... ; sets addr
   local name=$1; shift
-  "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  "${pin_server[@]}" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pids+=($!)
   for _ in $(seq 200); do
     addr=$(sed -n 's/^listening on //p' "$tmp/$name.out")
@@ -98,10 +115,10 @@ redis_cpu_req=$(awk -v a="$rc0" -v b="$rc1" -v n="$n" 'BEGIN { printf "%.1f", (b
 half=$((serving_rps / 2))
 echo "== serving at half its max rate ($half/s), paced, ${secs}s" >&2
 p0=$(stat requests); pd0=$(stat degraded); prt0=$(stat round_trips)
-paced=$("$tmp/load" -url "http://$server/v1/ads?forum={forum}&placement=sidebar&count=3" -forums 20 -rate "$half" -d "${secs}s" -c 64)
+paced=$("${pin_load[@]}" env GOGC="$load_gogc" "$tmp/load" -url "http://$server/v1/ads?forum={forum}&placement=sidebar&count=3" -forums 20 -rate "$half" -d "${secs}s" -c 64)
 p1=$(stat requests); pd1=$(stat degraded); prt1=$(stat round_trips)
 echo "== control: hello world at the same rate ($half/s), paced, ${secs}s" >&2
-control=$("$tmp/load" -url "http://$hello/" -rate "$half" -d "${secs}s" -c 64)
+control=$("${pin_load[@]}" env GOGC="$load_gogc" "$tmp/load" -url "http://$hello/" -rate "$half" -d "${secs}s" -c 64)
 
 kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
 echo
@@ -113,4 +130,4 @@ echo "serving at half its max rate: $paced"
 echo "control, hello world at the same rate: $control"
 printf 'paced phase: %d requests, %d degraded, %s Redis round trips per request\n' "$((p1 - p0))" "$((pd1 - pd0))" "$(per_req "$((prt1 - prt0))" "$((p1 - p0))")"
 grep -h 'redis round trips\|degraded answers' "$tmp/server.out" || { echo "the server printed no round-trip count:" >&2; cat "$tmp/server.err" >&2; exit 1; }
-echo "(Redis is shared: its CPU per request includes whatever else used it meanwhile; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "(Redis is shared: its CPU per request includes whatever else used it meanwhile; load average now: $(cut -d' ' -f1-3 /proc/loadavg); servers on CPUs ${SERVER_CPUS:-any}, load generators on CPUs ${LOAD_CPUS:-any})"

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -433,4 +434,53 @@ func TestAdsConcurrentGenerations(t *testing.T) {
 	if a, _ := f.getAds("forum=cars&count=2", nil); !slices.Equal(adIDs(a), lists[2]) {
 		t.Fatalf("after the last publish: %v, want %v", adIDs(a), lists[2])
 	}
+}
+
+// TestAdsStateTTL: with a StateTTL, one read of the rank generation and the switches serves the
+// requests of the next StateTTL: they need no Redis round trip when lists and creatives are
+// cached. After StateTTL a request is answered from that read while a new one is made in the
+// background, and the change shows then; after 10 StateTTLs the request reads for itself.
+func TestAdsStateTTL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(o *Options) { o.StateTTL = time.Second })
+	f.putList("sidebar", "cars", cand(1, 10), cand(2, 9))
+	f.putCreative(creative(1))
+	f.putCreative(creative(2))
+	f.must(f.admin.HSet(t.Context(), f.keys.RankMeta(), "generation", 1).Err())
+	f.must(f.rc.Ping(t.Context()).Err()) // open the connection first
+	check := func(name string, ads []int64, trips int64) {
+		t.Helper()
+		before := f.rt.n.Load()
+		a, _ := f.getAds("forum=cars&count=2", nil)
+		if got := f.rt.n.Load() - before; !slices.Equal(adIDs(a), ads) || got != trips {
+			t.Fatalf("%s: ads %v in %d round trips, want %v in %d", name, adIDs(a), got, ads, trips)
+		}
+	}
+	check("nothing cached", []int64{1, 2}, 2)
+	check("state, lists and creatives cached", []int64{1, 2}, 0)
+	f.putSwitch("serving.enabled", false, nil)
+	check("serving switched off, within StateTTL", []int64{1, 2}, 0)
+
+	f.clock.add(time.Second)
+	if a, _ := f.getAds("forum=cars&count=2", nil); !slices.Equal(adIDs(a), []int64{1, 2}) {
+		t.Fatalf("StateTTL passed: the first request is answered from the last read, got %v", adIDs(a))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, _ := f.getAds("forum=cars&count=2", nil)
+		if len(a.Ads) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the background read never showed the switch: %v", adIDs(a))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	check("the new state is kept", []int64{}, 0)
+
+	f.putSwitch("serving.enabled", true, nil)
+	f.clock.add(10 * time.Second)
+	// The state is too old to serve: read by the request (then the creatives, older than
+	// CreativeTTL).
+	check("10 StateTTLs passed: switched on again at once", []int64{1, 2}, 2)
 }

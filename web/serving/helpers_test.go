@@ -92,8 +92,10 @@ func newFixture(t *testing.T, edit func(*Options)) *fixture {
 	deleteKeysUnder(t, admin, f.keys.Prefix)
 	// A generous budget: these tests are about behaviour, on a loaded machine (the outage tests
 	// set their own).
+	// StateTTL -1: every request reads the generation and the switches, so these tests see a
+	// change at once (TestAdsStateTTL tests the snapshot).
 	o := Options{Redis: testenv.Redis(t), Keys: f.keys, Secret: testSecret, Now: f.clock.now, RedisTimeout: 10 * time.Second,
-		Logger: quietLogger()}
+		Logger: quietLogger(), StateTTL: -1}
 	if edit != nil {
 		edit(&o)
 	}

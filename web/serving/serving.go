@@ -128,6 +128,9 @@ import (
 const (
 	DefaultRedisTimeout = 50 * time.Millisecond
 	DefaultTokenTTL     = 24 * time.Hour
+	// DefaultStateTTL is how long one read of the rank generation and the switches serves ad
+	// requests (see [Options].StateTTL).
+	DefaultStateTTL = 100 * time.Millisecond
 	// ReadyTimeout is how long /readyz waits for Redis to answer PING.
 	ReadyTimeout = 200 * time.Millisecond
 )
@@ -150,6 +153,15 @@ type Options struct {
 	RedisTimeout time.Duration
 	// TokenTTL is the click/impression token lifetime (default 24h).
 	TokenTTL time.Duration
+	// StateTTL is how long one read of the rank generation and the switches serves ad requests
+	// (default DefaultStateTTL). After it the next request starts a new read in the background
+	// and is answered from the previous one, so ad requests do not wait for Redis and most need
+	// no round trip at all: a switch change or a new scoring generation shows within about
+	// StateTTL plus one Redis round trip. A read older than 10 StateTTLs (Redis unreachable) is
+	// not used: requests then read for themselves, and fail fast as without it. Negative: every
+	// ad request reads them (shared between concurrent requests, never older than the request),
+	// so a change shows at once.
+	StateTTL time.Duration
 	// Now is the clock of token expiry, counter hours, creative caching and log sampling (default
 	// time.Now).
 	Now func() time.Time
@@ -181,13 +193,16 @@ type server struct {
 
 	degraded, lostImpressions, lostClicks, badData *rateLog
 
-	lists     *memo[[]rkeys.Candidate]
-	creatives *memo[servable]
-	switches  *memo[rkeys.Switch]
-	gen       atomic.Int64 // the newest rank generation a request read (0: none)
-	rankLists *listCache
-	rtOne     coalescer[rtOne]
-	recent    *creativeCache
+	lists      *memo[[]rkeys.Candidate]
+	creatives  *memo[servable]
+	switches   *memo[rkeys.Switch]
+	gen        atomic.Int64 // the newest rank generation a request read (0: none)
+	rankLists  *listCache
+	rtOne      coalescer[rtOne]
+	stateTTL   time.Duration                 // Options.StateTTL; <= 0: no state snapshot
+	state      atomic.Pointer[stateSnapshot] // the newest read of generation and switches
+	refreshing atomic.Bool                   // a background state read is running
+	recent     *creativeCache
 
 	embedETag string
 	thread    *template.Template
@@ -238,6 +253,9 @@ func newServer(o Options) (*server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.StateTTL == 0 {
+		o.StateTTL = DefaultStateTTL
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -252,7 +270,7 @@ func newServer(o Options) (*server, error) {
 	log := o.Logger
 	return &server{
 		rc: o.Redis, keys: o.Keys, sign: sign, cors: cors, budget: o.RedisTimeout, ttl: o.TokenTTL,
-		now: o.Now, log: log,
+		now: o.Now, log: log, stateTTL: o.StateTTL,
 		br:              &breaker{log: log, now: time.Now, inline: enforcesDeadlines(o.Redis)},
 		degraded:        newRateLog(log, "ad requests answered without ads: redis unavailable"),
 		lostImpressions: newRateLog(log, "impressions not counted: redis unavailable"),
@@ -461,6 +479,7 @@ func (s *server) choose(ctx context.Context, q adQuery) (ads []builtAd, images b
 	var snap rtOne
 	var forumList, defaultList *redis.StringCmd
 	if fetchLists {
+		start := s.now()
 		err = s.br.call(ctx, func(ctx context.Context) error {
 			p := s.rc.Pipeline()
 			// The generation first: lists read after it are at least as new as it says.
@@ -471,8 +490,11 @@ func (s *server) choose(ctx context.Context, q adQuery) (ads []builtAd, images b
 			_, _ = p.Exec(ctx)
 			return cmdsErr(snap.gen, snap.sw, forumList, defaultList)
 		})
+		if err == nil {
+			s.keepState(snap, start)
+		}
 	} else {
-		snap, _, err = s.rtOne.do(ctx, s.readGenAndSwitches)
+		snap, err = s.genAndSwitches(ctx)
 	}
 	if err != nil {
 		return nil, false, err
@@ -568,6 +590,75 @@ func (s *server) choose(ctx context.Context, q adQuery) (ads []builtAd, images b
 type rtOne struct {
 	gen *redis.StringCmd
 	sw  *redis.MapStringStringCmd
+}
+
+// stateSnapshot is a read of the generation and the switches and when it started.
+type stateSnapshot struct {
+	v  rtOne
+	at time.Time
+}
+
+// staleStates is how many StateTTLs a state read may serve requests while a newer one is read in
+// the background; beyond that (Redis unreachable for that long) requests read it themselves.
+const staleStates = 10
+
+// genAndSwitches returns the rank generation and the switches: from the last read while it is
+// younger than StateTTL; from it too while it is younger than staleStates StateTTLs, a new read
+// then being made in the background (one at a time); else from a new read (shared by concurrent
+// requests), which the request waits for.
+func (s *server) genAndSwitches(ctx context.Context) (rtOne, error) {
+	if s.stateTTL > 0 {
+		if c := s.state.Load(); c != nil {
+			age := s.now().Sub(c.at)
+			if age < s.stateTTL {
+				return c.v, nil
+			}
+			if age < staleStates*s.stateTTL {
+				s.refreshState()
+				return c.v, nil
+			}
+		}
+	}
+	start := s.now()
+	v, _, err := s.rtOne.do(ctx, s.readGenAndSwitches)
+	if err == nil {
+		s.keepState(v, start)
+	}
+	return v, err
+}
+
+// refreshState reads the generation and the switches in the background, within the Redis budget,
+// unless such a read is running already.
+func (s *server) refreshState() {
+	if !s.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.refreshing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), s.budget)
+		defer cancel()
+		start := s.now()
+		if v, _, err := s.rtOne.do(ctx, s.readGenAndSwitches); err == nil {
+			s.keepState(v, start)
+		}
+	}()
+}
+
+// keepState records a read that started at start, unless a newer one is recorded.
+func (s *server) keepState(v rtOne, start time.Time) {
+	if s.stateTTL <= 0 {
+		return
+	}
+	next := &stateSnapshot{v: v, at: start}
+	for {
+		cur := s.state.Load()
+		if cur != nil && !cur.at.Before(start) {
+			return
+		}
+		if s.state.CompareAndSwap(cur, next) {
+			return
+		}
+	}
 }
 
 // readGenAndSwitches is round trip 1 when the lists are cached, shared by concurrent requests
