@@ -149,7 +149,7 @@ func (a *Applier) Freeze(sig Signature) (Signature, error) {
 		if b, err = a.Freeze(b); err != nil {
 			return Signature{}, err
 		}
-		c.setKwarg("header", mustJSON(h))
+		c.setHeader(mustJSON(h), h)
 		c.setKwarg("body", mustJSON(b))
 		return c, nil
 	case "":

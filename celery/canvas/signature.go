@@ -33,6 +33,29 @@ type Signature struct {
 	// err is a construction error (an argument that cannot be encoded),
 	// reported by MarshalJSON and by every Applier method.
 	err error
+	// tasks and header remember what kwargs.tasks and kwargs.header were
+	// encoded from, so that Tasks and ChordHeader need not decode them again
+	// (a group of thousands of members is otherwise decoded several times
+	// on its way to the broker). Each is used only while the kwarg still
+	// holds the very bytes it was made with.
+	tasks  *tasksMemo
+	header *headerMemo
+}
+
+type tasksMemo struct {
+	raw  json.RawMessage
+	sigs []Signature
+}
+
+type headerMemo struct {
+	raw json.RawMessage
+	sig Signature
+}
+
+// sameBytes reports whether a and b are the same bytes in memory (not merely
+// equal).
+func sameBytes(a, b json.RawMessage) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // Decode parses a signature dict as Python sends it (in embed, in options
@@ -366,26 +389,35 @@ func Chord(header Signature, body Signature) Signature {
 		}
 	}
 	var h json.RawMessage
+	var hs Signature // what ChordHeader returns for h
 	switch {
 	case header.SubtaskType == TypeGroup && header.ID() != "":
-		h = mustJSON(header)
+		h, hs = mustJSON(header), header
 	case header.SubtaskType == TypeGroup:
 		members, err := header.Tasks()
 		if err != nil && s.err == nil {
 			s.err = err
 		}
-		items := make([]json.RawMessage, len(members))
-		for i := range members {
-			items[i] = mustJSON(members[i])
-		}
-		h = joinList(items)
+		// Stored as the list of its members; read back as a group of them
+		// (what Group(members...) builds, with the same bytes).
+		hs = Signature{Signature: protocol.Signature{Task: TaskGroup, Args: []json.RawMessage{}, SubtaskType: TypeGroup,
+			Options: map[string]json.RawMessage{}}, err: header.err}
+		hs.setTasks(members)
+		h = hs.Kwargs["tasks"]
 	default:
 		h = joinList([]json.RawMessage{mustJSON(header)})
+		hs = Group(header)
 	}
 	s.setKwarg("kwargs", json.RawMessage("{}"))
-	s.setKwarg("header", h)
+	s.setHeader(h, hs)
 	s.setKwarg("body", mustJSON(body))
 	return s
+}
+
+// setHeader sets kwargs.header to raw, the encoding of the chord header sig.
+func (s *Signature) setHeader(raw json.RawMessage, sig Signature) {
+	s.setKwarg("header", raw)
+	s.header = &headerMemo{raw: raw, sig: sig}
 }
 
 func (s *Signature) setTasks(sigs []Signature) {
@@ -393,7 +425,9 @@ func (s *Signature) setTasks(sigs []Signature) {
 	for i := range sigs {
 		items[i] = mustJSON(sigs[i])
 	}
-	s.setKwarg("tasks", joinList(items))
+	raw := joinList(items)
+	s.setKwarg("tasks", raw)
+	s.tasks = &tasksMemo{raw: raw, sigs: slices.Clone(sigs)}
 }
 
 // Tasks returns the members of a chain or group (kwargs.tasks).
@@ -401,6 +435,13 @@ func (s Signature) Tasks() ([]Signature, error) {
 	raw, ok := s.Kwargs["tasks"]
 	if !ok {
 		return nil, fmt.Errorf("canvas: %s signature has no kwargs.tasks", s.Task)
+	}
+	if m := s.tasks; m != nil && sameBytes(m.raw, raw) {
+		out := make([]Signature, len(m.sigs))
+		for i := range m.sigs {
+			out[i] = m.sigs[i].clone()
+		}
+		return out, nil
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
@@ -423,6 +464,9 @@ func (s Signature) ChordHeader() (Signature, error) {
 	raw, ok := s.Kwargs["header"]
 	if !ok {
 		return Signature{}, fmt.Errorf("canvas: %s signature has no kwargs.header", s.Task)
+	}
+	if m := s.header; m != nil && sameBytes(m.raw, raw) {
+		return m.sig.clone(), nil
 	}
 	if len(raw) > 0 && raw[0] == '[' {
 		var items []json.RawMessage

@@ -160,3 +160,42 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestTasksMemo: Tasks and ChordHeader answer from what the signature was built from, as copies a
+// caller may change, and decode again once the kwarg holds other bytes.
+func TestTasksMemo(t *testing.T) {
+	g := Group(S("diag.add", 1, 2), S("diag.add", 3, 4))
+	first, err := g.Tasks()
+	if err != nil || len(first) != 2 {
+		t.Fatalf("Tasks = %v, %v", first, err)
+	}
+	first[0].setRaw("queue", json.RawMessage(`"changed"`))
+	first[0].Args[0] = json.RawMessage("9")
+	again, _ := g.Tasks()
+	if _, ok := again[0].Options["queue"]; ok || string(again[0].Args[0]) != "1" {
+		t.Errorf("a change to a returned member reached the group: %+v", again[0])
+	}
+	// Bytes put in kwargs.tasks by hand are decoded, not the memo.
+	c := g.clone()
+	c.Kwargs["tasks"] = json.RawMessage(`[{"task": "diag.echo", "args": [], "kwargs": {}, "options": {}, "subtask_type": null, "immutable": false}]`)
+	got, err := c.Tasks()
+	if err != nil || len(got) != 1 || got[0].Task != "diag.echo" {
+		t.Errorf("Tasks after kwargs.tasks changed = %+v, %v; want diag.echo", got, err)
+	}
+	// The same for a chord header.
+	ch := Chord(g, S("diag.sum"))
+	h, err := ch.ChordHeader()
+	if err != nil || h.SubtaskType != TypeGroup {
+		t.Fatalf("ChordHeader = %+v, %v", h, err)
+	}
+	if m, _ := h.Tasks(); len(m) != 2 || m[1].Task != "diag.add" {
+		t.Errorf("header members %+v", m)
+	}
+	want, _ := json.Marshal(h)
+	c = ch.clone()
+	c.Kwargs["header"] = append(json.RawMessage(nil), c.Kwargs["header"]...) // equal bytes, new memory
+	decoded, err := c.ChordHeader()
+	if got, _ := json.Marshal(decoded); err != nil || string(got) != string(want) {
+		t.Errorf("decoded header %s (%v), memo header %s: they must encode the same", got, err, want)
+	}
+}
