@@ -985,10 +985,18 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 				"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds())
 		}
 		children := w.canvasSucceeded(j, result)
-		if !o.ignoreResult {
-			w.store(j, protocol.ResultMeta{Status: protocol.StateSuccess, Result: result, Children: children})
+		meta := protocol.ResultMeta{Status: protocol.StateSuccess, Result: result, Children: children}
+		switch {
+		case w.isChordMember(m) && !o.ignoreResult && w.backend != nil:
+			// Stored and counted in one round trip.
+			full := w.resultMeta(j, meta)
+			w.chordPartStoring(m, protocol.StateSuccess, result, &full)
+		case !o.ignoreResult:
+			w.store(j, meta)
+			w.chordPart(m, protocol.StateSuccess, result)
+		default:
+			w.chordPart(m, protocol.StateSuccess, result)
 		}
-		w.chordPart(m, protocol.StateSuccess, result)
 		if o.acksLate {
 			w.settle(j, j.d.Ack)
 		}
@@ -1286,6 +1294,12 @@ func (w *Worker) store(j *job, m protocol.ResultMeta) {
 	if w.backend == nil {
 		return
 	}
+	w.storeMeta(w.resultMeta(j, m))
+}
+
+// resultMeta completes m for j's message: its ids, date_done for a ready state and, with
+// result_extended, the request fields.
+func (w *Worker) resultMeta(j *job, m protocol.ResultMeta) protocol.ResultMeta {
 	m.TaskID = j.msg.ID
 	m.GroupID = j.msg.GroupID
 	m.ParentID = j.msg.ParentID
@@ -1294,7 +1308,7 @@ func (w *Worker) store(j *job, m protocol.ResultMeta) {
 		m.DateDone = &t
 	}
 	w.extend(j, &m)
-	w.storeMeta(m)
+	return m
 }
 
 func (w *Worker) storeMeta(m protocol.ResultMeta) {

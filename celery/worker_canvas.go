@@ -3,6 +3,7 @@ package celery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -25,10 +26,13 @@ type Canvas interface {
 	Failed(msg *protocol.TaskMessage) ([]FollowUp, []*protocol.TaskMessage, error)
 	// ChordPartReturn reports a finished chord header member (msg.Embed.Chord set, msg.GroupID
 	// and msg.ID not empty) with its final state and stored result; when that completes the chord
-	// it returns the body to publish, or the body's FAILURE to store and its errbacks. Its error
-	// means the bookkeeping itself failed (the backend is unreachable) and may be retried; a
-	// problem building the follow-ups of a completed chord is ChordDone.Err.
-	ChordPartReturn(ctx context.Context, msg *protocol.TaskMessage, state string, result json.RawMessage) (ChordDone, error)
+	// it returns the body to publish, or the body's FAILURE to store and its errbacks. store, when
+	// not nil, is the member's result meta, to be stored before the part is counted (the worker
+	// then leaves storing it to the canvas, whose result backend must be the worker's). Its error
+	// means the bookkeeping itself failed (the backend is unreachable) and may be retried (storing
+	// and counting again is harmless); a problem building the follow-ups of a completed chord is
+	// ChordDone.Err.
+	ChordPartReturn(ctx context.Context, msg *protocol.TaskMessage, state string, result json.RawMessage, store *protocol.ResultMeta) (ChordDone, error)
 }
 
 // FollowUp is one message a finished task makes the worker publish.
@@ -137,6 +141,17 @@ func (w *Worker) canvasFailed(j *job, meta protocol.ResultMeta) {
 // chordPart does the chord bookkeeping of a finished chord header member (after its result is
 // stored) and, when it completes the chord, publishes the body or stores the body's failure.
 func (w *Worker) chordPart(m *protocol.TaskMessage, state string, result json.RawMessage) {
+	w.chordPartStoring(m, state, result, nil)
+}
+
+// isChordMember reports whether the worker counts m's chord part when it finishes.
+func (w *Worker) isChordMember(m *protocol.TaskMessage) bool {
+	return w.canvas != nil && m.Embed.Chord != nil && m.GroupID != "" && m.ID != ""
+}
+
+// chordPartStoring is chordPart that also stores the member's own result meta (when store is not
+// nil) in the same round trip to the result backend.
+func (w *Worker) chordPartStoring(m *protocol.TaskMessage, state string, result json.RawMessage, store *protocol.ResultMeta) {
 	if w.canvas == nil || m.Embed.Chord == nil {
 		return
 	}
@@ -149,11 +164,19 @@ func (w *Worker) chordPart(m *protocol.TaskMessage, state string, result json.Ra
 	var done ChordDone
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		d, err := w.canvas.ChordPartReturn(ctx, m, state, result)
+		d, err := w.canvas.ChordPartReturn(ctx, m, state, result, store)
 		cancel()
 		if err == nil {
 			done = d
 			break
+		}
+		var tmp interface{ Temporary() bool }
+		if store != nil && errors.As(err, &tmp) && !tmp.Temporary() {
+			// The meta itself was refused (too large, not encodable): store it alone, which logs
+			// why, and count the part without it.
+			w.storeMeta(*store)
+			store = nil
+			continue
 		}
 		if w.taskCtx != nil && w.taskCtx.Err() != nil {
 			w.log.Error("chord part lost: cold shutdown while the result backend was unreachable", "task_id", m.ID, "group_id", m.GroupID, "error", err)

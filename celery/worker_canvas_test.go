@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +177,13 @@ func TestWorkerCanvas(t *testing.T) {
 		var got int
 		if err := json.Unmarshal(m.Result, &got); m.Status != protocol.StateSuccess || err != nil || got != want {
 			t.Fatalf("chord body = %s %s, want SUCCESS %d", m.Status, m.Result, want)
+		}
+		// Each member's own result was stored (with its part, in one round trip).
+		for i, id := range res.Parent.Group.Results {
+			mm := waitMeta(t, b, id)
+			if mm.Status != protocol.StateSuccess || string(mm.Result) != strconv.Itoa(i+1) || mm.GroupID != res.Parent.ID || mm.DateDone == nil {
+				t.Fatalf("header member %d: %+v", i, mm)
+			}
 		}
 	})
 	t.Run("chord_failure", func(t *testing.T) {

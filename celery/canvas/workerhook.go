@@ -110,13 +110,13 @@ func (wc *WorkerCanvas) Failed(msg *protocol.TaskMessage) ([]celery.FollowUp, []
 
 // ChordPartReturn counts msg as a finished header member of its chord; when that completes the
 // chord it returns the body, or the body's ChordError FAILURE and its errbacks.
-func (wc *WorkerCanvas) ChordPartReturn(ctx context.Context, msg *protocol.TaskMessage, state string, result json.RawMessage) (celery.ChordDone, error) {
+func (wc *WorkerCanvas) ChordPartReturn(ctx context.Context, msg *protocol.TaskMessage, state string, result json.RawMessage, store *protocol.ResultMeta) (celery.ChordDone, error) {
 	body := msg.Embed.Chord
 	if body == nil {
 		return celery.ChordDone{}, nil
 	}
 	out, err := wc.backend.OnChordPartReturn(ctx, redisbackend.ChordPart{GroupID: msg.GroupID, TaskID: msg.ID,
-		GroupIndex: msg.GroupIndex, State: state, Result: result})
+		GroupIndex: msg.GroupIndex, State: state, Result: result, Store: store})
 	if err != nil || !out.Complete {
 		return celery.ChordDone{}, err
 	}

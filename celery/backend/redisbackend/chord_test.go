@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -363,5 +364,57 @@ func BenchmarkOnChordPartReturn(b *testing.B) {
 			State: "SUCCESS", Result: json.RawMessage("1")}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestChordPartStoresItsResult: a part carrying its member's result meta stores it (readable as
+// Store writes it) and counts the part in the same call; a SUCCESS already stored is kept; a
+// meta that cannot be stored is a non-temporary StoreError and nothing is counted.
+func TestChordPartStoresItsResult(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, c, prefix := newBackend(t, time.Hour)
+	gid := newUUID()
+	if err := b.SetChordSize(ctx, gid, 2); err != nil {
+		t.Fatal(err)
+	}
+	first, second := newUUID(), newUUID()
+	meta := protocol.ResultMeta{TaskID: first, Status: protocol.StateSuccess, Result: json.RawMessage("2"), GroupID: gid}
+	out, err := b.OnChordPartReturn(ctx, ChordPart{GroupID: gid, TaskID: first, GroupIndex: intp(0),
+		State: protocol.StateSuccess, Result: json.RawMessage("2"), Store: &meta})
+	if err != nil || out.Complete {
+		t.Fatalf("first part: %+v, %v", out, err)
+	}
+	got, err := b.Get(ctx, first)
+	if err != nil || got.Status != protocol.StateSuccess || string(got.Result) != "2" || got.GroupID != gid || got.DateDone == nil {
+		t.Fatalf("stored with the part: %+v, %v", got, err)
+	}
+	if ttl := c.TTL(ctx, TaskKey(prefix, first)).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("result TTL %v, want result_expires (1h)", ttl)
+	}
+
+	invalid := protocol.ResultMeta{TaskID: second} // no status
+	_, err = b.OnChordPartReturn(ctx, ChordPart{GroupID: gid, TaskID: second, GroupIndex: intp(1),
+		State: protocol.StateSuccess, Result: json.RawMessage("4"), Store: &invalid})
+	var se *StoreError
+	if !errors.As(err, &se) || se.Temporary() {
+		t.Fatalf("an invalid meta: %v, want a non-temporary *StoreError", err)
+	}
+	if n := c.ZCard(ctx, GroupKey(prefix, gid)+".j").Val(); n != 1 {
+		t.Fatalf("%d parts counted after the refused meta, want 1", n)
+	}
+
+	// A SUCCESS already stored (a redelivered member) is kept; the part completes the chord.
+	if err := b.Store(ctx, protocol.ResultMeta{TaskID: second, Status: protocol.StateSuccess, Result: json.RawMessage("4")}); err != nil {
+		t.Fatal(err)
+	}
+	again := protocol.ResultMeta{TaskID: second, Status: protocol.StateFailure, Result: json.RawMessage(`{"exc_type": "X", "exc_message": [], "exc_module": "builtins"}`)}
+	out, err = b.OnChordPartReturn(ctx, ChordPart{GroupID: gid, TaskID: second, GroupIndex: intp(1),
+		State: protocol.StateSuccess, Result: json.RawMessage("4"), Store: &again})
+	if err != nil || !out.Complete || out.Err != nil || len(out.Results) != 2 {
+		t.Fatalf("last part: %+v, %v", out, err)
+	}
+	if got, err := b.Get(ctx, second); err != nil || got.Status != protocol.StateSuccess {
+		t.Errorf("a stored SUCCESS was overwritten: %+v, %v", got, err)
 	}
 }
