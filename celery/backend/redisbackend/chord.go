@@ -142,24 +142,12 @@ func (b *Backend) OnChordPartReturn(ctx context.Context, part ChordPart) (ChordO
 			return ChordOutcome{}, &StoreError{TaskID: part.Store.TaskID, Err: err}
 		}
 	}
-	var count *redis.IntCmd
-	var total, size *redis.StringCmd
-	var stored *redis.Cmd
-	_, err = b.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		if storeKey != "" {
-			stored = storeScript.EvalSha(ctx, p, []string{storeKey}, storeVal, b.ttl)
-		}
-		p.Do(ctx, "ZADD", jkey, score, string(encoded))
-		count = p.ZCount(ctx, jkey, "-inf", "+inf")
-		total = p.Get(ctx, tkey)
-		size = p.Get(ctx, skey)
-		if b.ttl > 0 {
-			for _, k := range []string{jkey, tkey, skey} {
-				p.Expire(ctx, k, secondsDuration(b.ttl))
-			}
-		}
-		return nil
-	})
+	pp := &pendingPart{jkey: jkey, tkey: tkey, skey: skey, score: score, member: string(encoded),
+		storeKey: storeKey, storeVal: storeVal}
+	if err := b.parts.count(ctx, b, pp); err != nil {
+		return ChordOutcome{}, fmt.Errorf("redisbackend: chord part %s of group %s: %w", part.TaskID, part.GroupID, err)
+	}
+	count, total, size, stored := pp.count, pp.total, pp.size, pp.stored
 	if stored != nil && redis.HasErrorPrefix(stored.Err(), "NOSCRIPT") {
 		// The script cache was empty: that command alone did nothing (the part was counted).
 		// Store with the script's source, as Store does.
@@ -167,8 +155,10 @@ func (b *Backend) OnChordPartReturn(ctx context.Context, part ChordPart) (ChordO
 		if serr = storeOutcome(part.Store.TaskID, n, serr); serr != nil && !errors.Is(serr, ErrAlreadySucceeded) {
 			return ChordOutcome{}, fmt.Errorf("redisbackend: chord part %s: store: %w", part.TaskID, serr)
 		}
-	} else if err != nil && !errors.Is(err, redis.Nil) {
-		return ChordOutcome{}, fmt.Errorf("redisbackend: chord part %s of group %s: %w", part.TaskID, part.GroupID, err)
+	} else if stored != nil {
+		if serr := stored.Err(); serr != nil {
+			return ChordOutcome{}, fmt.Errorf("redisbackend: chord part %s: store: %w", part.TaskID, serr)
+		}
 	}
 	for _, c := range []redis.Cmder{count, total, size} {
 		if cerr := c.Err(); cerr != nil && !errors.Is(cerr, redis.Nil) {

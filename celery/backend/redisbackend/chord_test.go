@@ -418,3 +418,64 @@ func TestChordPartStoresItsResult(t *testing.T) {
 		t.Errorf("a stored SUCCESS was overwritten: %+v, %v", got, err)
 	}
 }
+
+// TestChordPartsGiveUpAndRetry: callers whose context ends while their part waits for a batch
+// give up (or are counted anyway) without stalling the others; counting their parts again after
+// that is harmless, and the chord completes exactly once with every result.
+func TestChordPartsGiveUpAndRetry(t *testing.T) {
+	t.Parallel()
+	const n = 400
+	b, _, _ := newBackend(t, time.Hour)
+	ctx := context.Background()
+	gid := newUUID()
+	if err := b.SetChordSize(ctx, gid, n); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = newUUID()
+	}
+	part := func(i int) ChordPart {
+		return ChordPart{GroupID: gid, TaskID: ids[i], GroupIndex: intp(i), State: "SUCCESS", Result: json.RawMessage(strconvItoa(i))}
+	}
+	var completions atomic.Int32
+	var wg sync.WaitGroup
+	failed := make(chan int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx := ctx
+			if i%3 == 0 { // a third of the callers give up almost at once
+				c, cancel := context.WithTimeout(ctx, time.Duration(i%7)*time.Microsecond)
+				defer cancel()
+				pctx = c
+			}
+			out, err := b.OnChordPartReturn(pctx, part(i))
+			if err != nil {
+				failed <- i
+				return
+			}
+			if out.Complete {
+				completions.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(failed)
+	retried := 0
+	for i := range failed {
+		retried++
+		out, err := b.OnChordPartReturn(ctx, part(i))
+		if err != nil {
+			t.Fatalf("retrying part %d: %v", i, err)
+		}
+		if out.Complete {
+			completions.Add(1)
+		}
+	}
+	t.Logf("%d callers gave up and counted again", retried)
+	if c := completions.Load(); c != 1 {
+		t.Fatalf("%d completions, want exactly 1", c)
+	}
+}

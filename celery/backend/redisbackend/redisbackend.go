@@ -101,6 +101,7 @@ type Backend struct {
 	ttl     int64 // seconds; 0 means no TTL
 	now     func() time.Time
 	maxSize int
+	parts   *partBatcher // chord parts counted together (OnChordPartReturn)
 
 	// afterInitialGet, when set by tests, runs in Wait after the GET that
 	// follows SUBSCRIBE.
@@ -117,7 +118,7 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 			ttl = 1
 		}
 	}
-	return &Backend{client: client, prefix: opts.KeyPrefix, ttl: ttl, now: time.Now, maxSize: maxValueSize}
+	return &Backend{client: client, prefix: opts.KeyPrefix, ttl: ttl, now: time.Now, maxSize: maxValueSize, parts: &partBatcher{}}
 }
 
 // TaskKey returns the key (and channel) of a task's result:
