@@ -20,7 +20,9 @@ type WorkerCanvas struct {
 }
 
 // NewWorkerCanvas returns a celery.Canvas publishing with s's routing and counting chord parts in
-// backend (which must also be s's ChordSizer for chords inside follow-ups).
+// backend (which must also be s's ChordSizer for chords inside follow-ups, and the worker's result
+// backend: the worker leaves storing a chord header member's result to the canvas, which stores it
+// with the part in one round trip).
 func NewWorkerCanvas(s *Sender, backend *redisbackend.Backend) (*WorkerCanvas, error) {
 	if s == nil || backend == nil {
 		return nil, errors.New("canvas: worker canvas needs a sender and a redis backend")
