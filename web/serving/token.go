@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,6 +147,11 @@ func (s *signer) Encode(t *token) (string, error) {
 func (s *signer) Decode(str string) (*token, error) {
 	if len(str) == 0 || len(str) > maxTokenLen {
 		return nil, fmt.Errorf("%w: length %d", errTokenInvalid, len(str))
+	}
+	// The base64 decoder skips CR and LF: a token with line breaks would decode to (and count as)
+	// another token's text. Only the canonical text is a token.
+	if strings.ContainsAny(str, "\r\n") {
+		return nil, fmt.Errorf("%w: line break in token", errTokenInvalid)
 	}
 	var buf [maxTokenLen]byte
 	n, err := b64.Decode(buf[:], []byte(str))
