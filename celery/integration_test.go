@@ -194,10 +194,15 @@ func TestWorkerRetryThenSuccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var retryChildren atomic.Value
 	go func() {
 		last := ""
 		for ctx.Err() == nil {
-			s, _ := r.State(ctx)
+			m, _ := r.Info(ctx)
+			s := m.Status
+			if s == "RETRY" {
+				retryChildren.Store(string(m.Children))
+			}
 			if s != last {
 				states <- s
 				last = s
@@ -217,6 +222,10 @@ func TestWorkerRetryThenSuccess(t *testing.T) {
 	}
 	if !sawRetry {
 		t.Error("state RETRY was never observed")
+	}
+	// As Celery stores it, the RETRY names the re-sent message (same id) in `children`.
+	if got, want := retryChildren.Load(), `[[["`+r.ID+`", null], null]]`; got != want {
+		t.Errorf("RETRY children = %v, want %s", got, want)
 	}
 	always, err := b.client.SendTask(ctx, "t.always", nil, nil)
 	if err != nil {

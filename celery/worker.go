@@ -986,15 +986,13 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 		}
 		children := w.canvasSucceeded(j, result)
 		meta := protocol.ResultMeta{Status: protocol.StateSuccess, Result: result, Children: children}
-		switch {
-		case w.isChordMember(m) && !o.ignoreResult && w.backend != nil:
-			// Stored and counted in one round trip.
-			full := w.resultMeta(j, meta)
+		if w.isChordMember(m) && !o.ignoreResult && w.backend != nil {
+			full := w.resultMeta(j, meta) // stored with its chord part, in one round trip
 			w.chordPartStoring(m, protocol.StateSuccess, result, &full)
-		case !o.ignoreResult:
-			w.store(j, meta)
-			w.chordPart(m, protocol.StateSuccess, result)
-		default:
+		} else {
+			if !o.ignoreResult {
+				w.store(j, meta)
+			}
 			w.chordPart(m, protocol.StateSuccess, result)
 		}
 		if o.acksLate {
@@ -1164,7 +1162,7 @@ func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
 		res = exceptionJSON("Retry", "celery.exceptions", reason)
 	}
 	// The retried message is the task's child, as in Celery (Task.retry applies it from the task).
-	w.store(j, protocol.ResultMeta{Status: protocol.StateRetry, Result: res, Traceback: tb, Children: taskTuples(m.ID)})
+	w.store(j, protocol.ResultMeta{Status: protocol.StateRetry, Result: res, Traceback: tb, Children: append(append(json.RawMessage("["), protocol.TaskTuple(m.ID)...), ']')})
 	if o.acksLate {
 		w.settle(j, j.d.Ack)
 	}
@@ -1384,12 +1382,4 @@ func republishHeaders(h map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-// taskTuples returns a `children` value naming one task: [[[id, null], null]], Celery's
-// AsyncResult.as_tuple() inside a list.
-func taskTuples(id string) json.RawMessage {
-	q, _ := json.Marshal(id) // a string always marshals
-	b := append([]byte(`[[[`), q...)
-	return append(b, `, null], null]]`...)
 }

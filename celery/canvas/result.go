@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/forumads/forumads/celery/protocol"
 )
 
 // GroupResult is a group's result handle, Celery's GroupResult: the group id
@@ -39,11 +41,7 @@ func (g GroupResult) Tuple() json.RawMessage {
 
 // TaskTuple returns a task's result tuple [[id, null], null]
 // (AsyncResult.as_tuple without a parent), one item of `children`.
-func TaskTuple(id string) json.RawMessage {
-	b := []byte(`[[`)
-	b = append(b, quote(id)...)
-	return append(b, `, null], null]`...)
-}
+func TaskTuple(id string) json.RawMessage { return protocol.TaskTuple(id) }
 
 // MarshalGroupMeta returns the value GroupResult.save stores:
 // {"result": <Tuple>}.

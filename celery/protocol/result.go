@@ -475,3 +475,11 @@ func resultAppendPyNullString(dst []byte, s string) []byte {
 	}
 	return appendPyString(dst, s)
 }
+
+// TaskTuple returns a task's result tuple [[id, null], null] (Celery's AsyncResult.as_tuple
+// without a parent): one item of a result meta's `children`.
+func TaskTuple(id string) json.RawMessage {
+	q, _ := json.Marshal(id) // a string always marshals
+	b := append([]byte(`[[`), q...)
+	return append(b, `, null], null]`...)
+}
