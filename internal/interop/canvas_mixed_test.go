@@ -1,10 +1,8 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,24 +10,6 @@ import (
 	"github.com/forumads/forumads/celery/canvas"
 	"github.com/forumads/forumads/internal/testenv"
 )
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // succeededRe matches the "Task name[id] succeeded in" line both workers log.
 var succeededRe = regexp.MustCompile(`Task (diag\.\w+)\[([0-9a-f-]{36})\] succeeded in`)
@@ -54,7 +34,7 @@ func TestChordAcrossGoAndPythonWorkers(t *testing.T) {
 	queue := testenv.Name(t, "interop.chord1k")
 	testenv.DeleteQueuesAtCleanup(t, queue)
 	py := startPythonWorkerOn(t, "diagapp", queue, "interop-chord1k-"+testenv.Suffix()+"@%h", "python diag worker")
-	goLogs := []*syncBuffer{{}, {}}
+	goLogs := []*testenv.LogBuffer{{}, {}}
 	for i, l := range goLogs {
 		startCanvasGoWorkerOn(t, queue, l)
 		t.Cleanup(func() {
