@@ -16,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/forumads/forumads/bench/internal/procstat"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
@@ -183,7 +184,7 @@ func (b *bench) measure(ctx context.Context, side, q string, w *worker) (sideRes
 // timedChord is what runChord measured.
 type timedChord struct {
 	elapsed, send time.Duration
-	cpu           cpuTimes
+	cpu           procstat.CPU
 }
 
 // runChord sends chord(group(diag.add(i, 0) for i < n), diag.sum) to q, waits for the body's
@@ -210,7 +211,7 @@ func (b *bench) runChord(ctx context.Context, sender *canvas.Sender, q string, n
 	}
 	want := expectedSum(n)
 
-	cpu0 := readCPU(w.pid())
+	cpu0 := procstat.GroupCPU(w.pid())
 	start := time.Now()
 	res, err := sender.Send(ctx, sig)
 	t.send = time.Since(start)
@@ -219,7 +220,7 @@ func (b *bench) runChord(ctx context.Context, sender *canvas.Sender, q string, n
 	}
 	err = b.waitResult(ctx, redisbackend.TaskKey("", bodyID), want, w)
 	t.elapsed = time.Since(start)
-	t.cpu = readCPU(w.pid()).minus(cpu0)
+	t.cpu = procstat.GroupCPU(w.pid()).Sub(cpu0)
 	if err != nil {
 		return t, fmt.Errorf("the chord body %s: %w", bodyID, err)
 	}
@@ -421,7 +422,7 @@ func (b *bench) close() error {
 		_ = b.rc.Close()
 	}
 	if b.conn != nil {
-		if err := b.deleteQueues(queues); err != nil {
+		if err := procstat.DeleteQueues(b.conn, queues); err != nil {
 			errs = append(errs, err)
 		}
 		_ = b.conn.Close()
@@ -432,24 +433,4 @@ func (b *bench) close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// deleteQueues deletes the queues and the exchanges of the same name; missing ones are fine.
-func (b *bench) deleteQueues(names []string) error {
-	for _, n := range names {
-		// A delete of a missing queue or exchange closes the channel: one channel per delete.
-		for _, exchange := range []bool{false, true} {
-			ch, err := b.conn.Channel()
-			if err != nil {
-				return fmt.Errorf("deleting queues: %w", err)
-			}
-			if exchange {
-				_ = ch.ExchangeDelete(n, false, false)
-			} else {
-				_, _ = ch.QueueDelete(n, false, false, false)
-			}
-			_ = ch.Close()
-		}
-	}
-	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/forumads/forumads/bench/internal/procstat"
 )
 
 func TestParseOptionsDefaults(t *testing.T) {
@@ -141,7 +143,7 @@ func TestRatioLine(t *testing.T) {
 
 func TestLine(t *testing.T) {
 	r := sideResult{side: sideGo, n: 10000, elapsed: 1230 * time.Millisecond, send: time.Second,
-		cpu: cpuTimes{worker: 2100 * time.Millisecond, rabbit: 615 * time.Millisecond, redis: 0}, peakKB: 25 * 1024, procs: 1}
+		cpu: procstat.CPU{Group: 2100 * time.Millisecond, RabbitMQ: 615 * time.Millisecond, Redis: 0}, peakKB: 25 * 1024, procs: 1}
 	want := "go-workers: chord of 10000: 1.230 s (8130 header tasks/s), cpu: worker 2.10 s (1.71 CPUs), " +
 		"rabbitmq 0.61 s (0.50 CPUs), redis 0.00 s (0.00 CPUs); Send took 1.000 s, the result came 0.230 s after it; peak RSS 25.0 MiB"
 	if got := r.line(); got != want {
@@ -198,49 +200,6 @@ func TestCheckResult(t *testing.T) {
 	}
 }
 
-func TestParseProcStat(t *testing.T) {
-	line := "4242 (celery (worker) x) S 1 4200 4200 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 3 0 100 0 0"
-	st, err := parseProcStat(line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.pid != 4242 || st.comm != "celery (worker) x" || st.pgrp != 4200 || st.cpu != 3250*time.Millisecond {
-		t.Errorf("parsed %+v", st)
-	}
-	for _, bad := range []string{
-		"",
-		"4242 celery S 1 4200",
-		"x (a) S 1 2 3 4 5 6 7 8 9 10 11 12",
-		"1 (a) S 1 2 3 4 5 6 7 8 9 10 11",
-		"1 (a) S 1 2 3 4 5 6 7 8 9 10 -11 12",
-		"1 (a) S 1 two 3 4 5 6 7 8 9 10 11 12",
-	} {
-		if _, err := parseProcStat(bad); err == nil {
-			t.Errorf("parseProcStat(%q) succeeded", bad)
-		}
-	}
-}
-
-func TestCPUTimesMinus(t *testing.T) {
-	a := cpuTimes{worker: 5 * time.Second, rabbit: 3 * time.Second, redis: time.Second}
-	b := cpuTimes{worker: 2 * time.Second, rabbit: time.Second, redis: time.Second}
-	if got := a.minus(b); got != (cpuTimes{worker: 3 * time.Second, rabbit: 2 * time.Second}) {
-		t.Errorf("minus = %+v", got)
-	}
-}
-
-func TestStatusKB(t *testing.T) {
-	status := "Name:\tworker\nVmPeak:\t  900000 kB\nVmHWM:\t   42100 kB\nVmRSS:\t   40000 kB\nThreads:\t9\n"
-	if v, err := statusKB(status, "VmHWM"); err != nil || v != 42100 {
-		t.Errorf("VmHWM = %d, %v", v, err)
-	}
-	for _, field := range []string{"VmSwap", "Threads", "Name"} {
-		if _, err := statusKB(status, field); err == nil {
-			t.Errorf("%s: no error", field)
-		}
-	}
-}
-
 func TestWorkerCommand(t *testing.T) {
 	o := options{worker: "/t/worker", python: "/usr/bin/python3", pytasks: "/r/bench", goConc: 25, pyConc: 2,
 		amqpURL: "amqp://a/", redisURL: "redis://r/0"}
@@ -280,26 +239,5 @@ func TestGoWorkerConfig(t *testing.T) {
 		if !strings.Contains(cfg, want+"\n") {
 			t.Errorf("config lacks %q:\n%s", want, cfg)
 		}
-	}
-}
-
-func TestWithEnv(t *testing.T) {
-	got := withEnv([]string{"A=1", "B=2", "PYTHONPATH=/old", "C"}, map[string]string{"PYTHONPATH": "/new", "D": "4"})
-	slices.Sort(got)
-	want := []string{"A=1", "B=2", "C", "D=4", "PYTHONPATH=/new"}
-	if !slices.Equal(got, want) {
-		t.Errorf("withEnv = %q, want %q", got, want)
-	}
-}
-
-func TestLastLines(t *testing.T) {
-	if got := lastLines("a\nb\nc\n\n", 2, "> "); got != "> b\n> c\n" {
-		t.Errorf("lastLines = %q", got)
-	}
-	if got := lastLines("a\n", 5, "> "); got != "> a\n" {
-		t.Errorf("lastLines short = %q", got)
-	}
-	if got := lastLines("", 5, "> "); got != "" {
-		t.Errorf("lastLines empty = %q", got)
 	}
 }

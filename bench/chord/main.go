@@ -91,6 +91,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/forumads/forumads/bench/internal/procstat"
 )
 
 func main() {
@@ -118,8 +120,8 @@ type options struct {
 // parseOptions reads the command line; flag errors are written to stderr.
 func parseOptions(args []string, stderr io.Writer) (options, error) {
 	o := options{
-		amqpURL:  envOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-		redisURL: envOr("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		amqpURL:  procstat.EnvOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		redisURL: procstat.EnvOr("REDIS_URL", "redis://127.0.0.1:6379/0"),
 	}
 	fs := flag.NewFlagSet("chord", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -182,13 +184,6 @@ func parseOrder(s string) ([]string, error) {
 		return nil, errors.New("-order must name both sides: go,python or python,go")
 	}
 	return order, nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

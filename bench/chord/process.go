@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/forumads/forumads/bench/internal/procstat"
 )
 
 // stopWithin is how long a worker has to exit after SIGTERM before its process group is killed.
@@ -68,7 +66,7 @@ func startWorker(side string, argv []string, env map[string]string, dir, logPath
 	}
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = withEnv(os.Environ(), env)
+	cmd.Env = procstat.WithEnv(os.Environ(), env)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -130,160 +128,13 @@ func (w *worker) logTail(n int) string {
 	if err != nil {
 		return ""
 	}
-	return lastLines(string(data), n, "  "+w.side+" worker| ")
-}
-
-// lastLines returns the last n lines of s (trailing newlines ignored), each with prefix and a
-// newline.
-func lastLines(s string, n int, prefix string) string {
-	s = strings.TrimRight(s, "\n")
-	if s == "" || n <= 0 {
-		return ""
-	}
-	lines := strings.Split(s, "\n")
-	lines = lines[max(0, len(lines)-n):]
-	var b strings.Builder
-	for _, l := range lines {
-		b.WriteString(prefix + l + "\n")
-	}
-	return b.String()
-}
-
-// withEnv returns env with the variables of set added, replacing earlier values of the same names.
-func withEnv(env []string, set map[string]string) []string {
-	out := make([]string, 0, len(env)+len(set))
-	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		if _, replaced := set[name]; !replaced {
-			out = append(out, kv)
-		}
-	}
-	for k, v := range set {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
-
-// clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat (100 on Linux).
-const clockTicks = 100
-
-// statFields is what the bench takes from /proc/<pid>/stat.
-type statFields struct {
-	pid, pgrp int
-	comm      string
-	cpu       time.Duration // utime + stime
-}
-
-// parseProcStat reads /proc/<pid>/stat's pid, command name, process group and user + system
-// CPU time. The name is between the first '(' and the last ')', and may hold spaces and parentheses.
-func parseProcStat(line string) (statFields, error) {
-	bad := fmt.Errorf("malformed /proc/<pid>/stat line %q", line)
-	open, closing := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
-	if open <= 0 || closing < open {
-		return statFields{}, bad
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(line[:open]))
-	if err != nil || pid <= 0 {
-		return statFields{}, bad
-	}
-	// After the name: state(0) ppid(1) pgrp(2) session tty_nr tpgid flags minflt cminflt majflt
-	// cmajflt utime(11) stime(12) ...
-	rest := strings.Fields(line[closing+1:])
-	if len(rest) < 13 {
-		return statFields{}, bad
-	}
-	pgrp, err := strconv.Atoi(rest[2])
-	if err != nil || pgrp < 0 {
-		return statFields{}, bad
-	}
-	var ticks int64
-	for _, f := range rest[11:13] {
-		v, err := strconv.ParseInt(f, 10, 64)
-		if err != nil || v < 0 || v > 1<<40 {
-			return statFields{}, bad
-		}
-		ticks += v
-	}
-	return statFields{pid: pid, pgrp: pgrp, comm: line[open+1 : closing],
-		cpu: time.Duration(ticks) * (time.Second / clockTicks)}, nil
-}
-
-// cpuTimes is the CPU time used so far by a worker's process group, by RabbitMQ (beam.smp) and by
-// redis-server.
-type cpuTimes struct {
-	worker, rabbit, redis time.Duration
-}
-
-// minus is the CPU time used between an earlier reading and c.
-func (c cpuTimes) minus(earlier cpuTimes) cpuTimes {
-	return cpuTimes{worker: c.worker - earlier.worker, rabbit: c.rabbit - earlier.rabbit, redis: c.redis - earlier.redis}
-}
-
-// readCPU reads the CPU times of process group pgid, RabbitMQ and Redis from /proc. A server not
-// running on this machine counts 0.
-func readCPU(pgid int) cpuTimes {
-	var c cpuTimes
-	paths, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		st, err := parseProcStat(string(bytes.TrimSpace(data)))
-		if err != nil {
-			continue
-		}
-		if st.pgrp == pgid {
-			c.worker += st.cpu
-		}
-		switch st.comm {
-		case "beam.smp":
-			c.rabbit += st.cpu
-		case "redis-server":
-			c.redis += st.cpu
-		}
-	}
-	return c
-}
-
-// statusKB reads a "Field:   1234 kB" line of /proc/<pid>/status.
-func statusKB(status, field string) (int64, error) {
-	sc := bufio.NewScanner(strings.NewReader(status))
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || name != field {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			break
-		}
-		v, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || v < 0 {
-			break
-		}
-		return v, nil
-	}
-	return 0, fmt.Errorf("no valid %s line in /proc/<pid>/status", field)
+	return procstat.LastLines(string(data), n, "  "+w.side+" worker| ")
 }
 
 // groupPeakRSS sums VmHWM (peak resident set) over the processes of group pgid and counts them.
 func groupPeakRSS(pgid int) (kb int64, procs int) {
-	paths, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		st, err := parseProcStat(string(bytes.TrimSpace(data)))
-		if err != nil || st.pgrp != pgid {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
-		if err != nil {
-			continue
-		}
-		if v, err := statusKB(string(status), "VmHWM"); err == nil {
+	for _, pid := range procstat.GroupPIDs(pgid) {
+		if v, err := procstat.ReadStatusKB(pid, "VmHWM"); err == nil {
 			kb += v
 			procs++
 		}

@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/forumads/forumads/bench/internal/procstat"
 )
 
 // targetRatio is the target: the Python workers take at least 5 times as long.
@@ -24,7 +26,7 @@ type sideResult struct {
 	n       int
 	elapsed time.Duration // Send to the body's result seen
 	send    time.Duration // Send alone
-	cpu     cpuTimes      // over elapsed
+	cpu     procstat.CPU  // over elapsed
 	peakKB  int64         // sum of VmHWM over the worker's processes; 0 if unknown
 	procs   int           // processes counted in peakKB
 }
@@ -43,7 +45,7 @@ func (r sideResult) line() string {
 	}
 	s := fmt.Sprintf("%s-workers: chord of %d: %s s (%s header tasks/s), cpu: %s, %s, %s; Send took %s s, the result came %s s after it",
 		r.side, r.n, secs(r.elapsed), strconv.FormatFloat(rate(r.n, r.elapsed), 'f', 0, 64),
-		busy("worker", r.cpu.worker), busy("rabbitmq", r.cpu.rabbit), busy("redis", r.cpu.redis), secs(r.send), secs(r.elapsed-r.send))
+		busy("worker", r.cpu.Group), busy("rabbitmq", r.cpu.RabbitMQ), busy("redis", r.cpu.Redis), secs(r.send), secs(r.elapsed-r.send))
 	if r.peakKB > 0 {
 		s += "; peak RSS " + mib(r.peakKB)
 		if r.procs > 1 {

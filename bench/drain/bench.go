@@ -18,6 +18,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/forumads/forumads/bench/internal/procstat"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 )
@@ -233,8 +234,8 @@ type filled struct {
 // consumerRun is one measured drain.
 type consumerRun struct {
 	start, end time.Time
-	peakKB     int64     // the Go worker's VmHWM at the end, 0 for others
-	cpu        cpuSample // CPU time of the consumer and of RabbitMQ between start and end
+	peakKB     int64        // the Go worker's VmHWM at the end, 0 for others
+	cpu        procstat.CPU // CPU time of the consumer and of RabbitMQ between start and end
 }
 
 // cpuNote describes where the CPU time of a run went: per task, and as CPUs busy over the run.
@@ -243,7 +244,7 @@ func (r consumerRun) cpuNote(who string, n int) string {
 	part := func(name string, d time.Duration) string {
 		return fmt.Sprintf("%s %.0fµs/task (%.2f CPUs)", name, float64(d.Microseconds())/float64(n), d.Seconds()/window)
 	}
-	return "cpu: " + part(who, r.cpu.group) + ", " + part("rabbitmq", r.cpu.broker) + ", " + part("redis", r.cpu.redis)
+	return "cpu: " + part(who, r.cpu.Group) + ", " + part("rabbitmq", r.cpu.RabbitMQ) + ", " + part("redis", r.cpu.Redis)
 }
 
 func (r consumerRun) rate(n int) float64 { return rateOf(n, r.end.Sub(r.start)) }
@@ -309,7 +310,7 @@ func (b *bench) measure(ctx context.Context, p *process, f filled, mode string) 
 		return r, err
 	}
 	pid := p.cmd.Process.Pid
-	cpu0 := sampleCPU(pid, 0)
+	cpu0 := procstat.GroupCPU(pid)
 	dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the queue was not drained within %s", drainWithin))
 	defer cancel()
 	wait := ids
@@ -321,8 +322,7 @@ func (b *bench) measure(ctx context.Context, p *process, f filled, mode string) 
 	if err != nil {
 		return r, err
 	}
-	cpu1 := sampleCPU(pid, 0)
-	r.cpu = cpu1.sub(cpu0)
+	r.cpu = procstat.GroupCPU(pid).Sub(cpu0)
 	if failed > 0 {
 		return r, fmt.Errorf("%d of %d results are not SUCCESS", failed, len(wait))
 	}
@@ -391,13 +391,12 @@ func (b *bench) bareRun(ctx context.Context, every int) (float64, error) {
 	sctx, scancel := context.WithTimeoutCause(bctx, startWithin, fmt.Errorf("the bare consumer did not begin within %s", startWithin))
 	r.start, err = b.watch.waitBelow(sctx, f.q, n, startPoll, failed)
 	scancel()
-	cpu0 := sampleCPU(0, os.Getpid())
+	cpu0 := procstat.ProcessCPU(os.Getpid())
 	if err != nil {
 		cancel()
 	}
 	<-done
-	cpu1 := sampleCPU(0, os.Getpid())
-	r.cpu = cpu1.sub(cpu0)
+	r.cpu = procstat.ProcessCPU(os.Getpid()).Sub(cpu0)
 	if own.err != nil {
 		return 0, fmt.Errorf("bare consumer: %w", own.err)
 	}
@@ -533,28 +532,14 @@ func (b *bench) close() error {
 }
 
 // deleteQueues deletes the queues and the exchanges of the same name (the client declared one
-// per queue, as Celery does for a missing queue). Missing ones are fine.
+// per queue, as Celery does for a missing queue) on a connection of its own. Missing ones are fine.
 func deleteQueues(url string, names []string) error {
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		return fmt.Errorf("deleting queues: %w", err)
 	}
 	defer conn.Close()
-	for _, n := range names {
-		for _, exchange := range []bool{false, true} {
-			ch, err := conn.Channel()
-			if err != nil {
-				return fmt.Errorf("deleting queues: %w", err)
-			}
-			if exchange {
-				_ = ch.ExchangeDelete(n, false, false)
-			} else {
-				_, _ = ch.QueueDelete(n, false, false, false)
-			}
-			_ = ch.Close()
-		}
-	}
-	return nil
+	return procstat.DeleteQueues(conn, names)
 }
 
 // configFile writes the Go worker's configuration into the temp dir.

@@ -81,6 +81,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/forumads/forumads/bench/internal/procstat"
 )
 
 func main() {
@@ -100,8 +102,8 @@ type options struct {
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
-	o := options{amqpURL: envOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-		redisURL: envOr("REDIS_URL", "redis://127.0.0.1:6379/0")}
+	o := options{amqpURL: procstat.EnvOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		redisURL: procstat.EnvOr("REDIS_URL", "redis://127.0.0.1:6379/0")}
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.n, "n", 20000, "tasks per drain run")
@@ -154,13 +156,6 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	return o, nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

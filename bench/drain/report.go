@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -115,27 +113,4 @@ func seconds(d time.Duration) string {
 // mib formats kibibytes as MiB with one decimal.
 func mib(kb int64) string {
 	return strconv.FormatFloat(float64(kb)/1024, 'f', 1, 64) + " MiB"
-}
-
-// errNoField is returned by parseStatusKB when the field is missing or malformed.
-var errNoField = errors.New("field not found or malformed")
-
-// parseStatusKB reads a "Name:   1234 kB" line of /proc/<pid>/status.
-func parseStatusKB(status []byte, field string) (int64, error) {
-	for line := range bytes.Lines(status) {
-		name, rest, ok := bytes.Cut(line, []byte(":"))
-		if !ok || string(name) != field {
-			continue
-		}
-		fs := strings.Fields(string(rest))
-		if len(fs) != 2 || fs[1] != "kB" {
-			return 0, fmt.Errorf("%s: %w", field, errNoField)
-		}
-		v, err := strconv.ParseInt(fs[0], 10, 64)
-		if err != nil || v < 0 {
-			return 0, fmt.Errorf("%s: %w", field, errNoField)
-		}
-		return v, nil
-	}
-	return 0, fmt.Errorf("%s: %w", field, errNoField)
 }
