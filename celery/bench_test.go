@@ -78,6 +78,37 @@ func benchDeleteKeysAtCleanup(b *testing.B, rc *redis.Client, prefix string) {
 	})
 }
 
+// benchAddRegistry registers bench.add (x + y); it counts the runs, and the channel closes when
+// it has run n times.
+func benchAddRegistry(n int) (*celery.Registry, *atomic.Int64, <-chan struct{}) {
+	ran := new(atomic.Int64)
+	allRan := make(chan struct{})
+	reg := celery.NewRegistry()
+	celery.Register(reg, "bench.add", func(_ context.Context, t *celery.Task[benchAddArgs]) (int, error) {
+		if ran.Add(1) == int64(n) {
+			close(allRan)
+		}
+		return t.Args.X + t.Args.Y, nil
+	})
+	return reg, ran, allRan
+}
+
+// benchClientOn returns a client of cfg on a broker connection of its own (named name), closed at
+// cleanup.
+func benchClientOn(b *testing.B, cfg celery.Config, log *slog.Logger, name string) *celery.Client {
+	b.Helper()
+	br, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: name})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = br.Close() })
+	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: br})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return client
+}
+
 // benchSendAll publishes n bench.add(1, 2) messages to queue, from 16 goroutines.
 func benchSendAll(b *testing.B, client *celery.Client, queue string, n int, opts ...celery.SendOption) {
 	b.Helper()
@@ -140,25 +171,8 @@ func benchWorkerEndToEnd(b *testing.B, ignore bool) {
 		ResultBackend: redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: prefix}),
 		want:          int64(b.N), done: make(chan struct{}),
 	}
-	var ran atomic.Int64
-	allRan := make(chan struct{})
-	reg := celery.NewRegistry()
-	celery.Register(reg, "bench.add", func(_ context.Context, t *celery.Task[benchAddArgs]) (int, error) {
-		if ran.Add(1) == int64(b.N) {
-			close(allRan)
-		}
-		return t.Args.X + t.Args.Y, nil
-	})
-
-	cbr, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "bench-client"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cbr.Close() })
-	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: cbr})
-	if err != nil {
-		b.Fatal(err)
-	}
+	reg, ran, allRan := benchAddRegistry(b.N)
+	client := benchClientOn(b, cfg, log, "bench-client")
 	var opts []celery.SendOption
 	if ignore {
 		opts = append(opts, celery.WithIgnoreResult())
@@ -260,16 +274,7 @@ func benchClient(b *testing.B) (*celery.Client, string) {
 	b.Helper()
 	queue := testenv.Name(b, "bench")
 	testenv.DeleteQueuesAtCleanup(b, queue)
-	cfg := celery.Config{BrokerURL: testenv.AMQPURL()}
-	br, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: benchBrokerLog(), ConnectionName: "bench-send"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = br.Close() })
-	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: br})
-	if err != nil {
-		b.Fatal(err)
-	}
+	client := benchClientOn(b, celery.Config{BrokerURL: testenv.AMQPURL()}, benchBrokerLog(), "bench-send")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := client.SendTask(ctx, "bench.add", []any{1, 2}, nil, celery.WithQueue(queue)); err != nil {

@@ -2,7 +2,6 @@ package celery_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,24 +52,8 @@ func benchWorkerOps(b *testing.B, store, ev, stats bool) {
 	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: queue, WorkerConcurrency: 25,
 		WorkerPrefetchMultiplier: &multiplier, WorkerDeadLetterQueue: queue + ".dlq"}
 	log := benchBrokerLog()
-	var ran atomic.Int64
-	allRan := make(chan struct{})
-	reg := celery.NewRegistry()
-	celery.Register(reg, "bench.add", func(_ context.Context, t *celery.Task[benchAddArgs]) (int, error) {
-		if ran.Add(1) == int64(b.N) {
-			close(allRan)
-		}
-		return t.Args.X + t.Args.Y, nil
-	})
-	cbr, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "bench-client"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cbr.Close() })
-	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: cbr})
-	if err != nil {
-		b.Fatal(err)
-	}
+	reg, ran, allRan := benchAddRegistry(b.N)
+	client := benchClientOn(b, cfg, log, "bench-client")
 	benchSendAll(b, client, queue, b.N, celery.WithIgnoreResult())
 
 	wbr, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "bench-worker"})
