@@ -226,13 +226,9 @@ func (f forums) handlePatch(a *api) http.HandlerFunc {
 			a.fail(w, r, err)
 			return
 		}
-		cur, err := f.get(a, r, slug)
+		cur, err := f.matching(a, r, slug, tags)
 		if err != nil {
 			a.fail(w, r, err)
-			return
-		}
-		if !slices.Contains(tags, forumTag(cur)) {
-			a.fail(w, r, forumMoved(cur))
 			return
 		}
 		next := *cur
@@ -248,12 +244,7 @@ func (f forums) handlePatch(a *api) http.HandlerFunc {
 		err = a.db.GetContext(r.Context(), &out, `UPDATE forums SET name = $4, category = $5
 			WHERE slug = $1 AND name = $2 AND category = $3 RETURNING `+forumCols, slug, cur.Name, cur.Category, next.Name, next.Category)
 		if errors.Is(err, sql.ErrNoRows) {
-			now, gerr := f.get(a, r, slug)
-			if gerr != nil {
-				a.fail(w, r, gerr)
-				return
-			}
-			a.fail(w, r, forumMoved(now))
+			a.fail(w, r, f.moved(a, r, slug))
 			return
 		}
 		if err != nil {
@@ -262,6 +253,29 @@ func (f forums) handlePatch(a *api) http.HandlerFunc {
 		}
 		writeForum(w, http.StatusOK, &out)
 	}
+}
+
+// matching reads forum slug and checks it against the If-Match tags: none matching is a 412 naming
+// its current ETag.
+func (f forums) matching(a *api, r *http.Request, slug string, tags []string) (*forumRow, error) {
+	cur, err := f.get(a, r, slug)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(tags, forumTag(cur)) {
+		return nil, forumMoved(cur)
+	}
+	return cur, nil
+}
+
+// moved is the error of a conditional write that matched no row: the forum changed after it was
+// read (a 412 with its ETag now), or is gone (the read's 404).
+func (f forums) moved(a *api, r *http.Request, slug string) error {
+	now, err := f.get(a, r, slug)
+	if err != nil {
+		return err
+	}
+	return forumMoved(now)
 }
 
 func forumMoved(cur *forumRow) error {
@@ -283,13 +297,9 @@ func (f forums) handleDelete(a *api) http.HandlerFunc {
 				a.fail(w, r, err)
 				return
 			}
-			cur, err := f.get(a, r, slug)
+			cur, err := f.matching(a, r, slug, tags)
 			if err != nil {
 				a.fail(w, r, err)
-				return
-			}
-			if !slices.Contains(tags, forumTag(cur)) {
-				a.fail(w, r, forumMoved(cur))
 				return
 			}
 			stmt, args = stmt+" AND name = $2 AND category = $3", append(args, cur.Name, cur.Category)
@@ -304,12 +314,7 @@ func (f forums) handleDelete(a *api) http.HandlerFunc {
 				a.fail(w, r, forumTable.dbError(err, "deleting"))
 				return
 			}
-			cur, gerr := f.get(a, r, slug)
-			if gerr != nil {
-				a.fail(w, r, gerr)
-				return
-			}
-			a.fail(w, r, forumMoved(cur))
+			a.fail(w, r, f.moved(a, r, slug))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
