@@ -179,7 +179,7 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
-	b.rcv, err = events.NewReceiver(ctx, testenv.AMQPURL(), events.ReceiverOptions{Exchange: exchange, ConnectionName: "ops-receiver"})
+	b.rcv, err = events.NewReceiver(ctx, newBroker(t, log, "ops-receiver").Fanout(), events.ReceiverOptions{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,12 +205,12 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copts := control.Options{BrokerURL: testenv.AMQPURL(), Namespace: b.ns, Logger: log}
-	if b.mb, err = control.NewMailbox(b.node, copts); err != nil {
+	copts := control.Options{Namespace: b.ns, Logger: log}
+	if b.mb, err = control.NewMailbox(b.node, newBroker(t, log, "ops-control").Fanout(), copts); err != nil {
 		t.Fatal(err)
 	}
 	b.worker.RegisterControl(b.mb)
-	if b.ctl, err = control.NewClient(copts); err != nil {
+	if b.ctl, err = control.NewClient(newBroker(t, log, "ops-control-client").Fanout(), copts); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.ctl.Close() })

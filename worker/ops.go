@@ -15,6 +15,7 @@ import (
 
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/revoke"
@@ -36,6 +37,7 @@ type ops struct {
 	f        flags
 
 	evBroker *amqpbroker.Broker // events go on a connection of their own
+	control  *amqpbroker.Fanout // so does remote control (mailbox and mingle); nil when off
 	events   *events.Dispatcher // the worker's task and worker events
 	sent     *events.Dispatcher // task-sent of tasks sent by tasks (task_send_sent_event), or nil
 	revokeRC *redis.Client      // nil without a revoke store
@@ -57,13 +59,13 @@ func newOps(f flags, cfg celery.Config, nodename, origin string, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	o.events, err = events.NewDispatcher(o.evBroker, events.Options{Hostname: nodename, Exchange: cfg.EventExchange,
+	o.events, err = events.NewDispatcher(o.evBroker.Fanout(), events.Options{Hostname: nodename, Exchange: cfg.EventExchange,
 		Enabled: f.taskEvents || cfg.WorkerSendTaskEvents, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	if cfg.TaskSendSentEvent {
-		if o.sent, err = events.NewDispatcher(o.evBroker, events.Options{Hostname: origin, Exchange: cfg.EventExchange,
+		if o.sent, err = events.NewDispatcher(o.evBroker.Fanout(), events.Options{Hostname: origin, Exchange: cfg.EventExchange,
 			Enabled: true, Logger: log}); err != nil {
 			return nil, err
 		}
@@ -135,10 +137,16 @@ func (o *ops) start(w *celery.Worker, reg *celery.Registry, br *amqpbroker.Broke
 		}()
 	}
 	if o.cfg.WorkerEnableRemoteControl == nil || *o.cfg.WorkerEnableRemoteControl {
-		copts := control.Options{BrokerURL: o.cfg.BrokerURL, Namespace: o.cfg.ControlExchange,
+		copts := control.Options{Namespace: o.cfg.ControlExchange,
 			QueueTTL: seconds(o.cfg.ControlQueueTTL), QueueExpires: seconds(o.cfg.ControlQueueExpires),
 			Logger: o.log.With("component", "pidbox")}
-		mb, err := control.NewMailbox(o.nodename, copts)
+		var mb *control.Mailbox
+		tr, err := amqpbroker.NewFanout(o.cfg.BrokerURL, amqpbroker.Options{Logger: o.log.With("component", "pidbox"),
+			ConnectionName: "celery-control"})
+		if err == nil {
+			o.control = tr
+			mb, err = control.NewMailbox(o.nodename, tr, copts)
+		}
 		if err != nil {
 			o.log.Error("remote control is off: "+err.Error(), "error", err)
 		} else {
@@ -159,7 +167,7 @@ func (o *ops) start(w *celery.Worker, reg *celery.Registry, br *amqpbroker.Broke
 				o.wg.Add(1)
 				go func() {
 					defer o.wg.Done()
-					o.mingle(ctx, w, mb, copts)
+					o.mingle(ctx, w, mb, tr, copts)
 				}()
 			}
 		}
@@ -171,9 +179,9 @@ func (o *ops) start(w *celery.Worker, reg *celery.Registry, br *amqpbroker.Broke
 }
 
 // mingle asks the other workers for their revoked ids, as a Python worker does at start.
-func (o *ops) mingle(ctx context.Context, w *celery.Worker, mb *control.Mailbox, copts control.Options) {
+func (o *ops) mingle(ctx context.Context, w *celery.Worker, mb *control.Mailbox, tr fanout.Transport, copts control.Options) {
 	copts.Logger = o.log.With("component", "mingle")
-	cl, err := control.NewClient(copts)
+	cl, err := control.NewClient(tr, copts)
 	if err != nil {
 		o.log.Warn("mingle skipped", "error", err)
 		return
@@ -204,6 +212,9 @@ func (o *ops) stop() {
 		o.cancel()
 	}
 	o.wg.Wait()
+	if o.control != nil {
+		_ = o.control.Close()
+	}
 	_ = o.evBroker.Close()
 	if o.revokeRC != nil {
 		_ = o.revokeRC.Close()

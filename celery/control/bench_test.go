@@ -47,7 +47,7 @@ func BenchmarkBroadcastRoundTrip(b *testing.B) {
 	r := newRig(b)
 	node := "celery@bench-" + r.ns
 	r.start(node, r.opts, map[string]Handler{"ping": pong})
-	c, err := NewClient(r.opts)
+	c, err := NewClient(r.tr, r.opts)
 	if err != nil {
 		b.Fatal(err)
 	}

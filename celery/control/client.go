@@ -12,7 +12,8 @@ import (
 	"sync"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/broker/fanout"
 )
 
 // DefaultTimeout is how long a broadcast waits for replies when no timeout is given (the CLI's
@@ -20,24 +21,28 @@ import (
 const DefaultTimeout = time.Second
 
 // Client sends remote-control requests and collects the replies, as `celery inspect` and
-// `celery control` do. It keeps one connection, opened on first use and again after a loss; each
-// broadcast uses a channel and a reply queue of its own, so broadcasts may run concurrently.
+// `celery control` do. Each broadcast declares the exchanges and a reply queue of its own and
+// consumes it through the transport, so broadcasts may run concurrently.
 type Client struct {
+	tr   fanout.Transport
 	opts Options
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	conn   *amqp.Connection
 	closed bool
 }
 
-// NewClient returns a client; no connection is made until the first broadcast.
-func NewClient(opts Options) (*Client, error) {
+// NewClient returns a client broadcasting through tr, which the caller keeps and closes. Nothing
+// is sent until the first broadcast.
+func NewClient(tr fanout.Transport, opts Options) (*Client, error) {
+	if tr == nil {
+		return nil, errors.New("control: NewClient: no transport")
+	}
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	return &Client{opts: o, log: o.Logger}, nil
+	return &Client{tr: tr, opts: o, log: o.Logger}, nil
 }
 
 // BroadcastOption adjusts one broadcast.
@@ -106,16 +111,13 @@ func (c *Client) send(ctx context.Context, method string, args any, destination 
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	conn, err := c.connection(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("control: broadcast %s: %w", method, err)
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("control: broadcast %s: client closed", method)
 	}
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("control: broadcast %s: opening channel: %w", method, err)
-	}
-	defer ch.Close()
-	if err := declareExchanges(ch, c.opts); err != nil {
+	if err := declareExchanges(ctx, c.tr, c.opts); err != nil {
 		return nil, fmt.Errorf("control: broadcast %s: %w", method, err)
 	}
 	req := &Request{
@@ -125,19 +127,19 @@ func (c *Client) send(ctx context.Context, method string, args any, destination 
 		Pattern:     b.pattern,
 		Matcher:     b.matcher,
 	}
-	var deliveries <-chan amqp.Delivery
+	var replies <-chan fanout.Message
 	if !b.noReply {
 		oid := newUUID()
 		queue := oid + "." + c.opts.ReplyExchange()
-		if _, err := ch.QueueDeclare(queue, false, true, false, false, queueArgs(c.opts)); err != nil {
-			return nil, fmt.Errorf("control: broadcast %s: declaring reply queue: %w", method, err)
+		if _, err := c.tr.DeclareQueue(ctx, c.opts.queue(queue, c.opts.ReplyExchange(), oid)); err != nil {
+			return nil, fmt.Errorf("control: broadcast %s: reply queue: %w", method, err)
 		}
-		if err := ch.QueueBind(queue, oid, c.opts.ReplyExchange(), false, nil); err != nil {
-			return nil, fmt.Errorf("control: broadcast %s: binding reply queue: %w", method, err)
-		}
-		if deliveries, err = ch.Consume(queue, "", true, false, false, false, nil); err != nil {
+		sub, err := c.tr.Consume(ctx, queue)
+		if err != nil {
 			return nil, fmt.Errorf("control: broadcast %s: consuming replies: %w", method, err)
 		}
+		defer sub.Close()
+		replies = sub.C()
 		req.Ticket = newUUID()
 		req.ReplyTo = &ReplyTo{Exchange: c.opts.ReplyExchange(), RoutingKey: oid}
 		req.Expires = float64(c.opts.Now().Add(timeout).UnixNano()) / 1e9
@@ -147,7 +149,7 @@ func (c *Client) send(ctx context.Context, method string, args any, destination 
 	if err != nil {
 		return nil, fmt.Errorf("control: broadcast: %w", err)
 	}
-	if err := ch.PublishWithContext(ctx, c.opts.Exchange(), "", false, false, publishing(env)); err != nil {
+	if err := c.tr.Send(ctx, broker.Publishing{Exchange: c.opts.Exchange(), Envelope: env}); err != nil {
 		return nil, fmt.Errorf("control: broadcast %s: publishing: %w", method, err)
 	}
 	if b.noReply {
@@ -157,11 +159,11 @@ func (c *Client) send(ctx context.Context, method string, args any, destination 
 	if limit <= 0 {
 		limit = len(destination)
 	}
-	return c.collect(ctx, deliveries, req.Ticket, limit, timeout)
+	return c.collect(ctx, replies, req.Ticket, limit, timeout)
 }
 
 // collect gathers the replies carrying ticket.
-func (c *Client) collect(ctx context.Context, deliveries <-chan amqp.Delivery, ticket string, limit int, timeout time.Duration) (map[string]json.RawMessage, error) {
+func (c *Client) collect(ctx context.Context, deliveries <-chan fanout.Message, ticket string, limit int, timeout time.Duration) (map[string]json.RawMessage, error) {
 	replies := map[string]json.RawMessage{}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -197,36 +199,12 @@ func (c *Client) collect(ctx context.Context, deliveries <-chan amqp.Delivery, t
 	return replies, nil
 }
 
-// connection returns the live connection, dialling when there is none.
-func (c *Client) connection(ctx context.Context) (*amqp.Connection, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, errors.New("client closed")
-	}
-	if c.conn != nil && !c.conn.IsClosed() {
-		return c.conn, nil
-	}
-	conn, err := c.opts.Dial(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
-	}
-	c.conn = conn
-	return conn, nil
-}
-
-// Close closes the connection.
+// Close makes further broadcasts fail. It does not close the transport, which belongs to the
+// caller.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	if c.conn != nil {
-		err := c.conn.Close()
-		c.conn = nil
-		if err != nil && !errors.Is(err, amqp.ErrClosed) {
-			return err
-		}
-	}
 	return nil
 }
 

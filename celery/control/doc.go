@@ -1,6 +1,8 @@
-// Package control is Celery's remote control ("pidbox") over RabbitMQ, wire-compatible with
-// Celery 5.2 / kombu 5.2: a node's [Mailbox], which answers `celery inspect` and `celery control`
-// from Python's CLI, and a [Client], which asks the same questions from Go.
+// Package control is Celery's remote control ("pidbox"), wire-compatible with Celery 5.2 /
+// kombu 5.2: a node's [Mailbox], which answers `celery inspect` and `celery control` from
+// Python's CLI, and a [Client], which asks the same questions from Go. Both talk to the broker
+// through a [fanout.Transport] (amqpbroker.NewFanout for RabbitMQ); this package never imports
+// a broker client.
 //
 // # Topology
 //
@@ -30,7 +32,8 @@
 //
 // Commands are plain functions registered by name:
 //
-//	mb, err := control.NewMailbox("celery@"+host, control.Options{BrokerURL: url})
+//	tr, err := amqpbroker.NewFanout(url, amqpbroker.Options{ConnectionName: "celery-control"})
+//	mb, err := control.NewMailbox("celery@"+host, tr, control.Options{})
 //	mb.Handle("ping", func(ctx context.Context, _ json.RawMessage) (any, error) {
 //		return control.OK("pong"), nil
 //	})

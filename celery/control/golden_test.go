@@ -174,7 +174,7 @@ func TestGoldenWorkerHello(t *testing.T) {
 // newTestMailbox is a mailbox for process tests: never connected.
 func newTestMailbox(t testing.TB, node string, now func() time.Time) *Mailbox {
 	t.Helper()
-	mb, err := NewMailbox(node, Options{BrokerURL: "amqp://127.0.0.1:1/", Now: now, Logger: slog.New(slog.DiscardHandler)})
+	mb, err := NewMailbox(node, newTransport(t, "amqp://127.0.0.1:1/", nil), Options{Now: now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,10 +66,10 @@ func TestInteropCeleryCLI(t *testing.T) {
 	pid := 4242
 	prio := 0
 	logs := &testenv.LogBuffer{}
-	opts := Options{BrokerURL: testenv.AMQPURL(), Logger: slogTo(logs)}
+	opts := Options{Logger: slogTo(logs)}
 	o, _ := opts.withDefaults()
 	testenv.DeleteQueuesAtCleanup(t, o.NodeQueue(node))
-	r := &rig{t: t, logs: logs}
+	r := &rig{t: t, logs: logs, tr: newTransport(t, testenv.AMQPURL(), logs)}
 	r.start(node, opts, map[string]Handler{
 		"ping": pong,
 		"stats": func(context.Context, json.RawMessage) (any, error) {
@@ -179,7 +179,7 @@ func TestInteropCeleryCLI(t *testing.T) {
 	})
 	t.Run("Go client against the same mailbox", func(t *testing.T) {
 		t.Parallel()
-		c, err := NewClient(Options{BrokerURL: testenv.AMQPURL(), Logger: slogTo(logs)})
+		c, err := NewClient(r.tr, Options{Logger: slogTo(logs)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
@@ -29,6 +29,7 @@ type Handler func(ctx context.Context, args json.RawMessage) (any, error)
 // Register handlers with [Mailbox.Handle], then call [Mailbox.Run].
 type Mailbox struct {
 	node string
+	tr   fanout.Transport
 	opts Options
 	log  *slog.Logger
 
@@ -40,10 +41,14 @@ type Mailbox struct {
 	running   atomic.Bool
 }
 
-// NewMailbox returns the mailbox of node (its Celery node name, such as "celery@host").
-func NewMailbox(node string, opts Options) (*Mailbox, error) {
+// NewMailbox returns the mailbox of node (its Celery node name, such as "celery@host"), which
+// listens through tr. The caller keeps tr and closes it after Run has returned.
+func NewMailbox(node string, tr fanout.Transport, opts Options) (*Mailbox, error) {
 	if node == "" {
 		return nil, errors.New("control: NewMailbox: empty node name")
+	}
+	if tr == nil {
+		return nil, errors.New("control: NewMailbox: no transport")
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -54,6 +59,7 @@ func NewMailbox(node string, opts Options) (*Mailbox, error) {
 	}
 	return &Mailbox{
 		node:     node,
+		tr:       tr,
 		opts:     o,
 		log:      o.Logger.With("node", node),
 		handlers: map[string]Handler{},
@@ -89,10 +95,12 @@ func (m *Mailbox) Handle(method string, h Handler) {
 // published to the exchange reach it.
 func (m *Mailbox) Ready() <-chan struct{} { return m.ready }
 
-// Run connects, declares the topology, consumes and answers requests until ctx ends, then returns
-// nil. A lost connection or channel is re-established with backoff, redeclaring and consuming
-// again. It returns an error only when the very first setup is refused by the broker (such as
-// PRECONDITION_FAILED for exchanges declared with other flags) or when called twice.
+// Run declares the topology, consumes and answers requests until ctx ends, then returns nil.
+// When the subscription ends (the transport lost its connection, or the broker deleted the
+// queue) it sets up again with backoff, redeclaring and consuming again. It returns an error
+// only when the very first setup fails (the broker refused it, such as PRECONDITION_FAILED for
+// exchanges declared with other flags: the transport retries everything else), when the
+// transport is closed ([broker.ErrClosed]) or when called twice.
 func (m *Mailbox) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("control: Mailbox.Run called twice")
@@ -108,7 +116,7 @@ func (m *Mailbox) Run(ctx context.Context) error {
 		if up {
 			delay = m.opts.MinBackoff
 		}
-		if !connected && isRefusal(err) {
+		if !connected || errors.Is(err, broker.ErrClosed) {
 			return fmt.Errorf("control: mailbox of %s: %w", m.node, err)
 		}
 		m.log.Warn("control mailbox lost its broker connection, reconnecting", "error", err, "in", delay)
@@ -119,63 +127,43 @@ func (m *Mailbox) Run(ctx context.Context) error {
 	}
 }
 
-// session runs one connection: setup, then consuming until the connection or channel ends. up
-// reports whether consuming started.
+// session runs one subscription: setup, then consuming until it ends. up reports whether
+// consuming started.
 func (m *Mailbox) session(ctx context.Context) (up bool, err error) {
-	conn, err := m.opts.Dial(ctx)
-	if err != nil {
-		return false, fmt.Errorf("connecting: %w", err)
-	}
-	defer conn.Close()
-	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	ch, err := conn.Channel()
-	if err != nil {
-		return false, fmt.Errorf("opening channel: %w", err)
-	}
-	if err := declareExchanges(ch, m.opts); err != nil {
+	if err := declareExchanges(ctx, m.tr, m.opts); err != nil {
 		return false, err
 	}
 	queue := m.opts.NodeQueue(m.node)
-	q, err := ch.QueueDeclare(queue, false, true, false, false, queueArgs(m.opts))
+	consumers, err := m.tr.DeclareQueue(ctx, m.opts.queue(queue, m.opts.Exchange(), ""))
 	if err != nil {
-		return false, fmt.Errorf("declaring queue %q: %w", queue, err)
+		return false, err
 	}
-	if q.Consumers > 0 {
+	if consumers > 0 {
 		m.log.Warn(fmt.Sprintf("A node named %s is already using this process mailbox! Maybe you forgot to "+
 			"shutdown the other node or did not do so properly? Or if you meant to start multiple nodes on "+
 			"the same host please make sure you give each node a unique node name!", m.node),
-			"queue", queue, "consumers", q.Consumers)
+			"queue", queue, "consumers", consumers)
 	}
-	if err := ch.QueueBind(queue, "", m.opts.Exchange(), false, nil); err != nil {
-		return false, fmt.Errorf("binding queue %q to %q: %w", queue, m.opts.Exchange(), err)
-	}
-	deliveries, err := ch.Consume(queue, "", true, false, false, false, nil)
+	sub, err := m.tr.Consume(ctx, queue)
 	if err != nil {
-		return false, fmt.Errorf("consuming %q: %w", queue, err)
+		return false, err
 	}
+	defer sub.Close()
 	m.readyOnce.Do(func() { close(m.ready) })
 	m.log.Debug("control mailbox consuming", "queue", queue, "exchange", m.opts.Exchange())
-	rp := &replier{conn: conn, log: m.log}
-	defer rp.close()
+	rp := &replier{tr: m.tr, declared: map[string]bool{}}
 	for {
 		select {
 		case <-ctx.Done():
 			return true, ctx.Err()
-		case d, ok := <-deliveries:
+		case msg, ok := <-sub.C():
 			if !ok {
-				select {
-				case e := <-closed:
-					if e != nil {
-						return true, e
-					}
-				default:
+				if err := sub.Err(); err != nil {
+					return true, err
 				}
-				if ch.IsClosed() {
-					return true, errors.New("control channel closed")
-				}
-				return true, errors.New("consumer cancelled by the broker")
+				return true, errors.New("the subscription ended")
 			}
-			m.serve(ctx, rp, envelopeOf(&d))
+			m.serve(ctx, rp, msg.Envelope)
 		}
 	}
 }
@@ -302,60 +290,26 @@ func RequestFrom(ctx context.Context) (*Request, bool) {
 	return r, ok
 }
 
-// replier publishes replies on a channel of its own, so that a reply the broker refuses (an
-// exchange that does not exist) cannot close the consuming channel. Like kombu it declares each
-// reply exchange (direct, non-durable) before its first use on a channel.
+// replier publishes replies without confirms, as kombu does. Like kombu it declares each reply
+// exchange (direct, non-durable) before its first use in a session, and again after a failed
+// publish to it.
 type replier struct {
-	conn     *amqp.Connection
-	log      *slog.Logger
-	ch       *amqp.Channel
+	tr       fanout.Transport
 	declared map[string]bool
 }
 
 func (r *replier) publish(ctx context.Context, out *outgoing) error {
-	if r.ch == nil || r.ch.IsClosed() {
-		ch, err := r.conn.Channel()
-		if err != nil {
-			return fmt.Errorf("opening reply channel: %w", err)
-		}
-		r.ch, r.declared = ch, map[string]bool{}
-	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if out.exchange != "" && !r.declared[out.exchange] {
-		if err := r.ch.ExchangeDeclare(out.exchange, "direct", false, false, false, false, nil); err != nil {
+		if err := r.tr.DeclareExchange(ctx, out.exchange, "direct", false, false); err != nil {
 			return fmt.Errorf("declaring reply exchange %q: %w", out.exchange, err)
 		}
 		r.declared[out.exchange] = true
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return r.ch.PublishWithContext(ctx, out.exchange, out.routingKey, false, false, publishing(out.env))
-}
-
-func (r *replier) close() {
-	if r.ch != nil {
-		_ = r.ch.Close()
+	err := r.tr.Send(ctx, broker.Publishing{Exchange: out.exchange, RoutingKey: out.routingKey, Envelope: out.env})
+	if err != nil {
+		delete(r.declared, out.exchange)
 	}
-}
-
-func publishing(env protocol.Envelope) amqp.Publishing {
-	return amqp.Publishing{
-		Headers:         amqp.Table(env.Headers),
-		ContentType:     env.ContentType,
-		ContentEncoding: env.ContentEncoding,
-		DeliveryMode:    env.DeliveryMode,
-		Priority:        env.Priority,
-		Body:            env.Body,
-	}
-}
-
-func envelopeOf(d *amqp.Delivery) protocol.Envelope {
-	return protocol.Envelope{
-		Body:            d.Body,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		Headers:         d.Headers,
-		ReplyTo:         d.ReplyTo,
-		DeliveryMode:    d.DeliveryMode,
-		Priority:        d.Priority,
-	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,15 +14,21 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/internal/tcpproxy"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
-// rig is a namespace of its own on the real RabbitMQ, with mailboxes and a client in it.
+// rig is a namespace of its own on the real RabbitMQ, with mailboxes and a client in it, all on
+// one RabbitMQ transport.
 type rig struct {
 	t    testing.TB
 	ns   string
 	logs *testenv.LogBuffer
 	opts Options
+	tr   *amqpbroker.Fanout
 }
 
 func newRig(t testing.TB) *rig {
@@ -29,19 +36,43 @@ func newRig(t testing.TB) *rig {
 	ns := "gotest-" + testenv.Suffix()
 	logs := &testenv.LogBuffer{}
 	r := &rig{t: t, ns: ns, logs: logs, opts: Options{
-		BrokerURL: testenv.AMQPURL(), Namespace: ns,
+		Namespace:  ns,
 		Logger:     slogTo(logs),
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	}}
+	}, tr: newTransport(t, testenv.AMQPURL(), logs)}
 	o, _ := r.opts.withDefaults()
 	testenv.DeleteQueuesAtCleanup(t, o.Exchange(), o.ReplyExchange())
 	return r
 }
 
-// start runs a mailbox for node until the test ends and waits until it consumes.
+// newTransport is a RabbitMQ transport on a connection of its own to url, closed at cleanup
+// (after the mailboxes started later have stopped).
+func newTransport(t testing.TB, url string, logs *testenv.LogBuffer) *amqpbroker.Fanout {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	if logs != nil {
+		log = slogTo(logs)
+	}
+	tr, err := amqpbroker.NewFanout(url, amqpbroker.Options{Logger: log, ConnectionName: "control-test " + t.Name(),
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+// start runs a mailbox for node on the rig's transport until the test ends and waits until it
+// consumes.
 func (r *rig) start(node string, opts Options, handlers map[string]Handler) *Mailbox {
 	r.t.Helper()
-	mb, err := NewMailbox(node, opts)
+	return r.startOn(r.tr, node, opts, handlers)
+}
+
+// startOn is start on another transport.
+func (r *rig) startOn(tr *amqpbroker.Fanout, node string, opts Options, handlers map[string]Handler) *Mailbox {
+	r.t.Helper()
+	mb, err := NewMailbox(node, tr, opts)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -69,7 +100,7 @@ func (r *rig) start(node string, opts Options, handlers map[string]Handler) *Mai
 
 func (r *rig) client() *Client {
 	r.t.Helper()
-	c, err := NewClient(r.opts)
+	c, err := NewClient(r.tr, r.opts)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -171,25 +202,20 @@ func TestCastAndBadMessagesAgainstRabbitMQ(t *testing.T) {
 	ctx := ctx20(t)
 
 	// Raw messages a broken client could send: none may stop the mailbox.
-	conn := testenv.AMQP(t)
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	o, _ := r.opts.withDefaults()
 	expired, err := EncodeRequest(&Request{Method: "ping", Destination: []string{node}, Expires: float64(time.Now().Add(-time.Minute).Unix())})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []amqp.Publishing{
+	for _, p := range []protocol.Envelope{
 		{ContentType: "application/json", Body: []byte(`{"method":`)},
 		{ContentType: "application/json", Body: []byte(`["ping"]`)},
 		{ContentType: "application/x-python-serialize", Body: []byte("\x80\x04K\x01.")},
 		{ContentType: "application/json", Body: []byte(`{"method":"ping","destination":"` + node + `"}`)},
-		{ContentType: "application/json", Body: []byte(`{"method":"ping"}`), Headers: amqp.Table{"clock": "x"}},
-		{ContentType: "application/json", Body: expired.Body, Headers: amqp.Table(expired.Headers)},
+		{ContentType: "application/json", Body: []byte(`{"method":"ping"}`), Headers: map[string]any{"clock": "x"}},
+		{ContentType: "application/json", Body: expired.Body, Headers: expired.Headers},
 	} {
-		if err := ch.PublishWithContext(ctx, o.Exchange(), "", false, false, p); err != nil {
+		if err := r.tr.Publish(ctx, broker.Publishing{Exchange: o.Exchange(), Envelope: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -223,28 +249,17 @@ func TestMailboxReconnects(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	node := "celery@reconnect-" + r.ns
-	var mu sync.Mutex
-	var conns []*amqp.Connection
-	opts := r.opts
-	opts.Dial = func(ctx context.Context) (*amqp.Connection, error) {
-		c, err := amqp.Dial(testenv.AMQPURL())
-		if err == nil {
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-		return c, err
-	}
-	r.start(node, opts, map[string]Handler{"ping": pong})
+	proxy, proxied := startProxy(t)
+	r.startOn(newTransport(t, proxied, r.logs), node, r.opts, map[string]Handler{"ping": pong})
 	c := r.client()
 	ctx := ctx20(t)
 	if got, err := c.Broadcast(ctx, "ping", nil, []string{node}, 5*time.Second); err != nil || len(got) != 1 {
 		t.Fatalf("first ping: %s, %v", show(got), err)
 	}
-	// Drop the mailbox's connection as a broker restart would.
-	mu.Lock()
-	_ = conns[0].Close()
-	mu.Unlock()
+	// Drop the mailbox's connection as a broker restart or a network failure would.
+	if n := proxy.Cut(); n != 1 {
+		t.Fatalf("cut %d connections, want the mailbox's one", n)
+	}
 	// The mailbox comes back: keep asking until it answers (requests sent while it is away are lost,
 	// as they are for a Python worker whose auto-delete queue went away).
 	for {
@@ -256,15 +271,28 @@ func TestMailboxReconnects(t *testing.T) {
 			break
 		}
 	}
-	mu.Lock()
-	n := len(conns)
-	mu.Unlock()
-	if n < 2 {
+	if n := proxy.Accepted(); n < 2 {
 		t.Fatalf("%d connections; the mailbox did not reconnect", n)
 	}
 	if r.logs.Count("reconnecting") == 0 {
 		t.Errorf("no reconnect logged:\n%s", r.logs)
 	}
+}
+
+// startProxy starts a TCP proxy to RabbitMQ and returns it with the broker URL through it.
+func startProxy(t *testing.T) (*tcpproxy.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":5672"
+	}
+	p := tcpproxy.Start(t, host)
+	u.Host = p.Addr()
+	return p, u.String()
 }
 
 func TestMailboxRefusedTopologyFailsRun(t *testing.T) {
@@ -279,7 +307,7 @@ func TestMailboxRefusedTopologyFailsRun(t *testing.T) {
 	if err := ch.ExchangeDeclare(o.Exchange(), "fanout", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	mb, err := NewMailbox("celery@refused-"+r.ns, r.opts)
+	mb, err := NewMailbox("celery@refused-"+r.ns, r.tr, r.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,23 +323,29 @@ func TestMailboxRefusedTopologyFailsRun(t *testing.T) {
 
 func TestNewMailboxAndClientValidate(t *testing.T) {
 	t.Parallel()
+	// Never connected: the transport connects on first use.
+	tr := newTransport(t, "amqp://127.0.0.1:1/", nil)
 	for _, tc := range []struct {
 		node string
 		opts Options
 		want string
 	}{
-		{"", Options{BrokerURL: "amqp://h"}, "empty node name"},
-		{"celery@h", Options{}, "BrokerURL is required"},
-		{"celery@h", Options{BrokerURL: "redis://h"}, "unsupported scheme"},
-		{strings.Repeat("n", 250), Options{BrokerURL: "amqp://h"}, "longer than 255"},
-		{"celery@h", Options{BrokerURL: "amqp://h", Namespace: strings.Repeat("n", 250)}, "longer than 255"},
+		{"", Options{}, "empty node name"},
+		{strings.Repeat("n", 250), Options{}, "longer than 255"},
+		{"celery@h", Options{Namespace: strings.Repeat("n", 250)}, "longer than 255"},
 	} {
-		if _, err := NewMailbox(tc.node, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := NewMailbox(tc.node, tr, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewMailbox(%q, %+v) = %v, want %q", tc.node, tc.opts, err, tc.want)
 		}
 	}
-	if _, err := NewClient(Options{}); err == nil {
-		t.Error("NewClient without a broker succeeded")
+	if _, err := NewMailbox("celery@h", nil, Options{}); err == nil || !strings.Contains(err.Error(), "no transport") {
+		t.Errorf("NewMailbox without a transport: %v", err)
+	}
+	if _, err := NewClient(nil, Options{}); err == nil || !strings.Contains(err.Error(), "no transport") {
+		t.Errorf("NewClient without a transport: %v", err)
+	}
+	if _, err := NewClient(tr, Options{Namespace: strings.Repeat("n", 250)}); err == nil {
+		t.Error("NewClient with a too long namespace succeeded")
 	}
 	mb := newTestMailbox(t, "celery@h", nil)
 	mb.Handle("ping", pong)
@@ -329,12 +363,14 @@ func TestNewMailboxAndClientValidate(t *testing.T) {
 			reg()
 		}()
 	}
-	c, err := NewClient(Options{BrokerURL: "amqp://127.0.0.1:1/"})
+	c, err := NewClient(tr, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	ctx := context.Background()
+	// The transport retries connecting until the context ends; this one ends soon.
+	unreachable, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
 	for _, tc := range []struct {
 		call func() error
 		want string
@@ -343,7 +379,8 @@ func TestNewMailboxAndClientValidate(t *testing.T) {
 		{func() error { _, err := c.Broadcast(ctx, "x", []int{1}, nil, 0); return err }, "JSON object"},
 		{func() error { _, err := c.Broadcast(ctx, "x", make(chan int), nil, 0); return err }, "encoding arguments"},
 		{func() error { _, err := c.Broadcast(ctx, "x", nil, nil, 0, WithPattern("(", MatchPCRE)); return err }, "pcre pattern"},
-		{func() error { _, err := c.Broadcast(ctx, "x", nil, nil, 0); return err }, "connecting"},
+		{func() error { _, err := c.Broadcast(unreachable, "x", nil, nil, 0); return err }, "connecting"},
+		{func() error { _ = c.Close(); _, err := c.Broadcast(ctx, "x", nil, nil, 0); return err }, "client closed"},
 	} {
 		if err := tc.call(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("bad broadcast: %v, want an error containing %q", err, tc.want)

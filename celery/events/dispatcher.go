@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
@@ -24,14 +25,18 @@ const (
 	DefaultPublishTimeout = 10 * time.Second
 )
 
-// ExchangeDeclarer is implemented by brokers that can declare an exchange without a queue
-// (amqpbroker.Broker does). The Dispatcher declares its exchange with it before its first publish,
-// and again after a failed one: topic, durable, not auto-delete, no arguments (kombu's Exchange
-// defaults, so Python's own declaration never fails with 406). With a broker that does not
-// implement it the exchange is not declared: it must exist.
-type ExchangeDeclarer interface {
-	DeclareExchange(ctx context.Context, name, kind string, durable, autoDelete bool) error
+// Publisher is what a Dispatcher publishes through: a [fanout.Transport] (amqpbroker.Fanout for
+// RabbitMQ), or any [broker.Broker]. Publish must wait for the broker's confirm.
+type Publisher interface {
+	Publish(ctx context.Context, p broker.Publishing) error
 }
+
+// ExchangeDeclarer is implemented by publishers that can declare an exchange without a queue
+// (every [fanout.Transport], and amqpbroker.Broker). The Dispatcher declares its exchange with it
+// before its first publish, and again after a failed one: topic, durable, not auto-delete, no
+// arguments (kombu's Exchange defaults, so Python's own declaration never fails with 406). With
+// a publisher that does not implement it the exchange is not declared: it must exist.
+type ExchangeDeclarer = fanout.ExchangeDeclarer
 
 // Options configure a Dispatcher.
 type Options struct {
@@ -75,7 +80,7 @@ type Stats struct {
 // puts it in a bounded buffer; one goroutine publishes from there, task events batched into
 // "task.multi" lists. It is safe for concurrent use.
 type Dispatcher struct {
-	br       broker.Broker
+	br       Publisher
 	o        Options
 	clock    *Clock
 	log      *slog.Logger
@@ -99,10 +104,11 @@ type Dispatcher struct {
 	sent, messages, dropped, failed atomic.Uint64
 }
 
-// NewDispatcher starts a dispatcher publishing to br. Call Close to flush and stop it.
-func NewDispatcher(br broker.Broker, o Options) (*Dispatcher, error) {
+// NewDispatcher starts a dispatcher publishing through br, which the caller keeps and closes
+// after the dispatcher. Call Close to flush and stop it.
+func NewDispatcher(br Publisher, o Options) (*Dispatcher, error) {
 	if br == nil {
-		return nil, errors.New("events: NewDispatcher: no broker")
+		return nil, errors.New("events: NewDispatcher: no broker (publisher)")
 	}
 	if o.Hostname == "" {
 		return nil, errors.New("events: NewDispatcher: Options.Hostname (the node name) is required")
@@ -348,8 +354,8 @@ func (d *Dispatcher) publish(batch []Event) {
 	d.messages.Add(1)
 }
 
-// declare declares the event exchange as kombu does: topic, durable, not auto-delete. A broker
-// that cannot declare a bare exchange is assumed to have it.
+// declare declares the event exchange as kombu does: topic, durable, not auto-delete. A
+// publisher that cannot declare a bare exchange is assumed to have it.
 func (d *Dispatcher) declare(ctx context.Context) error {
 	if x, ok := d.br.(ExchangeDeclarer); ok {
 		return x.DeclareExchange(ctx, d.exchange, "topic", true, false)

@@ -38,8 +38,10 @@
 // DisableTaskEvents: the -E flag and the enable_events/disable_events control commands); worker
 // events always are. Close flushes.
 //
-// The exchange is declared before the first publish (and after a failed one) through
-// ExchangeDeclarer, which amqpbroker.Broker implements.
+// A Dispatcher publishes through a Publisher: a fanout.Transport (amqpbroker.Fanout for
+// RabbitMQ) or any broker.Broker. The exchange is declared before the first publish (and after a
+// failed one) through ExchangeDeclarer, which every fanout.Transport implements. This package
+// never talks to a broker directly.
 //
 // # Heartbeat
 //
@@ -49,7 +51,8 @@
 //
 // # Receiver
 //
-// NewReceiver consumes from a private queue as Celery's EventReceiver does ("celeryev.<uuid>",
-// auto-delete, x-message-ttl 5000, x-expires 60000, bound with "#") and decodes single and .multi
-// messages; undecodable messages are reported, never skipped. It is for tests and tools.
+// NewReceiver consumes, through a fanout.Transport, from a private queue as Celery's
+// EventReceiver does ("celeryev.<uuid>", auto-delete, x-message-ttl 5000, x-expires 60000, bound
+// with "#") and decodes single and .multi messages; undecodable messages are reported, never
+// skipped. It stops when the transport loses its connection. It is for tests and tools.
 package events

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/internal/tcpproxy"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -28,10 +30,17 @@ func newRabbitBroker(t testing.TB) *amqpbroker.Broker {
 	return br
 }
 
-// newTestReceiver starts a Receiver on exchange, failing the test if RabbitMQ is not there.
+// newTestReceiver starts a Receiver on exchange on a RabbitMQ connection of its own, failing the
+// test if RabbitMQ is not there.
 func newTestReceiver(t testing.TB, ctx context.Context, o ReceiverOptions) *Receiver {
 	t.Helper()
-	r, err := NewReceiver(ctx, testenv.AMQPURL(), o)
+	tr, err := amqpbroker.NewFanout(testenv.AMQPURL(), amqpbroker.Options{ConnectionName: "events-test-receiver",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	r, err := NewReceiver(ctx, tr, o)
 	if err != nil {
 		t.Fatalf("RabbitMQ is required at %s (run scripts/services.sh): %v", testenv.AMQPURL(), err)
 	}
@@ -71,7 +80,7 @@ func TestDispatchAndReceiveRabbitMQ(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			rclock := new(Clock)
-			rcv := newTestReceiver(t, ctx, ReceiverOptions{Exchange: ex, Clock: rclock, ConnectionName: "events-test-receiver"})
+			rcv := newTestReceiver(t, ctx, ReceiverOptions{Exchange: ex, Clock: rclock})
 
 			// The receiver's queue is declared exactly as Celery's EventReceiver declares it: an
 			// identical declaration succeeds (a different one would fail with 406).
@@ -190,18 +199,66 @@ func TestDispatchAndReceiveRabbitMQ(t *testing.T) {
 
 func TestNewReceiverErrors(t *testing.T) {
 	t.Parallel()
+	// Never connected: the transport connects on first use, and retries until the context ends.
+	down, err := amqpbroker.NewFanout("amqp://guest:guest@127.0.0.1:1//", amqpbroker.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
 	for _, tc := range []struct {
-		url  string
+		tr   *amqpbroker.Fanout
 		o    ReceiverOptions
 		want string
 	}{
-		{"redis://x", ReceiverOptions{}, "unsupported scheme"},
-		{testenv.AMQPURL(), ReceiverOptions{Expires: -time.Second}, "negative"},
-		{"amqp://guest:guest@127.0.0.1:1//", ReceiverOptions{}, "connecting"},
+		{down, ReceiverOptions{Expires: -time.Second}, "negative"},
+		{down, ReceiverOptions{}, "connecting"},
 	} {
-		if _, err := NewReceiver(context.Background(), tc.url, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("NewReceiver(%q, %+v) = %v, want %q", tc.url, tc.o, err, tc.want)
+		if _, err := NewReceiver(ctx, tc.tr, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewReceiver(%+v) = %v, want %q", tc.o, err, tc.want)
 		}
+	}
+	if _, err := NewReceiver(ctx, nil, ReceiverOptions{}); err == nil || !strings.Contains(err.Error(), "no transport") {
+		t.Errorf("NewReceiver without a transport: %v", err)
+	}
+}
+
+// TestReceiverStopsWhenItsConnectionIsLost cuts the receiver's connection: C closes and Err says
+// the connection was lost.
+func TestReceiverStopsWhenItsConnectionIsLost(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(testenv.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":5672"
+	}
+	p := tcpproxy.Start(t, host)
+	u.Host = p.Addr()
+	tr, err := amqpbroker.NewFanout(u.String(), amqpbroker.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	ex := testenv.Name(t, "celeryev")
+	testenv.DeleteQueuesAtCleanup(t, ex)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rcv, err := NewReceiver(ctx, tr, ReceiverOptions{Exchange: ex})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Close()
+	if n := p.Cut(); n != 1 {
+		t.Fatalf("cut %d connections, want 1", n)
+	}
+	for range rcv.C() {
+	}
+	if err := rcv.Err(); err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Fatalf("Err after the cut = %v, want a lost connection", err)
 	}
 }
 

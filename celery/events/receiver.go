@@ -8,10 +8,7 @@ import (
 	"sync"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
-	"github.com/forumads/forumads/celery/amqpwire"
-	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/broker/fanout"
 )
 
 // ReceiverOptions configure a Receiver. Zero values mean Celery's defaults.
@@ -29,8 +26,6 @@ type ReceiverOptions struct {
 	// Clock, when set, is forwarded with every received event's clock, as Celery's receiver does
 	// (except for task-sent: clients' clocks are not synchronised).
 	Clock *Clock
-	// ConnectionName is shown in the RabbitMQ management UI.
-	ConnectionName string
 }
 
 // Received is one event taken from the queue, or a message that could not be decoded.
@@ -52,7 +47,7 @@ type Received struct {
 // Flower): "celeryev.<uuid>", not durable, auto-delete, x-message-ttl 5000, x-expires 60000, bound
 // to the event exchange with "#", consumed without acknowledgements. It is meant for tests and tools.
 type Receiver struct {
-	conn  *amqp.Connection
+	sub   fanout.Subscription
 	queue string
 	c     chan Received
 	stop  chan struct{}
@@ -63,11 +58,14 @@ type Receiver struct {
 	err error
 }
 
-// NewReceiver connects to brokerURL (Celery's broker_url; the first of several ';'-separated URLs),
-// declares the exchange (topic, durable, as kombu does), the queue and its binding, and starts
-// consuming. Events arrive on C once NewReceiver returns. The receiver stops when ctx ends, Close is
-// called or the connection is lost; then C is closed.
-func NewReceiver(ctx context.Context, brokerURL string, o ReceiverOptions) (*Receiver, error) {
+// NewReceiver declares the exchange (topic, durable, as kombu does), the queue and its binding
+// through tr, and starts consuming. Events arrive on C once NewReceiver returns. The receiver
+// stops when ctx ends, Close is called or the subscription ends (the transport lost its
+// connection); then C is closed. The caller keeps tr and closes it after the receiver.
+func NewReceiver(ctx context.Context, tr fanout.Transport, o ReceiverOptions) (*Receiver, error) {
+	if tr == nil {
+		return nil, errors.New("events: NewReceiver: no transport")
+	}
 	if o.Exchange == "" {
 		o.Exchange = DefaultExchange
 	}
@@ -86,52 +84,22 @@ func NewReceiver(ctx context.Context, brokerURL string, o ReceiverOptions) (*Rec
 	if o.MessageTTL < 0 || o.Expires < 0 {
 		return nil, fmt.Errorf("events: NewReceiver: negative MessageTTL (%s) or Expires (%s)", o.MessageTTL, o.Expires)
 	}
-	urls, err := amqpbroker.ParseURLs(brokerURL)
-	if err != nil {
-		return nil, fmt.Errorf("events: NewReceiver: %w", err)
-	}
-	props := amqp.NewConnectionProperties()
-	if o.ConnectionName != "" {
-		props.SetClientConnectionName(o.ConnectionName)
-	}
-	conn, err := amqp.DialConfig(urls[0], amqp.Config{
-		Heartbeat: 10 * time.Second, Locale: "en_US", Properties: props,
-		Dial: amqpwire.Dialer(nil, amqpwire.Options{}),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("events: NewReceiver: connecting: %w", err)
-	}
-	r := &Receiver{conn: conn, queue: o.QueuePrefix + "." + newUUID(), c: make(chan Received, 64),
+	r := &Receiver{queue: o.QueuePrefix + "." + newUUID(), c: make(chan Received, 64),
 		stop: make(chan struct{}), done: make(chan struct{})}
-	deliveries, err := r.setup(o)
-	if err != nil {
-		_ = conn.Close()
+	if err := tr.DeclareExchange(ctx, o.Exchange, "topic", true, false); err != nil {
 		return nil, fmt.Errorf("events: NewReceiver: %w", err)
 	}
-	go r.loop(ctx, o, deliveries)
+	q := fanout.Queue{Name: r.queue, Exchange: o.Exchange, RoutingKey: o.RoutingKey, MessageTTL: o.MessageTTL, Expires: o.Expires}
+	if _, err := tr.DeclareQueue(ctx, q); err != nil {
+		return nil, fmt.Errorf("events: NewReceiver: %w", err)
+	}
+	sub, err := tr.Consume(ctx, r.queue)
+	if err != nil {
+		return nil, fmt.Errorf("events: NewReceiver: %w", err)
+	}
+	r.sub = sub
+	go r.loop(ctx, o)
 	return r, nil
-}
-
-func (r *Receiver) setup(o ReceiverOptions) (<-chan amqp.Delivery, error) {
-	ch, err := r.conn.Channel()
-	if err != nil {
-		return nil, err
-	}
-	if err := ch.ExchangeDeclare(o.Exchange, "topic", true, false, false, false, nil); err != nil {
-		return nil, fmt.Errorf("declaring exchange %q: %w", o.Exchange, err)
-	}
-	args := amqp.Table{"x-message-ttl": int32(o.MessageTTL.Milliseconds()), "x-expires": int32(o.Expires.Milliseconds())}
-	if _, err := ch.QueueDeclare(r.queue, false, true, false, false, args); err != nil {
-		return nil, fmt.Errorf("declaring queue %q: %w", r.queue, err)
-	}
-	if err := ch.QueueBind(r.queue, o.RoutingKey, o.Exchange, false, nil); err != nil {
-		return nil, fmt.Errorf("binding queue %q to %q: %w", r.queue, o.Exchange, err)
-	}
-	d, err := ch.Consume(r.queue, "", true, false, false, false, nil)
-	if err != nil {
-		return nil, fmt.Errorf("consuming %q: %w", r.queue, err)
-	}
-	return d, nil
 }
 
 // Queue is the name of the receiver's queue.
@@ -142,47 +110,44 @@ func (r *Receiver) Queue() string { return r.queue }
 // memory. It is closed when the receiver stops.
 func (r *Receiver) C() <-chan Received { return r.c }
 
-// Err is why the receiver stopped: nil after Close or the end of ctx, else the connection error.
+// Err is why the receiver stopped: nil after Close or the end of ctx, else why the subscription
+// ended (the connection was lost).
 func (r *Receiver) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err
 }
 
-// Close stops the receiver and closes its connection (RabbitMQ then deletes the queue).
+// Close stops the receiver and its subscription (RabbitMQ then deletes the queue). It does not
+// close the transport.
 func (r *Receiver) Close() error {
 	r.once.Do(func() { close(r.stop) })
 	<-r.done
 	return nil
 }
 
-func (r *Receiver) loop(ctx context.Context, o ReceiverOptions, deliveries <-chan amqp.Delivery) {
+func (r *Receiver) loop(ctx context.Context, o ReceiverOptions) {
 	defer close(r.done)
 	defer close(r.c)
-	defer func() { _ = r.conn.Close() }()
-	closed := r.conn.NotifyClose(make(chan *amqp.Error, 1))
+	defer func() { _ = r.sub.Close() }()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.stop:
 			return
-		case d, ok := <-deliveries:
+		case m, ok := <-r.sub.C():
 			if !ok {
-				err := error(errors.New("events: receiver: the broker closed the consumer"))
-				select {
-				case cerr, ok := <-closed:
-					if ok && cerr != nil {
-						err = fmt.Errorf("events: receiver: connection lost: %w", cerr)
-					}
-				default:
+				err := r.sub.Err()
+				if err == nil {
+					err = errors.New("the subscription ended")
 				}
 				r.mu.Lock()
-				r.err = err
+				r.err = fmt.Errorf("events: receiver: %w", err)
 				r.mu.Unlock()
 				return
 			}
-			if !r.deliver(ctx, o, d) {
+			if !r.deliver(ctx, o, m) {
 				return
 			}
 		}
@@ -190,7 +155,7 @@ func (r *Receiver) loop(ctx context.Context, o ReceiverOptions, deliveries <-cha
 }
 
 // deliver decodes one message and hands its events over; false when the receiver is stopping.
-func (r *Receiver) deliver(ctx context.Context, o ReceiverOptions, d amqp.Delivery) bool {
+func (r *Receiver) deliver(ctx context.Context, o ReceiverOptions, d fanout.Message) bool {
 	base := Received{RoutingKey: d.RoutingKey, ContentType: d.ContentType, DeliveryMode: d.DeliveryMode}
 	if h, ok := d.Headers["hostname"].(string); ok {
 		base.Hostname = h

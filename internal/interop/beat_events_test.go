@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -38,7 +39,12 @@ func TestBeatSendsTaskSent(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rcv, err := events.NewReceiver(ctx, testenv.AMQPURL(), events.ReceiverOptions{Exchange: exchange, ConnectionName: "beat-events-test"})
+	tr, err := amqpbroker.NewFanout(testenv.AMQPURL(), amqpbroker.Options{ConnectionName: "beat-events-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	rcv, err := events.NewReceiver(ctx, tr, events.ReceiverOptions{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,17 +2,12 @@ package control
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
-	"github.com/forumads/forumads/celery/amqpwire"
-	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/broker/fanout"
 )
 
 // DefaultNamespace is Celery's control_exchange: the exchanges are "celery.pidbox" and
@@ -29,11 +24,10 @@ const (
 	DefaultQueueExpires = 10 * time.Second
 )
 
-// Options configure a [Mailbox] or a [Client]. Zero values mean the defaults.
+// Options configure a [Mailbox] or a [Client]. Zero values mean the defaults. The broker comes
+// as the [fanout.Transport] given to [NewMailbox] or [NewClient] (amqpbroker.NewFanout for
+// RabbitMQ).
 type Options struct {
-	// BrokerURL is Celery's broker_url (amqp://, pyamqp://; several separated by ';' are tried in
-	// turn). Required unless Dial is set.
-	BrokerURL string
 	// Namespace is Celery's control_exchange (default "celery"): requests go to the fanout
 	// exchange "<namespace>.pidbox", replies to the direct exchange "reply.<namespace>.pidbox",
 	// and a node listens on the queue "<node>.<namespace>.pidbox". Python's CLI uses the default;
@@ -47,11 +41,9 @@ type Options struct {
 	Clock *Clock
 	// Logger receives what the mailbox does (default slog.Default()).
 	Logger *slog.Logger
-	// Dial opens a connection; nil dials BrokerURL through package amqpwire, so headers written
-	// by py-amqp never break the connection.
-	Dial func(ctx context.Context) (*amqp.Connection, error)
-	// MinBackoff and MaxBackoff bound the delay between reconnection attempts (defaults 100ms
-	// and 5s).
+	// MinBackoff and MaxBackoff bound the delay before a mailbox sets up again after its
+	// subscription ended (defaults 100ms and 5s); the transport has its own backoff for
+	// reconnecting.
 	MinBackoff, MaxBackoff time.Duration
 	// Now is the clock used to expire requests (default time.Now).
 	Now func() time.Time
@@ -86,16 +78,6 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Dial == nil {
-		if o.BrokerURL == "" {
-			return o, errors.New("control: Options: BrokerURL is required (or Dial)")
-		}
-		urls, err := amqpbroker.ParseURLs(o.BrokerURL)
-		if err != nil {
-			return o, fmt.Errorf("control: Options: %w", err)
-		}
-		o.Dial = dialer(urls)
-	}
 	if len(o.Exchange()) > 255 || len(o.ReplyExchange()) > 255 {
 		return o, fmt.Errorf("control: Options: namespace %q makes exchange names longer than 255 bytes", o.Namespace)
 	}
@@ -118,61 +100,21 @@ func (o Options) ns() string {
 	return o.Namespace
 }
 
-// dialer dials the URLs in turn through amqpwire.
-func dialer(urls []string) func(ctx context.Context) (*amqp.Connection, error) {
-	var next atomic.Uint64
-	return func(ctx context.Context) (*amqp.Connection, error) {
-		u := urls[(next.Add(1)-1)%uint64(len(urls))]
-		props := amqp.NewConnectionProperties()
-		props.SetClientConnectionName("celery-control")
-		cfg := amqp.Config{
-			Heartbeat:  10 * time.Second,
-			Locale:     "en_US",
-			Properties: props,
-			Dial:       amqpwire.Dialer(nil, amqpwire.Options{}),
-		}
-		type result struct {
-			c   *amqp.Connection
-			err error
-		}
-		done := make(chan result, 1)
-		go func() {
-			c, err := amqp.DialConfig(u, cfg)
-			done <- result{c, err}
-		}()
-		select {
-		case r := <-done:
-			return r.c, r.err
-		case <-ctx.Done():
-			go func() {
-				if r := <-done; r.c != nil {
-					_ = r.c.Close()
-				}
-			}()
-			return nil, context.Cause(ctx)
-		}
-	}
-}
-
-// queueArgs are the arguments kombu gives pidbox queues (expires and message_ttl in seconds
-// become integer milliseconds, sent as 'I').
-func queueArgs(o Options) amqp.Table {
-	return amqp.Table{
-		"x-expires":     int32(o.QueueExpires / time.Millisecond),
-		"x-message-ttl": int32(o.QueueTTL / time.Millisecond),
-	}
+// queue is the declaration of a node's or a reply queue, with the TTL and expiry kombu gives
+// pidbox queues.
+func (o Options) queue(name, exchange, routingKey string) fanout.Queue {
+	return fanout.Queue{Name: name, Exchange: exchange, RoutingKey: routingKey,
+		MessageTTL: o.QueueTTL, Expires: o.QueueExpires}
 }
 
 // declareExchanges declares the request exchange (fanout) and the reply exchange (direct), both
 // non-durable and not auto-deleted, exactly as kombu declares them.
-func declareExchanges(ch *amqp.Channel, o Options) error {
-	if err := ch.ExchangeDeclare(o.Exchange(), "fanout", false, false, false, false, nil); err != nil {
-		return fmt.Errorf("declaring exchange %q: %w", o.Exchange(), err)
+func declareExchanges(ctx context.Context, tr fanout.Transport, o Options) error {
+	// The transport's errors name the exchange.
+	if err := tr.DeclareExchange(ctx, o.Exchange(), "fanout", false, false); err != nil {
+		return err
 	}
-	if err := ch.ExchangeDeclare(o.ReplyExchange(), "direct", false, false, false, false, nil); err != nil {
-		return fmt.Errorf("declaring exchange %q: %w", o.ReplyExchange(), err)
-	}
-	return nil
+	return tr.DeclareExchange(ctx, o.ReplyExchange(), "direct", false, false)
 }
 
 // backoff waits before the next attempt; false when ctx ended first.
@@ -185,18 +127,4 @@ func backoff(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// isRefusal reports whether the broker refused what was asked (a channel or connection exception
-// that retrying cannot fix).
-func isRefusal(err error) bool {
-	var aerr *amqp.Error
-	if errors.As(err, &aerr) {
-		switch aerr.Code {
-		case amqp.NotFound, amqp.AccessRefused, amqp.PreconditionFailed, amqp.ResourceLocked,
-			amqp.NotAllowed, amqp.NotImplemented, amqp.CommandInvalid, amqp.SyntaxError:
-			return true
-		}
-	}
-	return false
 }
