@@ -11,7 +11,8 @@
 // CELERY_BROKER_URL and CELERY_RESULT_BACKEND override the file's broker_url and result_backend;
 // WORKER_METRICS_ADDR is the default of --metrics-addr. The first SIGTERM or SIGINT (or `celery
 // control shutdown`) starts a warm shutdown (stop consuming, finish running tasks, exit 0); a
-// second signal, or SIGQUIT, is a cold shutdown.
+// second signal, or SIGQUIT, is a cold shutdown (running tasks get worker_soft_shutdown_timeout,
+// then their contexts are cancelled; exit 1). See celery.Worker.Shutdown.
 //
 // Operators use Python Celery's own tools against it: `celery inspect` and `celery control`
 // (remote control), `celery events` and Flower (worker events always, task events with -E), and
