@@ -30,6 +30,10 @@ var errColdShutdown = fmt.Errorf("%w: cold shutdown (%w)", ErrWorkerClosed, ErrW
 // stored; otherwise their messages were acknowledged already and FAILURE (WorkerLostError) is
 // stored. A task that ignores its context keeps Run waiting: bound the wait with ctx.
 //
+// Held messages (ETA, rate limit) are given back to the broker on both paths before Run returns,
+// so worker_enable_soft_shutdown_on_idle, which Celery recommends so that held ETA messages get
+// back in time, only makes the soft period start on an idle worker too; it ends once they are back.
+//
 // Shutdown before Run makes Run return ErrWorkerClosed at once. It is safe to call from any
 // goroutine; the shutdown control command begins the same warm shutdown.
 func (w *Worker) Shutdown(ctx context.Context) error {
