@@ -135,7 +135,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer rc.Close()
 	store := beat.NewStore(rc, cfg.settings.KeyPrefix, cfg.settings.LockTTL)
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := context.WithCancel(context.Background()) // the metrics server's and --list's
 	defer cancel()
 	if f.list {
 		s := beat.NewScheduler(beat.SchedulerOptions{Store: store, Logger: log, MissedRuns: cfg.settings.MissedRuns})
@@ -199,55 +199,69 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"    . state -> %s (prefix %s)\n    . timezone -> %s\n    . missed runs -> %s\n    . lock ttl -> %s\n",
 		time.Now().Format("2006-01-02 15:04:05"), wiring.Redacted(cfg.file.Celery.BrokerURL),
 		wiring.Redacted(cfg.settings.StateURL), cfg.settings.KeyPrefix, cfg.loc, cfg.settings.MissedRuns, cfg.settings.LockTTL)
-	log.Info("beat: Starting...")
-	for {
-		if err = s.Load(ctx, cfg.entries); err == nil || ctx.Err() != nil {
-			break
-		}
-		log.Error("beat: cannot read the state from Redis; retrying", "error", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-	if ctx.Err() != nil {
-		return 0
-	}
-	s.LogSchedule()
-
 	reload := make(chan []*beat.Entry)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			}
-			next, err := load(f.config)
-			if err == nil && next.settings != cfg.settings {
-				err = errors.New("beat_state_url, beat_key_prefix, beat_lock_ttl and beat_missed_runs need a restart")
-			}
-			if err != nil {
-				log.Error("beat: reload failed, keeping the previous schedule: " + err.Error())
-				continue
-			}
-			log.Info("beat: reloading the schedule", "entries", len(next.entries))
-			select {
-			case reload <- next.entries:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	if err := s.Run(ctx, reload); err != nil {
+	b, err := beat.New(beat.BeatOptions{Scheduler: s, Entries: cfg.entries, Reload: reload, Logger: log})
+	if err != nil {
 		log.Error("beat: " + err.Error())
 		return 1
 	}
-	log.Info("beat: Shutting down")
-	return 0
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnSignal(ctx, hup, f.config, cfg.settings, reload, log)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	runErr := make(chan error, 1)
+	go func() { runErr <- b.Run(context.Background()) }()
+	for {
+		select {
+		case err := <-runErr:
+			if err != nil && !errors.Is(err, beat.ErrBeatClosed) {
+				log.Error("beat: " + err.Error())
+				return 1
+			}
+			return 0
+		case <-sigs:
+			// The first SIGTERM or SIGINT lets a send in flight finish (for at most
+			// shutdownGrace); a second one cancels it.
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			go func() {
+				defer cancel()
+				_ = b.Shutdown(sctx)
+			}()
+		}
+	}
+}
+
+// shutdownGrace is how long a SIGTERM lets the sends in flight finish before they are cancelled.
+const shutdownGrace = 10 * time.Second
+
+// reloadOnSignal re-reads the configuration at each value on hup (SIGHUP) and hands its schedule
+// to beat, in order; a file that cannot be read, or that changes the settings that need a
+// restart, keeps the previous schedule. It returns when ctx ends.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, path string, settings beat.Settings, reload chan<- []*beat.Entry, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		next, err := load(path)
+		if err == nil && next.settings != settings {
+			err = errors.New("beat_state_url, beat_key_prefix, beat_lock_ttl and beat_missed_runs need a restart")
+		}
+		if err != nil {
+			log.Error("beat: reload failed, keeping the previous schedule: " + err.Error())
+			continue
+		}
+		log.Info("beat: reloading the schedule", "entries", len(next.entries))
+		select {
+		case reload <- next.entries:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // sentEventsBroker returns br, or with task_send_sent_event br wrapped so that every task beat

@@ -183,6 +183,7 @@ func benchWorkerEndToEnd(b *testing.B, ignore bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = wbr.Close() }) // after the worker stops: Run does not close it
 	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: backend,
 		Hostname: "celery@bench", Logger: log})
 	if err != nil {

@@ -69,6 +69,7 @@ func setup(t *testing.T, register func(*celery.Registry), mutate func(*celery.Co
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = wbr.Close() }) // after b.stop: Run does not close it
 	b.worker, err = celery.NewWorker(celery.WorkerOptions{Config: b.cfg, Registry: b.reg, Broker: wbr,
 		Backend: b.backend, Hostname: "celery@test", Logger: log})
 	if err != nil {

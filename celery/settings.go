@@ -69,6 +69,11 @@ type Config struct {
 	WorkerDeduplicateSuccess  bool     `yaml:"worker_deduplicate_successful_tasks"`
 	WorkerSoftShutdownTimeout *float64 `yaml:"worker_soft_shutdown_timeout"`
 
+	// WorkerSoftShutdownTimeout (above) is how many seconds a cold shutdown gives running tasks
+	// before it cancels them (Celery 5.5's soft shutdown; nil or 0: none);
+	// WorkerEnableSoftShutdownOnIdle starts that period even when no task runs. See Worker.Shutdown.
+	WorkerEnableSoftShutdownOnIdle bool `yaml:"worker_enable_soft_shutdown_on_idle"`
+
 	// WorkerDeadLetterQueue and WorkerETAParkAfter are this implementation's own settings.
 	WorkerDeadLetterQueue string   `yaml:"worker_dead_letter_queue"`
 	WorkerETAParkAfter    *float64 `yaml:"worker_eta_park_after"`
@@ -351,7 +356,7 @@ func (c Config) Validate() error {
 		name string
 		v    *float64
 	}{{"control_queue_ttl", c.ControlQueueTTL}, {"control_queue_expires", c.ControlQueueExpires},
-		{"worker_revoke_expires", c.WorkerRevokeExpires}} {
+		{"worker_revoke_expires", c.WorkerRevokeExpires}, {"worker_soft_shutdown_timeout", c.WorkerSoftShutdownTimeout}} {
 		if f.v != nil && !(*f.v >= 0) {
 			return fmt.Errorf("%s: must be >= 0 seconds, got %v", f.name, *f.v)
 		}

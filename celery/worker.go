@@ -113,6 +113,16 @@ type Worker struct {
 	shutdown   chan struct{}
 	shutOnce   sync.Once
 
+	// Lifecycle (lifecycle.go): cold is closed when a cold shutdown begins, runDone when Run
+	// returns, tasksDone once no task runs and none will start.
+	cold      chan struct{}
+	coldOnce  sync.Once
+	runDone   chan struct{}
+	tasksDone chan struct{}
+	ran       atomic.Bool  // Run was called
+	closedBy  atomic.Bool  // Shutdown, Terminate or the shutdown command stopped the worker
+	shutCalls atomic.Int32 // calls of Shutdown: the second is cold
+
 	ready      chan *job
 	timers     *timerQueue[*job]
 	buckets    sync.Map // task name -> *tokenBucket
@@ -122,7 +132,7 @@ type Worker struct {
 	gen        atomic.Uint64
 	started    *recentSet // (id, retries) of tasks started lately, to discard their redeliveries
 
-	taskCtx     context.Context // parent of every task context; cancelled by Terminate
+	taskCtx     context.Context // parent of every task context; cancelled by a cold shutdown
 	killTasks   context.CancelCauseFunc
 	running     sync.WaitGroup
 	active      sync.Map // task id -> *job
@@ -246,6 +256,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		hostname: o.Hostname, log: o.Logger, now: o.Now, accept: accept, pid: os.Getpid(),
 		events: o.Events, revokes: o.Revokes, metrics: o.Metrics, canvas: o.Canvas,
 		shrink: make(chan struct{}, 1<<16), shutdown: make(chan struct{}), began: time.Now(),
+		cold: make(chan struct{}), runDone: make(chan struct{}), tasksDone: make(chan struct{}),
 	}
 	if w.log == nil {
 		w.log = slog.Default()
@@ -291,11 +302,25 @@ func (w *Worker) Stats() *Stats { return &w.stats }
 // Config is the effective configuration.
 func (w *Worker) Config() Config { return w.cfg }
 
-// Run consumes and runs tasks until ctx ends (or Shutdown is called: the shutdown control
-// command), then shuts down warmly: it stops consuming, returns messages it holds but has not
-// started to the broker, waits for running tasks to finish and acknowledges them. It returns nil
-// after a clean shutdown. Call Terminate to stop running tasks (cold shutdown).
+// Run consumes and runs tasks until ctx ends or Shutdown is called, then shuts down warmly: it
+// stops consuming, returns messages it holds but has not started to the broker, waits for running
+// tasks to finish and acknowledges them. A cold shutdown (a second Shutdown, Shutdown's ctx ending,
+// Terminate) cancels the running tasks' contexts, after worker_soft_shutdown_timeout when that is
+// set; see Shutdown.
+//
+// Like http.Server.Serve, Run returns ErrWorkerClosed after a stop begun by Shutdown (or by the
+// shutdown control command), wrapped together with ErrWorkerShutdown when the shutdown went cold;
+// it returns nil after a warm shutdown begun by ctx, and ErrWorkerClosed at once when Shutdown was
+// called before it. Run may be called once. It never closes the broker it was given: the caller,
+// who created it, closes it after Run returns.
 func (w *Worker) Run(ctx context.Context) error {
+	if w.ran.Swap(true) {
+		return errors.New("celery: Worker.Run called twice")
+	}
+	defer close(w.runDone)
+	if w.closedBy.Load() {
+		return ErrWorkerClosed
+	}
 	w.taskCtx, w.killTasks = context.WithCancelCause(context.WithoutCancel(ctx))
 	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsume()
@@ -319,6 +344,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.watchRevokes(consumeCtx)
 		}()
 	}
+	coldDone := make(chan struct{})
+	go func() {
+		defer close(coldDone)
+		w.watchCold()
+	}()
 	w.log.Info("worker ready", "hostname", w.hostname, "concurrency", w.Concurrency(), "prefetch", w.basePrefetch())
 
 	intakeDone := make(chan struct{})
@@ -359,8 +389,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	<-intakeDone
 	watchers.Wait()
 	// Held messages (ETA, rate limit) go back to their queue. A few are rejected one by one, so other
-	// workers get them at once; many are left to the connection's close (RabbitMQ requeues a
-	// channel's unacknowledged messages in one go, where 10,000 single rejects take a minute).
+	// workers get them at once; many are left to the connection's close by the broker's owner
+	// after Run returns (RabbitMQ requeues a channel's unacknowledged messages in one go, where
+	// 10,000 single rejects take a minute).
 	if held := w.timers.close(); len(held) <= maxSingleGiveBacks {
 		for _, j := range held {
 			w.giveBack(j)
@@ -374,19 +405,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	close(w.ready)
 	w.pool.Wait()
 	w.running.Wait()
+	close(w.tasksDone)
+	<-coldDone
 	w.log.Info("worker stopped", "hostname", w.hostname)
-	closeErr := w.br.Close()
-	if w.terminated.Load() {
-		return ErrWorkerShutdown
-	}
-	return closeErr
+	return w.runResult()
 }
 
 // intakeBatch is the most deliveries taken in one go: their revoked ids are checked in one round trip.
 const intakeBatch = 64
-
-// Shutdown starts a warm shutdown, as cancelling Run's context does (the shutdown control command).
-func (w *Worker) Shutdown() { w.shutOnce.Do(func() { close(w.shutdown) }) }
 
 // grow starts the first n pool goroutines.
 func (w *Worker) grow(n int) {
@@ -423,18 +449,6 @@ func (w *Worker) spawnLocked(n int) {
 func (w *Worker) Concurrency() int { return int(w.size.Load()) }
 
 func (w *Worker) basePrefetch() int { return int(w.prefetch.Load()) }
-
-// Terminate cancels every running task's context with ErrWorkerShutdown (cold shutdown). Their
-// messages, unless already acknowledged, return to the queue when the connection closes.
-//
-// Run then returns ErrWorkerShutdown.
-func (w *Worker) Terminate() {
-	w.terminated.Store(true)
-	if w.killTasks != nil {
-		w.killTasks(ErrWorkerShutdown)
-	}
-	_ = w.br.Close()
-}
 
 func (w *Worker) activeCount() int {
 	n := 0

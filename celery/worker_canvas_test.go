@@ -48,6 +48,7 @@ func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLo
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = wbr.Close() }) // after the worker stops: Run does not close it
 	wsend, err := canvas.NewSender(cfg, wbr, backend)
 	if err != nil {
 		t.Fatal(err)

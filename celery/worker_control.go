@@ -841,7 +841,7 @@ func (c *controller) shutdown(_ context.Context, args json.RawMessage) (any, err
 		return nil, err
 	}
 	c.w.log.Warn(msg)
-	c.w.Shutdown()
+	c.w.beginShutdown()
 	return control.OK(msg), nil
 }
 

@@ -60,6 +60,7 @@ func benchWorkerOps(b *testing.B, store, ev, stats bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = wbr.Close() }) // Run does not close it
 	opts := celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Hostname: "celery@bench", Logger: log,
 		Backend: redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: prefix})}
 	if store {

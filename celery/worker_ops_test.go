@@ -256,10 +256,14 @@ func (b *opsBundle) releaseAll() { b.relOnce.Do(func() { close(b.release) }) }
 func (b *opsBundle) stop(t *testing.T) {
 	b.stopOnce.Do(func() {
 		b.releaseAll()
-		b.worker.Shutdown()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := b.worker.Shutdown(ctx); err != nil {
+			t.Errorf("worker.Shutdown: %v", err)
+		}
 		select {
 		case err := <-b.runErr:
-			if err != nil {
+			if err != nil && !errors.Is(err, celery.ErrWorkerClosed) {
 				t.Errorf("worker.Run: %v", err)
 			}
 		case <-time.After(30 * time.Second):
@@ -764,8 +768,8 @@ func TestOpsShutdownAndRefusals(t *testing.T) {
 	b.wantOK(t, "shutdown", map[string]any{"msg": "bye"}, "bye")
 	select {
 	case err := <-b.runErr:
-		if err != nil {
-			t.Errorf("Run after shutdown: %v", err)
+		if !errors.Is(err, celery.ErrWorkerClosed) || errors.Is(err, celery.ErrWorkerShutdown) {
+			t.Errorf("Run after the shutdown command = %v, want ErrWorkerClosed (warm)", err)
 		}
 		b.runErr <- nil // for the cleanup's stop
 	case <-time.After(30 * time.Second):

@@ -11,7 +11,8 @@
 // CELERY_BROKER_URL and CELERY_RESULT_BACKEND override the file's broker_url and result_backend;
 // WORKER_METRICS_ADDR is the default of --metrics-addr. The first SIGTERM or SIGINT (or `celery
 // control shutdown`) starts a warm shutdown (stop consuming, finish running tasks, exit 0); a
-// second signal, or SIGQUIT, is a cold shutdown.
+// second signal, or SIGQUIT, is a cold shutdown (running tasks get worker_soft_shutdown_timeout,
+// then their contexts are cancelled; exit 1). See celery.Worker.Shutdown.
 //
 // Operators use Python Celery's own tools against it: `celery inspect` and `celery control`
 // (remote control), `celery events` and Flower (worker events always, task events with -E), and
@@ -24,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -153,6 +155,7 @@ func run(args []string, stderr io.Writer) int {
 		log.Error(err.Error())
 		return 1
 	}
+	defer func() { _ = br.Close() }() // the worker never closes the broker it is given
 	backend, _, err := wiring.Backend(cfg)
 	if err != nil {
 		log.Error(err.Error())
@@ -205,41 +208,80 @@ func run(args []string, stderr io.Writer) int {
 	banner(stderr, w, reg, file.Path, o)
 	o.start(w, reg, br)
 
-	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
-	runDone := make(chan struct{})
-	go func() {
-		warm := false
-		for s := range sigs {
-			if s == syscall.SIGQUIT || warm {
-				log.Warn("worker: Cold shutdown: cancelling running tasks")
-				w.Terminate()
-				// Tasks that ignore their context cannot be waited for: leave after a short grace.
-				select {
-				case <-runDone:
-				case <-time.After(3 * time.Second):
-					os.Exit(1)
-				}
-				return
-			}
-			warm = true
-			log.Warn("worker: Warm shutdown (" + s.String() + "); send it again for a cold shutdown")
-			cancel()
-		}
-	}()
-	err = w.Run(ctx)
+	defer signal.Stop(sigs)
+	runErr := make(chan error, 1)
+	go func() { runErr <- w.Run(context.Background()) }()
+	abandoned := make(chan struct{})
+	stopped := make(chan struct{})
+	go shutdownOnSignals(w, sigs, coldGrace(cfg), stopped, abandoned, log)
+	select {
+	case err = <-runErr:
+	case <-abandoned:
+		// Tasks that ignore their context cannot be waited for: leave; the broker connection's
+		// close gives their messages back.
+		o.stop()
+		log.Error("worker: cold shutdown: tasks still running after the grace period; exiting")
+		return 1
+	}
+	close(stopped)
 	o.stop()
-	close(runDone)
 	switch {
 	case errors.Is(err, celery.ErrWorkerShutdown):
 		log.Warn("worker stopped by a cold shutdown")
 		return 1
-	case err != nil:
+	case err != nil && !errors.Is(err, celery.ErrWorkerClosed):
 		log.Error("worker stopped with an error", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// coldGraceAfterSoft is how long a cold shutdown waits, after the soft shutdown period, for the
+// cancelled tasks to return before the process leaves without them.
+const coldGraceAfterSoft = 3 * time.Second
+
+// coldGrace is how long a cold shutdown may take: worker_soft_shutdown_timeout, then
+// coldGraceAfterSoft.
+func coldGrace(cfg celery.Config) time.Duration {
+	d := coldGraceAfterSoft
+	if t := cfg.WorkerSoftShutdownTimeout; t != nil && *t > 0 {
+		d += time.Duration(*t * float64(time.Second))
+	}
+	return d
+}
+
+// shutdownOnSignals turns signals into Worker.Shutdown calls, as Celery's worker does: the first
+// SIGTERM or SIGINT is a warm shutdown, a second one (or SIGQUIT) a cold one, which may take grace;
+// when it takes longer, abandoned is closed. It returns when stopped is closed.
+func shutdownOnSignals(w *celery.Worker, sigs <-chan os.Signal, grace time.Duration, stopped <-chan struct{}, abandoned chan<- struct{}, log *slog.Logger) {
+	warm := false
+	for {
+		var s os.Signal
+		select {
+		case <-stopped:
+			return
+		case s = <-sigs:
+		}
+		if s != syscall.SIGQUIT && !warm {
+			warm = true
+			log.Warn("worker: Warm shutdown (" + s.String() + "); send it again for a cold shutdown")
+			go func() { _ = w.Shutdown(context.Background()) }() // returns when Run does
+			continue
+		}
+		log.Warn("worker: Cold shutdown requested (" + s.String() + ")")
+		if !warm {
+			w.Terminate() // SIGQUIT first: cold at once, without a warm shutdown before
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		err := w.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			close(abandoned)
+		}
+		return
+	}
 }
 
 func banner(out io.Writer, w *celery.Worker, reg *celery.Registry, cfgPath string, o *ops) {

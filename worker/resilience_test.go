@@ -104,6 +104,35 @@ func TestColdShutdownRequeuesRunningTask(t *testing.T) {
 	t.Logf("state stored for the interrupted task, whose message is back in the queue: %q %s", m.Status, m.Result)
 }
 
+// TestSIGQUITSoftShutdownLetsRunningTaskFinish: with worker_soft_shutdown_timeout, SIGQUIT (cold at
+// once) first gives the running task that long: it finishes and is stored SUCCESS, its acks_late
+// message acknowledged, and the worker exits 1 (a cold shutdown) as soon as it did.
+func TestSIGQUITSoftShutdownLetsRunningTaskFinish(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 90*time.Second)
+	e := newEnv(t)
+	settings := lateAcks()
+	settings["worker_soft_shutdown_timeout"] = 60
+	w := startWorker(t, "soft", workerSpec{queue: e.queue, settings: settings, args: []string{"-c", "2"}})
+	w.waitReady()
+
+	id := e.send(ctx, "diag.sleep", 2)
+	e.waitState(ctx, id, "STARTED", w)
+	w.signal(syscall.SIGQUIT)
+	if st := w.wait(60 * time.Second); st.ExitCode() != 1 {
+		t.Errorf("soft shutdown: worker exited with %v, want exit code 1 (cold)", st)
+	}
+	if w.logs.Count("Initiating Soft Shutdown") == 0 {
+		t.Error("no 'Initiating Soft Shutdown' line in the log")
+	}
+	if m := e.results(ctx, []string{id})[0]; m.Status != "SUCCESS" {
+		t.Errorf("state after the soft shutdown = %q (%s), want SUCCESS", m.Status, m.Result)
+	}
+	if n := queueDepth(t, e.queue); n != 0 {
+		t.Errorf("queue %s holds %d messages after the soft shutdown, want 0", e.queue, n)
+	}
+}
+
 // TestSIGKILLLosesNoTask: with acks_late, killing the worker halfway through 2,000 tasks and starting
 // it again still runs every task to SUCCESS with the right value.
 func TestSIGKILLLosesNoTask(t *testing.T) {

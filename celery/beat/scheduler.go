@@ -180,13 +180,20 @@ func (s *Scheduler) LogSchedule() {
 }
 
 // Run sends due runs until ctx ends (then it returns nil). A value on reload replaces the entries
-// (config changes: SIGHUP).
+// (config changes: SIGHUP). Beat wraps it with a warm and cold Shutdown.
 func (s *Scheduler) Run(ctx context.Context, reload <-chan []*Entry) error {
+	return s.loop(ctx, ctx, reload)
+}
+
+// loop is Run: it stops when stop ends, and sends (claims, publishes) with send, so that sends in
+// flight can outlive the stop (Beat's warm shutdown).
+func (s *Scheduler) loop(stop, send context.Context, reload <-chan []*Entry) error {
+	ctx := stop
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		now := s.o.Now()
-		wake, sent := s.step(ctx, now)
+		wake, sent := s.step(send, now)
 		if ctx.Err() != nil {
 			return nil
 		}

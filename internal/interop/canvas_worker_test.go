@@ -42,6 +42,7 @@ func startCanvasGoWorkerOn(t *testing.T, queue string, logs io.Writer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = br.Close() }) // after the worker stops: Run does not close it
 	backend := redisbackend.New(rc, redisbackend.Options{Expires: time.Hour})
 	s, err := canvas.NewSender(cfg, br, backend)
 	if err != nil {
