@@ -185,7 +185,7 @@ func (w *Worker) watchRevokes(ctx context.Context) {
 			}
 			if failures%30 == 0 {
 				w.log.Warn("cannot follow revoke notices in Redis, retrying (running tasks revoked elsewhere with terminate are not stopped meanwhile)",
-					"channel", w.revokes.Channel(), "error", err)
+					"store", w.revokes.String(), "error", err)
 			}
 			select {
 			case <-ctx.Done():
@@ -196,7 +196,7 @@ func (w *Worker) watchRevokes(ctx context.Context) {
 			continue
 		}
 		if failures > 0 {
-			w.log.Info("following revoke notices again", "channel", w.revokes.Channel())
+			w.log.Info("following revoke notices again", "store", w.revokes.String())
 		}
 		for r := range ch {
 			w.revoked.add(r.ID, r.Expires)
