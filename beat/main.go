@@ -34,6 +34,7 @@ import (
 
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/beat"
+	"github.com/forumads/forumads/celery/beat/redisbeat"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/protocol"
@@ -133,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer rc.Close()
-	store := beat.NewStore(rc, cfg.settings.KeyPrefix, cfg.settings.LockTTL)
+	store := redisbeat.New(rc, cfg.settings.KeyPrefix, cfg.settings.LockTTL)
 
 	ctx, cancel := context.WithCancel(context.Background()) // the metrics server's and --list's
 	defer cancel()

@@ -1,17 +1,8 @@
 package celery
 
-import (
-	"context"
+import "github.com/forumads/forumads/celery/backend"
 
-	"github.com/forumads/forumads/celery/protocol"
-)
-
-// ResultBackend stores and reads task states the way Python Celery does (see package redisbackend).
-type ResultBackend interface {
-	// Store writes a task's state; a stored SUCCESS is never overwritten.
-	Store(ctx context.Context, meta protocol.ResultMeta) error
-	// Get reads a task's state; an unknown id is PENDING.
-	Get(ctx context.Context, id string) (protocol.ResultMeta, error)
-	// Wait blocks until the task is in a ready state (SUCCESS, FAILURE, REVOKED) or ctx ends.
-	Wait(ctx context.Context, id string) (protocol.ResultMeta, error)
-}
+// ResultBackend stores and reads task states the way Python Celery does: Store / Get / Wait, a
+// stored SUCCESS never overwritten, an unknown id PENDING. It is [backend.ResultBackend]; the
+// adapters are in packages redisbackend (Redis) and memorybackend (one process).
+type ResultBackend = backend.ResultBackend

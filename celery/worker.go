@@ -45,10 +45,11 @@ type WorkerOptions struct {
 	// disable_events control commands); nil sends none. The caller runs its heartbeat and closes it
 	// after Run returns.
 	Events *events.Dispatcher
-	// Revokes is the revoked-id store shared by the workers (package revoke): a task revoked
-	// there is not run, whichever worker gets it and however often they restart. nil keeps revokes
-	// in this worker's memory only, as Celery does.
-	Revokes *revoke.Store
+	// Revokes is the revoked-id store shared by the workers (a revoke.Store: package redisrevoke
+	// in Redis, revoke.MemoryStore in one process): a task revoked there is not run, whichever
+	// worker gets it and however often they restart. nil keeps revokes in this worker's memory
+	// only, as Celery does.
+	Revokes revoke.Store
 	// Metrics, if set, is told about every task (internal/metrics.Worker implements it).
 	Metrics WorkerMetrics
 }
@@ -82,7 +83,7 @@ type Worker struct {
 	accept   protocol.Accept
 	pid      int
 	events   *events.Dispatcher
-	revokes  *revoke.Store
+	revokes  revoke.Store
 	metrics  WorkerMetrics
 	canvas   Canvas
 	began    time.Time // when NewWorker made it (stats: uptime)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/backend"
+	"github.com/forumads/forumads/celery/backend/memorybackend"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/canvas"
@@ -20,13 +22,10 @@ import (
 	"github.com/forumads/forumads/tasks/diag"
 )
 
-// canvasWorker starts a Go worker with canvas support on a queue of its own and returns a
-// Sender for that queue, the backend, the worker's log and the worker.
-func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLog, *celery.Worker) {
+// redisResults is a Redis result backend under a key prefix of the test's own, deleted at cleanup.
+func redisResults(t *testing.T) backend.Backend {
 	t.Helper()
 	rc := testenv.Redis(t)
-	queue := testenv.Name(t, "canvas")
-	testenv.DeleteQueuesAtCleanup(t, queue)
 	prefix := "t:" + testenv.Suffix() + ":"
 	t.Cleanup(func() {
 		keys, _ := rc.Keys(context.Background(), prefix+"*").Result()
@@ -34,8 +33,16 @@ func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLo
 			rc.Del(context.Background(), keys...)
 		}
 	})
+	return redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: prefix})
+}
+
+// canvasWorker starts a Go worker with canvas support on a queue of its own, storing results and
+// counting chords in backend, and returns a Sender for that queue, the worker's log and the worker.
+func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *errorLog, *celery.Worker) {
+	t.Helper()
+	queue := testenv.Name(t, "canvas")
+	testenv.DeleteQueuesAtCleanup(t, queue)
 	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: queue, WorkerConcurrency: 4}
-	backend := redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: prefix})
 	reg := celery.NewRegistry()
 	diag.Register(reg, diag.Deps{})
 	var out io.Writer = io.Discard
@@ -80,7 +87,7 @@ func canvasWorker(t *testing.T) (*canvas.Sender, *redisbackend.Backend, *errorLo
 			t.Errorf("worker.Run: %v", err)
 		}
 	})
-	return s, backend, errs, w
+	return s, errs, w
 }
 
 // errorLog keeps the worker's log lines, safe for concurrent writes.
@@ -101,7 +108,7 @@ func (l *errorLog) String() string {
 	return l.buf.String()
 }
 
-func waitMeta(t *testing.T, b *redisbackend.Backend, id string) protocol.ResultMeta {
+func waitMeta(t *testing.T, b celery.ResultBackend, id string) protocol.ResultMeta {
 	t.Helper()
 	m, err := b.Wait(ctxT(t, 60*time.Second), id)
 	if err != nil {
@@ -110,9 +117,19 @@ func waitMeta(t *testing.T, b *redisbackend.Backend, id string) protocol.ResultM
 	return m
 }
 
+// TestWorkerCanvas runs canvases through a Go worker, with results and chord counters in Redis
+// and, to prove the engine needs no particular store, in memory.
 func TestWorkerCanvas(t *testing.T) {
 	t.Parallel()
-	s, b, logs, w := canvasWorker(t)
+	t.Run("redis", func(t *testing.T) { t.Parallel(); testWorkerCanvas(t, redisResults(t)) })
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		testWorkerCanvas(t, memorybackend.New(memorybackend.Options{Expires: time.Hour}))
+	})
+}
+
+func testWorkerCanvas(t *testing.T, b backend.Backend) {
+	s, logs, w := canvasWorker(t, b)
 	send := func(t *testing.T, sig canvas.Signature) canvas.Result {
 		t.Helper()
 		res, err := s.Send(ctxT(t, 30*time.Second), sig)

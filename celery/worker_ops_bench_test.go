@@ -9,7 +9,7 @@ import (
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/events"
-	"github.com/forumads/forumads/celery/revoke"
+	"github.com/forumads/forumads/celery/revoke/redisrevoke"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -64,7 +64,7 @@ func benchWorkerOps(b *testing.B, store, ev, stats bool) {
 	opts := celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Hostname: "celery@bench", Logger: log,
 		Backend: redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: prefix})}
 	if store {
-		opts.Revokes = revoke.New(rc, prefix+"revoked:", time.Hour)
+		opts.Revokes = redisrevoke.New(rc, prefix+"revoked:", time.Hour)
 		// One id revoked, so the set exists and every check reads it.
 		if err := opts.Revokes.Revoke(context.Background(), []string{"never-sent"}, false, ""); err != nil {
 			b.Fatal(err)

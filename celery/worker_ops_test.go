@@ -22,7 +22,7 @@ import (
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
-	"github.com/forumads/forumads/celery/revoke"
+	"github.com/forumads/forumads/celery/revoke/redisrevoke"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -82,7 +82,7 @@ type opsBundle struct {
 	worker   *celery.Worker
 	client   *celery.Client
 	backend  *redisbackend.Backend
-	store    *revoke.Store
+	store    *redisrevoke.Store
 	events   *events.Dispatcher // the worker's
 	sent     *events.Dispatcher // the client's (task-sent)
 	rcv      *events.Receiver
@@ -104,7 +104,7 @@ type opsConfig struct {
 	prefix      string // share a revoke store between bundles
 	ns          string // share a pidbox namespace
 	taskEvents  bool
-	store       *revoke.Store // instead of one of the test's own
+	store       *redisrevoke.Store // instead of one of the test's own
 }
 
 // blockArgs are t.block's: it runs until the bundle releases it or its context ends.
@@ -150,7 +150,7 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	b.backend = redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: resultPrefix})
 	b.store = oc.store
 	if b.store == nil {
-		b.store = revoke.New(rc, b.prefix, time.Hour, revoke.WithLogger(log))
+		b.store = redisrevoke.New(rc, b.prefix, time.Hour, redisrevoke.WithLogger(log))
 	}
 	reg := celery.NewRegistry()
 	celery.Register(reg, "t.add", func(_ context.Context, t *celery.Task[xy]) (int, error) { return t.Args.X + t.Args.Y, nil })
@@ -831,7 +831,7 @@ func TestOpsRevokeStoreDown(t *testing.T) {
 	t.Parallel()
 	dead := redis.NewClient(&redis.Options{Addr: closedAddr(t), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { _ = dead.Close() })
-	b := startOps(t, opsConfig{store: revoke.New(dead, "t:dead:", time.Hour)})
+	b := startOps(t, opsConfig{store: redisrevoke.New(dead, "t:dead:", time.Hour)})
 	ctx := ctxT(t, 60*time.Second)
 	r, err := b.client.SendTask(ctx, "t.add", []any{1, 2}, nil)
 	if err != nil {

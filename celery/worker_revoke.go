@@ -59,7 +59,7 @@ func (w *Worker) revokeMax() int {
 // worker is running are stopped too (their context is cancelled with a *TerminatedError) and end
 // as REVOKED; signal is a name such as "SIGTERM" or "KILL" ("" = SIGTERM; see revoke.ParseSignal).
 // It returns the ids of the tasks it stopped or will not start. The ids are kept in memory and,
-// with a revoke store, in Redis for every worker; a store error is returned after the ids were
+// with a revoke store, in it for every worker sharing it; a store error is returned after the ids were
 // revoked here.
 func (w *Worker) Revoke(ctx context.Context, ids []string, terminate bool, signal string) ([]string, error) {
 	for _, id := range ids {
@@ -159,7 +159,7 @@ func (w *Worker) areRevoked(ids []string) []bool {
 	if err != nil {
 		// Logged at most once per revokeBreak: the store is not asked again before.
 		w.breakUntil.Store(time.Now().Add(revokeBreak).UnixNano())
-		w.log.Warn("cannot check revoked ids in Redis; using the ones known in memory", "retry_in", revokeBreak, "error", err)
+		w.log.Warn("cannot check revoked ids in the revoke store; using the ones known in memory", "retry_in", revokeBreak, "error", err)
 		return out
 	}
 	w.breakUntil.Store(0)
@@ -184,8 +184,8 @@ func (w *Worker) watchRevokes(ctx context.Context) {
 				return
 			}
 			if failures%30 == 0 {
-				w.log.Warn("cannot follow revoke notices in Redis, retrying (running tasks revoked elsewhere with terminate are not stopped meanwhile)",
-					"channel", w.revokes.Channel(), "error", err)
+				w.log.Warn("cannot follow the revoke store's notices, retrying (running tasks revoked elsewhere with terminate are not stopped meanwhile)",
+					"store", w.revokes.String(), "error", err)
 			}
 			select {
 			case <-ctx.Done():
@@ -196,7 +196,7 @@ func (w *Worker) watchRevokes(ctx context.Context) {
 			continue
 		}
 		if failures > 0 {
-			w.log.Info("following revoke notices again", "channel", w.revokes.Channel())
+			w.log.Info("following revoke notices again", "store", w.revokes.String())
 		}
 		for r := range ch {
 			w.revoked.add(r.ID, r.Expires)

@@ -302,7 +302,7 @@ func banner(out io.Writer, w *celery.Worker, reg *celery.Registry, cfgPath strin
 	}
 	revokes := "memory only"
 	if o.revokes != nil {
-		revokes = o.revokes.SetKey()
+		revokes = o.revokes.String()
 	}
 	metricsAddr := "off"
 	if o.f.metricsAddr != "" {

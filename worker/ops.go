@@ -19,6 +19,7 @@ import (
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/revoke"
+	"github.com/forumads/forumads/celery/revoke/redisrevoke"
 	"github.com/forumads/forumads/internal/metrics"
 	"github.com/forumads/forumads/internal/wiring"
 )
@@ -41,7 +42,7 @@ type ops struct {
 	events   *events.Dispatcher // the worker's task and worker events
 	sent     *events.Dispatcher // task-sent of tasks sent by tasks (task_send_sent_event), or nil
 	revokeRC *redis.Client      // nil without a revoke store
-	revokes  *revoke.Store      // nil: revokes are kept in memory only
+	revokes  revoke.Store       // nil: revokes are kept in memory only
 	registry *prometheus.Registry
 	metrics  *metrics.Worker
 
@@ -75,8 +76,8 @@ func newOps(f flags, cfg celery.Config, nodename, origin string, log *slog.Logge
 		if o.revokeRC, err = wiring.Redis(url); err != nil {
 			return nil, fmt.Errorf("revoke store (%s): %w", from, err)
 		}
-		o.revokes = revoke.New(o.revokeRC, cfg.WorkerRevokeKeyPrefix, seconds(cfg.WorkerRevokeExpires),
-			revoke.WithMaxSize(cfg.WorkerRevokeMax), revoke.WithLogger(log))
+		o.revokes = redisrevoke.New(o.revokeRC, cfg.WorkerRevokeKeyPrefix, seconds(cfg.WorkerRevokeExpires),
+			redisrevoke.WithMaxSize(cfg.WorkerRevokeMax), redisrevoke.WithLogger(log))
 	}
 	o.registry = metrics.NewRegistry()
 	o.metrics = metrics.NewWorker(o.registry)
@@ -111,7 +112,7 @@ func (o *ops) start(w *celery.Worker, reg *celery.Registry, br *amqpbroker.Broke
 	o.cancel = cancel
 	if url, from := revokeURL(o.cfg); url != "" {
 		o.log.Info("revokes are kept in Redis", "from", from, "url", wiring.Redacted(url),
-			"key", o.revokes.SetKey(), "channel", o.revokes.Channel())
+			"key", o.revokes.String())
 	} else {
 		o.log.Warn("revokes are kept in memory only: no worker_revoke_url, Redis result backend or REDIS_URL")
 	}

@@ -29,7 +29,9 @@ const parallelSends = 256
 
 // SchedulerOptions configure a Scheduler.
 type SchedulerOptions struct {
-	Store      *Store
+	// Store is the state the beats of a deployment share (redisbeat.Store, or MemoryStore in one
+	// process).
+	Store      Store
 	Publisher  Publisher
 	Logger     *slog.Logger
 	MissedRuns MissedPolicy
@@ -84,7 +86,7 @@ func NewScheduler(o SchedulerOptions) *Scheduler {
 	return &Scheduler{o: o, token: celery.NewID()}
 }
 
-// Load replaces the entries, reading each one's anchor and last run from Redis. On error the
+// Load replaces the entries, reading each one's anchor and last run from the store. On error the
 // previous entries stay.
 func (s *Scheduler) Load(ctx context.Context, entries []*Entry) error {
 	now := s.o.Now()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/schedule"
-	"github.com/forumads/forumads/internal/testenv"
 )
 
 type sent struct {
@@ -52,18 +51,11 @@ type clock struct {
 func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
-func newStore(t *testing.T) *Store {
+// newStore is the engine's store for these tests: in memory, so that they need no Redis (package
+// redisbeat passes the same store contract against Redis, in beatstoretest).
+func newStore(t *testing.T) Store {
 	t.Helper()
-	rc := testenv.Redis(t)
-	st := NewStore(rc, "beat-test-"+testenv.Suffix()+":", 2*time.Second)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := rc.Keys(ctx, st.prefix+"*").Result()
-		if len(keys) > 0 {
-			rc.Del(ctx, keys...)
-		}
-	})
-	return st
+	return NewMemoryStore(2*time.Second, nil)
 }
 
 func mustCrontab(t *testing.T, spec schedule.CrontabSpec) *schedule.Crontab {

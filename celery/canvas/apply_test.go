@@ -3,11 +3,13 @@ package canvas
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -269,7 +271,8 @@ func TestGroupResultRedis(t *testing.T) {
 	ctx := context.Background()
 	g := GroupResult{ID: "g-1", Results: []string{"a", "b"}}
 	testenv.DeleteKeysAtCleanup(t, rc, GroupKey(prefix, g.ID))
-	if err := SaveGroup(ctx, rc, prefix, time.Hour, g); err != nil {
+	store := redisbackend.New(rc, redisbackend.Options{KeyPrefix: prefix, Expires: time.Hour})
+	if err := SaveGroup(ctx, store, g); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := rc.Get(ctx, GroupKey(prefix, g.ID)).Result()
@@ -279,14 +282,17 @@ func TestGroupResultRedis(t *testing.T) {
 	if ttl := rc.TTL(ctx, GroupKey(prefix, g.ID)).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("ttl %v", ttl)
 	}
-	back, err := RestoreGroup(ctx, rc, prefix, g.ID)
+	if raw != string(g.MarshalGroupMeta()) {
+		t.Errorf("stored %s, but MarshalGroupMeta is %s", raw, g.MarshalGroupMeta())
+	}
+	back, err := RestoreGroup(ctx, store, g.ID)
 	if err != nil || back.ID != g.ID || len(back.Results) != 2 || back.Results[1] != "b" {
 		t.Errorf("restored %+v, %v", back, err)
 	}
-	if _, err := RestoreGroup(ctx, rc, prefix, "missing"); err == nil {
-		t.Error("restored a missing group")
+	if _, err := RestoreGroup(ctx, store, "missing"); !errors.Is(err, ErrGroupNotFound) {
+		t.Errorf("restoring a missing group: %v, want ErrGroupNotFound", err)
 	}
-	if err := SaveGroup(ctx, rc, prefix, 0, GroupResult{}); err == nil {
+	if err := SaveGroup(ctx, store, GroupResult{}); err == nil {
 		t.Error("saved a group without id")
 	}
 	if got := string(Children(Result{ID: "x"}, Result{ID: "g-1", Group: &g})); got !=

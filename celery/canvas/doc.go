@@ -12,7 +12,9 @@
 // ChordBody). A Sender publishes them through a broker.Broker with the
 // client's routing rules, storing a chord's header size first (ChordSizer).
 //
-// Results: a group's GroupResult is saved under celery-taskset-meta-<id>
-// with SaveGroup and read with RestoreGroup; Children gives the `children`
-// value of a parent task's result meta.
+// Results: a group's GroupResult is saved in a backend.GroupStore with
+// SaveGroup (Redis: under celery-taskset-meta-<id>) and read with
+// RestoreGroup; Children gives the `children` value of a parent task's
+// result meta. Chord counting goes through a backend.ChordStore, so the
+// package depends on no particular result backend.
 package canvas

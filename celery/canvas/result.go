@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
@@ -102,42 +100,32 @@ func parseTaskTuple(raw json.RawMessage) (string, error) {
 	return id, nil
 }
 
-// SaveGroup stores g as Celery's GroupResult.save does (SETEX with ttl, SET
-// when ttl is 0, and PUBLISH on the key's channel).
-func SaveGroup(ctx context.Context, rc redis.UniversalClient, prefix string, ttl time.Duration, g GroupResult) error {
+// SaveGroup stores g in store, as Celery's GroupResult.save does (a Redis backend: SETEX with
+// result_expires under GroupKey, and PUBLISH on the key's channel).
+func SaveGroup(ctx context.Context, store backend.GroupStore, g GroupResult) error {
 	if g.ID == "" {
 		return errors.New("canvas: save group: empty group id")
 	}
-	key, val := GroupKey(prefix, g.ID), g.MarshalGroupMeta()
-	_, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if ttl > 0 {
-			p.SetEx(ctx, key, val, ttl)
-		} else {
-			p.Set(ctx, key, val, 0)
-		}
-		p.Publish(ctx, key, val)
-		return nil
-	})
-	if err != nil {
+	if err := store.SaveGroup(ctx, g.ID, g.Results); err != nil {
 		return fmt.Errorf("canvas: save group %s: %w", g.ID, err)
 	}
 	return nil
 }
 
 // ErrGroupNotFound is returned by RestoreGroup for a group that was never
-// saved (or expired).
-var ErrGroupNotFound = errors.New("canvas: group result not saved")
+// saved (or expired): [backend.ErrGroupNotFound].
+var ErrGroupNotFound = backend.ErrGroupNotFound
 
-// RestoreGroup reads a saved GroupResult (Celery's GroupResult.restore).
-func RestoreGroup(ctx context.Context, rc redis.UniversalClient, prefix, id string) (GroupResult, error) {
-	val, err := rc.Get(ctx, GroupKey(prefix, id)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return GroupResult{}, fmt.Errorf("%w: %s", ErrGroupNotFound, id)
-	}
+// RestoreGroup reads a saved GroupResult from store (Celery's GroupResult.restore).
+func RestoreGroup(ctx context.Context, store backend.GroupStore, id string) (GroupResult, error) {
+	ids, err := store.RestoreGroup(ctx, id)
 	if err != nil {
+		if errors.Is(err, ErrGroupNotFound) {
+			return GroupResult{}, err
+		}
 		return GroupResult{}, fmt.Errorf("canvas: restore group %s: %w", id, err)
 	}
-	return ParseGroupMeta(val)
+	return GroupResult{ID: id, Results: ids}, nil
 }
 
 // Children returns the `children` value of a parent task's result meta for

@@ -8,16 +8,15 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
 // ChordSizer stores a chord's header size where the result backend's chord
-// counter reads it; redisbackend.Backend implements it (SETEX
-// celery-taskset-meta-<gid>.s).
-type ChordSizer interface {
-	SetChordSize(ctx context.Context, groupID string, size int) error
-}
+// counter reads it: [backend.ChordSizer]. Every backend.ChordStore is one
+// (redisbackend.Backend: SETEX celery-taskset-meta-<gid>.s).
+type ChordSizer = backend.ChordSizer
 
 // Sender publishes canvases through a broker with the Celery client's
 // routing rules (task_routes, the queue option, task_default_queue, the

@@ -10,7 +10,7 @@ import (
 // These are the messages a Celery 5.2 worker publishes after a task has
 // finished (celery/app/trace.py). The worker publishes callbacks and the
 // next chain step before it stores the task's result, then does the chord
-// bookkeeping (redisbackend.Backend.OnChordPartReturn) when msg.Embed.Chord
+// bookkeeping (backend.ChordStore.OnChordPartReturn) when msg.Embed.Chord
 // is set, and applies ChordBody when that call completes the chord.
 
 func rootOf(msg *protocol.TaskMessage) string {

@@ -8,26 +8,27 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery"
-	"github.com/forumads/forumads/celery/backend/redisbackend"
+	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
 // WorkerCanvas is the celery.Canvas a Go worker uses to continue canvases: it builds follow-ups
-// with the Sender's Applier and routing and does chord bookkeeping in the Redis backend.
+// with the Sender's Applier and routing and does chord bookkeeping in a backend.ChordStore.
 type WorkerCanvas struct {
-	sender  *Sender
-	backend *redisbackend.Backend
+	sender *Sender
+	chords backend.ChordStore
 }
 
 // NewWorkerCanvas returns a celery.Canvas publishing with s's routing and counting chord parts in
-// backend (which must also be s's ChordSizer for chords inside follow-ups, and the worker's result
+// chords (which must also be s's ChordSizer for chords inside follow-ups, and the worker's result
 // backend: the worker leaves storing a chord header member's result to the canvas, which stores it
-// with the part in one round trip).
-func NewWorkerCanvas(s *Sender, backend *redisbackend.Backend) (*WorkerCanvas, error) {
-	if s == nil || backend == nil {
-		return nil, errors.New("canvas: worker canvas needs a sender and a redis backend")
+// with the part, in one round trip where the store can). A *redisbackend.Backend or a
+// *memorybackend.Backend is all three.
+func NewWorkerCanvas(s *Sender, chords backend.ChordStore) (*WorkerCanvas, error) {
+	if s == nil || chords == nil {
+		return nil, errors.New("canvas: worker canvas needs a sender and a chord store")
 	}
-	return &WorkerCanvas{sender: s, backend: backend}, nil
+	return &WorkerCanvas{sender: s, chords: chords}, nil
 }
 
 var _ celery.Canvas = (*WorkerCanvas)(nil)
@@ -42,7 +43,7 @@ func (wc *WorkerCanvas) followUps(outs []Outgoing) ([]celery.FollowUp, error) {
 		}
 		f := celery.FollowUp{Task: o.Msg.Task, ID: o.Msg.ID, Publishing: pub}
 		if cs := o.ChordSize; cs != nil {
-			f.Prepare = func(ctx context.Context) error { return wc.backend.SetChordSize(ctx, cs.GroupID, cs.Size) }
+			f.Prepare = func(ctx context.Context) error { return wc.chords.SetChordSize(ctx, cs.GroupID, cs.Size) }
 		}
 		fus = append(fus, f)
 	}
@@ -117,7 +118,7 @@ func (wc *WorkerCanvas) ChordPartReturn(ctx context.Context, msg *protocol.TaskM
 	if body == nil {
 		return celery.ChordDone{}, nil
 	}
-	out, err := wc.backend.OnChordPartReturn(ctx, redisbackend.ChordPart{GroupID: msg.GroupID, TaskID: msg.ID,
+	out, err := wc.chords.OnChordPartReturn(ctx, backend.ChordPart{GroupID: msg.GroupID, TaskID: msg.ID,
 		GroupIndex: msg.GroupIndex, State: state, Result: result, Store: store})
 	if err != nil || !out.Complete {
 		return celery.ChordDone{}, err
@@ -127,7 +128,7 @@ func (wc *WorkerCanvas) ChordPartReturn(ctx context.Context, msg *protocol.TaskM
 }
 
 // completed builds what a completed chord publishes; problems go to ChordDone.Err.
-func (wc *WorkerCanvas) completed(msg *protocol.TaskMessage, body protocol.Signature, out redisbackend.ChordOutcome) celery.ChordDone {
+func (wc *WorkerCanvas) completed(msg *protocol.TaskMessage, body protocol.Signature, out backend.ChordOutcome) celery.ChordDone {
 	a := wc.sender.Applier()
 	var done celery.ChordDone
 	if out.Err == nil {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forumads/forumads/celery/revoke"
+	"github.com/forumads/forumads/celery/revoke/redisrevoke"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -57,7 +57,7 @@ func TestInteropCeleryCLI(t *testing.T) {
 	suffix := testenv.Suffix()
 	node := "celery@gotest-" + suffix
 	rc := testenv.Redis(t)
-	store := revoke.New(rc, "t:"+suffix+":revoked:", 0)
+	store := redisrevoke.New(rc, "t:"+suffix+":revoked:", 0)
 	testenv.DeleteKeysAtCleanup(t, rc, store.SetKey())
 
 	var mu sync.Mutex

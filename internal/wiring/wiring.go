@@ -6,13 +6,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/backend"
+	"github.com/forumads/forumads/celery/backend/memorybackend"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 )
@@ -37,23 +41,61 @@ func Redis(url string) (*redis.Client, error) {
 	return redis.NewClient(opts), nil
 }
 
-// Backend returns the result backend of cfg.result_backend and its Redis client, or nils when no
-// backend is configured. Only Redis is supported.
-func Backend(cfg celery.Config) (*redisbackend.Backend, *redis.Client, error) {
+// Backend returns the result backend of cfg.result_backend, chosen by its scheme, and what to
+// close when done with it (nil when there is nothing to close); nils when no backend is
+// configured:
+//
+//	redis://, rediss://, unix://  redisbackend, on a client of its own (the closer)
+//	memory://                     memorybackend: one process only, results are not shared with
+//	                              other processes and are lost at exit; every memory:// backend of
+//	                              the process with the same URL is the same one
+//	sentinel://                   an error: not available yet
+//	django-db, db+...             an error: database backends are not supported
+//
+// Any other scheme is an error naming it.
+func Backend(cfg celery.Config) (backend.Backend, io.Closer, error) {
 	url := cfg.ResultBackend
-	switch {
-	case url == "":
+	if url == "" {
 		return nil, nil, nil
-	case strings.HasPrefix(url, "redis://"), strings.HasPrefix(url, "rediss://"), strings.HasPrefix(url, "unix://"):
-	default:
-		scheme, _, _ := strings.Cut(url, ":")
-		return nil, nil, fmt.Errorf("result_backend: %q backends are not supported; use redis://", scheme)
 	}
-	rc, err := Redis(url)
-	if err != nil {
-		return nil, nil, fmt.Errorf("result_backend: %w", err)
+	scheme, _, hasScheme := strings.Cut(url, "://")
+	if !hasScheme {
+		scheme, _, _ = strings.Cut(url, ":")
 	}
-	return redisbackend.New(rc, redisbackend.Options{Expires: cfg.ResultTTL()}), rc, nil
+	switch {
+	case scheme == "redis", scheme == "rediss", scheme == "unix":
+		rc, err := Redis(url)
+		if err != nil {
+			return nil, nil, fmt.Errorf("result_backend: %w", err)
+		}
+		return redisbackend.New(rc, redisbackend.Options{Expires: cfg.ResultTTL()}), rc, nil
+	case scheme == "memory":
+		return memoryBackend(url, cfg.ResultTTL()), nil, nil
+	case scheme == "sentinel":
+		return nil, nil, errors.New("result_backend: the Redis Sentinel backend (sentinel://) is not available yet; use redis://")
+	case scheme == "django-db", strings.HasPrefix(scheme, "db+"):
+		return nil, nil, fmt.Errorf("result_backend: database result backends (%s) are not supported; use redis://", scheme)
+	case scheme == "":
+		return nil, nil, fmt.Errorf("result_backend: %q has no scheme; use redis://", url)
+	}
+	return nil, nil, fmt.Errorf("result_backend: %q backends are not supported; use redis:// (or memory:// within one process)", scheme)
+}
+
+var (
+	memoryMu       sync.Mutex
+	memoryBackends = map[string]*memorybackend.Backend{}
+)
+
+// memoryBackend is the process's memory backend of url, created on first use.
+func memoryBackend(url string, expires time.Duration) *memorybackend.Backend {
+	memoryMu.Lock()
+	defer memoryMu.Unlock()
+	b, ok := memoryBackends[url]
+	if !ok {
+		b = memorybackend.New(memorybackend.Options{Expires: expires})
+		memoryBackends[url] = b
+	}
+	return b
 }
 
 // Redacted hides the password in a URL for logs and banners.

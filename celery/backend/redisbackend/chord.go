@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
@@ -23,63 +23,19 @@ func GroupKey(prefix, id string) string {
 	return prefix + "celery-taskset-meta-" + id
 }
 
-// ChordError is the failure of a chord: a header member failed ("Dependency
-// <tid> raised <repr>") or the results could not be joined. Celery stores it
-// as the chord body's result with exc_type "ChordError" and exc_module
-// "celery.exceptions".
-type ChordError struct {
-	// Message is the exception's single argument.
-	Message string
-	// TaskID is the failed header member ("" for a join error).
-	TaskID string
-}
+// ChordError is the failure of a chord; see [backend.ChordError].
+type ChordError = backend.ChordError
 
-func (e *ChordError) Error() string { return "ChordError: " + e.Message }
+// ChordPart is one finished chord header member, as a worker reports it; see [backend.ChordPart].
+type ChordPart = backend.ChordPart
 
-// Exception returns the error as the result of a FAILURE meta.
-func (e *ChordError) Exception() protocol.ExceptionInfo {
-	return protocol.ExceptionInfo{Type: "ChordError", Message: []any{e.Message}, Module: "celery.exceptions"}
-}
-
-// ChordPart is one finished chord header member, as a worker reports it.
-type ChordPart struct {
-	// GroupID is the chord's group id (the header member's group header).
-	GroupID string
-	// TaskID is the header member's id.
-	TaskID string
-	// GroupIndex is the member's group_index header; nil scores +inf.
-	GroupIndex *int
-	// State is the member's final state (SUCCESS, FAILURE, REVOKED, ...).
-	State string
-	// Result is the stored result: the return value, or an exception object
-	// for exception states. nil is JSON null.
-	Result json.RawMessage
-	// Store, when set, is the member's own result meta, stored as Store
-	// stores it (a SUCCESS already there is kept) in the same MULTI, before
-	// the part is counted: one round trip instead of two. A meta that cannot
-	// be encoded is an error and nothing is counted.
-	Store *protocol.ResultMeta
-}
-
-// ChordOutcome is what OnChordPartReturn did.
-type ChordOutcome struct {
-	// Complete is true for exactly one call per chord: the one whose part
-	// made the count reach the chord size. Only then must the caller apply
-	// the chord body (or, when Err is set, store Err as the body's FAILURE
-	// and apply its errbacks).
-	Complete bool
-	// Results are the header results in group_index order (when Complete and
-	// Err is nil).
-	Results []json.RawMessage
-	// Err is the chord's failure when Complete: the first failed member in
-	// group order, or a join error.
-	Err *ChordError
-}
+// ChordOutcome is what OnChordPartReturn did; see [backend.ChordOutcome].
+type ChordOutcome = backend.ChordOutcome
 
 // SetChordSize stores the chord header size under GroupKey(gid)+".s", as a
 // Celery 5.2 client does right before publishing the last header task:
 // SETEX with result_expires (SET when there is no expiry) and PUBLISH on the
-// key's channel. It implements canvas.ChordSizer.
+// key's channel. It implements backend.ChordSizer.
 func (b *Backend) SetChordSize(ctx context.Context, gid string, size int) error {
 	if gid == "" {
 		return errors.New("redisbackend: set chord size: empty group id")
@@ -223,7 +179,7 @@ func decodeChordEntries(entries []string) ([]json.RawMessage, *ChordError) {
 			return nil, &ChordError{Message: "Join error: " + err.Error()}
 		}
 		if state == protocol.StateFailure || state == protocol.StateRevoked {
-			return nil, &ChordError{TaskID: tid, Message: fmt.Sprintf("Dependency %s raised %s", tid, exceptionRepr(val))}
+			return nil, backend.DependencyError(tid, val)
 		}
 		results = append(results, val)
 	}
@@ -266,7 +222,7 @@ func (b *Backend) joinSaved(ctx context.Context, saved string) ([]json.RawMessag
 			return nil, &ChordError{Message: "Join error: " + err.Error()}
 		}
 		if meta.Status == protocol.StateFailure || meta.Status == protocol.StateRevoked {
-			return nil, &ChordError{TaskID: id, Message: fmt.Sprintf("Dependency %s raised %s", id, exceptionRepr(meta.Result))}
+			return nil, backend.DependencyError(id, meta.Result)
 		}
 		if meta.Status != protocol.StateSuccess {
 			return nil, &ChordError{Message: fmt.Sprintf("Join error: member %s is %s", id, meta.Status)}
@@ -309,25 +265,6 @@ func DecodeGroupMeta(data []byte) ([]string, error) {
 		ids = append(ids, id)
 	}
 	return ids, nil
-}
-
-// exceptionRepr is Python's repr of the exception stored as raw, e.g.
-// ValueError('boom'); a value that is not an exception object is shown with
-// protocol.Repr.
-func exceptionRepr(raw json.RawMessage) string {
-	var info protocol.ExceptionInfo
-	if err := json.Unmarshal(raw, &info); err != nil || info.Type == "" {
-		return protocol.Repr(raw)
-	}
-	args := make([]string, len(info.Message))
-	for i, m := range info.Message {
-		b, err := json.Marshal(m)
-		if err != nil {
-			b = []byte("null")
-		}
-		args[i] = protocol.Repr(b)
-	}
-	return info.Type + "(" + strings.Join(args, ", ") + ")"
 }
 
 // secondsDuration turns the backend's TTL in seconds into a time.Duration.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -332,7 +333,9 @@ func FuzzDecodeChordEntry(f *testing.F) {
 		if err != nil || tid2 != tid || state2 != state || !json.Valid(res2) {
 			t.Fatalf("round trip %s -> %s: %v", data, enc, err)
 		}
-		_ = exceptionRepr(res)
+		if e := backend.DependencyError(tid, res); e.TaskID != tid || !strings.HasPrefix(e.Message, "Dependency "+tid+" raised ") {
+			t.Fatalf("DependencyError(%q) = %+v", tid, e)
+		}
 	})
 }
 

@@ -26,17 +26,18 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
 // ErrAlreadySucceeded is the error Store wraps when it did not write because
-// a SUCCESS result is already stored for the task. Celery ignores such a
-// write silently; callers usually do the same with errors.Is.
-var ErrAlreadySucceeded = errors.New("redisbackend: a SUCCESS result is already stored")
+// a SUCCESS result is already stored for the task: [backend.ErrAlreadySucceeded].
+// Celery ignores such a write silently; callers usually do the same with errors.Is.
+var ErrAlreadySucceeded = backend.ErrAlreadySucceeded
 
 // ErrInvalidMeta is the error Store wraps for a meta without a task id or a
-// status.
-var ErrInvalidMeta = errors.New("redisbackend: invalid result meta")
+// status: [backend.ErrInvalidMeta].
+var ErrInvalidMeta = backend.ErrInvalidMeta
 
 // ErrValueTooLarge is the error Store wraps when the encoded meta exceeds
 // Redis's 512 MiB string limit, as Celery's BackendStoreError does.
@@ -94,7 +95,8 @@ type Options struct {
 }
 
 // Backend reads and writes task results in Redis. It is safe for concurrent
-// use.
+// use. It implements [backend.ResultBackend], [backend.ChordStore] and
+// [backend.GroupStore].
 type Backend struct {
 	client  redis.UniversalClient
 	prefix  string

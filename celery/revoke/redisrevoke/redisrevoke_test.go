@@ -1,4 +1,4 @@
-package revoke
+package redisrevoke
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/forumads/forumads/celery/revoke"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -99,7 +100,7 @@ func TestRevokeAndQuery(t *testing.T) {
 	rc := testenv.Redis(t)
 	s := newStore(t, rc, 0)
 	ctx := ctx20(t)
-	if s.TTL() != DefaultTTL || !strings.HasSuffix(s.SetKey(), ":revoked:ids") || !strings.HasSuffix(s.Channel(), ":revoked:events") {
+	if s.TTL() != revoke.DefaultTTL || !strings.HasSuffix(s.SetKey(), ":revoked:ids") || !strings.HasSuffix(s.Channel(), ":revoked:events") {
 		t.Fatalf("store %s %s %v", s.SetKey(), s.Channel(), s.TTL())
 	}
 	if err := s.Revoke(ctx, []string{"a", "b"}, false, ""); err != nil {
@@ -131,8 +132,8 @@ func TestRevokeAndQuery(t *testing.T) {
 	}
 	// The key expires with its last id.
 	pttl, err := rc.PTTL(ctx, s.SetKey()).Result()
-	if err != nil || pttl <= 0 || pttl > DefaultTTL {
-		t.Errorf("PTTL = %v, %v; want within (0, %v]", pttl, err, DefaultTTL)
+	if err != nil || pttl <= 0 || pttl > revoke.DefaultTTL {
+		t.Errorf("PTTL = %v, %v; want within (0, %v]", pttl, err, revoke.DefaultTTL)
 	}
 	// Another store on the same prefix (another worker) sees the same ids.
 	other := New(rc, strings.TrimSuffix(s.SetKey(), "ids"), 0)
@@ -256,7 +257,7 @@ func TestSubscribeAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	revokeFromAnotherProcess(t, prefix)
-	var got []Revocation
+	var got []revoke.Revocation
 	for len(got) < 3 {
 		select {
 		case r := <-events:
@@ -265,9 +266,9 @@ func TestSubscribeAcrossProcesses(t *testing.T) {
 			t.Fatalf("got %+v before the deadline", got)
 		}
 	}
-	for i, want := range []Revocation{{ID: "x", Terminate: true, Signal: "SIGTERM"}, {ID: "y", Terminate: true, Signal: "SIGTERM"}, {ID: "z"}} {
+	for i, want := range []revoke.Revocation{{ID: "x", Terminate: true, Signal: "SIGTERM"}, {ID: "y", Terminate: true, Signal: "SIGTERM"}, {ID: "z"}} {
 		g := got[i]
-		if g.ID != want.ID || g.Terminate != want.Terminate || g.Signal != want.Signal || time.Until(g.Expires) < DefaultTTL-time.Minute {
+		if g.ID != want.ID || g.Terminate != want.Terminate || g.Signal != want.Signal || time.Until(g.Expires) < revoke.DefaultTTL-time.Minute {
 			t.Errorf("revocation %d = %+v, want %+v expiring in ~3h", i, g, want)
 		}
 	}
@@ -283,39 +284,12 @@ func TestSubscribeAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestParseSignal(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		in, want string
-		num      int
-	}{
-		{"", "SIGTERM", 15}, {"TERM", "SIGTERM", 15}, {"SIGKILL", "SIGKILL", 9}, {"9", "SIGKILL", 9},
-		{"IOT", "SIGIOT", 6}, {"6", "SIGABRT", 6}, {"SIGUSR1", "SIGUSR1", 10},
-	} {
-		got, err := ParseSignal(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("ParseSignal(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
-		}
-		if n, err := SignalNumber(got); err != nil || n != tc.num {
-			t.Errorf("SignalNumber(%q) = %d, %v; want %d", got, n, err, tc.num)
-		}
-	}
-	for _, bad := range []string{"kill", "SIGNOPE", "0", "65", "-9", "SIG"} {
-		if got, err := ParseSignal(bad); err == nil {
-			t.Errorf("ParseSignal(%q) = %q", bad, got)
-		}
-	}
-	if _, err := SignalNumber("TERM"); err == nil {
-		t.Error("SignalNumber takes canonical names only")
-	}
-}
-
 func TestUnreachableRedisIsAnError(t *testing.T) {
 	t.Parallel()
 	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	defer rc.Close()
 	s := New(rc, "", 0)
-	if s.SetKey() != DefaultPrefix+"ids" {
+	if s.SetKey() != revoke.DefaultPrefix+"ids" {
 		t.Errorf("default key %s", s.SetKey())
 	}
 	ctx := ctx20(t)

@@ -1,4 +1,4 @@
-package revoke
+package redisrevoke
 
 import (
 	"context"

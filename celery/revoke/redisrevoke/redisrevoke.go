@@ -1,4 +1,10 @@
-// Package revoke is a persistent store of revoked task ids in Redis, shared by every worker.
+// Package redisrevoke is the Redis [revoke.Store]: a persistent store of revoked task ids shared
+// by every worker.
+//
+// It lives beside package revoke, as redisbackend lives beside package backend: the parent
+// package declares the seam and what is broker- and backend-neutral (the interface, notices,
+// signal names, the in-memory store), the sub-package is the adapter and the only one that imports
+// go-redis.
 //
 // Celery keeps revoked ids in each worker's memory (50 000 ids, each for 3 hours, lost at restart
 // unless --statedb is used; new workers learn them through mingle). Here they live in Redis, so
@@ -7,11 +13,11 @@
 //
 // # Keys
 //
-// Under a prefix (default [DefaultPrefix], "celery:revoked:"):
+// Under a prefix (default [revoke.DefaultPrefix], "celery:revoked:"):
 //
 //	<prefix>ids      zset     task id -> expiry time (unix milliseconds); the key itself
 //	                          expires with its last member
-//	<prefix>events   channel  one JSON [Notice] per Revoke call (PUBLISH)
+//	<prefix>events   channel  one JSON [revoke.Notice] per Revoke call (PUBLISH)
 //
 // Each [Store.Revoke] is one Lua script: it drops expired ids, adds the new ones (a second revoke
 // of an id extends its expiry, never shortens it), trims the set to its bound by evicting the ids
@@ -24,7 +30,7 @@
 // can stop a running task revoked with terminate. Redis pub/sub does not keep messages: a revoke
 // published while a subscriber is disconnected reaches it only through the set, that is before
 // the task's next start, not while it runs.
-package revoke
+package redisrevoke
 
 import (
 	"context"
@@ -35,16 +41,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/forumads/forumads/celery/revoke"
 )
-
-// DefaultPrefix is the key prefix when New is given none.
-const DefaultPrefix = "celery:revoked:"
-
-// DefaultTTL is how long an id stays revoked: Celery's REVOKE_EXPIRES, 10800 s.
-const DefaultTTL = 3 * time.Hour
-
-// DefaultMaxSize is the most ids the store keeps: Celery's REVOKES_MAX, 50 000.
-const DefaultMaxSize = 50000
 
 // Store is the revoked-id set under one prefix. It is safe for concurrent use.
 type Store struct {
@@ -59,7 +58,7 @@ type Store struct {
 // Option adjusts a Store.
 type Option func(*Store)
 
-// WithMaxSize bounds the number of ids kept (default [DefaultMaxSize]); past it the ids closest to
+// WithMaxSize bounds the number of ids kept (default [revoke.DefaultMaxSize]); past it the ids closest to
 // expiry are evicted first. n < 1 is ignored.
 func WithMaxSize(n int) Option {
 	return func(s *Store) {
@@ -87,16 +86,16 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// New returns the store under prefix ("" = [DefaultPrefix]) whose ids stay revoked for ttl
-// (0 or less = [DefaultTTL]).
+// New returns the store under prefix ("" = [revoke.DefaultPrefix]) whose ids stay revoked for ttl
+// (0 or less = [revoke.DefaultTTL]).
 func New(rc redis.UniversalClient, prefix string, ttl time.Duration, opts ...Option) *Store {
 	if prefix == "" {
-		prefix = DefaultPrefix
+		prefix = revoke.DefaultPrefix
 	}
 	if ttl <= 0 {
-		ttl = DefaultTTL
+		ttl = revoke.DefaultTTL
 	}
-	s := &Store{rc: rc, prefix: prefix, ttl: ttl, maxSize: DefaultMaxSize, now: time.Now, log: slog.Default()}
+	s := &Store{rc: rc, prefix: prefix, ttl: ttl, maxSize: revoke.DefaultMaxSize, now: time.Now, log: slog.Default()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -111,6 +110,11 @@ func (s *Store) Channel() string { return s.prefix + "events" }
 
 // TTL is how long an id stays revoked.
 func (s *Store) TTL() time.Duration { return s.ttl }
+
+// String names the store for logs and banners: its set's key.
+func (s *Store) String() string { return s.SetKey() }
+
+var _ revoke.Store = (*Store)(nil)
 
 // revokeScript: KEYS[1] the set; ARGV[1] now (ms), ARGV[2] expiry (ms), ARGV[3] max size,
 // ARGV[4] channel, ARGV[5] notice, ARGV[6..] ids. Returns the number of ids evicted by the bound.
@@ -134,33 +138,21 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return evicted
 `)
 
-// Revoke marks ids revoked for the store's ttl and notifies subscribers. terminate and signal say
-// whether running tasks should be stopped, and how (a signal name such as "SIGTERM", "TERM" or
-// "KILL", or a number; "" is SIGTERM when terminating); see [ParseSignal]. An empty id, or an
-// unknown signal, is an error and nothing is revoked. No ids is a no-op.
+// Revoke marks ids revoked for the store's ttl and notifies subscribers, as [revoke.Store]
+// documents: in one Lua script it drops expired ids, adds these, trims the set to its bound and
+// publishes the notice. An empty id, or an unknown signal, is an error and nothing is revoked. No
+// ids is a no-op.
 func (s *Store) Revoke(ctx context.Context, ids []string, terminate bool, signal string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	for _, id := range ids {
-		if id == "" {
-			return errors.New("revoke: empty task id")
-		}
-	}
-	sig := ""
-	if terminate {
-		var err error
-		if sig, err = ParseSignal(signal); err != nil {
-			return fmt.Errorf("revoke: %w", err)
-		}
-	} else if signal != "" {
-		if _, err := ParseSignal(signal); err != nil {
-			return fmt.Errorf("revoke: %w", err)
-		}
+	sig, err := revoke.CheckRevoke(ids, terminate, signal)
+	if err != nil {
+		return err
 	}
 	now := s.now()
 	expires := now.Add(s.ttl)
-	notice, err := EncodeNotice(Notice{IDs: ids, Terminate: terminate, Signal: sig, Expires: expires})
+	notice, err := revoke.EncodeNotice(revoke.Notice{IDs: ids, Terminate: terminate, Signal: sig, Expires: expires})
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
@@ -248,22 +240,12 @@ func (s *Store) List(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// Revocation is one revoked id as a subscriber learns of it.
-type Revocation struct {
-	ID string
-	// Terminate asks to stop the task if it is running, with Signal (a name such as "SIGTERM").
-	Terminate bool
-	Signal    string
-	// Expires is when the id stops being revoked.
-	Expires time.Time
-}
-
 // Subscribe delivers every id revoked on this prefix, by any Store, from the moment it returns
 // until ctx ends; then the channel is closed. The subscription is confirmed by Redis before
 // Subscribe returns, and is renewed after a lost connection (revokes made in between are not
 // delivered; see the package documentation). A notice that cannot be decoded is logged and
 // skipped. Receive promptly: while the channel is full, notices wait in Redis's output buffer.
-func (s *Store) Subscribe(ctx context.Context) (<-chan Revocation, error) {
+func (s *Store) Subscribe(ctx context.Context) (<-chan revoke.Revocation, error) {
 	ps := s.rc.Subscribe(ctx)
 	if err := ps.Subscribe(ctx, s.Channel()); err != nil {
 		_ = ps.Close()
@@ -274,7 +256,7 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan Revocation, error) {
 		_ = ps.Close()
 		return nil, fmt.Errorf("revoke: subscribing to %s: %w", s.Channel(), err)
 	}
-	out := make(chan Revocation, 64)
+	out := make(chan revoke.Revocation, 64)
 	stop := make(chan struct{})
 	go func() {
 		select {
@@ -300,14 +282,14 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan Revocation, error) {
 				}
 				continue
 			}
-			n, err := DecodeNotice([]byte(msg.Payload))
+			n, err := revoke.DecodeNotice([]byte(msg.Payload))
 			if err != nil {
 				s.log.Error("revoke notice ignored", "channel", s.Channel(), "error", err)
 				continue
 			}
 			for _, id := range n.IDs {
 				select {
-				case out <- Revocation{ID: id, Terminate: n.Terminate, Signal: n.Signal, Expires: n.Expires}:
+				case out <- revoke.Revocation{ID: id, Terminate: n.Terminate, Signal: n.Signal, Expires: n.Expires}:
 				case <-ctx.Done():
 					return
 				}
