@@ -67,7 +67,7 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 var lifeStart = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
 // newBeat returns a Beat on its own store whose one entry (every 10 s) has a slot due now.
-func newBeat(t *testing.T, pub Publisher) (*Beat, *Store) {
+func newBeat(t *testing.T, pub Publisher) (*Beat, Store) {
 	t.Helper()
 	store := newStore(t)
 	c := &clock{t: lifeStart}
