@@ -1,6 +1,7 @@
 package celery
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -9,14 +10,15 @@ import (
 	"github.com/forumads/forumads/celery/protocol"
 )
 
-// Headers the worker adds to a dead-lettered message, visible in the RabbitMQ management UI.
+// Headers the worker adds to a dead-lettered message, visible in the RabbitMQ management UI (the
+// names of package broker, kept here for the programs that read them).
 const (
-	HeaderDeadLetterReason = "x-dead-letter-reason"
-	HeaderOriginalQueue    = "x-original-queue"
-	HeaderOriginalExchange = "x-original-exchange"
-	HeaderOriginalKey      = "x-original-routing-key"
-	HeaderDeadLetteredBy   = "x-dead-lettered-by"
-	HeaderDeadLetteredAt   = "x-dead-lettered-at"
+	HeaderDeadLetterReason = broker.HeaderDeadLetterReason
+	HeaderOriginalQueue    = broker.HeaderOriginalQueue
+	HeaderOriginalExchange = broker.HeaderOriginalExchange
+	HeaderOriginalKey      = broker.HeaderOriginalKey
+	HeaderDeadLetteredBy   = broker.HeaderDeadLetteredBy
+	HeaderDeadLetteredAt   = broker.HeaderDeadLetteredAt
 )
 
 // badMessage handles a message that cannot be run: it is logged, a FAILURE explaining why is stored
@@ -69,29 +71,23 @@ func (w *Worker) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
 	w.deadLetter(d, fmt.Sprintf("NotRegistered: task %q is not registered on %s", msg.Task, w.hostname))
 }
 
-// deadLetter copies the message, unchanged but for the added x-dead-letter-* headers, to the
-// dead-letter queue, then acknowledges the original. If the copy cannot be confirmed the original is
-// returned to its queue instead, so nothing is lost.
+// deadLetter has the broker copy the message, unchanged but for the added x-dead-letter-* headers,
+// to the dead-letter queue (broker.DeadLetterer), then acknowledges the original. If the copy cannot
+// be confirmed the original is returned to its queue instead, so nothing is lost. A broker without
+// dead-lettering gets the message rejected without requeue.
 func (w *Worker) deadLetter(d *broker.Delivery, reason string) {
-	h := make(map[string]any, len(d.Headers)+6)
-	for k, v := range d.Headers {
-		h[k] = v
-	}
-	h[HeaderDeadLetterReason] = reason
-	h[HeaderOriginalQueue] = d.Queue
-	h[HeaderOriginalExchange] = d.Exchange
-	h[HeaderOriginalKey] = d.RoutingKey
-	h[HeaderDeadLetteredBy] = w.hostname
-	h[HeaderDeadLetteredAt] = protocol.FormatTime(w.now().UTC())
-	env := d.Envelope
-	env.Headers = h
-	if env.DeliveryMode == 0 {
-		env.DeliveryMode = 2
-	}
-	// A per-message TTL would make RabbitMQ drop the dead letter silently.
-	env.Expiration = ""
 	dlq := w.cfg.WorkerDeadLetterQueue
-	err := w.publish(broker.Publishing{RoutingKey: dlq, Envelope: env, Declare: &QueueConfig{Name: dlq}})
+	dler, ok := w.br.(broker.DeadLetterer)
+	if !ok || !w.br.Capabilities().DeadLetter {
+		w.log.Error("the broker keeps no dead letters; dropping the message", "reason", reason, "queue", d.Queue)
+		if err := d.Reject(false); err != nil {
+			w.log.Warn("rejected message could not be settled; it will be delivered again", "error", err)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := dler.DeadLetter(ctx, d, broker.DeadLetter{Queue: dlq, Reason: reason, By: w.hostname, At: w.now()})
 	if err != nil {
 		w.log.Error("could not move the message to the dead-letter queue; returning it to its queue", "queue", dlq, "error", err)
 		if rerr := d.Reject(true); rerr != nil {
@@ -106,27 +102,27 @@ func (w *Worker) deadLetter(d *broker.Delivery, reason string) {
 	}
 }
 
-// park moves a message whose ETA is far away to a TTL queue that dead-letters it back into its
-// queue after worker_eta_park_after, so that no message stays unacknowledged longer than that
-// (RabbitMQ's consumer_timeout closes channels holding one for 30 minutes).
+// park has the broker take back a message whose ETA is far away and deliver it again after
+// worker_eta_park_after (broker.Parker; RabbitMQ: a TTL queue that dead-letters it back into its
+// queue), so that no message stays unacknowledged longer than that (RabbitMQ's consumer_timeout
+// closes channels holding one for 30 minutes). A broker without delayed delivery gets the message
+// held until its ETA instead.
 func (w *Worker) park(j *job) {
 	d := j.d
+	pk, ok := w.br.(broker.Parker)
+	if !ok || !w.br.Capabilities().DelayedDelivery {
+		w.reserve(j)
+		j.eta.Store(true)
+		w.heldETA.Add(1)
+		w.hold(j, *j.msg.ETA)
+		return
+	}
 	ttl := w.parkAfter()
-	secs := int(ttl / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	name := fmt.Sprintf("%s.eta-park-%ds", d.Queue, secs)
-	q := QueueConfig{Name: name, QueueArguments: map[string]any{
-		"x-message-ttl":             int32(secs * 1000),
-		"x-dead-letter-exchange":    "",
-		"x-dead-letter-routing-key": d.Queue,
-	}}
-	env := d.Envelope
-	if env.DeliveryMode == 0 {
-		env.DeliveryMode = 2
-	}
-	if err := w.publish(broker.Publishing{RoutingKey: name, Envelope: env, Declare: &q}); err != nil {
+	secs := max(int(ttl/time.Second), 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name, err := pk.Park(ctx, d, ttl)
+	if err != nil {
 		w.log.Error("could not park a far-future ETA task; holding it instead", "task_id", j.msg.ID, "error", err)
 		w.hold(j, *j.msg.ETA)
 		return
