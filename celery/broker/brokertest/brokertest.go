@@ -266,8 +266,10 @@ func (s *suite) closeReturnsUnacked(t *testing.T, b broker.Broker) {
 	}
 }
 
-// rejectRequeue: a message rejected with requeue is delivered again, marked redelivered, before
-// the messages published after it.
+// rejectRequeue: a message rejected with requeue is delivered again, marked redelivered, and the
+// message behind it is not disturbed. (RabbitMQ puts a requeued message back at its place "if
+// possible"; with a global prefetch it may deliver the next one first, so the order of the two is
+// not part of the contract.)
 func (s *suite) rejectRequeue(t *testing.T, b broker.Broker) {
 	q := s.queue(t)
 	publish(t, b, msg(q, "first"))
@@ -280,15 +282,21 @@ func (s *suite) rejectRequeue(t *testing.T, b broker.Broker) {
 	if err := d.Reject(true); err != nil {
 		t.Fatal(err)
 	}
-	d = recv(t, ch)
-	if string(d.Body) != "first" || !d.Redelivered {
-		t.Fatalf("after reject(requeue) got %q redelivered=%v, want %q redelivered", d.Body, d.Redelivered, "first")
+	got := map[string]bool{}
+	for range 2 {
+		d = recv(t, ch)
+		if _, dup := got[string(d.Body)]; dup {
+			t.Fatalf("%q delivered twice", d.Body)
+		}
+		got[string(d.Body)] = d.Redelivered
+		ack(t, d)
 	}
-	ack(t, d)
-	if d = recv(t, ch); string(d.Body) != "second" || d.Redelivered {
-		t.Fatalf("then got %q redelivered=%v, want %q", d.Body, d.Redelivered, "second")
+	if re, ok := got["first"]; !ok || !re {
+		t.Fatalf("after reject(requeue): %v, want first redelivered", got)
 	}
-	ack(t, d)
+	if re, ok := got["second"]; !ok || re {
+		t.Fatalf("after reject(requeue): %v, want second delivered once, not redelivered", got)
+	}
 }
 
 // settleTwice: acknowledging or rejecting a delivery a second time reports broker.ErrAlreadySettled
