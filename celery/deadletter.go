@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/forumads/forumads/celery/broker"
@@ -48,7 +49,7 @@ func (w *Worker) badMessage(d *broker.Delivery, msg *protocol.TaskMessage, err e
 	w.log.Error("Rejecting a message that cannot be run: "+reason, "task_id", id, "task", name,
 		"content_type", d.ContentType, "queue", d.Queue, "headers", headerSummary(d.Headers), "error_kind", excType)
 	if id != "" && w.backend != nil {
-		tb := fmt.Sprintf("%s: %s\n(the message was moved to the dead-letter queue %q)\n", excType, reason, w.cfg.WorkerDeadLetterQueue)
+		tb := fmt.Sprintf("%s: %s\n(%s)\n", excType, reason, w.deadLetterFate())
 		w.storeMeta(protocol.ResultMeta{Status: protocol.StateFailure, TaskID: id, Traceback: &tb,
 			Result: exceptionJSON(excType, excModule, reason), DateDone: ptr(w.now().UTC())})
 	}
@@ -59,8 +60,8 @@ func (w *Worker) badMessage(d *broker.Delivery, msg *protocol.TaskMessage, err e
 // NotRegistered), but keeps the message in the dead-letter queue so it can be replayed once a worker
 // that knows the task is deployed.
 func (w *Worker) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
-	w.log.Error(fmt.Sprintf("Received unregistered task of type %s. The message was moved to the dead-letter queue %q.",
-		pyRepr(msg.Task), w.cfg.WorkerDeadLetterQueue), "task", msg.Task, "task_id", msg.ID, "queue", d.Queue)
+	w.log.Error(fmt.Sprintf("Received unregistered task of type %s. %s.",
+		pyRepr(msg.Task), upperFirst(w.deadLetterFate())), "task", msg.Task, "task_id", msg.ID, "queue", d.Queue)
 	if w.backend != nil {
 		tb := fmt.Sprintf("NotRegistered: %s\n", pyRepr(msg.Task))
 		w.storeMeta(protocol.ResultMeta{Status: protocol.StateFailure, TaskID: msg.ID, GroupID: msg.GroupID,
@@ -71,14 +72,37 @@ func (w *Worker) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
 	w.deadLetter(d, fmt.Sprintf("NotRegistered: task %q is not registered on %s", msg.Task, w.hostname))
 }
 
+// deadLetterer is the broker's dead-letter policy, or nil when it keeps no dead letters.
+func (w *Worker) deadLetterer() broker.DeadLetterer {
+	if dl, ok := w.br.(broker.DeadLetterer); ok && w.br.Capabilities().DeadLetter {
+		return dl
+	}
+	return nil
+}
+
+// deadLetterFate says what happens to a message deadLetter is given, for logs and tracebacks.
+func (w *Worker) deadLetterFate() string {
+	if w.deadLetterer() == nil {
+		return "the message was rejected: the broker keeps no dead letters"
+	}
+	return fmt.Sprintf("the message was moved to the dead-letter queue %q", w.cfg.WorkerDeadLetterQueue)
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
 // deadLetter has the broker copy the message, unchanged but for the added x-dead-letter-* headers,
 // to the dead-letter queue (broker.DeadLetterer), then acknowledges the original. If the copy cannot
 // be confirmed the original is returned to its queue instead, so nothing is lost. A broker without
 // dead-lettering gets the message rejected without requeue.
 func (w *Worker) deadLetter(d *broker.Delivery, reason string) {
 	dlq := w.cfg.WorkerDeadLetterQueue
-	dler, ok := w.br.(broker.DeadLetterer)
-	if !ok || !w.br.Capabilities().DeadLetter {
+	dler := w.deadLetterer()
+	if dler == nil {
 		w.log.Error("the broker keeps no dead letters; dropping the message", "reason", reason, "queue", d.Queue)
 		if err := d.Reject(false); err != nil {
 			w.log.Warn("rejected message could not be settled; it will be delivered again", "error", err)
