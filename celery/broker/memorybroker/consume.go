@@ -45,6 +45,10 @@ func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch in
 		return nil, fmt.Errorf("memorybroker: consuming: negative prefetch %d", prefetch)
 	}
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, broker.ErrClosed
+	}
 	for _, q := range queues {
 		if err := b.declare(q); err != nil {
 			b.mu.Unlock()
