@@ -21,7 +21,8 @@ import (
 
 // Broker returns the broker adapter cfg.broker_url names, picked by its scheme (the first URL's,
 // for a ';'-separated failover list): amqp://, amqps:// and pyamqp:// open RabbitMQ (lazily: no
-// connection is made until the first use), memory:// a new in-process memorybroker; redis://,
+// connection is made until the first use), memory:// a connection to the process's
+// memorybroker (memorybroker.Shared: a client and a worker of one process reach the same queues); redis://,
 // rediss:// and sentinel:// are refused until the Redis broker exists, and any other scheme is
 // refused naming it. name is the connection name shown by RabbitMQ.
 func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, error) {
@@ -46,7 +47,7 @@ func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, er
 		if strings.Contains(raw, ";") {
 			return nil, errors.New("broker_url: memory:// cannot be part of a failover list")
 		}
-		return memorybroker.New(), nil
+		return memorybroker.Shared().Connect(), nil
 	case "redis", "rediss", "sentinel":
 		return nil, fmt.Errorf("broker_url: the Redis broker (%s://) is not available yet; use amqp:// (RabbitMQ) or memory://", scheme)
 	default:

@@ -13,6 +13,7 @@ import (
 // and what it holds unsettled returns to the queues when it is lost.
 type consumer struct {
 	b        *Broker
+	owner    *Conn // nil for the Broker's own Consume calls
 	out      chan *broker.Delivery
 	wake     chan struct{} // a token: look for messages again
 	done     chan struct{} // closed once stopped or lost: no more deliveries
@@ -41,11 +42,15 @@ type pending struct {
 // back to its queues, marked redelivered, and settling it reports broker.ErrStaleDelivery),
 // StopConsuming is called or the broker is closed; then the channel is closed.
 func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch int) (<-chan *broker.Delivery, error) {
+	return b.consume(ctx, nil, queues, prefetch)
+}
+
+func (b *Broker) consume(ctx context.Context, owner *Conn, queues []broker.Queue, prefetch int) (<-chan *broker.Delivery, error) {
 	if prefetch < 0 {
 		return nil, fmt.Errorf("memorybroker: consuming: negative prefetch %d", prefetch)
 	}
 	b.mu.Lock()
-	if b.closed {
+	if b.closed || (owner != nil && owner.closed) {
 		b.mu.Unlock()
 		return nil, broker.ErrClosed
 	}
@@ -55,7 +60,7 @@ func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch in
 			return nil, err
 		}
 	}
-	c := &consumer{b: b, out: make(chan *broker.Delivery), wake: make(chan struct{}, 1), done: make(chan struct{}),
+	c := &consumer{b: b, owner: owner, out: make(chan *broker.Delivery), wake: make(chan struct{}, 1), done: make(chan struct{}),
 		queues: append([]broker.Queue(nil), queues...), prefetch: prefetch, unacked: map[uint64]pending{}}
 	b.consumers[c] = struct{}{}
 	b.mu.Unlock()
@@ -200,10 +205,15 @@ func (a acker) Reject(requeue bool) error { return a.c.settle(a.tag, false, requ
 // StopConsuming ends the deliveries of every Consume call (their channels close) but keeps their
 // unsettled messages settleable; those not settled return to their queues when the Consume
 // context ends or the broker is closed.
-func (b *Broker) StopConsuming(context.Context) error {
+func (b *Broker) StopConsuming(context.Context) error { return b.stopConsuming(nil) }
+
+func (b *Broker) stopConsuming(owner *Conn) error {
 	b.mu.Lock()
 	var cs []*consumer
 	for c := range b.consumers {
+		if c.owner != owner {
+			continue
+		}
 		c.stopped = true
 		cs = append(cs, c)
 	}
@@ -215,7 +225,9 @@ func (b *Broker) StopConsuming(context.Context) error {
 }
 
 // SetPrefetch changes the prefetch of every Consume call (0 = unlimited).
-func (b *Broker) SetPrefetch(n int) error {
+func (b *Broker) SetPrefetch(n int) error { return b.setPrefetch(nil, n) }
+
+func (b *Broker) setPrefetch(owner *Conn, n int) error {
 	if n < 0 {
 		return fmt.Errorf("memorybroker: negative prefetch %d", n)
 	}
@@ -225,7 +237,9 @@ func (b *Broker) SetPrefetch(n int) error {
 		return broker.ErrClosed
 	}
 	for c := range b.consumers {
-		c.prefetch = n
+		if c.owner == owner {
+			c.prefetch = n
+		}
 	}
 	b.wake()
 	return nil
@@ -234,7 +248,9 @@ func (b *Broker) SetPrefetch(n int) error {
 // AddConsumer declares q and has every running Consume call consume it too (the add_consumer
 // control command); a queue already consumed is not added twice. broker.ErrClosed is returned when
 // nothing consumes.
-func (b *Broker) AddConsumer(_ context.Context, q broker.Queue) error {
+func (b *Broker) AddConsumer(_ context.Context, q broker.Queue) error { return b.addConsumer(nil, q) }
+
+func (b *Broker) addConsumer(owner *Conn, q broker.Queue) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.declare(q); err != nil {
@@ -242,7 +258,7 @@ func (b *Broker) AddConsumer(_ context.Context, q broker.Queue) error {
 	}
 	added := false
 	for c := range b.consumers {
-		if c.stopped {
+		if c.stopped || c.owner != owner {
 			continue
 		}
 		added = true
@@ -260,10 +276,17 @@ func (b *Broker) AddConsumer(_ context.Context, q broker.Queue) error {
 // CancelConsumer stops consuming queue name (the cancel_consumer control command); messages
 // already delivered stay with their consumer. It reports whether the queue was consumed.
 func (b *Broker) CancelConsumer(_ context.Context, name string) (bool, error) {
+	return b.cancelConsumer(nil, name), nil
+}
+
+func (b *Broker) cancelConsumer(owner *Conn, name string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	found := false
 	for c := range b.consumers {
+		if c.owner != owner {
+			continue
+		}
 		kept := c.queues[:0]
 		for _, q := range c.queues {
 			if q.Name == name {
@@ -275,16 +298,18 @@ func (b *Broker) CancelConsumer(_ context.Context, name string) (bool, error) {
 		c.queues = kept
 		c.next = 0
 	}
-	return found, nil
+	return found
 }
 
 // ConsumingQueues lists the queues consumed now by running Consume calls.
-func (b *Broker) ConsumingQueues() []broker.Queue {
+func (b *Broker) ConsumingQueues() []broker.Queue { return b.consumingQueues(nil) }
+
+func (b *Broker) consumingQueues(owner *Conn) []broker.Queue {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []broker.Queue
 	for c := range b.consumers {
-		if c.stopped {
+		if c.stopped || c.owner != owner {
 			continue
 		}
 		for _, q := range c.queues {

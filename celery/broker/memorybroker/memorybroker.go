@@ -16,6 +16,9 @@
 // x-expires, per-message expiration), queue length limits, headers exchanges, publisher
 // returns (an unroutable message is dropped, as RabbitMQ does without mandatory) or the x-death
 // header. Every Delivery carries Generation 1.
+//
+// A Broker is the server; Connect gives connections to it (Conn), each closing and stopping only
+// its own consumers, and Shared is the process-wide Broker that broker_url memory:// reaches.
 package memorybroker
 
 import (

@@ -15,6 +15,14 @@ func TestConformance(t *testing.T) {
 	brokertest.Run(t, brokertest.Adapter{Open: func(*testing.T) broker.Broker { return memorybroker.New() }})
 }
 
+// TestConformanceConn runs the suite on connections of one Broker, which share its queues (so the
+// CloseReturnsUnacked case runs too).
+func TestConformanceConn(t *testing.T) {
+	srv := memorybroker.New()
+	t.Cleanup(func() { _ = srv.Close() })
+	brokertest.Run(t, brokertest.Adapter{Open: func(*testing.T) broker.Broker { return srv.Connect() }, Shared: true})
+}
+
 func TestTopicMatch(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
