@@ -1,22 +1,25 @@
 package celery
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
-// Headers the worker adds to a dead-lettered message, visible in the RabbitMQ management UI.
+// Headers the worker adds to a dead-lettered message, visible in the RabbitMQ management UI (the
+// names of package broker, kept here for the programs that read them).
 const (
-	HeaderDeadLetterReason = "x-dead-letter-reason"
-	HeaderOriginalQueue    = "x-original-queue"
-	HeaderOriginalExchange = "x-original-exchange"
-	HeaderOriginalKey      = "x-original-routing-key"
-	HeaderDeadLetteredBy   = "x-dead-lettered-by"
-	HeaderDeadLetteredAt   = "x-dead-lettered-at"
+	HeaderDeadLetterReason = broker.HeaderDeadLetterReason
+	HeaderOriginalQueue    = broker.HeaderOriginalQueue
+	HeaderOriginalExchange = broker.HeaderOriginalExchange
+	HeaderOriginalKey      = broker.HeaderOriginalKey
+	HeaderDeadLetteredBy   = broker.HeaderDeadLetteredBy
+	HeaderDeadLetteredAt   = broker.HeaderDeadLetteredAt
 )
 
 // badMessage handles a message that cannot be run: it is logged, a FAILURE explaining why is stored
@@ -46,7 +49,7 @@ func (w *Worker) badMessage(d *broker.Delivery, msg *protocol.TaskMessage, err e
 	w.log.Error("Rejecting a message that cannot be run: "+reason, "task_id", id, "task", name,
 		"content_type", d.ContentType, "queue", d.Queue, "headers", headerSummary(d.Headers), "error_kind", excType)
 	if id != "" && w.backend != nil {
-		tb := fmt.Sprintf("%s: %s\n(the message was moved to the dead-letter queue %q)\n", excType, reason, w.cfg.WorkerDeadLetterQueue)
+		tb := fmt.Sprintf("%s: %s\n(%s)\n", excType, reason, w.deadLetterFate())
 		w.storeMeta(protocol.ResultMeta{Status: protocol.StateFailure, TaskID: id, Traceback: &tb,
 			Result: exceptionJSON(excType, excModule, reason), DateDone: ptr(w.now().UTC())})
 	}
@@ -57,8 +60,8 @@ func (w *Worker) badMessage(d *broker.Delivery, msg *protocol.TaskMessage, err e
 // NotRegistered), but keeps the message in the dead-letter queue so it can be replayed once a worker
 // that knows the task is deployed.
 func (w *Worker) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
-	w.log.Error(fmt.Sprintf("Received unregistered task of type %s. The message was moved to the dead-letter queue %q.",
-		pyRepr(msg.Task), w.cfg.WorkerDeadLetterQueue), "task", msg.Task, "task_id", msg.ID, "queue", d.Queue)
+	w.log.Error(fmt.Sprintf("Received unregistered task of type %s. %s.",
+		pyRepr(msg.Task), upperFirst(w.deadLetterFate())), "task", msg.Task, "task_id", msg.ID, "queue", d.Queue)
 	if w.backend != nil {
 		tb := fmt.Sprintf("NotRegistered: %s\n", pyRepr(msg.Task))
 		w.storeMeta(protocol.ResultMeta{Status: protocol.StateFailure, TaskID: msg.ID, GroupID: msg.GroupID,
@@ -69,29 +72,46 @@ func (w *Worker) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
 	w.deadLetter(d, fmt.Sprintf("NotRegistered: task %q is not registered on %s", msg.Task, w.hostname))
 }
 
-// deadLetter copies the message, unchanged but for the added x-dead-letter-* headers, to the
-// dead-letter queue, then acknowledges the original. If the copy cannot be confirmed the original is
-// returned to its queue instead, so nothing is lost.
+// deadLetterer is the broker's dead-letter policy, or nil when it keeps no dead letters.
+func (w *Worker) deadLetterer() broker.DeadLetterer {
+	if dl, ok := w.br.(broker.DeadLetterer); ok && w.br.Capabilities().DeadLetter {
+		return dl
+	}
+	return nil
+}
+
+// deadLetterFate says what happens to a message deadLetter is given, for logs and tracebacks.
+func (w *Worker) deadLetterFate() string {
+	if w.deadLetterer() == nil {
+		return "the message was rejected: the broker keeps no dead letters"
+	}
+	return fmt.Sprintf("the message was moved to the dead-letter queue %q", w.cfg.WorkerDeadLetterQueue)
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// deadLetter has the broker copy the message, unchanged but for the added x-dead-letter-* headers,
+// to the dead-letter queue (broker.DeadLetterer), then acknowledges the original. If the copy cannot
+// be confirmed the original is returned to its queue instead, so nothing is lost. A broker without
+// dead-lettering gets the message rejected without requeue.
 func (w *Worker) deadLetter(d *broker.Delivery, reason string) {
-	h := make(map[string]any, len(d.Headers)+6)
-	for k, v := range d.Headers {
-		h[k] = v
-	}
-	h[HeaderDeadLetterReason] = reason
-	h[HeaderOriginalQueue] = d.Queue
-	h[HeaderOriginalExchange] = d.Exchange
-	h[HeaderOriginalKey] = d.RoutingKey
-	h[HeaderDeadLetteredBy] = w.hostname
-	h[HeaderDeadLetteredAt] = protocol.FormatTime(w.now().UTC())
-	env := d.Envelope
-	env.Headers = h
-	if env.DeliveryMode == 0 {
-		env.DeliveryMode = 2
-	}
-	// A per-message TTL would make RabbitMQ drop the dead letter silently.
-	env.Expiration = ""
 	dlq := w.cfg.WorkerDeadLetterQueue
-	err := w.publish(broker.Publishing{RoutingKey: dlq, Envelope: env, Declare: &QueueConfig{Name: dlq}})
+	dler := w.deadLetterer()
+	if dler == nil {
+		w.log.Error("the broker keeps no dead letters; dropping the message", "reason", reason, "queue", d.Queue)
+		if err := d.Reject(false); err != nil {
+			w.log.Warn("rejected message could not be settled; it will be delivered again", "error", err)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := dler.DeadLetter(ctx, d, broker.DeadLetter{Queue: dlq, Reason: reason, By: w.hostname, At: w.now()})
 	if err != nil {
 		w.log.Error("could not move the message to the dead-letter queue; returning it to its queue", "queue", dlq, "error", err)
 		if rerr := d.Reject(true); rerr != nil {
@@ -106,27 +126,27 @@ func (w *Worker) deadLetter(d *broker.Delivery, reason string) {
 	}
 }
 
-// park moves a message whose ETA is far away to a TTL queue that dead-letters it back into its
-// queue after worker_eta_park_after, so that no message stays unacknowledged longer than that
-// (RabbitMQ's consumer_timeout closes channels holding one for 30 minutes).
+// park has the broker take back a message whose ETA is far away and deliver it again after
+// worker_eta_park_after (broker.Parker; RabbitMQ: a TTL queue that dead-letters it back into its
+// queue), so that no message stays unacknowledged longer than that (RabbitMQ's consumer_timeout
+// closes channels holding one for 30 minutes). A broker without delayed delivery gets the message
+// held until its ETA instead.
 func (w *Worker) park(j *job) {
 	d := j.d
+	pk, ok := w.br.(broker.Parker)
+	if !ok || !w.br.Capabilities().DelayedDelivery {
+		w.reserve(j)
+		j.eta.Store(true)
+		w.heldETA.Add(1)
+		w.hold(j, *j.msg.ETA)
+		return
+	}
 	ttl := w.parkAfter()
-	secs := int(ttl / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	name := fmt.Sprintf("%s.eta-park-%ds", d.Queue, secs)
-	q := QueueConfig{Name: name, QueueArguments: map[string]any{
-		"x-message-ttl":             int32(secs * 1000),
-		"x-dead-letter-exchange":    "",
-		"x-dead-letter-routing-key": d.Queue,
-	}}
-	env := d.Envelope
-	if env.DeliveryMode == 0 {
-		env.DeliveryMode = 2
-	}
-	if err := w.publish(broker.Publishing{RoutingKey: name, Envelope: env, Declare: &q}); err != nil {
+	secs := max(int(ttl/time.Second), 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name, err := pk.Park(ctx, d, ttl)
+	if err != nil {
 		w.log.Error("could not park a far-future ETA task; holding it instead", "task_id", j.msg.ID, "error", err)
 		w.hold(j, *j.msg.ETA)
 		return

@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/forumads/forumads/celery/amqpwire"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/protocol"
@@ -500,8 +499,8 @@ func (w *Worker) decode(d *broker.Delivery) *job {
 	if g := d.Generation; g > w.gen.Load() {
 		w.newGeneration(g)
 	}
-	if reason, ok := d.Headers[amqpwire.UndecodableHeader].(string); ok {
-		w.badMessage(d, nil, fmt.Errorf("the message's AMQP headers could not be read: %s", reason))
+	if d.HeaderError != "" {
+		w.badMessage(d, nil, fmt.Errorf("the message's AMQP headers could not be read: %s", d.HeaderError))
 		return nil
 	}
 	msg, err := protocol.Decode(d.Envelope, w.accept)

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/control"
@@ -107,7 +108,7 @@ func seconds(f *float64) time.Duration {
 
 // start runs the mailbox (waiting up to 5 s for it to consume, so that the worker answers
 // `celery inspect` once it says it is ready), mingle, the heartbeat and the metrics endpoint.
-func (o *ops) start(w *celery.Worker, reg *celery.Registry, br *amqpbroker.Broker) {
+func (o *ops) start(w *celery.Worker, reg *celery.Registry, br broker.Broker) {
 	ctx, cancel := context.WithCancel(context.Background())
 	o.cancel = cancel
 	if url, from := revokeURL(o.cfg); url != "" {
@@ -120,14 +121,14 @@ func (o *ops) start(w *celery.Worker, reg *celery.Registry, br *amqpbroker.Broke
 	o.metrics.SetStateFunc(func() metrics.WorkerState {
 		s := w.Snapshot()
 		return metrics.WorkerState{Active: s.Active, Reserved: s.Reserved, HeldETA: s.HeldETA, Prefetch: s.Prefetch,
-			Reconnects: max(br.Connects()-1, 0), Processed: s.Finished}
+			Reconnects: broker.Reconnects(br), Processed: s.Finished}
 	})
 	if o.f.metricsAddr != "" {
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()
 			health := func() error {
-				if !br.Connected() {
+				if !broker.Connected(br) {
 					return errors.New("broker: not connected")
 				}
 				return w.Alive()

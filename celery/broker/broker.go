@@ -1,6 +1,7 @@
 // Package broker is the seam between Celery's worker and client and a message broker: the queue
 // model, a delivered message with its acknowledger, and the Broker interface an adapter implements
-// (see package amqpbroker for RabbitMQ).
+// (see package amqpbroker for RabbitMQ, memorybroker for one process), what an adapter can do
+// natively (Capabilities) and the optional interfaces that go with it (DeadLetterer, Parker).
 package broker
 
 import (
@@ -39,7 +40,11 @@ type Delivery struct {
 	// Timestamp is the AMQP timestamp property (whole seconds; zero when the sender set none). The
 	// Go client sets it; Python Celery does not.
 	Timestamp time.Time
-	Acker     Acknowledger
+	// HeaderError, when not empty, says why the adapter could not read the message's headers
+	// (amqpbroker: py-amqp wrote a field type it cannot parse; the headers then hold the adapter's
+	// marker in their place). The worker dead-letters such a message.
+	HeaderError string
+	Acker       Acknowledger
 }
 
 // Ack acknowledges the message.
@@ -89,6 +94,9 @@ type Broker interface {
 	Declare(ctx context.Context, q Queue) error
 	// Close closes the connection; unacknowledged messages return to their queues.
 	Close() error
+	// Capabilities says what the adapter does natively (see Capabilities); it does not change
+	// over the adapter's life.
+	Capabilities() Capabilities
 }
 
 // ErrStaleDelivery is returned when settling a delivery whose connection was lost: the broker has

@@ -35,6 +35,7 @@ func (m *memBroker) Consume(context.Context, []broker.Queue, int) (<-chan *broke
 func (m *memBroker) StopConsuming(context.Context) error { return nil }
 func (m *memBroker) SetPrefetch(int) error               { return nil }
 func (m *memBroker) Close() error                        { return nil }
+func (m *memBroker) Capabilities() broker.Capabilities   { return broker.Capabilities{} }
 
 func (m *memBroker) Declare(_ context.Context, q broker.Queue) error {
 	m.mu.Lock()

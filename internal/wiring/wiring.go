@@ -18,12 +18,45 @@ import (
 	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/backend/memorybackend"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
+	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/broker/memorybroker"
 )
 
-// Broker opens (lazily) the RabbitMQ broker of cfg.
-func Broker(cfg celery.Config, name string, log *slog.Logger) (*amqpbroker.Broker, error) {
-	return amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: name})
+// Broker returns the broker adapter cfg.broker_url names, picked by its scheme (the first URL's,
+// for a ';'-separated failover list): amqp://, amqps:// and pyamqp:// open RabbitMQ (lazily: no
+// connection is made until the first use), memory:// a connection to the process's
+// memorybroker (memorybroker.Shared: a client and a worker of one process reach the same queues); redis://,
+// rediss:// and sentinel:// are refused until the Redis broker exists, and any other scheme is
+// refused naming it. name is the connection name shown by RabbitMQ.
+func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, error) {
+	raw := strings.TrimSpace(cfg.BrokerURL)
+	first, _, _ := strings.Cut(raw, ";")
+	first = strings.TrimSpace(first)
+	if first == "" {
+		return nil, errors.New("broker_url: empty (amqp://, amqps://, pyamqp:// or memory://)")
+	}
+	scheme, _, ok := strings.Cut(first, "://")
+	if !ok || scheme == "" {
+		return nil, fmt.Errorf("broker_url %q: no scheme (amqp://, amqps://, pyamqp:// or memory://)", Redacted(first))
+	}
+	switch strings.ToLower(scheme) {
+	case "amqp", "amqps", "pyamqp":
+		b, err := amqpbroker.New(raw, amqpbroker.Options{Logger: log, ConnectionName: name})
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return b, nil
+	case "memory":
+		if strings.Contains(raw, ";") {
+			return nil, errors.New("broker_url: memory:// cannot be part of a failover list")
+		}
+		return memorybroker.Shared().Connect(), nil
+	case "redis", "rediss", "sentinel":
+		return nil, fmt.Errorf("broker_url: the Redis broker (%s://) is not available yet; use amqp:// (RabbitMQ) or memory://", scheme)
+	default:
+		return nil, fmt.Errorf("broker_url: unknown scheme %q (amqp://, amqps://, pyamqp:// or memory://)", scheme)
+	}
 }
 
 // Redis returns a client for a redis:// (or rediss://, unix://) URL with timeouts suited to a

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
@@ -83,5 +84,84 @@ func TestBackendSchemes(t *testing.T) {
 	}
 	if got, err := m2.Get(ctx, "wiring-shared"); err != nil || got.Status != protocol.StateSuccess {
 		t.Fatalf("a second memory:// backend read %+v, %v; want the first one's SUCCESS", got, err)
+	}
+}
+
+// TestBrokerSchemes: the adapter is chosen by broker_url's scheme, and a URL no adapter serves is
+// refused with an error that says why.
+func TestBrokerSchemes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url     string
+		adapter string // %T of the broker, "" when an error is expected
+		errHas  string
+	}{
+		{"amqp://guest:guest@127.0.0.1:5672//", "*amqpbroker.Broker", ""},
+		{"amqps://u:p@127.0.0.1:5671/vh", "*amqpbroker.Broker", ""},
+		{"pyamqp://127.0.0.1//", "*amqpbroker.Broker", ""},
+		{"AMQP://127.0.0.1//", "*amqpbroker.Broker", ""},
+		{"amqp://a//;amqp://b//", "*amqpbroker.Broker", ""},
+		{"memory://", "*memorybroker.Conn", ""},
+		{"memory://localhost/", "*memorybroker.Conn", ""},
+		{"memory://;amqp://a//", "", "failover"},
+		{"redis://127.0.0.1:6379/0", "", "Redis broker"},
+		{"rediss://127.0.0.1:6380/0", "", "Redis broker"},
+		{"sentinel://127.0.0.1:26379", "", "Redis broker"},
+		{"sqs://", "", `unknown scheme "sqs"`},
+		{"amqp:/127.0.0.1", "", "no scheme"},
+		{"127.0.0.1:5672", "", "no scheme"},
+		{"", "", "empty"},
+		{"  ", "", "empty"},
+		{"amqp://h:notaport//", "", "broker_url"},
+	} {
+		b, err := Broker(celery.Config{BrokerURL: tc.url}, "wiring-test", nil)
+		if tc.adapter == "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Errorf("Broker(%q): error %v, want one mentioning %q", tc.url, err, tc.errHas)
+			}
+			if b != nil {
+				t.Errorf("Broker(%q) returned a broker with its error", tc.url)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Broker(%q): %v", tc.url, err)
+			continue
+		}
+		if got := fmt.Sprintf("%T", b); got != tc.adapter {
+			t.Errorf("Broker(%q) is a %s, want %s", tc.url, got, tc.adapter)
+		}
+		_ = b.Close()
+	}
+}
+
+// TestMemoryBrokerServesTheClient: two memory:// brokers from wiring (a client's and a worker's)
+// reach the same queues: what one publishes the other consumes.
+func TestMemoryBrokerServesTheClient(t *testing.T) {
+	t.Parallel()
+	b, err := Broker(celery.Config{BrokerURL: "memory://"}, "wiring-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	q := broker.Queue{Name: "wiring-test." + t.Name()}
+	other, err := Broker(celery.Config{BrokerURL: "memory://"}, "wiring-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Publish(t.Context(), broker.Publishing{RoutingKey: q.Name, Declare: &q,
+		Envelope: protocol.Envelope{Body: []byte("hi")}}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := b.Consume(t.Context(), []broker.Queue{q}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := <-ch; d == nil || string(d.Body) != "hi" {
+		t.Fatalf("got %v", d)
+	}
+	if !broker.Connected(b) || broker.Reconnects(b) != 0 {
+		t.Fatal("an in-process broker is always connected and never reconnects")
 	}
 }

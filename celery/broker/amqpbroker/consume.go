@@ -218,6 +218,7 @@ func (c *consumer) startSource(ctx context.Context, s *session, src source) {
 				DeliveryTag: d.DeliveryTag,
 				Generation:  s.gen,
 				Timestamp:   d.Timestamp,
+				HeaderError: headerError(d.Headers),
 				Acker:       acker{a: s.ack, tag: d.DeliveryTag},
 			}
 			select {

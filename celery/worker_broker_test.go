@@ -1,0 +1,224 @@
+package celery_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/broker/memorybroker"
+)
+
+// These tests run the worker on the in-memory broker: they show that the engine asks the broker
+// for dead-lettering and parking (broker.DeadLetterer, broker.Parker) and falls back as documented
+// when a broker declares neither. No RabbitMQ is needed.
+
+// plainBroker hides every optional interface of the broker it wraps and declares no capabilities;
+// it reports how each delivery was settled.
+type plainBroker struct {
+	broker.Broker
+	settled chan string // "ack <body>", "reject <requeue> <body>"
+}
+
+func (p *plainBroker) Capabilities() broker.Capabilities { return broker.Capabilities{} }
+
+func (p *plainBroker) Consume(ctx context.Context, qs []broker.Queue, prefetch int) (<-chan *broker.Delivery, error) {
+	in, err := p.Broker.Consume(ctx, qs, prefetch)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *broker.Delivery)
+	go func() {
+		defer close(out)
+		for d := range in {
+			d.Acker = recordingAcker{a: d.Acker, body: string(d.Body), to: p.settled}
+			out <- d
+		}
+	}()
+	return out, nil
+}
+
+type recordingAcker struct {
+	a    broker.Acknowledger
+	body string
+	to   chan string
+}
+
+func (r recordingAcker) Ack() error {
+	err := r.a.Ack()
+	r.to <- "ack"
+	return err
+}
+
+func (r recordingAcker) Reject(requeue bool) error {
+	err := r.a.Reject(requeue)
+	if requeue {
+		r.to <- "reject requeue"
+	} else {
+		r.to <- "reject"
+	}
+	return err
+}
+
+// memWorker runs a worker and a client on br (a memorybroker, or a wrapper of one) until the test ends.
+func memWorker(t *testing.T, br broker.Broker, reg *celery.Registry, mutate func(*celery.Config)) (*celery.Worker, *celery.Client, celery.Config) {
+	t.Helper()
+	one := 1
+	cfg := celery.Config{BrokerURL: "memory://", TaskDefaultQueue: "mem." + strings.ReplaceAll(t.Name(), "/", "."),
+		WorkerConcurrency: 2, WorkerPrefetchMultiplier: &one, WorkerDeadLetterQueue: "mem.dlq"}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Hostname: "celery@mem", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: br})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker.Run: %v", err)
+		}
+	})
+	return w, client, cfg
+}
+
+func TestWorkerDeadLettersThroughTheBroker(t *testing.T) {
+	t.Parallel()
+	mb := memorybroker.New()
+	t.Cleanup(func() { _ = mb.Close() })
+	w, client, cfg := memWorker(t, mb, celery.NewRegistry(), nil)
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := client.SendTask(ctx, "t.nobody_has_this", []any{1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := mb.Consume(ctx, []broker.Queue{{Name: cfg.WorkerDeadLetterQueue}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := <-dead
+	if d == nil {
+		t.Fatal("the dead-letter queue's consumer ended")
+	}
+	reason, _ := d.Headers[celery.HeaderDeadLetterReason].(string)
+	if !strings.Contains(reason, "NotRegistered") || d.Headers["task"] != "t.nobody_has_this" ||
+		d.Headers[celery.HeaderOriginalQueue] != cfg.TaskDefaultQueue || d.Headers[celery.HeaderDeadLetteredBy] != "celery@mem" {
+		t.Fatalf("dead letter headers %v", d.Headers)
+	}
+	if n := w.Stats().DeadLettered.Load(); n != 1 {
+		t.Fatalf("DeadLettered = %d, want 1", n)
+	}
+	if n, err := mb.Ready(cfg.TaskDefaultQueue); err != nil || n != 0 {
+		t.Fatalf("the original is still in its queue (%d, %v)", n, err)
+	}
+}
+
+func TestWorkerWithoutDeadLettererRejectsTheMessage(t *testing.T) {
+	t.Parallel()
+	mb := memorybroker.New()
+	t.Cleanup(func() { _ = mb.Close() })
+	pb := &plainBroker{Broker: mb, settled: make(chan string, 16)}
+	w, client, cfg := memWorker(t, pb, celery.NewRegistry(), nil)
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := client.SendTask(ctx, "t.nobody_has_this", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case how := <-pb.settled:
+		if how != "reject" {
+			t.Fatalf("the message was settled with %q, want a reject without requeue", how)
+		}
+	case <-ctx.Done():
+		t.Fatal("the message was never settled")
+	}
+	if n := w.Stats().DeadLettered.Load(); n != 0 {
+		t.Fatalf("DeadLettered = %d on a broker without dead letters", n)
+	}
+	if _, err := mb.Ready(cfg.WorkerDeadLetterQueue); err == nil {
+		t.Fatal("a dead-letter queue was declared on a broker that declares no dead letters")
+	}
+}
+
+func TestWorkerParksFarETAOnTheBroker(t *testing.T) {
+	t.Parallel()
+	mb := memorybroker.New()
+	t.Cleanup(func() { _ = mb.Close() })
+	ran := make(chan int, 1)
+	reg := celery.NewRegistry()
+	celery.Register(reg, "t.add", func(_ context.Context, t *celery.Task[xy]) (int, error) {
+		ran <- t.Args.X + t.Args.Y
+		return t.Args.X + t.Args.Y, nil
+	})
+	park := 0.05
+	w, client, _ := memWorker(t, mb, reg, func(c *celery.Config) { c.WorkerETAParkAfter = &park })
+	ctx := ctxT(t, 30*time.Second)
+	eta := time.Now().Add(400 * time.Millisecond)
+	if _, err := client.SendTask(ctx, "t.add", []any{3, 4}, nil, celery.WithETA(eta)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case sum := <-ran:
+		if sum != 7 {
+			t.Fatalf("sum %d", sum)
+		}
+	case <-ctx.Done():
+		t.Fatal("the parked task never ran")
+	}
+	if time.Now().Before(eta) {
+		t.Fatal("the parked task ran before its eta")
+	}
+	if n := w.Stats().Parked.Load(); n < 1 {
+		t.Fatalf("the task was never parked (parked=%d)", n)
+	}
+}
+
+func TestWorkerWithoutParkerHoldsFarETA(t *testing.T) {
+	t.Parallel()
+	mb := memorybroker.New()
+	t.Cleanup(func() { _ = mb.Close() })
+	pb := &plainBroker{Broker: mb, settled: make(chan string, 16)}
+	ran := make(chan int, 1)
+	reg := celery.NewRegistry()
+	celery.Register(reg, "t.add", func(_ context.Context, t *celery.Task[xy]) (int, error) {
+		ran <- t.Args.X + t.Args.Y
+		return t.Args.X + t.Args.Y, nil
+	})
+	park := 0.05
+	w, client, _ := memWorker(t, pb, reg, func(c *celery.Config) { c.WorkerETAParkAfter = &park })
+	ctx := ctxT(t, 30*time.Second)
+	eta := time.Now().Add(300 * time.Millisecond)
+	if _, err := client.SendTask(ctx, "t.add", []any{1, 2}, nil, celery.WithETA(eta)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case sum := <-ran:
+		if sum != 3 {
+			t.Fatalf("sum %d", sum)
+		}
+	case <-ctx.Done():
+		t.Fatal("the held task never ran")
+	}
+	if time.Now().Before(eta) {
+		t.Fatal("the held task ran before its eta")
+	}
+	if n := w.Stats().Parked.Load(); n != 0 {
+		t.Fatalf("parked=%d on a broker without delayed delivery", n)
+	}
+	if how := <-pb.settled; how != "ack" {
+		t.Fatalf("the held message was settled with %q, want ack", how)
+	}
+}
