@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker"
-	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
@@ -38,8 +38,9 @@ type ops struct {
 	cfg      celery.Config
 	f        flags
 
-	evBroker *amqpbroker.Broker // events go on a connection of their own
-	control  *amqpbroker.Fanout // so does remote control (mailbox and mingle); nil when off
+	evFanout fanout.Transport   // events go on a connection of their own
+	evClose  io.Closer          // closes evFanout's connection (nil: nothing to close)
+	control  io.Closer          // so does remote control (mailbox and mingle); nil when off or shared
 	events   *events.Dispatcher // the worker's task and worker events
 	sent     *events.Dispatcher // task-sent of tasks sent by tasks (task_send_sent_event), or nil
 	revokeRC *redis.Client      // nil without a revoke store
@@ -56,18 +57,17 @@ type ops struct {
 func newOps(f flags, cfg celery.Config, nodename, origin string, log *slog.Logger) (*ops, error) {
 	o := &ops{log: log, nodename: nodename, cfg: cfg, f: f}
 	var err error
-	o.evBroker, err = amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log.With("component", "events"),
-		ConnectionName: nodename + " events"})
+	o.evFanout, o.evClose, err = wiring.Fanout(cfg, nodename+" events", log.With("component", "events"))
 	if err != nil {
 		return nil, err
 	}
-	o.events, err = events.NewDispatcher(o.evBroker.Fanout(), events.Options{Hostname: nodename, Exchange: cfg.EventExchange,
+	o.events, err = events.NewDispatcher(o.evFanout, events.Options{Hostname: nodename, Exchange: cfg.EventExchange,
 		Enabled: f.taskEvents || cfg.WorkerSendTaskEvents, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	if cfg.TaskSendSentEvent {
-		if o.sent, err = events.NewDispatcher(o.evBroker.Fanout(), events.Options{Hostname: origin, Exchange: cfg.EventExchange,
+		if o.sent, err = events.NewDispatcher(o.evFanout, events.Options{Hostname: origin, Exchange: cfg.EventExchange,
 			Enabled: true, Logger: log}); err != nil {
 			return nil, err
 		}
@@ -143,10 +143,9 @@ func (o *ops) start(w *celery.Worker, reg *celery.Registry, br broker.Broker) {
 			QueueTTL: seconds(o.cfg.ControlQueueTTL), QueueExpires: seconds(o.cfg.ControlQueueExpires),
 			Logger: o.log.With("component", "pidbox")}
 		var mb *control.Mailbox
-		tr, err := amqpbroker.NewFanout(o.cfg.BrokerURL, amqpbroker.Options{Logger: o.log.With("component", "pidbox"),
-			ConnectionName: "celery-control"})
+		tr, closer, err := wiring.Fanout(o.cfg, "celery-control", o.log.With("component", "pidbox"))
 		if err == nil {
-			o.control = tr
+			o.control = closer
 			mb, err = control.NewMailbox(o.nodename, tr, copts)
 		}
 		if err != nil {
@@ -217,7 +216,9 @@ func (o *ops) stop() {
 	if o.control != nil {
 		_ = o.control.Close()
 	}
-	_ = o.evBroker.Close()
+	if o.evClose != nil {
+		_ = o.evClose.Close()
+	}
 	if o.revokeRC != nil {
 		_ = o.revokeRC.Close()
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/broker/fanout"
+	"github.com/forumads/forumads/celery/broker/fanout/memfanout"
 	"github.com/forumads/forumads/celery/broker/memorybroker"
 )
 
@@ -30,32 +32,70 @@ import (
 // rediss:// and sentinel:// are refused until the Redis broker exists, and any other scheme is
 // refused naming it. name is the connection name shown by RabbitMQ.
 func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, error) {
-	raw := strings.TrimSpace(cfg.BrokerURL)
+	raw, scheme, err := brokerScheme(cfg.BrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	if scheme == "memory" {
+		return memorybroker.Shared().Connect(), nil
+	}
+	b, err := amqpbroker.New(raw, amqpbroker.Options{Logger: log, ConnectionName: name})
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return b, nil
+}
+
+// sharedFanout is the process's in-memory broadcast transport of broker_url memory://, as
+// memorybroker.Shared is its broker.
+var sharedFanout = sync.OnceValue(memfanout.New)
+
+// Fanout returns the transport of Celery's broadcast channels (remote control, events) on the
+// broker cfg.broker_url names, chosen by the same schemes as [Broker], and what to close when done
+// with it (nil for memory://, which the process shares). An AMQP transport is a connection of its
+// own, named name; it connects lazily.
+func Fanout(cfg celery.Config, name string, log *slog.Logger) (fanout.Transport, io.Closer, error) {
+	raw, scheme, err := brokerScheme(cfg.BrokerURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if scheme == "memory" {
+		return sharedFanout(), nil, nil
+	}
+	f, err := amqpbroker.NewFanout(raw, amqpbroker.Options{Logger: log, ConnectionName: name})
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f, nil
+}
+
+// brokerScheme checks broker_url (the first URL's scheme, for a ';'-separated failover list) and
+// returns it trimmed with its adapter's scheme: "amqp" (amqp://, amqps://, pyamqp://) or "memory".
+// redis://, rediss:// and sentinel:// are refused until the Redis broker exists, and any other
+// scheme is refused naming it.
+func brokerScheme(url string) (raw, scheme string, err error) {
+	raw = strings.TrimSpace(url)
 	first, _, _ := strings.Cut(raw, ";")
 	first = strings.TrimSpace(first)
 	if first == "" {
-		return nil, errors.New("broker_url: empty (amqp://, amqps://, pyamqp:// or memory://)")
+		return "", "", errors.New("broker_url: empty (amqp://, amqps://, pyamqp:// or memory://)")
 	}
 	scheme, _, ok := strings.Cut(first, "://")
 	if !ok || scheme == "" {
-		return nil, fmt.Errorf("broker_url %q: no scheme (amqp://, amqps://, pyamqp:// or memory://)", Redacted(first))
+		return "", "", fmt.Errorf("broker_url %q: no scheme (amqp://, amqps://, pyamqp:// or memory://)", Redacted(first))
 	}
 	switch strings.ToLower(scheme) {
 	case "amqp", "amqps", "pyamqp":
-		b, err := amqpbroker.New(raw, amqpbroker.Options{Logger: log, ConnectionName: name})
-		if err != nil {
-			return nil, err // not a typed nil in the interface
-		}
-		return b, nil
+		return raw, "amqp", nil
 	case "memory":
 		if strings.Contains(raw, ";") {
-			return nil, errors.New("broker_url: memory:// cannot be part of a failover list")
+			return "", "", errors.New("broker_url: memory:// cannot be part of a failover list")
 		}
-		return memorybroker.Shared().Connect(), nil
+		return raw, "memory", nil
 	case "redis", "rediss", "sentinel":
-		return nil, fmt.Errorf("broker_url: the Redis broker (%s://) is not available yet; use amqp:// (RabbitMQ) or memory://", scheme)
+		return "", "", fmt.Errorf("broker_url: the Redis broker (%s://) is not available yet; use amqp:// (RabbitMQ) or memory://", scheme)
 	default:
-		return nil, fmt.Errorf("broker_url: unknown scheme %q (amqp://, amqps://, pyamqp:// or memory://)", scheme)
+		return "", "", fmt.Errorf("broker_url: unknown scheme %q (amqp://, amqps://, pyamqp:// or memory://)", scheme)
 	}
 }
 
