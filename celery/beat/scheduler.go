@@ -268,6 +268,8 @@ func (s *Scheduler) sendAll(ctx context.Context, due []*state, now time.Time) {
 		for i, st := range batch {
 			slot, claim := slots[i].Slot, claims[i]
 			if claim == "" { // already sent, here or by another beat process
+				s.o.Logger.Debug("beat: slot already claimed, not sending it", "entry", st.e.Name,
+					"slot", slot.UTC().Format(time.RFC3339Nano))
 				next := st.sched.Next(slot)
 				s.setWake(st, next, next)
 				continue
