@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -146,7 +147,7 @@ func TestCallPublishesACeleryMessage(t *testing.T) {
 }
 
 func TestRunImportFeedAgainstTheDatabase(t *testing.T) {
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	feed := filepath.Join(t.TempDir(), "feed.csv")
 	cfg := emptyConfig(t)
 	env := map[string]string{"DATABASE_URL": pg.URL, "ADS_KEY_PREFIX": "t:" + testenv.Suffix() + ":"}

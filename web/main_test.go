@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -115,7 +116,7 @@ func TestServingProgram(t *testing.T) {
 
 func TestDataProgram(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	env := map[string]string{"REDIS_URL": testenv.RedisURL(), "DATABASE_URL": pg.URL, "DATA_API_TOKENS": "tok-1", "ADS_KEY_PREFIX": "t:" + testenv.Suffix() + ":"}
 	base := start(t, env, "--api", "data")
 	if code, body := get(t, base+"/readyz"); code != 200 {

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -316,7 +317,7 @@ func TestDjangoImportThroughGoWorker(t *testing.T) {
 	requirePython(t)
 	testenv.AMQP(t)
 	rc := testenv.Redis(t)
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 
 	bins, cleanup, err := testenv.BuildPrograms(false, "./worker")
 	if err != nil {
