@@ -89,7 +89,7 @@ func TestDependencyRules(t *testing.T) {
 				report = t.Errorf
 			}
 			for _, v := range vs {
-				report("%s", v)
+				report("%s", strings.ReplaceAll(v, module+"/", "")) // module-relative, to read
 			}
 			if len(vs) > 0 && !r.enforced {
 				t.Logf("%d violation(s) of a rule not enforced yet: set enforced once they are gone", len(vs))
