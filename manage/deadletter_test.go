@@ -82,11 +82,8 @@ func (s dlSetup) put(t *testing.T, id, reason, origQueue string) {
 	}
 	// The publish is not confirmed: wait until the queue holds it, so that what the test does next
 	// sees it.
-	for deadline := time.Now().Add(10 * time.Second); s.depth(t, s.dlq) <= before; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the message %s did not arrive in %s", id, s.dlq)
-		}
-	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return s.depth(t, s.dlq) > before },
+		"the message %s to arrive in %s", id, s.dlq)
 }
 
 // depth is how many messages are ready in queue.

@@ -12,8 +12,16 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
+
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
+
+// TestMain fails the run if a test leaves goroutines behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 func TestTaskArgs(t *testing.T) {
 	t.Parallel()
@@ -146,7 +154,7 @@ func TestCallPublishesACeleryMessage(t *testing.T) {
 }
 
 func TestRunImportFeedAgainstTheDatabase(t *testing.T) {
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	feed := filepath.Join(t.TempDir(), "feed.csv")
 	cfg := emptyConfig(t)
 	env := map[string]string{"DATABASE_URL": pg.URL, "ADS_KEY_PREFIX": "t:" + testenv.Suffix() + ":"}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,8 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
+
+// TestMain fails the run if a test leaves goroutines behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -57,23 +67,27 @@ func start(t *testing.T, env map[string]string, args ...string) string {
 		}
 	})
 	base := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var lastErr error
+	err := testenv.Poll(20*time.Second, func() (bool, error) {
 		resp, err := http.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return base
+			return true, nil
 		}
+		lastErr = err
 		select {
 		case code := <-done:
-			t.Fatalf("web exited %d: %s", code, logs.String())
+			return false, fmt.Errorf("web exited %d: %s", code, logs.String())
 		default:
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("web did not answer /healthz: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	})
+	if errors.Is(err, testenv.ErrTimeout) {
+		t.Fatalf("web did not answer /healthz: %v", lastErr)
+	} else if err != nil {
+		t.Fatal(err)
 	}
+	return base
 }
 
 func get(t *testing.T, url string, header ...string) (int, string) {
@@ -115,7 +129,7 @@ func TestServingProgram(t *testing.T) {
 
 func TestDataProgram(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	env := map[string]string{"REDIS_URL": testenv.RedisURL(), "DATABASE_URL": pg.URL, "DATA_API_TOKENS": "tok-1", "ADS_KEY_PREFIX": "t:" + testenv.Suffix() + ":"}
 	base := start(t, env, "--api", "data")
 	if code, body := get(t, base+"/readyz"); code != 200 {

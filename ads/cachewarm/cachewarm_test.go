@@ -16,6 +16,7 @@ import (
 
 	"github.com/forumads/forumads/ads/rkeys"
 	"github.com/forumads/forumads/ads/scoring"
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -31,7 +32,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, ctx: context.Background(), db: testenv.Postgres(t).DB, rc: testenv.Redis(t)}
+	e := &env{t: t, ctx: context.Background(), db: testdb.Postgres(t).DB, rc: testenv.Redis(t)}
 	e.keys = rkeys.New("t:" + testenv.Suffix() + ":")
 	t.Cleanup(func() {
 		var names []string

@@ -21,7 +21,7 @@ import (
 	"github.com/forumads/forumads/ads/feed"
 	"github.com/forumads/forumads/ads/feedgen"
 	"github.com/forumads/forumads/ads/importer"
-	"github.com/forumads/forumads/internal/testenv"
+	"github.com/forumads/forumads/internal/testdb"
 )
 
 func writeFile(t testing.TB, name string, data []byte) string {
@@ -164,7 +164,7 @@ func content(t testing.TB, db *sqlx.DB) string {
 
 func TestImportHappyPath(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	// The campaign comes before its advertiser, the ad before its campaign: references are
 	// resolved across the whole feed.
 	data := "Kind,external_id,advertiser,campaign,name,email,status,bid,daily_budget,start_at,end_at,forums,categories,countries,placements,title,body,image_url,click_url,category\n" +
@@ -247,7 +247,7 @@ func TestImportFormats(t *testing.T) {
 	jsonData := generate(t, o)
 	want, _ := feedgen.Count(o)
 
-	ref := testenv.Postgres(t)
+	ref := testdb.Postgres(t)
 	importOK(t, ref.DB, writeFile(t, "ref.csv", csvData), importer.Options{})
 	wantContent := content(t, ref.DB)
 
@@ -269,7 +269,7 @@ func TestImportFormats(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			pg := testenv.Postgres(t)
+			pg := testdb.Postgres(t)
 			path := writeFile(t, tc.name, tc.data)
 			sum := importOK(t, pg.DB, "file://"+path, importer.Options{BatchSize: 17})
 			if sum.RowsTotal != int64(want.Rows()) || sum.Created != sum.RowsTotal || sum.Format != tc.format || sum.Gzip != tc.gzip || sum.Bytes != int64(len(tc.data)) {
@@ -284,7 +284,7 @@ func TestImportFormats(t *testing.T) {
 
 func TestImportIdempotent(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	data := generate(t, feedgen.Options{Advertisers: 30, CampaignsPer: 2, AdsPer: 4, Forums: 20, Seed: 3, Invalid: 0.1})
 	path := writeFile(t, "feed.csv", data)
 	first := importOK(t, pg.DB, path, importer.Options{BatchSize: 50})
@@ -307,7 +307,7 @@ func TestImportIdempotent(t *testing.T) {
 
 func TestImportUpdate(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	v1 := "kind,external_id,advertiser,campaign,name,status,bid,daily_budget,start_at,title,click_url,category,countries\n" +
 		"forum,f1,,,Forum,,,,,,,misc,\n" +
 		"advertiser,a1,,,Acme,,,,,,,,\n" +
@@ -380,7 +380,7 @@ func TestImportUpdate(t *testing.T) {
 
 func TestImportBadRows(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	pg.DB.SetMaxOpenConns(1) // the import and its bookkeeping share one connection without deadlock
 	// A constraint the feed validation does not know: the database refuses the row, alone.
 	if _, err := pg.DB.Exec(`ALTER TABLE ads ADD CONSTRAINT ads_title_check1 CHECK (title <> 'Forbidden title')`); err != nil {
@@ -472,7 +472,7 @@ func TestImportBadRows(t *testing.T) {
 
 func TestImportFeedgenInvalid(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	o := feedgen.Options{Advertisers: 40, CampaignsPer: 2, AdsPer: 5, Forums: 5, Seed: 11, Invalid: 0.05, Format: feed.JSONL}
 	c, err := feedgen.Count(o)
 	if err != nil {
@@ -546,7 +546,7 @@ func TestImportHTTP(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.TrimPrefix(tc.path, "/"), func(t *testing.T) {
 			t.Parallel()
-			pg := testenv.Postgres(t)
+			pg := testdb.Postgres(t)
 			u := srv.URL + tc.path
 			sum, err := importer.Import(context.Background(), pg.DB, u, tc.opts)
 			if tc.wantErr == "" {
@@ -592,7 +592,7 @@ func TestImportSourceErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			pg := testenv.Postgres(t)
+			pg := testdb.Postgres(t)
 			sum, err := importer.Import(context.Background(), pg.DB, tc.source, tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want ~%q", err, tc.want)
@@ -607,7 +607,7 @@ func TestImportSourceErrors(t *testing.T) {
 		})
 	}
 	// A password in a URL never reaches import_runs.
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	sum, err := importer.Import(context.Background(), pg.DB, "https://user:secret@127.0.0.1:1/feed.csv", importer.Options{})
 	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(getRun(t, pg.DB, sum.RunID).Source, "secret") {
 		t.Errorf("password leaked or no error: %v", err)
@@ -616,7 +616,7 @@ func TestImportSourceErrors(t *testing.T) {
 
 func TestImportProgress(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	data := generate(t, feedgen.Options{Advertisers: 40, CampaignsPer: 2, AdsPer: 5, Forums: 10, Seed: 9, Invalid: 0.1})
 	var mu sync.Mutex
 	var calls [][2]int64
@@ -642,7 +642,7 @@ func TestImportProgress(t *testing.T) {
 
 func TestImportCancel(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	data := generate(t, feedgen.Options{Advertisers: 20, CampaignsPer: 2, AdsPer: 3, Forums: 30, Seed: 2})
 	path := writeFile(t, "f.csv", data)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -667,7 +667,7 @@ func TestImportCancel(t *testing.T) {
 		t.Errorf("re-run: %+v", again)
 	}
 	// Cancelled before it starts: recorded, nothing applied.
-	pg2 := testenv.Postgres(t)
+	pg2 := testdb.Postgres(t)
 	done, stop := context.WithCancel(context.Background())
 	stop()
 	sum, err = importer.Import(done, pg2.DB, path, importer.Options{})
@@ -678,7 +678,7 @@ func TestImportCancel(t *testing.T) {
 
 func TestImportFailedBatchKeepsErrors(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	o := feedgen.Options{Advertisers: 20, CampaignsPer: 2, AdsPer: 5, Forums: 5, Seed: 4, Invalid: 0.1}
 	path := writeFile(t, "f.csv", generate(t, o))
 	var once sync.Once
@@ -705,7 +705,7 @@ func TestImportFailedBatchKeepsErrors(t *testing.T) {
 
 func TestImportConcurrentSameFeed(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	path := writeFile(t, "f.csv", generate(t, feedgen.Options{Advertisers: 40, CampaignsPer: 2, AdsPer: 4, Forums: 10, Seed: 8}))
 	var wg sync.WaitGroup
 	sums := make([]importer.Summary, 2)
@@ -738,7 +738,7 @@ func BenchmarkImport(b *testing.B) {
 	var rows int64
 	for b.Loop() {
 		b.StopTimer()
-		pg := testenv.Postgres(b)
+		pg := testdb.Postgres(b)
 		b.StartTimer()
 		sum, err := importer.Import(context.Background(), pg.DB, path, importer.Options{})
 		if err != nil {

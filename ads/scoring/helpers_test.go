@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/ads/rkeys"
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -33,7 +34,7 @@ type env struct {
 
 func setup(t testing.TB) *env {
 	t.Helper()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	rc := testenv.Redis(t)
 	e := &env{t: t, ctx: context.Background(), db: pg.DB, rc: rc, keys: newKeys(t, rc)}
 	return e

@@ -11,12 +11,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/ads/rkeys"
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
 func TestCreateAds(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	o := AdsOptions{Ads: 25, Campaigns: 4, Seed: 3, TargetForums: []string{"general"}}
 	ids, err := CreateAds(t.Context(), pg.DB, o)
 	if err != nil {
@@ -50,7 +51,7 @@ func TestCreateAds(t *testing.T) {
 
 func TestCreateAdsRefusesBadOptions(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	for _, tc := range []struct {
 		name string
 		o    AdsOptions
@@ -70,7 +71,7 @@ func TestCreateAdsRefusesBadOptions(t *testing.T) {
 
 func TestHistorical(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	ctx := t.Context()
 	if _, err := CreateAds(ctx, pg.DB, AdsOptions{Ads: 40, Campaigns: 5, Seed: 1}); err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestHistorical(t *testing.T) {
 
 func TestHistoricalDefaultForums(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	ctx := t.Context()
 	if _, err := CreateAds(ctx, pg.DB, AdsOptions{Ads: 3}); err != nil {
 		t.Fatal(err)
@@ -181,7 +182,7 @@ func TestHistoricalDefaultForums(t *testing.T) {
 
 func TestHistoricalRefusesBadOptions(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	for _, tc := range []struct {
 		name string
 		o    HistOptions

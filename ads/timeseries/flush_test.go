@@ -290,17 +290,16 @@ func TestFlushSameBatchTwoRuns(t *testing.T) {
 			return nil
 		}
 		close(startB)
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		err := testenv.Poll(30*time.Second, func() (bool, error) {
 			var waiting int
-			if err := e.pg.DB.Get(&waiting, `SELECT count(*) FROM pg_stat_activity
-				WHERE application_name = $1 AND wait_event_type = 'Lock'`, appB); err != nil {
-				return err
-			}
-			if waiting > 0 {
-				return nil
-			}
+			err := e.pg.DB.Get(&waiting, `SELECT count(*) FROM pg_stat_activity
+				WHERE application_name = $1 AND wait_event_type = 'Lock'`, appB)
+			return waiting > 0, err
+		})
+		if errors.Is(err, testenv.ErrTimeout) {
+			return errors.New("the second run never waited on the batch's row")
 		}
-		return errors.New("the second run never waited on the batch's row")
+		return err
 	}
 	sumA, errA := Flush(t.Context(), e.pg.DB, e.rc, e.keys, oA)
 	<-done

@@ -16,12 +16,13 @@ import (
 
 	"github.com/forumads/forumads/ads/rkeys"
 	"github.com/forumads/forumads/ads/statsgen"
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
 // env is one test's PostgreSQL schema, Redis client and key prefix, with ads to count for.
 type env struct {
-	pg   *testenv.PG
+	pg   *testdb.PG
 	rc   *redis.Client
 	keys rkeys.Keys
 	ads  []int64
@@ -32,7 +33,7 @@ type env struct {
 // cleanup.
 func setup(t *testing.T, n int) *env {
 	t.Helper()
-	e := &env{pg: testenv.Postgres(t), rc: testenv.Redis(t), keys: rkeys.New("t:" + testenv.Suffix() + ":"), logs: &logBuf{}}
+	e := &env{pg: testdb.Postgres(t), rc: testenv.Redis(t), keys: rkeys.New("t:" + testenv.Suffix() + ":"), logs: &logBuf{}}
 	deletePrefixAtCleanup(t, e.rc, e.keys.Prefix)
 	if n > 0 {
 		ads, err := statsgen.CreateAds(t.Context(), e.pg.DB, statsgen.AdsOptions{Ads: n, Seed: 1})
@@ -186,7 +187,7 @@ func checkClean(t *testing.T, e *env, open ...time.Time) {
 }
 
 // openDB opens a second pool on the test's schema, with an application name to find it by.
-func openDB(t *testing.T, pg *testenv.PG, app string) *sqlx.DB {
+func openDB(t *testing.T, pg *testdb.PG, app string) *sqlx.DB {
 	t.Helper()
 	u, err := url.Parse(pg.URL)
 	if err != nil {

@@ -7,7 +7,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+// TestMain fails the run if a test leaves goroutines behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // TestTables checks the baseline's input: one CSV per table, every row of the feed, parents
 // numbered in feed order and children pointing at them.

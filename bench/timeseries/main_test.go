@@ -4,7 +4,14 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+// TestMain fails the run if a test leaves goroutines behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 func TestParseStatusKB(t *testing.T) {
 	t.Parallel()

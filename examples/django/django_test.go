@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -137,20 +139,24 @@ func (p *process) stop(sig os.Signal, deadline time.Duration) error {
 	}
 }
 
-// waitUntil polls cond every 100 ms until it returns true, the process exits or the deadline passes.
+// waitUntil polls cond (testenv.Poll) until it returns true, the process exits or the deadline passes.
 func (p *process) waitUntil(t *testing.T, what string, deadline time.Duration, cond func() bool) {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
+	err := testenv.Poll(deadline, func() (bool, error) {
+		if cond() {
+			return true, nil
+		}
 		select {
 		case <-p.exited:
-			t.Fatalf("%s exited (%v) before %s", p.name, p.err, what)
+			return false, fmt.Errorf("%s exited (%v) before %s", p.name, p.err, what)
 		default:
+			return false, nil
 		}
-		if time.Now().After(end) {
-			t.Fatalf("%s: not %s within %s", p.name, what, deadline)
-		}
-		time.Sleep(100 * time.Millisecond)
+	})
+	if errors.Is(err, testenv.ErrTimeout) {
+		t.Fatalf("%s: not %s within %s", p.name, what, deadline)
+	} else if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -316,7 +322,7 @@ func TestDjangoImportThroughGoWorker(t *testing.T) {
 	requirePython(t)
 	testenv.AMQP(t)
 	rc := testenv.Redis(t)
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 
 	bins, cleanup, err := testenv.BuildPrograms(false, "./worker")
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/internal/tcpproxy"
+	"github.com/forumads/forumads/internal/testenv"
 )
 
 // echoServer echoes every line back and counts the connections it accepted.
@@ -70,18 +71,6 @@ func roundTrip(c net.Conn, line string) (string, error) {
 		return "", err
 	}
 	return got[:len(got)-1], nil
-}
-
-// waitFor polls cond until it holds, failing the test after a generous bound.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // assertDead checks that c was reset or closed by the proxy: a read returns an error, not data and
@@ -170,14 +159,14 @@ func TestCutResetsLiveConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "3 live connections", func() bool { return p.Live() == 3 })
+	testenv.Eventually(t, 10*time.Second, func() bool { return p.Live() == 3 }, "3 live connections")
 	if n := p.Cut(); n != 3 {
 		t.Errorf("Cut() = %d, want 3", n)
 	}
 	for _, c := range conns {
 		assertDead(t, c)
 	}
-	waitFor(t, "no live connection", func() bool { return p.Live() == 0 })
+	testenv.Eventually(t, 10*time.Second, func() bool { return p.Live() == 0 }, "no live connection")
 
 	// The proxy itself keeps working.
 	c := dial(t, p.Addr())
@@ -255,7 +244,7 @@ func TestDropUpstream(t *testing.T) {
 		}
 		// Wait until the proxy has handled the bytes before switching modes.
 		if tt.drop {
-			waitFor(t, "the bytes to be dropped", func() bool { return p.Dropped() >= int64(len(tt.send)) })
+			testenv.Eventually(t, 10*time.Second, func() bool { return p.Dropped() >= int64(len(tt.send)) }, "the bytes to be dropped")
 		}
 	}
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
@@ -283,7 +272,7 @@ func TestUnreachableTargetResetsClient(t *testing.T) {
 	_ = ln.Close()
 	p := tcpproxy.Start(t, closedPort)
 	assertRefused(t, p.Addr())
-	waitFor(t, "the refusal to be counted", func() bool { return p.Refused() == 1 })
+	testenv.Eventually(t, 10*time.Second, func() bool { return p.Refused() == 1 }, "the refusal to be counted")
 	if p.Accepted() != 0 {
 		t.Errorf("Accepted() = %d, want 0", p.Accepted())
 	}

@@ -3,6 +3,9 @@
 //
 //	AMQP_URL   default amqp://guest:guest@127.0.0.1:5672/
 //	REDIS_URL  default redis://127.0.0.1:6379/0
+//
+// PostgreSQL, which only the ads side's tests need, is in internal/testdb, so that the Celery
+// library's test binaries do not link sqlx, lib/pq or the ads schema (internal/layout checks it).
 package testenv
 
 import (

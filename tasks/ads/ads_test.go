@@ -21,20 +21,21 @@ import (
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 	"github.com/forumads/forumads/tasks/ads"
 )
 
 type fixture struct {
 	reg  *celery.Registry
-	pg   *testenv.PG
+	pg   *testdb.PG
 	keys rkeys.Keys
 	deps ads.Deps
 }
 
 func setup(t *testing.T, client *celery.Client) *fixture {
 	t.Helper()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	rc := testenv.Redis(t)
 	keys := rkeys.New("t:" + testenv.Suffix() + ":")
 	t.Cleanup(func() {

@@ -15,13 +15,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/internal/metrics"
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 	"github.com/forumads/forumads/web/httpx"
 )
 
 func TestNewRefusesBadOptions(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
+	pg := testdb.Postgres(t)
 	rc := testenv.Redis(t)
 	for _, tc := range []struct {
 		name string

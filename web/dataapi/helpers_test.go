@@ -18,13 +18,14 @@ import (
 
 	"github.com/forumads/forumads/ads/rkeys"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
+	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
 // env is one test's API: its own PostgreSQL schema, Redis key prefix and result-backend prefix.
 type env struct {
 	t       *testing.T
-	pg      *testenv.PG
+	pg      *testdb.PG
 	rc      *redis.Client
 	keys    rkeys.Keys
 	results *redisbackend.Backend
@@ -37,7 +38,7 @@ type env struct {
 // fail that way (a dependency outage is a 503).
 func newEnv(t *testing.T, edit ...func(*Options)) *env {
 	t.Helper()
-	e := &env{t: t, pg: testenv.Postgres(t), rc: testenv.Redis(t), token: "tok-" + testenv.Suffix(), logs: &logSink{}}
+	e := &env{t: t, pg: testdb.Postgres(t), rc: testenv.Redis(t), token: "tok-" + testenv.Suffix(), logs: &logSink{}}
 	prefix := "t:" + testenv.Suffix() + ":"
 	e.keys = rkeys.New(prefix)
 	e.results = redisbackend.New(e.rc, redisbackend.Options{KeyPrefix: prefix, Expires: time.Hour})

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/ads/rkeys"
+	"github.com/forumads/forumads/internal/testenv"
 )
 
 func TestAdsValidation(t *testing.T) {
@@ -465,17 +466,10 @@ func TestAdsStateTTL(t *testing.T) {
 	if a, _ := f.getAds("forum=cars&count=2", nil); !slices.Equal(adIDs(a), []int64{1, 2}) {
 		t.Fatalf("StateTTL passed: the first request is answered from the last read, got %v", adIDs(a))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		a, _ := f.getAds("forum=cars&count=2", nil)
-		if len(a.Ads) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the background read never showed the switch: %v", adIDs(a))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(a.Ads) == 0
+	}, "the background read to show the switch")
 	check("the new state is kept", []int64{}, 0)
 
 	f.putSwitch("serving.enabled", true, nil)

@@ -1,4 +1,10 @@
-package testenv
+// Package testdb gives the ads side's tests a PostgreSQL schema of their own with schema.sql applied,
+// dropped when the test ends. It is apart from internal/testenv so that the Celery library's tests
+// do not link sqlx, lib/pq or the ads schema; only tests of the ads, web, tasks and manage code use it.
+// A missing PostgreSQL fails the test loudly; nothing is skipped.
+//
+//	DATABASE_URL  default postgres://forumads:forumads@127.0.0.1:5432/forumads?sslmode=disable
+package testdb
 
 import (
 	"context"
@@ -12,6 +18,7 @@ import (
 	_ "github.com/lib/pq" // the PostgreSQL driver
 
 	"github.com/forumads/forumads"
+	"github.com/forumads/forumads/internal/testenv"
 )
 
 // DatabaseURL is the PostgreSQL database the tests use (DATABASE_URL; default the one
@@ -47,7 +54,7 @@ func Postgres(t testing.TB) *PG {
 	if err := admin.PingContext(ctx); err != nil {
 		t.Fatalf("PostgreSQL is required at %s (run scripts/services.sh): %v", DatabaseURL(), err)
 	}
-	schema := "t_" + strings.ToLower(Suffix()) + Suffix()
+	schema := "t_" + strings.ToLower(testenv.Suffix()) + testenv.Suffix()
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatalf("create schema: %v", err)
 	}
