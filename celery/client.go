@@ -37,6 +37,7 @@ type Client struct {
 	backend ResultBackend
 	reg     *Registry
 	events  *events.Dispatcher
+	router  *Router
 	origin  string
 	replyTo string
 }
@@ -50,8 +51,12 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if o.Broker == nil {
 		return nil, errors.New("celery: client needs a Broker")
 	}
+	router, err := NewRouter(cfg)
+	if err != nil {
+		return nil, err
+	}
 	host, _ := os.Hostname()
-	return &Client{cfg: cfg, br: o.Broker, backend: o.Backend, reg: o.Registry, events: o.Events,
+	return &Client{cfg: cfg, br: o.Broker, backend: o.Backend, reg: o.Registry, events: o.Events, router: router,
 		origin: fmt.Sprintf("gen%d@%s", os.Getpid(), host), replyTo: NewID()}, nil
 }
 
@@ -92,6 +97,10 @@ type SendOptions struct {
 	RootID       string
 	GroupID      string
 	GroupIndex   *int
+
+	// taskQueue is the queue of the task's declaration ([TaskDef]), used as the registry's Queue
+	// option is: when neither the call nor task_routes names a queue.
+	taskQueue string
 }
 
 // SendOption sets one of the SendOptions.
@@ -266,19 +275,22 @@ func (c *Client) SendRaw(ctx context.Context, name string, args []json.RawMessag
 		s := o.SoftLimit.Seconds()
 		msg.TimeLimit.Soft = &s
 	}
-	pub, prio, err := c.route(name, &o)
+	if o.Queue == "" && o.taskQueue == "" && c.reg != nil {
+		if opts, ok := c.reg.Options(name); ok {
+			o.taskQueue = opts.Queue
+		}
+	}
+	dest, err := c.router.route(name, &o)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("send_task %s: %w", name, err)
 	}
-	if prio != nil {
-		p := uint8(min(max(*prio, 0), 255))
-		msg.Priority = &p
-	}
+	msg.Priority = &dest.Priority
+	pub := dest.Publishing()
 	env, err := protocol.EncodeV2(msg, protocol.EncodeOptions{Serializer: c.cfg.TaskSerializer, Compression: c.cfg.TaskCompression})
 	if err != nil {
 		return nil, fmt.Errorf("send_task %s: %w", name, err)
 	}
-	env.DeliveryMode = c.deliveryMode()
+	env.DeliveryMode = c.cfg.DeliveryMode()
 	pub.Envelope = env
 	pub.Timestamp = now
 	if err := c.br.Publish(ctx, pub); err != nil {
@@ -292,73 +304,6 @@ func (c *Client) SendRaw(ctx context.Context, name string, args []json.RawMessag
 		c.events.Send(events.NewTaskSent(taskInfo(msg), queue, pub.Exchange, pub.RoutingKey))
 	}
 	return &AsyncResult{ID: id, backend: c.backend}, nil
-}
-
-func (c *Client) deliveryMode() uint8 {
-	switch v := c.cfg.TaskDefaultDeliveryMode.(type) {
-	case int:
-		if v == 1 {
-			return 1
-		}
-	case string:
-		if v == "transient" || v == "1" {
-			return 1
-		}
-	}
-	return 2
-}
-
-// route applies task_routes and Celery's publishing rule: a queue on a direct exchange is published
-// to through the default exchange with the queue's name as routing key unless both an exchange and a
-// routing key were given.
-func (c *Client) route(name string, o *SendOptions) (broker.Publishing, *int, error) {
-	queue, exchange, key, prio := o.Queue, o.Exchange, o.RoutingKey, o.Priority
-	if r, ok := c.cfg.TaskRoutes.Match(name); ok {
-		if queue == "" {
-			queue = r.Queue
-		}
-		if exchange == "" {
-			exchange = r.Exchange
-		}
-		if key == "" {
-			key = r.RoutingKey
-		}
-		if prio == nil {
-			prio = r.Priority
-		}
-	}
-	if queue == "" && c.reg != nil {
-		if opts, ok := c.reg.Options(name); ok {
-			queue = opts.Queue
-		}
-	}
-	if queue == "" {
-		queue = c.cfg.TaskDefaultQueue
-	}
-	if prio == nil {
-		prio = c.cfg.TaskDefaultPriority
-	}
-	if prio == nil {
-		zero := 0
-		prio = &zero
-	}
-	q, ok := c.cfg.QueueByName(queue)
-	if !ok {
-		return broker.Publishing{}, nil, fmt.Errorf("send_task %s: queue %q is not defined and task_create_missing_queues is off", name, queue)
-	}
-	if (exchange == "" || key == "") && (q.ExchangeType == "" || q.ExchangeType == "direct") {
-		return broker.Publishing{Exchange: "", RoutingKey: q.Name, Declare: &q}, prio, nil
-	}
-	if exchange == "" {
-		exchange = q.Exchange
-	}
-	if key == "" {
-		key = q.RoutingKey
-	}
-	if key == "" {
-		key = c.cfg.TaskDefaultRoutingKey
-	}
-	return broker.Publishing{Exchange: exchange, RoutingKey: key, Declare: &q}, prio, nil
 }
 
 // AsyncResult is a handle on a sent task's result, like Celery's AsyncResult.

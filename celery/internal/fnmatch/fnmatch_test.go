@@ -256,3 +256,19 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	}
 }
+
+// FuzzCompile (moved from celery's FuzzGlobToRegexp when the routes' glob moved here): every
+// pattern compiles and matches without panicking, and a valid UTF-8 pattern without special
+// characters matches itself.
+func FuzzCompile(f *testing.F) {
+	for _, s := range []string{"ads.*", "a[!b-d]*", "[", "[]]*", "[!]", "x[z-a]", "\\*", "é*😀", "\xff"} {
+		f.Add(s, "ads.x")
+	}
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		p := Compile(pattern)
+		_ = p.Match(name)
+		if !strings.ContainsAny(pattern, "*?[") && utf8.ValidString(pattern) && !p.Match(pattern) {
+			t.Fatalf("literal pattern %q does not match itself", pattern)
+		}
+	})
+}
