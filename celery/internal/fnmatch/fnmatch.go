@@ -12,68 +12,78 @@ package fnmatch
 
 import "strings"
 
-// kind is the type of one element of a compiled pattern.
-type kind uint8
-
-const (
-	lit   kind = iota // one given character
-	any1              // '?': any one character
-	star              // '*': any run of characters
-	set               // "[...]": one character in (or, negated, not in) the items
-	never             // a set that can match no character ("[z-a]")
-)
-
-// item is one member of a set: the character lo, or the range lo-hi.
-type item struct {
-	lo, hi  rune
-	isRange bool
-}
-
-type token struct {
-	kind   kind
-	r      rune // lit
-	negate bool // set
-	items  []item
-}
-
-// Pattern is a compiled glob. The zero value matches only the empty name. It is safe for
+// Pattern is a glob read once. The zero value matches only the empty name. It is safe for
 // concurrent use.
 type Pattern struct {
-	toks []token
+	p []rune
 }
 
 // Compile reads a glob. Every string is a valid glob, so Compile never fails.
-func Compile(pattern string) *Pattern {
-	p := []rune(pattern)
-	var toks []token
-	for i := 0; i < len(p); {
-		c := p[i]
-		i++
-		switch c {
-		case '*':
-			if len(toks) == 0 || toks[len(toks)-1].kind != star {
-				toks = append(toks, token{kind: star}) // "**" is "*", as fnmatch.translate has it
-			}
-		case '?':
-			toks = append(toks, token{kind: any1})
-		case '[':
-			t, next, ok := readSet(p, i)
-			if !ok {
-				toks = append(toks, token{kind: lit, r: '['})
+func Compile(pattern string) *Pattern { return &Pattern{p: []rune(pattern)} }
+
+// Match reports whether the whole of name matches the pattern.
+func (p *Pattern) Match(name string) bool { return match([]rune(name), p.p) }
+
+// Match reports whether name matches the glob pattern, as Python's fnmatch.fnmatchcase(name,
+// pattern).
+func Match(name, pattern string) bool { return match([]rune(name), []rune(pattern)) }
+
+// match is the matcher: iterative, backtracking to the last '*' only. Every other element takes
+// exactly one character, so that is complete; linear in practice, never exponential.
+func match(n, p []rune) bool {
+	ni, pi := 0, 0
+	starP, starN := -1, 0
+	for ni < len(n) {
+		if pi < len(p) {
+			switch p[pi] {
+			case '*':
+				for pi < len(p) && p[pi] == '*' {
+					pi++
+				}
+				starP, starN = pi, ni
 				continue
+			case '?':
+				ni++
+				pi++
+				continue
+			case '[':
+				if body, negate, next, ok := setAt(p, pi+1); ok {
+					if inSet(body, n[ni]) != negate {
+						ni++
+						pi = next
+						continue
+					}
+					break
+				}
+				if n[ni] == '[' { // a '[' without its ']' is a literal
+					ni++
+					pi++
+					continue
+				}
+			default:
+				if n[ni] == p[pi] {
+					ni++
+					pi++
+					continue
+				}
 			}
-			toks = append(toks, t)
-			i = next
-		default:
-			toks = append(toks, token{kind: lit, r: c})
 		}
+		if starP < 0 {
+			return false
+		}
+		starN++
+		ni, pi = starN, starP
 	}
-	return &Pattern{toks: toks}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
 }
 
-// readSet reads the set whose '[' is just before p[i]. ok is false when the '[' has no closing
-// ']' (it is then a literal). next is the index after the closing ']'.
-func readSet(p []rune, i int) (t token, next int, ok bool) {
+// setAt reads the set whose '[' is just before p[i]: its members (body, without the '!') and
+// whether it is negated. ok is false when the '[' has no closing ']' (it is then a literal); next
+// is the index after the closing ']'.
+func setAt(p []rune, i int) (body []rune, negate bool, next int, ok bool) {
 	// Find the closing ']' as fnmatch.translate does: skip a leading '!', then a leading ']'.
 	j := i
 	if j < len(p) && p[j] == '!' {
@@ -86,122 +96,102 @@ func readSet(p []rune, i int) (t token, next int, ok bool) {
 		j++
 	}
 	if j >= len(p) {
-		return token{}, 0, false
+		return nil, false, 0, false
 	}
-	body := p[i:j]
-	t.kind = set
+	body = p[i:j]
 	if len(body) > 0 && body[0] == '!' {
-		t.negate = true
-		body = body[1:]
+		negate, body = true, body[1:]
 	}
-	for k := 0; k < len(body); {
-		if k+2 < len(body) && body[k+1] == '-' {
-			if lo, hi := body[k], body[k+2]; lo <= hi { // a reversed range is dropped, as translate does
-				t.items = append(t.items, item{lo: lo, hi: hi, isRange: true})
-			}
-			k += 3
-			continue
-		}
-		t.items = append(t.items, item{lo: body[k], hi: body[k]})
-		k++
-	}
-	switch {
-	case len(t.items) == 0 && t.negate:
-		return token{kind: any1}, j + 1, true // "[!]" after dropping empty ranges: any character
-	case len(t.items) == 0:
-		return token{kind: never}, j + 1, true
-	}
-	return t, j + 1, true
+	return body, negate, j + 1, true
 }
 
-// one reports whether the non-star token t matches the character c.
-func (t *token) one(c rune) bool {
-	switch t.kind {
-	case lit:
-		return t.r == c
-	case any1:
-		return true
-	case set:
-		in := false
-		for _, it := range t.items {
-			if it.lo <= c && c <= it.hi {
-				in = true
-				break
-			}
+// member reads the member of a set body at k: the range lo-hi when body[k+1] is a '-' with a
+// character after it, else the one character lo == hi. next is the index after it.
+func member(body []rune, k int) (lo, hi rune, isRange bool, next int) {
+	if k+2 < len(body) && body[k+1] == '-' {
+		return body[k], body[k+2], true, k + 3
+	}
+	return body[k], body[k], false, k + 1
+}
+
+// inSet reports whether c is a member of the set body. A reversed range (z-a) has no members, as
+// fnmatch.translate drops it.
+func inSet(body []rune, c rune) bool {
+	for k := 0; k < len(body); {
+		lo, hi, _, next := member(body, k)
+		if lo <= c && c <= hi {
+			return true
 		}
-		return in != t.negate
+		k = next
 	}
 	return false
 }
 
-// Match reports whether the whole of name matches the pattern.
-func (p *Pattern) Match(name string) bool {
-	n := []rune(name)
-	// Every token but '*' takes exactly one character, so backtracking to the last '*' only is
-	// complete: linear in practice, never exponential.
-	ni, ti := 0, 0
-	starT, starN := -1, 0
-	for ni < len(n) {
-		if ti < len(p.toks) {
-			t := &p.toks[ti]
-			if t.kind == star {
-				ti++
-				starT, starN = ti, ni
-				continue
-			}
-			if t.one(n[ni]) {
-				ni++
-				ti++
-				continue
-			}
-		}
-		if starT < 0 {
-			return false
-		}
-		starN++
-		ni, ti = starN, starT
-	}
-	for ti < len(p.toks) && p.toks[ti].kind == star {
-		ti++
-	}
-	return ti == len(p.toks)
-}
-
 // String returns the pattern in a canonical form: two patterns have the same String exactly when
 // fnmatch.translate gives them the same regular expression ("*" and "**", "?" and "[!z-a]",
-// "[z-a]" and "[y-b]"). Celery keys glob routes by that expression, so routes whose
-// globs translate alike are one route.
+// "[z-a]" and "[y-b]"). Celery keys glob routes by that expression, so routes whose globs
+// translate alike are one route. The String is a key, not a glob.
 func (p *Pattern) String() string {
 	var b strings.Builder
-	for _, t := range p.toks {
-		switch t.kind {
-		case lit:
-			if strings.ContainsRune(`*?[\`, t.r) {
-				b.WriteByte('\\')
+	for i := 0; i < len(p.p); {
+		c := p.p[i]
+		i++
+		switch c {
+		case '*':
+			for i < len(p.p) && p.p[i] == '*' {
+				i++
 			}
-			b.WriteRune(t.r)
-		case any1:
-			b.WriteByte('?')
-		case star:
 			b.WriteByte('*')
-		case never:
-			b.WriteString("[]")
-		case set:
-			b.WriteByte('[')
-			if t.negate {
-				b.WriteByte('!')
+			continue
+		case '?':
+			b.WriteByte('?')
+			continue
+		case '[':
+			body, negate, next, ok := setAt(p.p, i)
+			if !ok {
+				break
 			}
-			for _, it := range t.items {
-				setRune(&b, it.lo)
-				if it.isRange {
-					b.WriteByte('-')
-					setRune(&b, it.hi)
-				}
-			}
-			b.WriteByte(']')
+			i = next
+			writeSet(&b, body, negate)
+			continue
 		}
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// writeSet writes a set's canonical form: its members without the reversed ranges; a set left
+// with none matches nothing ("[]"), or, negated, any character ("?").
+func writeSet(b *strings.Builder, body []rune, negate bool) {
+	var members strings.Builder
+	for k := 0; k < len(body); {
+		lo, hi, isRange, next := member(body, k)
+		k = next
+		if lo > hi {
+			continue
+		}
+		setRune(&members, lo)
+		if isRange {
+			members.WriteByte('-')
+			setRune(&members, hi)
+		}
+	}
+	switch {
+	case members.Len() == 0 && negate:
+		b.WriteByte('?')
+	case members.Len() == 0:
+		b.WriteString("[]")
+	default:
+		b.WriteByte('[')
+		if negate {
+			b.WriteByte('!')
+		}
+		b.WriteString(members.String())
+		b.WriteByte(']')
+	}
 }
 
 func setRune(b *strings.Builder, r rune) {
@@ -210,7 +200,3 @@ func setRune(b *strings.Builder, r rune) {
 	}
 	b.WriteRune(r)
 }
-
-// Match reports whether name matches the glob pattern, as Python's fnmatch.fnmatchcase(name,
-// pattern).
-func Match(name, pattern string) bool { return Compile(pattern).Match(name) }
