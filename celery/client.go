@@ -176,10 +176,23 @@ func (c *Client) SendTask(ctx context.Context, name string, args []any, kwargs m
 
 // Send publishes a task whose arguments are a struct using the same `celery` tags as the task's
 // registration, so a Go producer and a Go task share one type. Named parameters go as kwargs.
+// A [TaskDef] also ties the result's type to the task.
 func Send[A any](ctx context.Context, c *Client, name string, args A, opts ...SendOption) (*AsyncResult, error) {
-	plan, err := planArgs(reflect.TypeFor[A]())
+	pos, kw, err := encodeArgs(name, args)
 	if err != nil {
 		return nil, err
+	}
+	return c.SendRaw(ctx, name, pos, kw, opts...)
+}
+
+// encodeArgs encodes a task's argument struct into Celery's args and kwargs with the `celery`
+// tags the worker decodes it with (planArgs): named parameters as kwargs (an optional one left
+// out when zero), *args positionally (the named parameters then positionally in front of them),
+// **kwargs merged into the kwargs.
+func encodeArgs[A any](name string, args A) ([]json.RawMessage, map[string]json.RawMessage, error) {
+	plan, err := planArgs(reflect.TypeFor[A]())
+	if err != nil {
+		return nil, nil, err
 	}
 	v := reflect.ValueOf(args)
 	var pos []json.RawMessage
@@ -191,24 +204,31 @@ func Send[A any](ctx context.Context, c *Client, name string, args A, opts ...Se
 		}
 		b, err := marshalResult(f.Interface())
 		if err != nil {
-			return nil, fmt.Errorf("send %s: %s: %w", name, p.name, err)
+			return nil, nil, fmt.Errorf("send %s: %s: %w", name, p.name, err)
 		}
 		kw[p.name] = b
 	}
 	if plan.star != nil {
 		f := v.FieldByIndex(plan.star)
-		if len(kw) > 0 && f.Len() > 0 {
-			// Extra positional args need the named ones positionally in front of them.
+		if len(plan.params) > 0 && f.Len() > 0 {
+			// Extra positional args need the named ones positionally in front of them, an
+			// optional one left out of the kwargs included (as its value), or it would be a hole.
 			pos = make([]json.RawMessage, 0, len(plan.params)+f.Len())
 			for _, p := range plan.params {
-				pos = append(pos, kw[p.name])
+				b, ok := kw[p.name]
+				if !ok {
+					if b, err = marshalResult(v.FieldByIndex(p.index).Interface()); err != nil {
+						return nil, nil, fmt.Errorf("send %s: %s: %w", name, p.name, err)
+					}
+				}
+				pos = append(pos, b)
 				delete(kw, p.name)
 			}
 		}
 		for i := 0; i < f.Len(); i++ {
 			b, err := marshalResult(f.Index(i).Interface())
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			pos = append(pos, b)
 		}
@@ -218,12 +238,12 @@ func Send[A any](ctx context.Context, c *Client, name string, args A, opts ...Se
 		for it.Next() {
 			b, err := marshalResult(it.Value().Interface())
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			kw[it.Key().String()] = b
 		}
 	}
-	return c.SendRaw(ctx, name, pos, kw, opts...)
+	return pos, kw, nil
 }
 
 // SendRaw publishes a task with arguments already encoded as JSON.
