@@ -37,6 +37,7 @@ type Client struct {
 	backend ResultBackend
 	reg     *Registry
 	events  *events.Dispatcher
+	router  *Router
 	origin  string
 	replyTo string
 }
@@ -50,8 +51,12 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if o.Broker == nil {
 		return nil, errors.New("celery: client needs a Broker")
 	}
+	router, err := NewRouter(cfg)
+	if err != nil {
+		return nil, err
+	}
 	host, _ := os.Hostname()
-	return &Client{cfg: cfg, br: o.Broker, backend: o.Backend, reg: o.Registry, events: o.Events,
+	return &Client{cfg: cfg, br: o.Broker, backend: o.Backend, reg: o.Registry, events: o.Events, router: router,
 		origin: fmt.Sprintf("gen%d@%s", os.Getpid(), host), replyTo: NewID()}, nil
 }
 
@@ -92,6 +97,10 @@ type SendOptions struct {
 	RootID       string
 	GroupID      string
 	GroupIndex   *int
+
+	// taskQueue is the queue of the task's declaration ([TaskDef]), used as the registry's Queue
+	// option is: when neither the call nor task_routes names a queue.
+	taskQueue string
 }
 
 // SendOption sets one of the SendOptions.
@@ -167,10 +176,23 @@ func (c *Client) SendTask(ctx context.Context, name string, args []any, kwargs m
 
 // Send publishes a task whose arguments are a struct using the same `celery` tags as the task's
 // registration, so a Go producer and a Go task share one type. Named parameters go as kwargs.
+// A [TaskDef] also ties the result's type to the task.
 func Send[A any](ctx context.Context, c *Client, name string, args A, opts ...SendOption) (*AsyncResult, error) {
-	plan, err := planArgs(reflect.TypeFor[A]())
+	pos, kw, err := encodeArgs(name, args)
 	if err != nil {
 		return nil, err
+	}
+	return c.SendRaw(ctx, name, pos, kw, opts...)
+}
+
+// encodeArgs encodes a task's argument struct into Celery's args and kwargs with the `celery`
+// tags the worker decodes it with (planArgs): named parameters as kwargs (an optional one left
+// out when zero), *args positionally (the named parameters then positionally in front of them),
+// **kwargs merged into the kwargs.
+func encodeArgs[A any](name string, args A) ([]json.RawMessage, map[string]json.RawMessage, error) {
+	plan, err := planArgs(reflect.TypeFor[A]())
+	if err != nil {
+		return nil, nil, err
 	}
 	v := reflect.ValueOf(args)
 	var pos []json.RawMessage
@@ -182,24 +204,31 @@ func Send[A any](ctx context.Context, c *Client, name string, args A, opts ...Se
 		}
 		b, err := marshalResult(f.Interface())
 		if err != nil {
-			return nil, fmt.Errorf("send %s: %s: %w", name, p.name, err)
+			return nil, nil, fmt.Errorf("send %s: %s: %w", name, p.name, err)
 		}
 		kw[p.name] = b
 	}
 	if plan.star != nil {
 		f := v.FieldByIndex(plan.star)
-		if len(kw) > 0 && f.Len() > 0 {
-			// Extra positional args need the named ones positionally in front of them.
+		if len(plan.params) > 0 && f.Len() > 0 {
+			// Extra positional args need the named ones positionally in front of them, an
+			// optional one left out of the kwargs included (as its value), or it would be a hole.
 			pos = make([]json.RawMessage, 0, len(plan.params)+f.Len())
 			for _, p := range plan.params {
-				pos = append(pos, kw[p.name])
+				b, ok := kw[p.name]
+				if !ok {
+					if b, err = marshalResult(v.FieldByIndex(p.index).Interface()); err != nil {
+						return nil, nil, fmt.Errorf("send %s: %s: %w", name, p.name, err)
+					}
+				}
+				pos = append(pos, b)
 				delete(kw, p.name)
 			}
 		}
 		for i := 0; i < f.Len(); i++ {
 			b, err := marshalResult(f.Index(i).Interface())
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			pos = append(pos, b)
 		}
@@ -209,12 +238,12 @@ func Send[A any](ctx context.Context, c *Client, name string, args A, opts ...Se
 		for it.Next() {
 			b, err := marshalResult(it.Value().Interface())
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			kw[it.Key().String()] = b
 		}
 	}
-	return c.SendRaw(ctx, name, pos, kw, opts...)
+	return pos, kw, nil
 }
 
 // SendRaw publishes a task with arguments already encoded as JSON.
@@ -266,19 +295,22 @@ func (c *Client) SendRaw(ctx context.Context, name string, args []json.RawMessag
 		s := o.SoftLimit.Seconds()
 		msg.TimeLimit.Soft = &s
 	}
-	pub, prio, err := c.route(name, &o)
+	if o.Queue == "" && o.taskQueue == "" && c.reg != nil {
+		if opts, ok := c.reg.Options(name); ok {
+			o.taskQueue = opts.Queue
+		}
+	}
+	dest, err := c.router.route(name, &o)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("send_task %s: %w", name, err)
 	}
-	if prio != nil {
-		p := uint8(min(max(*prio, 0), 255))
-		msg.Priority = &p
-	}
+	msg.Priority = &dest.Priority
+	pub := dest.Publishing()
 	env, err := protocol.EncodeV2(msg, protocol.EncodeOptions{Serializer: c.cfg.TaskSerializer, Compression: c.cfg.TaskCompression})
 	if err != nil {
 		return nil, fmt.Errorf("send_task %s: %w", name, err)
 	}
-	env.DeliveryMode = c.deliveryMode()
+	env.DeliveryMode = c.cfg.DeliveryMode()
 	pub.Envelope = env
 	pub.Timestamp = now
 	if err := c.br.Publish(ctx, pub); err != nil {
@@ -292,73 +324,6 @@ func (c *Client) SendRaw(ctx context.Context, name string, args []json.RawMessag
 		c.events.Send(events.NewTaskSent(taskInfo(msg), queue, pub.Exchange, pub.RoutingKey))
 	}
 	return &AsyncResult{ID: id, backend: c.backend}, nil
-}
-
-func (c *Client) deliveryMode() uint8 {
-	switch v := c.cfg.TaskDefaultDeliveryMode.(type) {
-	case int:
-		if v == 1 {
-			return 1
-		}
-	case string:
-		if v == "transient" || v == "1" {
-			return 1
-		}
-	}
-	return 2
-}
-
-// route applies task_routes and Celery's publishing rule: a queue on a direct exchange is published
-// to through the default exchange with the queue's name as routing key unless both an exchange and a
-// routing key were given.
-func (c *Client) route(name string, o *SendOptions) (broker.Publishing, *int, error) {
-	queue, exchange, key, prio := o.Queue, o.Exchange, o.RoutingKey, o.Priority
-	if r, ok := c.cfg.TaskRoutes.Match(name); ok {
-		if queue == "" {
-			queue = r.Queue
-		}
-		if exchange == "" {
-			exchange = r.Exchange
-		}
-		if key == "" {
-			key = r.RoutingKey
-		}
-		if prio == nil {
-			prio = r.Priority
-		}
-	}
-	if queue == "" && c.reg != nil {
-		if opts, ok := c.reg.Options(name); ok {
-			queue = opts.Queue
-		}
-	}
-	if queue == "" {
-		queue = c.cfg.TaskDefaultQueue
-	}
-	if prio == nil {
-		prio = c.cfg.TaskDefaultPriority
-	}
-	if prio == nil {
-		zero := 0
-		prio = &zero
-	}
-	q, ok := c.cfg.QueueByName(queue)
-	if !ok {
-		return broker.Publishing{}, nil, fmt.Errorf("send_task %s: queue %q is not defined and task_create_missing_queues is off", name, queue)
-	}
-	if (exchange == "" || key == "") && (q.ExchangeType == "" || q.ExchangeType == "direct") {
-		return broker.Publishing{Exchange: "", RoutingKey: q.Name, Declare: &q}, prio, nil
-	}
-	if exchange == "" {
-		exchange = q.Exchange
-	}
-	if key == "" {
-		key = q.RoutingKey
-	}
-	if key == "" {
-		key = c.cfg.TaskDefaultRoutingKey
-	}
-	return broker.Publishing{Exchange: exchange, RoutingKey: key, Declare: &q}, prio, nil
 }
 
 // AsyncResult is a handle on a sent task's result, like Celery's AsyncResult.

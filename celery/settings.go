@@ -3,12 +3,11 @@ package celery
 import (
 	"errors"
 	"fmt"
-	"github.com/forumads/forumads/celery/broker"
-	"regexp"
 	"runtime"
-	"strings"
-	"sync"
 	"time"
+
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/internal/routing"
 )
 
 // Defaults for Celery settings, as Celery 5.2 defines them (celery/app/defaults.py).
@@ -58,7 +57,7 @@ type Config struct {
 	TaskQueueMaxPriority    *int          `yaml:"task_queue_max_priority"`
 	TaskCreateMissingQueues *bool         `yaml:"task_create_missing_queues"`
 	TaskQueues              []QueueConfig `yaml:"task_queues"`
-	// TaskRoutes maps a task name or glob pattern to a queue, matched as Celery does (see Routes.Match).
+	// TaskRoutes maps a task name, glob or re: pattern to a queue, matched as Celery does (see Routes.Match).
 	// It is read by the config loader (YAML mappings keep their order there), hence no yaml tag.
 	TaskRoutes Routes `yaml:"-"`
 
@@ -120,132 +119,30 @@ type Route struct {
 type Routes []Route
 
 // Match returns the route of a task name as Celery 5.2's routers do: the mappings (groups) in
-// order; within one, an exact task name first, then the first pattern containing '*' (a shell
-// glob, Python's fnmatch: '*', '?', '[seq]', '[!seq]'; case-sensitive, the whole name) that
-// matches, in file order.
+// order; within one, an exact task name first, then the first pattern that matches, in file order:
+// a pattern containing '*' is a shell glob (Python's fnmatch: '*', '?', '[seq]', '[!seq]';
+// case-sensitive, the whole name), one starting with "re:" a regular expression matched at the
+// start of the name (Python's re.match; Go's RE2 syntax). Patterns that compile alike ("*" and
+// "**") are one entry, at the first one's place, with the last one's route. A table with a
+// regular expression that does not compile (which [Config.Validate] reports) routes nothing.
+//
+// Match compiles the table on every call; a [Router] compiles it once.
 func (rs Routes) Match(task string) (Route, bool) {
-	for start := 0; start < len(rs); {
-		end := start
-		for end < len(rs) && rs[end].Group == rs[start].Group {
-			end++
-		}
-		group := rs[start:end]
-		for _, r := range group {
-			if r.Pattern == task && !strings.Contains(r.Pattern, "*") {
-				return r, true
-			}
-		}
-		// Celery keys its patterns by compiled regex: globs that translate alike ("*" and "**") are
-		// one entry, at the first one's place, with the last one's route.
-		for i, r := range group {
-			if !strings.Contains(r.Pattern, "*") || !fnmatch(r.Pattern).MatchString(task) {
-				continue
-			}
-			key := fnmatch(r.Pattern).String()
-			for _, earlier := range group[:i] {
-				if strings.Contains(earlier.Pattern, "*") && fnmatch(earlier.Pattern).String() == key {
-					key = "" // not the first of its kind: that one already matched first
-					break
-				}
-			}
-			if key == "" {
-				continue
-			}
-			for _, later := range group[i+1:] {
-				if strings.Contains(later.Pattern, "*") && fnmatch(later.Pattern).String() == key {
-					r = later
-				}
-			}
-			return r, true
-		}
-		start = end
+	t, err := routing.Compile(rs.internal())
+	if err != nil {
+		return Route{}, false
 	}
-	return Route{}, false
+	r, ok := t.Match(task)
+	return Route(r), ok
 }
 
-var fnmatchCache sync.Map // pattern -> *regexp.Regexp
-
-// fnmatch compiles a shell glob as Python's fnmatch.translate does.
-func fnmatch(pattern string) *regexp.Regexp {
-	if re, ok := fnmatchCache.Load(pattern); ok {
-		return re.(*regexp.Regexp)
+// internal converts the table to the router's own type (the same fields).
+func (rs Routes) internal() routing.Routes {
+	out := make(routing.Routes, len(rs))
+	for i, r := range rs {
+		out[i] = routing.Route(r)
 	}
-	re := regexp.MustCompile(globToRegexp(pattern))
-	fnmatchCache.Store(pattern, re)
-	return re
-}
-
-// globToRegexp translates a glob into a Go regular expression matching what Python 3's
-// fnmatch.translate matches.
-func globToRegexp(pattern string) string {
-	p := []rune(pattern)
-	var b strings.Builder
-	b.WriteString(`(?s)\A`)
-	for i := 0; i < len(p); {
-		c := p[i]
-		i++
-		switch c {
-		case '*':
-			for i < len(p) && p[i] == '*' {
-				i++
-			}
-			b.WriteString(`.*`)
-		case '?':
-			b.WriteString(`.`)
-		case '[':
-			j := i
-			if j < len(p) && p[j] == '!' {
-				j++
-			}
-			if j < len(p) && p[j] == ']' {
-				j++
-			}
-			for j < len(p) && p[j] != ']' {
-				j++
-			}
-			if j >= len(p) {
-				b.WriteString(`\[`)
-				continue
-			}
-			b.WriteString(globClass(p[i:j]))
-			i = j + 1
-		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
-		}
-	}
-	b.WriteString(`\z`)
-	return b.String()
-}
-
-// globClass translates the inside of a [...] glob set: '!' first negates, a-z is a range (an
-// empty range like z-a matches nothing), everything else is literal.
-func globClass(set []rune) string {
-	neg := len(set) > 0 && set[0] == '!'
-	if neg {
-		set = set[1:]
-	}
-	var items strings.Builder
-	for k := 0; k < len(set); k++ {
-		if k+2 < len(set) && set[k+1] == '-' {
-			lo, hi := set[k], set[k+2]
-			if lo <= hi {
-				fmt.Fprintf(&items, `\x{%x}-\x{%x}`, lo, hi)
-			}
-			k += 2
-			continue
-		}
-		fmt.Fprintf(&items, `\x{%x}`, set[k])
-	}
-	switch {
-	case items.Len() == 0 && neg:
-		return `.`
-	case items.Len() == 0:
-		return `[^\x00-\x{10ffff}]` // matches nothing
-	case neg:
-		return `[^` + items.String() + `]`
-	default:
-		return `[` + items.String() + `]`
-	}
+	return out
 }
 
 func seconds(f *float64, def time.Duration) time.Duration {
@@ -344,6 +241,9 @@ func (c Config) Validate() error {
 			return errors.New("task_routes: an empty task name or pattern")
 		}
 	}
+	if _, err := routing.Compile(c.TaskRoutes.internal()); err != nil {
+		return err
+	}
 	if r := c.TaskDefaultRateLimit; r != "" {
 		if _, err := ParseRateLimit(r); err != nil {
 			return fmt.Errorf("task_default_rate_limit: %w", err)
@@ -389,49 +289,10 @@ func (c Config) Prefetch() int {
 
 // QueueByName returns the declaration of a queue as Celery would make it: from task_queues when listed
 // there, else the default queue's (exchange task_default_exchange), else a missing queue X becomes
-// exchange X (direct) with routing key X.
+// exchange X (direct) with routing key X. The worker declares its -Q queues and the [Router] the
+// queues it publishes to with it.
 func (c Config) QueueByName(name string) (QueueConfig, bool) {
-	for _, q := range c.TaskQueues {
-		if q.Name == name {
-			if q.Exchange == "" {
-				q.Exchange = c.TaskDefaultExchange
-			}
-			if q.ExchangeType == "" {
-				q.ExchangeType = c.TaskDefaultExchangeType
-			}
-			if q.RoutingKey == "" {
-				q.RoutingKey = name
-			}
-			return c.withMaxPriority(q), true
-		}
-	}
-	if len(c.TaskQueues) == 0 && name == c.TaskDefaultQueue {
-		return c.withMaxPriority(QueueConfig{Name: name, Exchange: c.TaskDefaultExchange,
-			ExchangeType: c.TaskDefaultExchangeType, RoutingKey: c.TaskDefaultRoutingKey}), true
-	}
-	if c.TaskCreateMissingQueues != nil && !*c.TaskCreateMissingQueues {
-		return QueueConfig{}, false
-	}
-	return c.withMaxPriority(QueueConfig{Name: name, Exchange: name, ExchangeType: "direct", RoutingKey: name}), true
-}
-
-func (c Config) withMaxPriority(q QueueConfig) QueueConfig {
-	mp := q.MaxPriority
-	if mp == nil {
-		if _, ok := q.QueueArguments["x-max-priority"]; ok {
-			return q
-		}
-		mp = c.TaskQueueMaxPriority
-	}
-	if mp != nil {
-		args := make(map[string]any, len(q.QueueArguments)+1)
-		for k, v := range q.QueueArguments {
-			args[k] = v
-		}
-		args["x-max-priority"] = *mp
-		q.QueueArguments = args
-	}
-	return q
+	return c.queues().Lookup(name)
 }
 
 // DefaultQueues is what a worker consumes when no -Q is given: every task_queues entry, or the default queue.

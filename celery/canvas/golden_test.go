@@ -58,7 +58,12 @@ func ids(t *testing.T, list ...string) func() string {
 
 // testSender encodes with the default configuration (no broker needed).
 func testSender(a *Applier) *Sender {
-	return &Sender{cfg: celery.Config{}.WithDefaults(), applier: a}
+	cfg := celery.Config{}.WithDefaults()
+	router, err := celery.NewRouter(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return &Sender{cfg: cfg, router: router, applier: a}
 }
 
 // checkGolden compares the built messages with the fixture's: routing key,

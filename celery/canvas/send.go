@@ -19,16 +19,15 @@ import (
 type ChordSizer = backend.ChordSizer
 
 // Sender publishes canvases through a broker with the Celery client's
-// routing rules (task_routes, the queue option, task_default_queue, the
-// publishing rule of celery-wire §3.2), serializer, compression and
-// delivery mode.
+// routing (one celery.Router: task_routes, the queue option,
+// task_default_queue, the publishing rule of celery-wire §3.2), serializer,
+// compression and delivery mode.
 //
 // It exists because celery.Client cannot publish a pre-built
-// protocol.TaskMessage (SendRaw has no embed); with a
-// Client.SendMessage(ctx, *protocol.TaskMessage, SendOptions) hook the
-// Sender would reuse the client instead of repeating its routing.
+// protocol.TaskMessage (SendRaw has no embed) nor a batch of them.
 type Sender struct {
 	cfg     celery.Config
+	router  *celery.Router
 	br      broker.Broker
 	sizer   ChordSizer
 	applier *Applier
@@ -45,8 +44,12 @@ func NewSender(cfg celery.Config, br broker.Broker, sizer ChordSizer) (*Sender, 
 	if br == nil {
 		return nil, errors.New("canvas: sender needs a broker")
 	}
+	router, err := celery.NewRouter(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("canvas: sender config: %w", err)
+	}
 	host, _ := os.Hostname()
-	return &Sender{cfg: cfg, br: br, sizer: sizer,
+	return &Sender{cfg: cfg, router: router, br: br, sizer: sizer,
 		applier: &Applier{Origin: fmt.Sprintf("gen%d@%s", os.Getpid(), host), ReplyTo: celery.NewID()}}, nil
 }
 
@@ -136,79 +139,22 @@ func (s *Sender) Envelope(o Outgoing, now time.Time) (broker.Publishing, error) 
 		t := now.Add(time.Duration(*o.ExpiresIn * float64(time.Second)))
 		msg.Expires = &t
 	}
-	pub, prio, err := route(s.cfg, msg.Task, o.Route)
+	r := o.Route
+	dest, err := s.router.Route(msg.Task, func(so *celery.SendOptions) {
+		so.Queue, so.Exchange, so.RoutingKey, so.Priority = r.Queue, r.Exchange, r.RoutingKey, r.Priority
+	})
 	if err != nil {
-		return broker.Publishing{}, err
+		return broker.Publishing{}, fmt.Errorf("canvas: send %s: %w", msg.Task, err)
 	}
-	p := uint8(min(max(prio, 0), 255))
-	msg.Priority = &p
+	msg.Priority = &dest.Priority
+	pub := dest.Publishing()
 	env, err := protocol.EncodeV2(&msg, protocol.EncodeOptions{Serializer: s.cfg.TaskSerializer,
 		Compression: s.cfg.TaskCompression, Now: now})
 	if err != nil {
 		return broker.Publishing{}, fmt.Errorf("canvas: encode %s[%s]: %w", msg.Task, msg.ID, err)
 	}
-	env.DeliveryMode = deliveryMode(s.cfg)
+	env.DeliveryMode = s.cfg.DeliveryMode()
 	pub.Envelope = env
 	pub.Timestamp = now
 	return pub, nil
-}
-
-func deliveryMode(cfg celery.Config) uint8 {
-	switch v := cfg.TaskDefaultDeliveryMode.(type) {
-	case int:
-		if v == 1 {
-			return 1
-		}
-	case string:
-		if v == "transient" || v == "1" {
-			return 1
-		}
-	}
-	return 2
-}
-
-// route is celery.Client's routing rule (client.go route), repeated here.
-func route(cfg celery.Config, name string, r Route) (broker.Publishing, int, error) {
-	queue, exchange, key, prio := r.Queue, r.Exchange, r.RoutingKey, r.Priority
-	if m, ok := cfg.TaskRoutes.Match(name); ok {
-		if queue == "" {
-			queue = m.Queue
-		}
-		if exchange == "" {
-			exchange = m.Exchange
-		}
-		if key == "" {
-			key = m.RoutingKey
-		}
-		if prio == nil {
-			prio = m.Priority
-		}
-	}
-	if queue == "" {
-		queue = cfg.TaskDefaultQueue
-	}
-	if prio == nil {
-		prio = cfg.TaskDefaultPriority
-	}
-	p := 0
-	if prio != nil {
-		p = *prio
-	}
-	q, ok := cfg.QueueByName(queue)
-	if !ok {
-		return broker.Publishing{}, 0, fmt.Errorf("canvas: send %s: queue %q is not defined and task_create_missing_queues is off", name, queue)
-	}
-	if (exchange == "" || key == "") && (q.ExchangeType == "" || q.ExchangeType == "direct") {
-		return broker.Publishing{Exchange: "", RoutingKey: q.Name, Declare: &q}, p, nil
-	}
-	if exchange == "" {
-		exchange = q.Exchange
-	}
-	if key == "" {
-		key = q.RoutingKey
-	}
-	if key == "" {
-		key = cfg.TaskDefaultRoutingKey
-	}
-	return broker.Publishing{Exchange: exchange, RoutingKey: key, Declare: &q}, p, nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"unicode/utf8"
+
+	globmatch "github.com/forumads/forumads/celery/internal/fnmatch"
 )
 
 // Matchers a request may name with a pattern (kombu.matcher's registry).
@@ -38,103 +40,5 @@ func compileMatcher(pattern, matcher string) (func(node string) bool, error) {
 }
 
 // fnmatch reports whether name matches the shell pattern pat exactly as Python's
-// fnmatch.fnmatchcase does (fnmatch.translate's regular expression, full match, DOTALL): '*'
-// matches any run of characters ('/' and newlines included), '?' any one character, "[seq]" and
-// "[!seq]" a character in or not in seq, where a leading ']' is literal, "a-z" is a range, a range
-// whose ends are reversed matches nothing, a '-' first or last is literal, and backslash is an
-// ordinary character. A '[' without its ']' is literal.
-func fnmatch(name, pat string) bool {
-	n, p := []rune(name), []rune(pat)
-	// Iterative matching with backtracking to the last '*': linear in practice, never exponential.
-	ni, pi := 0, 0
-	starP, starN := -1, 0
-	for ni < len(n) {
-		if pi < len(p) {
-			switch p[pi] {
-			case '*':
-				for pi < len(p) && p[pi] == '*' {
-					pi++
-				}
-				starP, starN = pi, ni
-				continue
-			case '?':
-				ni++
-				pi++
-				continue
-			case '[':
-				if ok, next, isClass := matchClass(p, pi, n[ni]); isClass {
-					if ok {
-						ni++
-						pi = next
-						continue
-					}
-					break
-				}
-				if n[ni] == '[' {
-					ni++
-					pi++
-					continue
-				}
-			default:
-				if n[ni] == p[pi] {
-					ni++
-					pi++
-					continue
-				}
-			}
-		}
-		if starP < 0 {
-			return false
-		}
-		starN++
-		ni, pi = starN, starP
-	}
-	for pi < len(p) && p[pi] == '*' {
-		pi++
-	}
-	return pi == len(p)
-}
-
-// matchClass reads the bracket expression starting at p[at] == '['. isClass is false when the '['
-// has no closing ']' (it is then a literal). Otherwise ok says whether c is matched and next is
-// the index after the closing ']'.
-func matchClass(p []rune, at int, c rune) (ok bool, next int, isClass bool) {
-	i := at + 1
-	// Find the closing ']' as fnmatch.translate does: skip a leading '!', then a leading ']'.
-	j := i
-	if j < len(p) && p[j] == '!' {
-		j++
-	}
-	if j < len(p) && p[j] == ']' {
-		j++
-	}
-	for j < len(p) && p[j] != ']' {
-		j++
-	}
-	if j >= len(p) {
-		return false, 0, false
-	}
-	set := p[i:j]
-	negate := false
-	if len(set) > 0 && set[0] == '!' {
-		negate = true
-		set = set[1:]
-	}
-	in := false
-	for k := 0; k < len(set); {
-		lo := set[k]
-		if k+2 < len(set) && set[k+1] == '-' {
-			hi := set[k+2]
-			if lo <= c && c <= hi {
-				in = true
-			}
-			k += 3
-			continue
-		}
-		if c == lo {
-			in = true
-		}
-		k++
-	}
-	return in != negate, j + 1, true
-}
+// fnmatch.fnmatchcase does: the library's one glob, celery/internal/fnmatch.
+func fnmatch(name, pat string) bool { return globmatch.Match(name, pat) }
