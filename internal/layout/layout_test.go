@@ -60,8 +60,7 @@ var rules = []rule{
 		direct:    true,
 		forbidden: []string{"github.com/rabbitmq/amqp091-go/..."},
 		allowed:   []string{module + "/celery/broker/amqpbroker/..."},
-		// Until the seams branch lands: control and events import amqp091-go today.
-		enforced: false,
+		enforced: true,
 	},
 	{
 		name:      "go-redis is imported only by the Redis adapters",
@@ -71,9 +70,10 @@ var rules = []rule{
 		allowed: []string{
 			module + "/celery/backend/redisbackend/...",
 			module + "/celery/broker/redisbroker/...",
+			module + "/celery/beat/redisbeat/...",
+			module + "/celery/revoke/redisrevoke/...",
 		},
-		// Until the seams branch lands: beat, canvas and revoke import go-redis today.
-		enforced: false,
+		enforced: true,
 	},
 }
 
