@@ -1,0 +1,273 @@
+// This file holds task execution: processing a reserved job, its effective settings, running the
+// task function with its time limits, and the Request a task sees.
+
+package celery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/protocol"
+)
+
+// process runs one job on a pool goroutine.
+func (w *Worker) process(j *job) {
+	w.unreserve(j)
+	if w.stopping.Load() || j.d.Generation < w.gen.Load() {
+		if !w.stopping.Load() {
+			return // stale: redelivered by the broker
+		}
+		w.giveBack(j)
+		return
+	}
+	if w.expired(j) {
+		return
+	}
+	if w.revokedBeforeStart(j) {
+		w.discardRevoked(j)
+		return
+	}
+	o := w.taskOpts(j)
+	if o.acksLate && j.d.Redelivered && w.cfg.WorkerDeduplicateSuccess && w.alreadySucceeded(j) {
+		w.log.Info(fmt.Sprintf("Task %s[%s] was already successfully executed: discarding the redelivered message", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
+		w.settle(j, j.d.Ack)
+		return
+	}
+	if !o.acksLate && j.d.Redelivered && w.ranBefore(j) {
+		w.log.Warn(fmt.Sprintf("Task %s[%s] already ran: discarding its redelivered message (its ack was lost with the connection)", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
+		w.settle(j, j.d.Ack)
+		return
+	}
+	if !o.acksLate {
+		if err := j.d.Ack(); err != nil {
+			// The connection was lost: the broker will deliver the message again. Running it now
+			// would run it twice.
+			w.log.Info("not running a task whose message could not be acknowledged", "task_id", j.msg.ID, "error", err)
+			return
+		}
+		j.acked.Store(true)
+	}
+	w.started.add(startKey(j.msg))
+	w.running.Add(1)
+	defer w.running.Done()
+	w.active.Store(j.msg.ID, j)
+	defer w.active.Delete(j.msg.ID)
+	// A revoke that arrived since the check above found the job neither here nor in the set in
+	// time: the revoke marks the set before it looks for active tasks, so one of the two sees it.
+	if w.revoked.has(j.msg.ID, w.now()) {
+		w.discardRevoked(j)
+		return
+	}
+	now := w.now()
+	j.startedAt.Store(now.UnixNano())
+	j.started = now
+	w.stats.Started.Add(1)
+	w.countStart(j.msg.Task)
+	if w.metrics != nil {
+		w.metrics.TaskStarted(j.msg.Task, now.Sub(j.due()))
+	}
+	w.sendTaskEvent(func() events.Event { return events.NewTaskStarted(j.msg.ID) })
+	if o.trackStarted {
+		res, _ := json.Marshal(map[string]any{"pid": w.pid, "hostname": w.hostname})
+		w.store(j, protocol.ResultMeta{Status: protocol.StateStarted, Result: res})
+	}
+	result, err, abandoned := w.run(j, o)
+	w.finish(j, o, result, err, abandoned)
+}
+
+// countStart counts a started task by name (stats "total").
+func (w *Worker) countStart(task string) {
+	c, ok := w.totals.Load(task)
+	if !ok {
+		c, _ = w.totals.LoadOrStore(task, new(atomic.Int64))
+	}
+	c.(*atomic.Int64).Add(1)
+}
+
+// ranBefore reports whether a redelivered message's task already ran: this worker started it
+// (same id and retry count) or its result is final in the backend. Without acks_late the message
+// was acknowledged before the task ran, so a redelivery only means the ack was lost in flight.
+func (w *Worker) ranBefore(j *job) bool {
+	if w.started.has(startKey(j.msg)) {
+		return true
+	}
+	if w.backend == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := w.backend.Get(ctx, j.msg.ID)
+	return err == nil && protocol.IsReady(m.Status)
+}
+
+func startKey(m *protocol.TaskMessage) string { return m.ID + "/" + strconv.Itoa(m.Retries) }
+
+// alreadySucceeded reports whether the backend holds a SUCCESS for the job's id
+// (worker_deduplicate_successful_tasks).
+func (w *Worker) alreadySucceeded(j *job) bool {
+	if w.backend == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := w.backend.Get(ctx, j.msg.ID)
+	return err == nil && m.Status == protocol.StateSuccess
+}
+
+// taskSettings are a job's effective options.
+type taskSettings struct {
+	acksLate, acksOnFailure, rejectOnLost, trackStarted, ignoreResult bool
+	hard, soft                                                        time.Duration
+}
+
+func (w *Worker) taskOpts(j *job) taskSettings {
+	t := j.def.opts
+	s := taskSettings{
+		acksLate:      pick(t.AcksLate, w.cfg.TaskAcksLate),
+		acksOnFailure: pick(t.AcksOnFailureOrTimeout, *w.cfg.TaskAcksOnFailure),
+		rejectOnLost:  pick(t.RejectOnWorkerLost, w.cfg.TaskRejectOnLost),
+		trackStarted:  pick(t.TrackStarted, w.cfg.TaskTrackStarted),
+		ignoreResult:  pick(t.IgnoreResult, w.cfg.TaskIgnoreResult) || j.msg.IgnoreResult,
+		hard:          seconds(w.cfg.TaskTimeLimit, 0),
+		soft:          seconds(w.cfg.TaskSoftTimeLimit, 0),
+	}
+	if t.TimeLimit != nil {
+		s.hard = *t.TimeLimit
+	}
+	if t.SoftTimeLimit != nil {
+		s.soft = *t.SoftTimeLimit
+	}
+	if v, ok := w.limits.Load(j.def.name); ok {
+		// Set by the time_limit control command: like Celery's task attributes, a limit it left
+		// unset falls back to the configured one.
+		l := v.(timeLimits)
+		s.hard, s.soft = seconds(w.cfg.TaskTimeLimit, 0), seconds(w.cfg.TaskSoftTimeLimit, 0)
+		if l.hard != nil {
+			s.hard = *l.hard
+		}
+		if l.soft != nil {
+			s.soft = *l.soft
+		}
+	}
+	if h := j.msg.TimeLimit.Hard; h != nil && *h > 0 {
+		s.hard = time.Duration(*h * float64(time.Second))
+	}
+	if sl := j.msg.TimeLimit.Soft; sl != nil && *sl > 0 {
+		s.soft = time.Duration(*sl * float64(time.Second))
+	}
+	return s
+}
+
+func pick(v *bool, def bool) bool {
+	if v != nil {
+		return *v
+	}
+	return def
+}
+
+// run executes the task body with its time limits. abandoned is true when the hard time limit
+// expired and the worker stopped waiting for the task's goroutine.
+func (w *Worker) run(j *job, o taskSettings) (result json.RawMessage, err error, abandoned bool) {
+	ctx, cancel := context.WithCancelCause(w.taskCtx)
+	defer cancel(nil)
+	j.setCancel(cancel)
+	if o.soft > 0 {
+		t := time.AfterFunc(o.soft, func() { cancel(ErrSoftTimeLimit) })
+		defer t.Stop()
+	}
+	req := w.request(j)
+	call := func() (res json.RawMessage, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = &PanicError{Value: p, Stack: string(debug.Stack())}
+			}
+		}()
+		return j.def.run(ctx, req, j.msg.Args, j.msg.Kwargs)
+	}
+	if o.hard <= 0 {
+		result, err = call()
+	} else {
+		type outcome struct {
+			res json.RawMessage
+			err error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			r, e := call()
+			done <- outcome{r, e}
+		}()
+		t := time.NewTimer(o.hard)
+		defer t.Stop()
+		select {
+		case out := <-done:
+			result, err = out.res, out.err
+		case <-t.C:
+			cancel(ErrHardTimeLimit)
+			w.log.Error(fmt.Sprintf("Hard time limit (%gs) exceeded for %s[%s]; its goroutine is abandoned (its context is cancelled)",
+				o.hard.Seconds(), j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
+			return nil, &timeLimitError{hard: true, limit: o.hard}, true
+		}
+	}
+	if err != nil && errors.Is(context.Cause(ctx), ErrSoftTimeLimit) && !isSignal(err) {
+		err = &timeLimitError{limit: o.soft, cause: err}
+	}
+	return result, err, false
+}
+
+func isSignal(err error) bool {
+	var r *RetryError
+	var rj *RejectError
+	return errors.As(err, &r) || errors.As(err, &rj) || errors.Is(err, ErrIgnore)
+}
+
+// timeLimitError is a task stopped by a time limit; Python sees billiard's exceptions.
+type timeLimitError struct {
+	hard  bool
+	limit time.Duration
+	cause error
+}
+
+func (e *timeLimitError) Error() string {
+	if e.hard {
+		return fmt.Sprintf("TimeLimitExceeded(%g)", e.limit.Seconds())
+	}
+	return fmt.Sprintf("SoftTimeLimitExceeded(%g): %v", e.limit.Seconds(), e.cause)
+}
+func (e *timeLimitError) Unwrap() error { return e.cause }
+
+func (w *Worker) request(j *job) *Request {
+	m := j.msg
+	r := &Request{
+		ID: m.ID, Task: m.Task, Shadow: m.Shadow, Retries: m.Retries, ETA: m.ETA, Expires: m.Expires,
+		RootID: m.RootID, ParentID: m.ParentID, GroupID: m.GroupID, GroupIndex: m.GroupIndex,
+		Origin: m.Origin, Hostname: w.hostname, Headers: m.ExtraHeaders,
+		DeliveryInfo: DeliveryInfo{Exchange: j.d.Exchange, RoutingKey: j.d.RoutingKey, Queue: j.d.Queue,
+			Priority: j.d.Priority, Redelivered: j.d.Redelivered},
+		state: w,
+	}
+	return r
+}
+
+// updateState implements Request.UpdateState.
+func (w *Worker) updateState(ctx context.Context, req *Request, state string, meta any) error {
+	if w.backend == nil {
+		return errors.New("update_state: no result backend configured")
+	}
+	raw, err := marshalResult(meta)
+	if err != nil {
+		return err
+	}
+	j, _ := w.active.Load(req.ID)
+	m := protocol.ResultMeta{Status: state, Result: raw, TaskID: req.ID, GroupID: req.GroupID, ParentID: req.ParentID}
+	if jj, ok := j.(*job); ok {
+		w.extend(jj, &m)
+	}
+	return w.backend.Store(ctx, m)
+}

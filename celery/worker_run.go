@@ -1,0 +1,166 @@
+// This file holds the worker's consume loop (Run) and its pool of goroutines that run tasks.
+
+package celery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/forumads/forumads/celery/broker"
+)
+
+// Run consumes and runs tasks until ctx ends or Shutdown is called, then shuts down warmly: it
+// stops consuming, returns messages it holds but has not started to the broker, waits for running
+// tasks to finish and acknowledges them. A cold shutdown (a second Shutdown, Shutdown's ctx ending,
+// Terminate) cancels the running tasks' contexts, after worker_soft_shutdown_timeout when that is
+// set; see Shutdown.
+//
+// Like http.Server.Serve, Run returns ErrWorkerClosed after a stop begun by Shutdown (or by the
+// shutdown control command), wrapped together with ErrWorkerShutdown when the shutdown went cold;
+// it returns nil after a warm shutdown begun by ctx, and ErrWorkerClosed at once when Shutdown was
+// called before it. Run may be called once. It never closes the broker it was given: the caller,
+// who created it, closes it after Run returns.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.ran.Swap(true) {
+		return errors.New("celery: Worker.Run called twice")
+	}
+	defer close(w.runDone)
+	if w.closedBy.Load() {
+		return ErrWorkerClosed
+	}
+	w.taskCtx, w.killTasks = context.WithCancelCause(context.WithoutCancel(ctx))
+	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsume()
+	deliveries, err := w.br.Consume(consumeCtx, w.Queues(), w.basePrefetch())
+	if err != nil {
+		return fmt.Errorf("starting to consume: %w", err)
+	}
+	w.alive.Store(true)
+	w.curPrefetch.Store(int64(w.basePrefetch()))
+	w.timers = newTimerQueue(w.now, w.release)
+	w.poolMu.Lock()
+	w.ready = make(chan *job, 4096)
+	w.poolStarted = true
+	w.poolMu.Unlock()
+	w.grow(int(w.size.Load()))
+	var watchers sync.WaitGroup
+	if w.revokes != nil {
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			w.watchRevokes(consumeCtx)
+		}()
+	}
+	coldDone := make(chan struct{})
+	go func() {
+		defer close(coldDone)
+		w.watchCold()
+	}()
+	w.log.Info("worker ready", "hostname", w.hostname, "concurrency", w.Concurrency(), "prefetch", w.basePrefetch())
+
+	intakeDone := make(chan struct{})
+	go func() {
+		defer close(intakeDone)
+		batch := make([]*broker.Delivery, 0, intakeBatch)
+		for d := range deliveries {
+			batch = append(batch[:0], d)
+		fill:
+			for len(batch) < cap(batch) {
+				select {
+				case d, ok := <-deliveries:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, d)
+				default:
+					break fill
+				}
+			}
+			w.intake(batch)
+			clear(batch)
+		}
+	}()
+	select {
+	case <-ctx.Done():
+	case <-w.shutdown:
+	case <-intakeDone:
+		// The consumer gave up (broker closed); shut down as if asked.
+	}
+	w.log.Warn("worker: Warm shutdown: no new tasks are taken; waiting for running tasks", "running", w.activeCount())
+	w.stopping.Store(true)
+	w.alive.Store(false)
+	if err := w.br.StopConsuming(context.Background()); err != nil {
+		w.log.Warn("cancelling consumers", "error", err)
+	}
+	stopConsume()
+	<-intakeDone
+	watchers.Wait()
+	// Held messages (ETA, rate limit) go back to their queue. A few are rejected one by one, so other
+	// workers get them at once; many are left to the connection's close by the broker's owner
+	// after Run returns (RabbitMQ requeues a channel's unacknowledged messages in one go, where
+	// 10,000 single rejects take a minute).
+	if held := w.timers.close(); len(held) <= maxSingleGiveBacks {
+		for _, j := range held {
+			w.giveBack(j)
+		}
+	} else {
+		w.log.Info("held messages return to their queue when the connection closes", "count", len(held))
+	}
+	w.poolMu.Lock()
+	w.poolClosed = true
+	w.poolMu.Unlock()
+	close(w.ready)
+	w.pool.Wait()
+	w.running.Wait()
+	close(w.tasksDone)
+	<-coldDone
+	w.log.Info("worker stopped", "hostname", w.hostname)
+	return w.runResult()
+}
+
+// intakeBatch is the most deliveries taken in one go: their revoked ids are checked in one round trip.
+const intakeBatch = 64
+
+// grow starts the first n pool goroutines.
+func (w *Worker) grow(n int) {
+	w.poolMu.Lock()
+	defer w.poolMu.Unlock()
+	w.spawnLocked(n)
+}
+
+// spawnLocked starts n pool goroutines, unless the pool is not started or closed; w.poolMu is held.
+func (w *Worker) spawnLocked(n int) {
+	if !w.poolStarted || w.poolClosed {
+		return
+	}
+	for i := 0; i < n; i++ {
+		w.pool.Add(1)
+		go func() {
+			defer w.pool.Done()
+			for {
+				select {
+				case j, ok := <-w.ready:
+					if !ok {
+						return
+					}
+					w.process(j)
+				case <-w.shrink:
+					return
+				}
+			}
+		}()
+	}
+}
+
+// maxSingleGiveBacks is how many held messages a warm shutdown rejects one by one.
+const maxSingleGiveBacks = 256
+
+// giveBack returns a message the worker holds but will not run to the broker.
+func (w *Worker) giveBack(j *job) {
+	w.unreserve(j)
+	if err := j.d.Reject(true); err != nil && !errors.Is(err, broker.ErrStaleDelivery) {
+		w.log.Warn("returning a message to the queue", "task_id", j.msg.ID, "error", err)
+	}
+}
