@@ -63,6 +63,10 @@ func (w *Worker) Terminate() { w.goCold() }
 // control command).
 func (w *Worker) beginShutdown() {
 	w.closedBy.Store(true)
+	// No task starts from here on, before Run has even woken up: a cold shutdown's cancelled
+	// acks_late task is requeued at once, and RabbitMQ may deliver it again to this worker's consumer
+	// before its basic.cancel; such a delivery must go back, not run (and be cancelled) again.
+	w.stopping.Store(true)
 	w.shutOnce.Do(func() { close(w.shutdown) })
 }
 
