@@ -197,3 +197,29 @@ func TestMemWorkerRejectRequeueWithAcksLate(t *testing.T) {
 		t.Fatalf("rejected message's dead letter headers: %v", dead[0].Message.ExtraHeaders)
 	}
 }
+
+func TestMemWorkerRevokedTaskIsNotRun(t *testing.T) {
+	t.Parallel()
+	ran := make(chan string, 4)
+	reg := celery.NewRegistry()
+	celery.Register(reg, "t.mark", func(_ context.Context, t *celery.Task[struct{}]) (int, error) {
+		ran <- t.Request.ID
+		return 1, nil
+	})
+	w := celerytest.NewWorker(t, reg)
+	// Held for an ETA far away, then revoked: the notice settles it without waiting for the ETA.
+	held := w.Send(t, "t.mark", nil, nil, celery.WithCountdown(time.Hour))
+	w.Revoke(t, held.ID, false)
+	w.RequireRevoked(t, held, "revoked")
+	// Revoked before it arrives: discarded on arrival.
+	id := celery.NewID()
+	w.Revoke(t, id, false)
+	w.RequireRevoked(t, w.Send(t, "t.mark", nil, nil, celery.WithTaskID(id)), "revoked")
+	w.RequireSuccess(t, w.Send(t, "t.mark", nil, nil), 1)
+	if got := <-ran; got == held.ID || got == id {
+		t.Fatalf("revoked task %s ran", got)
+	}
+	if n := w.Worker.Stats().Revoked.Load(); n != 2 {
+		t.Errorf("Stats().Revoked = %d, want 2", n)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend/memorybackend"
 	"github.com/forumads/forumads/celery/broker/memorybroker"
+	"github.com/forumads/forumads/celery/revoke"
 )
 
 // DefaultTimeout bounds every wait of a Worker's helpers (and its shutdown at the end of the
@@ -32,6 +33,8 @@ type Worker struct {
 	Broker *memorybroker.Broker
 	// Backend is the worker's result backend, private to this Worker.
 	Backend *memorybackend.Backend
+	// Revokes is the worker's revoke store, private to this Worker (see Revoke).
+	Revokes *revoke.MemoryStore
 	// Config is the configuration the worker and client were given (before celery's defaults).
 	Config celery.Config
 	// Timeout bounds each wait of the helpers and the shutdown at cleanup; a test may change it
@@ -124,10 +127,10 @@ func NewWorker(t testing.TB, reg *celery.Registry, opts ...Option) *Worker {
 		}
 	}
 	w := &Worker{Broker: memorybroker.New(), Backend: memorybackend.New(memorybackend.Options{Expires: time.Hour}),
-		Config: o.cfg, Timeout: o.timeout, runDone: make(chan struct{})}
+		Revokes: revoke.NewMemoryStore(revoke.DefaultTTL), Config: o.cfg, Timeout: o.timeout, runDone: make(chan struct{})}
 	var err error
 	w.Worker, err = celery.NewWorker(celery.WorkerOptions{Config: o.cfg, Registry: reg, Broker: w.Broker,
-		Backend: w.Backend, Queues: o.queues, Hostname: Hostname, Logger: log, Now: o.now})
+		Backend: w.Backend, Revokes: w.Revokes, Queues: o.queues, Hostname: Hostname, Logger: log, Now: o.now})
 	if err != nil {
 		_ = w.Broker.Close()
 		t.Fatalf("celerytest.NewWorker: %v", err)
@@ -181,6 +184,19 @@ func (w *Worker) Send(t testing.TB, name string, args []any, kwargs map[string]a
 		return nil
 	}
 	return res
+}
+
+// Revoke revokes task id as Celery's revoke does: the worker does not run it and stores REVOKED
+// for it (when it arrives, or at once if the worker holds it for an ETA); with terminate, a run in progress
+// has its context cancelled (a *celery.TerminatedError, SIGTERM). It fails the test if the store
+// refuses the id.
+func (w *Worker) Revoke(t testing.TB, id string, terminate bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), w.Timeout)
+	defer cancel()
+	if err := w.Revokes.Revoke(ctx, []string{id}, terminate, ""); err != nil {
+		t.Fatalf("celerytest: revoking %q: %v", id, err)
+	}
 }
 
 // tbWriter writes log lines to a test's log.

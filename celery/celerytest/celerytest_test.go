@@ -283,3 +283,25 @@ func TestWorkersAreIsolated(t *testing.T) {
 		t.Fatal("a message sent through a reached b's broker")
 	}
 }
+
+func TestRevoke(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	reg := basics()
+	celery.Register(reg, "t.long", func(ctx context.Context, _ *celery.Task[struct{}]) (int, error) {
+		close(started)
+		<-ctx.Done() // ends when terminated
+		return 0, context.Cause(ctx)
+	})
+	w := celerytest.NewWorker(t, reg)
+	// Revoked before it is sent: it never runs.
+	id := celery.NewID()
+	w.Revoke(t, id, false)
+	w.RequireRevoked(t, w.Send(t, "t.add", []any{1, 2}, nil, celery.WithTaskID(id)), "revoked")
+	// Terminated while it runs.
+	long := w.Send(t, "t.long", nil, nil)
+	<-started
+	w.Revoke(t, long.ID, true)
+	w.RequireRevoked(t, long, "")
+	requireFailed(t, record(func(tb testing.TB) { w.Revoke(tb, "", false) }), true, `revoking "": `)
+}
