@@ -184,8 +184,49 @@ func (w *Worker) takeSent(queue, taskName string) ([]Sent, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The first one is there, and every message the consumer held is back at its place: take the
-	// whole queue, keep the task's messages and put the others back in their order.
+	// The first one is there, and every message the consumer held is back at its place.
+	sent, err := w.takeQueued(queue, accept, taskName, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(sent) == 0 {
+		// Only when something else took the message meanwhile.
+		return nil, fmt.Errorf("no %s message left in queue %q (found %s): does a worker consume it?", taskName, queue, strings.Join(others, ", "))
+	}
+	return sent, nil
+}
+
+// RequireNotSent requires that no message of task taskName is in queue now (it does not wait),
+// and leaves the queue as it was. Call it after whatever would have sent the task has finished.
+func (w *Worker) RequireNotSent(t testing.TB, queue, taskName string) {
+	t.Helper()
+	cfg := w.Config.WithDefaults()
+	accept, err := protocol.NewAccept(cfg.AcceptContent)
+	if err != nil {
+		t.Fatalf("celerytest: reading queue %q: accept_content: %v", queue, err)
+		return
+	}
+	if _, err := w.Broker.Ready(queue); err != nil {
+		return // no such queue: nothing was sent to it
+	}
+	found, err := w.takeQueued(queue, accept, taskName, false)
+	if err != nil {
+		t.Fatalf("celerytest: %v", err)
+		return
+	}
+	if len(found) > 0 {
+		ids := make([]string, len(found))
+		for i, s := range found {
+			ids[i] = s.Message.ID
+		}
+		t.Errorf("celerytest: %d %s message(s) were sent to queue %q, want none (ids %s)", len(found), taskName, queue, strings.Join(ids, ", "))
+	}
+}
+
+// takeQueued takes every message now ready in queue and returns the decoded ones of taskName, in
+// order; it puts the others back in their order, and the task's too unless remove. Messages put
+// back are republished through the default exchange to queue.
+func (w *Worker) takeQueued(queue string, accept protocol.Accept, taskName string, remove bool) ([]Sent, error) {
 	var sent []Sent
 	var keep []broker.Publishing
 	for {
@@ -198,7 +239,9 @@ func (w *Worker) takeSent(queue, taskName string) ([]Sent, error) {
 		}
 		if msg, err := protocol.Decode(p.Envelope, accept); err == nil && msg.Task == taskName {
 			sent = append(sent, Sent{Message: msg, Queue: queue, Exchange: p.Exchange, RoutingKey: p.RoutingKey})
-			continue
+			if remove {
+				continue
+			}
 		}
 		keep = append(keep, p)
 	}
@@ -207,10 +250,6 @@ func (w *Worker) takeSent(queue, taskName string) ([]Sent, error) {
 		if err := w.Broker.Publish(context.Background(), p); err != nil {
 			return nil, fmt.Errorf("reading queue %q: putting back a message: %w", queue, err)
 		}
-	}
-	if len(sent) == 0 {
-		// Cannot happen unless another consumer took the message meanwhile.
-		return nil, fmt.Errorf("no %s message left in queue %q (found %s): does a worker consume it?", taskName, queue, strings.Join(others, ", "))
 	}
 	return sent, nil
 }

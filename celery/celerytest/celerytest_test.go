@@ -305,3 +305,21 @@ func TestRevoke(t *testing.T) {
 	w.RequireRevoked(t, long, "")
 	requireFailed(t, record(func(tb testing.TB) { w.Revoke(tb, "", false) }), true, `revoking "": `)
 }
+
+func TestRequireNotSent(t *testing.T) {
+	t.Parallel()
+	w := celerytest.NewWorker(t, basics())
+	requirePassed(t, record(func(tb testing.TB) { w.RequireNotSent(tb, "never-declared", "mail.welcome") }))
+	w.Send(t, "mail.digest", nil, nil, celery.WithQueue("mail"))
+	requirePassed(t, record(func(tb testing.TB) { w.RequireNotSent(tb, "mail", "mail.welcome") }))
+	welcome := w.Send(t, "mail.welcome", nil, nil, celery.WithQueue("mail"))
+	requireFailed(t, record(func(tb testing.TB) { w.RequireNotSent(tb, "mail", "mail.welcome") }), false,
+		`1 mail.welcome message(s) were sent to queue "mail", want none (ids `+welcome.ID+")")
+	// Both are still there, in their order.
+	if n, err := w.Broker.Ready("mail"); err != nil || n != 2 {
+		t.Fatalf("queue after RequireNotSent: %d, %v", n, err)
+	}
+	if got := w.RequireSent(t, "mail", "mail.welcome"); len(got) != 1 || got[0].Message.ID != welcome.ID {
+		t.Fatalf("RequireSent after RequireNotSent: %+v", got)
+	}
+}

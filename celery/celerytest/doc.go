@@ -6,9 +6,9 @@
 // error other than celery.ErrWorkerClosed.
 //
 // The handle's helpers wait for a result (WaitForResult), assert one (RequireSuccess,
-// RequireFailure, RequireRetried, and the generic Success for a typed value) and read what was
-// published to a queue no worker consumes (RequireSent), to test code that sends tasks without
-// running them. Every wait is bounded by Worker.Timeout (DefaultTimeout unless WithTimeout says
+// RequireFailure, RequireRevoked, RequireRetried, and the generic Success for a typed value),
+// revoke a task (Revoke) and read what was published to a queue no worker consumes (RequireSent,
+// RequireNotSent), to test code that sends tasks without running them. Every wait is bounded by Worker.Timeout (DefaultTimeout unless WithTimeout says
 // otherwise) and fails the test when it runs out: a helper never hangs. Failures are reported
 // through the testing.TB given to the helper, with messages that name the task and what was
 // found instead.
