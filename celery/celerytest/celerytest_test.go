@@ -323,3 +323,42 @@ func TestRequireNotSent(t *testing.T) {
 		t.Fatalf("RequireSent after RequireNotSent: %+v", got)
 	}
 }
+
+func TestWithAcksLate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		acksLate  bool
+		wantReady int
+	}{
+		{"acks late: the message goes back", true, 1},
+		{"acks early: the message was acknowledged", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			started := make(chan struct{})
+			reg := celery.NewRegistry()
+			celery.Register(reg, "t.stuck", func(ctx context.Context, _ *celery.Task[struct{}]) (int, error) {
+				close(started)
+				<-ctx.Done()
+				return 0, context.Cause(ctx)
+			})
+			w := celerytest.NewWorker(t, reg, celerytest.WithAcksLate(tc.acksLate))
+			res := w.Send(t, "t.stuck", nil, nil)
+			<-started
+			// A cold shutdown cancels the running task: with acks_late its message is given back.
+			w.Worker.Terminate()
+			ctx, cancel := context.WithTimeout(context.Background(), w.Timeout)
+			defer cancel()
+			if err := w.Worker.Shutdown(ctx); err != nil {
+				t.Fatalf("the worker did not stop: %v", err)
+			}
+			if n, err := w.Broker.Ready(celery.DefaultQueue); err != nil || n != tc.wantReady {
+				t.Fatalf("%d messages back in the queue (%v), want %d", n, err, tc.wantReady)
+			}
+			if !tc.acksLate {
+				w.RequireFailure(t, res, "WorkerLostError", "")
+			}
+		})
+	}
+}
