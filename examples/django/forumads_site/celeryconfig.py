@@ -15,6 +15,7 @@ Every mistake raises ConfigError naming the file and the setting.
 """
 import os
 import pathlib
+import re
 
 import yaml
 from kombu import Exchange, Queue
@@ -155,10 +156,21 @@ def translate_routes(value):
         for pattern, dest in m.items():
             if not isinstance(pattern, str) or not pattern:
                 raise ConfigError(f"task_routes: the pattern {pattern!r} must be a non-empty string")
-            router[pattern] = _route(pattern, dest)
+            router[_pattern(pattern)] = _route(pattern, dest)
         if router:
             routes.append(router)
     return routes
+
+
+def _pattern(pattern):
+    """A task_routes key: "re:<regex>" becomes a compiled regex (Celery's MapRoute matches it with
+    re.match, as the Go router does); any other key is a task name or a glob, as Celery reads it."""
+    if pattern.startswith("re:"):
+        try:
+            return re.compile(pattern[3:])
+        except re.error as e:
+            raise ConfigError(f"task_routes[{pattern!r}]: not a regular expression: {e}") from None
+    return pattern
 
 
 def _route(pattern, dest):
