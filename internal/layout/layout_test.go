@@ -60,7 +60,7 @@ var rules = []rule{
 		direct:    true,
 		forbidden: []string{"github.com/rabbitmq/amqp091-go/..."},
 		allowed:   []string{module + "/celery/broker/amqpbroker/..."},
-		enforced: true,
+		enforced:  true,
 	},
 	{
 		name:      "go-redis is imported only by the Redis adapters",
