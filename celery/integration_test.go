@@ -291,21 +291,19 @@ func getDead(t *testing.T, dlq string) amqp.Delivery {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		d, ok, err := ch.Get(dlq, true)
-		if err == nil && ok {
-			return d
-		}
+	var d amqp.Delivery
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		m, ok, err := ch.Get(dlq, true)
 		if err != nil {
 			if ch, err = conn.Channel(); err != nil {
 				t.Fatal(err)
 			}
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing arrived in the dead-letter queue %s", dlq)
-	return amqp.Delivery{}
+		d = m
+		return ok
+	}, "a message in the dead-letter queue %s", dlq)
+	return d
 }
 
 func TestWorkerDeadLettersUnknownTaskAndPickle(t *testing.T) {
