@@ -428,10 +428,10 @@ func TestWorkerProgressAndTrackStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	var meta protocol.ResultMeta
-	for meta.Status != "PROGRESS" && ctx.Err() == nil {
+	testenv.Eventually(t, 30*time.Second, func() bool {
 		meta, _ = r.Info(ctx)
-		time.Sleep(10 * time.Millisecond)
-	}
+		return meta.Status == "PROGRESS"
+	}, "task %s to be in state PROGRESS", r.ID)
 	var info map[string]int
 	if err := json.Unmarshal(meta.Result, &info); err != nil || info["current"] != 5 || info["total"] != 10 {
 		t.Fatalf("PROGRESS meta = %s, %v", meta.Result, err)
