@@ -13,6 +13,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/forumads/forumads/internal/testenv"
@@ -32,7 +33,15 @@ func runTests(m *testing.M) int {
 	}
 	defer cleanup()
 	beatBin, workerBin = bins["./beat"], bins["./worker"]
-	return m.Run()
+	code := m.Run()
+	if code == 0 {
+		// Not goleak.VerifyTestMain: the built programs' cleanup must run before os.Exit.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "beat: leaked goroutines:", err)
+			return 1
+		}
+	}
+	return code
 }
 
 type proc struct {
@@ -136,16 +145,20 @@ func (p *proc) stop(t *testing.T) int {
 // waitLog waits until the output contains s.
 func (p *proc) waitLog(t *testing.T, timeout time.Duration, s string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.logs.String(), s) {
+	errExited := fmt.Errorf("%s exited before logging %q", p.name, s)
+	err := testenv.Poll(timeout, func() (bool, error) {
+		if strings.Contains(p.logs.String(), s) {
+			return true, nil
+		}
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited before logging %q", p.name, s)
-		case <-time.After(20 * time.Millisecond):
+			return false, errExited
+		default:
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log %q within %v", p.name, s, timeout)
-		}
+	})
+	if err != nil {
+		t.Fatalf("%s: waiting for %q: %v", p.name, s, err)
 	}
 }
 
@@ -188,20 +201,18 @@ func (c *consumer) snapshot() []amqp.Delivery {
 
 func (c *consumer) waitN(t *testing.T, timeout time.Duration, n int, match func(amqp.Delivery) bool) []amqp.Delivery {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		var got []amqp.Delivery
+	var got []amqp.Delivery
+	err := testenv.Poll(timeout, func() (bool, error) {
+		got = got[:0]
 		for _, d := range c.snapshot() {
 			if match(d) {
 				got = append(got, d)
 			}
 		}
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d matching messages within %v, want %d", len(got), timeout, n)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return len(got) >= n, nil
+	})
+	if err != nil {
+		t.Fatalf("got %d matching messages, want %d: %v", len(got), n, err)
 	}
+	return got
 }

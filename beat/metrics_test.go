@@ -12,6 +12,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/forumads/forumads/internal/testenv"
 )
 
 var metricsAddrRE = regexp.MustCompile(`serving metrics addr="?([0-9.:]+)`)
@@ -75,14 +77,13 @@ func TestMetricsServed(t *testing.T) {
 	const series = `beat_publishes_total{entry="tick",task="beat.tick"}`
 	c.waitN(t, 20*time.Second, 1, func(d amqp.Delivery) bool { return d.Headers["task"] == "beat.tick" })
 	var first float64
-	deadline := time.Now().Add(20 * time.Second)
-	for first = -1; first < 1; {
-		_, body := httpGet(t, base+"/metrics")
-		first = metricValue(t, body, series)
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not reach 1:\n%s", series, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var last string
+	if err := testenv.Poll(20*time.Second, func() (bool, error) {
+		_, last = httpGet(t, base+"/metrics")
+		first = metricValue(t, last, series)
+		return first >= 1, nil
+	}); err != nil {
+		t.Fatalf("%s did not reach 1 (%v):\n%s", series, err, last)
 	}
 	sent := len(c.snapshot())
 	c.waitN(t, 20*time.Second, sent+2, func(d amqp.Delivery) bool { return true })

@@ -291,21 +291,19 @@ func getDead(t *testing.T, dlq string) amqp.Delivery {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		d, ok, err := ch.Get(dlq, true)
-		if err == nil && ok {
-			return d
-		}
+	var d amqp.Delivery
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		m, ok, err := ch.Get(dlq, true)
 		if err != nil {
 			if ch, err = conn.Channel(); err != nil {
 				t.Fatal(err)
 			}
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing arrived in the dead-letter queue %s", dlq)
-	return amqp.Delivery{}
+		d = m
+		return ok
+	}, "a message in the dead-letter queue %s", dlq)
+	return d
 }
 
 func TestWorkerDeadLettersUnknownTaskAndPickle(t *testing.T) {
@@ -430,10 +428,10 @@ func TestWorkerProgressAndTrackStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	var meta protocol.ResultMeta
-	for meta.Status != "PROGRESS" && ctx.Err() == nil {
+	testenv.Eventually(t, 30*time.Second, func() bool {
 		meta, _ = r.Info(ctx)
-		time.Sleep(10 * time.Millisecond)
-	}
+		return meta.Status == "PROGRESS"
+	}, "task %s to be in state PROGRESS", r.ID)
 	var info map[string]int
 	if err := json.Unmarshal(meta.Result, &info); err != nil || info["current"] != 5 || info["total"] != 10 {
 		t.Fatalf("PROGRESS meta = %s, %v", meta.Result, err)

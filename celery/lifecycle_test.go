@@ -90,7 +90,7 @@ func (l *lifecycle) run(ctx context.Context) {
 			l.t.Errorf("worker did not stop at cleanup: %v", err)
 		}
 	})
-	waitUntil(l.t, "the worker to consume", func() bool { return l.worker.Alive() == nil })
+	testenv.Eventually(l.t, 20*time.Second, func() bool { return l.worker.Alive() == nil }, "the worker to consume")
 }
 
 // stopped waits for Run's error.
@@ -125,22 +125,19 @@ func (l *lifecycle) redelivered() (id string, again bool) {
 		l.t.Fatal(err)
 	}
 	defer func() { _ = ch.Close() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(l.t, 20*time.Second, func() bool {
 		m, ok, err := ch.Get(l.queue, false)
 		if err != nil {
 			l.t.Fatal(err)
 		}
 		if ok {
 			_ = m.Ack(false)
-			id, _ := m.Headers["id"].(string)
-			return id, m.Redelivered
+			id, _ = m.Headers["id"].(string)
+			again = m.Redelivered
 		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("no message came back to %s within 20s", l.queue)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok
+	}, "a message to come back to %s", l.queue)
+	return id, again
 }
 
 // queueEmpty reports whether the queue holds no message, ready or unacknowledged, once the
@@ -301,7 +298,7 @@ func TestShutdownWarmWaitsForRunningTaskAndAcksIt(t *testing.T) {
 		b.seq.add("shutdown returned")
 		shut <- err
 	}()
-	waitUntil(t, "the warm shutdown to begin", func() bool { return l.worker.Alive() != nil })
+	testenv.Eventually(t, 20*time.Second, func() bool { return l.worker.Alive() != nil }, "the warm shutdown to begin")
 	b.seq.add("released")
 	close(b.release)
 	if err := recv(t, shut); err != nil {
@@ -365,7 +362,7 @@ func TestShutdownSecondCallIsCold(t *testing.T) {
 
 	first := make(chan error, 1)
 	go func() { first <- l.worker.Shutdown(context.Background()) }()
-	waitUntil(t, "the warm shutdown to begin", func() bool { return l.worker.Alive() != nil })
+	testenv.Eventually(t, 20*time.Second, func() bool { return l.worker.Alive() != nil }, "the warm shutdown to begin")
 	if got := b.seq.String(); got != "" {
 		t.Fatalf("the warm shutdown stopped the task: %q", got)
 	}
@@ -463,7 +460,7 @@ func TestSoftShutdownOnIdleGivesHeldETAMessagesBack(t *testing.T) {
 	})
 	l.run(context.Background())
 	r := l.send("t.block", celery.WithCountdown(5*time.Minute))
-	waitUntil(t, "the ETA message to be held", func() bool { return l.worker.Snapshot().HeldETA == 1 })
+	testenv.Eventually(t, 20*time.Second, func() bool { return l.worker.Snapshot().HeldETA == 1 }, "the ETA message to be held")
 	l.worker.Terminate()
 	if err := l.stopped(); !errors.Is(err, celery.ErrWorkerShutdown) {
 		t.Errorf("Run = %v", err)

@@ -306,25 +306,12 @@ func (b *opsBundle) wantOK(t *testing.T, method string, args any, want string) {
 	}
 }
 
-// waitUntil polls cond until it holds (a wait, not an assertion about speed).
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // eventsOf collects the events of the task id until the worker's event of type last and the
 // client's task-sent arrived: the worker's in order, and task-sent (sent by another dispatcher,
 // so in no particular order with them) apart.
 func (b *opsBundle) eventsOf(t *testing.T, id, last string) (worker []events.Event, sent *events.Event) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	err := testenv.Poll(20*time.Second, func() (bool, error) {
 		worker, sent = nil, nil
 		done := false
 		b.evMu.Lock()
@@ -340,34 +327,30 @@ func (b *opsBundle) eventsOf(t *testing.T, id, last string) (worker []events.Eve
 			}
 		}
 		b.evMu.Unlock()
-		if done && sent != nil {
-			return worker, sent
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s: got events %v (task-sent: %v), never %s", id, types(worker), sent != nil, last)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return done && sent != nil, nil
+	})
+	if err != nil {
+		t.Fatalf("task %s: got events %v (task-sent: %v), never %s: %v", id, types(worker), sent != nil, last, err)
 	}
+	return worker, sent
 }
 
 // waitEvent waits for an event for which match is true.
 func (b *opsBundle) waitEvent(t *testing.T, what string, match func(events.Event) bool) events.Event {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var found events.Event
+	testenv.Eventually(t, 20*time.Second, func() bool {
 		b.evMu.Lock()
+		defer b.evMu.Unlock()
 		for _, e := range b.evs {
 			if match(e) {
-				b.evMu.Unlock()
-				return e
+				found = e
+				return true
 			}
 		}
-		b.evMu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s event", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	}, "a %s event", what)
+	return found
 }
 
 func types(evs []events.Event) []string {
@@ -386,7 +369,7 @@ func TestOpsInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "t.block to start", func() bool { return b.worker.Snapshot().Active == 1 })
+	testenv.Eventually(t, 20*time.Second, func() bool { return b.worker.Snapshot().Active == 1 }, "t.block to start")
 	queued, err := b.client.SendTask(ctx, "t.add", []any{1}, map[string]any{"y": 2})
 	if err != nil {
 		t.Fatal(err)
@@ -395,10 +378,10 @@ func TestOpsInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the queued and the ETA task to be reserved", func() bool {
+	testenv.Eventually(t, 20*time.Second, func() bool {
 		s := b.worker.Snapshot()
 		return s.Reserved == 1 && s.HeldETA == 1
-	})
+	}, "the queued and the ETA task to be reserved")
 
 	var active []control.RequestInfo
 	b.askInto(t, "active", map[string]any{}, &active)
@@ -535,7 +518,7 @@ func TestOpsTerminate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "t.block to start", func() bool { return b.worker.Snapshot().Active == 1 })
+	testenv.Eventually(t, 20*time.Second, func() bool { return b.worker.Snapshot().Active == 1 }, "t.block to start")
 	b.wantOK(t, "revoke", map[string]any{"task_id": r.ID, "terminate": true, "signal": "SIGKILL"}, "terminate: "+r.ID)
 	var te *celery.TaskError
 	if _, err := r.Get(ctx); !errors.As(err, &te) || te.State != "REVOKED" || !reflect.DeepEqual(te.Exception.Message, []any{"terminated"}) {
@@ -670,7 +653,7 @@ func TestOpsPoolAndConsumers(t *testing.T) {
 		}
 		rs = append(rs, r)
 	}
-	waitUntil(t, "four tasks running", func() bool { return b.worker.Snapshot().Active == 4 })
+	testenv.Eventually(t, 20*time.Second, func() bool { return b.worker.Snapshot().Active == 4 }, "four tasks running")
 	b.releaseAll()
 	for _, r := range rs {
 		if _, err := r.Get(ctx); err != nil {

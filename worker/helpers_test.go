@@ -127,12 +127,12 @@ func (w *workerProc) exited() bool {
 // waitLog waits until a line of the log contains every part.
 func (w *workerProc) waitLog(timeout time.Duration, parts ...string) {
 	w.t.Helper()
-	waitFor(w.t, timeout, fmt.Sprintf("worker %s to log %q", w.name, parts), func() bool {
+	testenv.Eventually(w.t, timeout, func() bool {
 		if w.exited() {
 			w.t.Fatalf("worker %s exited (%v) while the test waited for it to log %q", w.name, w.err, parts)
 		}
 		return w.logs.Count(parts...) > 0
-	})
+	}, "worker %s to log %q", w.name, parts)
 }
 
 // waitReady waits until the worker consumes.
@@ -169,19 +169,6 @@ func (w *workerProc) stop() {
 	w.signal(syscall.SIGTERM)
 	if st := w.wait(60 * time.Second); st.ExitCode() != 0 {
 		w.t.Fatalf("worker %s: warm shutdown exited with %v, want 0", w.name, st)
-	}
-}
-
-// waitFor polls cond every 10ms until it holds, failing the test after timeout. The timeouts are
-// bounds against hanging, far above the expected durations: nothing asserts on timing.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -339,7 +326,7 @@ func (e *env) countSucceeded(ctx context.Context, ids []string) int {
 func (e *env) waitAllSucceeded(ctx context.Context, timeout time.Duration, ids []string, w *workerProc) []meta {
 	e.t.Helper()
 	var ms []meta
-	waitFor(e.t, timeout, fmt.Sprintf("all %d results to be SUCCESS", len(ids)), func() bool {
+	testenv.Eventually(e.t, timeout, func() bool {
 		ms = e.results(ctx, ids)
 		n := 0
 		for i, m := range ms {
@@ -354,7 +341,7 @@ func (e *env) waitAllSucceeded(ctx context.Context, timeout time.Duration, ids [
 			e.t.Fatalf("worker %s exited (%v) with %d of %d results stored", w.name, w.err, n, len(ids))
 		}
 		return n == len(ids)
-	})
+	}, "all %d results to be SUCCESS", len(ids))
 	return ms
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"syscall"
 	"testing"
@@ -23,12 +22,12 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 // waitState waits until the stored state of id is want.
 func (e *env) waitState(ctx context.Context, id, want string, w *workerProc) {
 	e.t.Helper()
-	waitFor(e.t, 30*time.Second, fmt.Sprintf("task %s to be %s", id, want), func() bool {
+	testenv.Eventually(e.t, 30*time.Second, func() bool {
 		if w.exited() {
 			e.t.Fatalf("worker %s exited (%v) before task %s was %s", w.name, w.err, id, want)
 		}
 		return e.results(ctx, []string{id})[0].Status == want
-	})
+	}, "task %s to be %s", id, want)
 }
 
 func lateAcks() map[string]any {
@@ -91,9 +90,9 @@ func TestColdShutdownRequeuesRunningTask(t *testing.T) {
 		t.Errorf("no 'Cold shutdown' line in the log")
 	}
 
-	waitFor(t, 10*time.Second, "the acks_late message to be back in its queue", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() bool {
 		return queueDepth(t, e.queue) >= 1
-	})
+	}, "the acks_late message to be back in its queue")
 	if n := queueDepth(t, e.queue); n != 1 {
 		t.Errorf("queue %s holds %d messages after the cold shutdown, want 1", e.queue, n)
 	}
@@ -157,13 +156,13 @@ func TestSIGKILLLosesNoTask(t *testing.T) {
 
 	first := startWorker(t, "kill-1", spec)
 	var doneAtKill int
-	waitFor(t, 60*time.Second, fmt.Sprintf("30%% of %d tasks to succeed", n), func() bool {
+	testenv.Eventually(t, 60*time.Second, func() bool {
 		if first.exited() {
 			t.Fatalf("worker exited (%v) before it was killed", first.err)
 		}
 		doneAtKill = e.countSucceeded(ctx, ids)
 		return doneAtKill >= n*3/10
-	})
+	}, "30%% of %d tasks to succeed", n)
 	first.signal(syscall.SIGKILL)
 	st := first.wait(30 * time.Second)
 	if ws, ok := st.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
@@ -226,12 +225,12 @@ func TestRabbitMQConnectionLoss(t *testing.T) {
 
 	w := startWorker(t, "amqp-loss", workerSpec{queue: e.queue, broker: viaAddr(t, amqpURL, proxy.Addr()),
 		args: []string{"-c", "4"}})
-	waitFor(t, 60*time.Second, "a quarter of the tasks to succeed", func() bool {
+	testenv.Eventually(t, 60*time.Second, func() bool {
 		if w.exited() {
 			t.Fatalf("worker exited (%v)", w.err)
 		}
 		return e.countSucceeded(ctx, ids) >= n/4
-	})
+	}, "a quarter of the tasks to succeed")
 	proxy.Pause()
 	cut := proxy.Cut()
 	doneAtCut := e.countSucceeded(ctx, ids)
@@ -243,7 +242,7 @@ func TestRabbitMQConnectionLoss(t *testing.T) {
 		t.Fatal("every task was done before the cut: the test proves nothing")
 	}
 	w.waitLog(30*time.Second, "broker connection lost")
-	waitFor(t, 30*time.Second, "the worker to try to reconnect", func() bool { return proxy.Refused() > 0 })
+	testenv.Eventually(t, 30*time.Second, func() bool { return proxy.Refused() > 0 }, "the worker to try to reconnect")
 	time.Sleep(2 * time.Second) // the outage: reconnect attempts keep being refused
 	proxy.Resume()
 	w.waitLog(30*time.Second, "connected to broker again")
@@ -289,12 +288,12 @@ func TestRedisConnectionLoss(t *testing.T) {
 		args: []string{"-c", "4"}})
 	w.waitReady()
 	ids := e.sendMany(ctx, n, func(int) string { return "diag.sleep" }, func(i int) []any { return []any{0.05} })
-	waitFor(t, 60*time.Second, "a fifth of the tasks to succeed", func() bool {
+	testenv.Eventually(t, 60*time.Second, func() bool {
 		if w.exited() {
 			t.Fatalf("worker exited (%v)", w.err)
 		}
 		return e.countSucceeded(ctx, ids) >= n/5
-	})
+	}, "a fifth of the tasks to succeed")
 	proxy.Pause()
 	cut := proxy.Cut()
 	doneAtCut := e.countSucceeded(ctx, ids)
@@ -331,12 +330,12 @@ func TestUnreachableBrokerAtStart(t *testing.T) {
 	amqpURL := testenv.AMQPURL()
 	w := startWorker(t, "no-broker", workerSpec{queue: e.queue, broker: viaAddr(t, amqpURL, addr), args: []string{"-c", "2"}})
 
-	waitFor(t, 30*time.Second, "three refused connection attempts", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() bool {
 		if w.exited() {
 			t.Fatalf("the worker exited (%v) instead of retrying", w.err)
 		}
 		return w.logs.Count("cannot connect to broker, retrying") >= 3
-	})
+	}, "three refused connection attempts")
 	if w.logs.Count("worker ready") != 0 {
 		t.Fatal("the worker says it is ready without a broker")
 	}
@@ -384,9 +383,9 @@ func TestLostEarlyAckDoesNotRunTaskTwice(t *testing.T) {
 	proxy.Resume()
 	w.waitLog(30*time.Second, "connected to broker again")
 	// RabbitMQ delivers the unacknowledged message again; let the worker deal with it, then stop.
-	waitFor(t, 30*time.Second, "the message to be delivered again", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() bool {
 		return w.logs.Count("received", id) >= 2
-	})
+	}, "the message to be delivered again")
 	w.stop()
 
 	runs, err := e.rc.Get(ctx, key).Int()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/internal/testenv"
 )
 
 // memBroker is an in-memory broker.Broker for the Dispatcher's unit tests: it records what is
@@ -77,16 +78,14 @@ func (m *memBroker) messages() []broker.Publishing {
 // waitFor waits until at least n messages were published.
 func (m *memBroker) waitFor(t *testing.T, n int) []broker.Publishing {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if got := m.messages(); len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages published, want %d", len(m.messages()), n)
-		}
-		time.Sleep(time.Millisecond)
+	var got []broker.Publishing
+	if err := testenv.Poll(10*time.Second, func() (bool, error) {
+		got = m.messages()
+		return len(got) >= n, nil
+	}); err != nil {
+		t.Fatalf("%d messages published, want %d: %v", len(got), n, err)
 	}
+	return got
 }
 
 // exchangeBroker also implements ExchangeDeclarer.

@@ -157,18 +157,6 @@ func has(t *testing.T, what, out string, parts ...string) {
 	}
 }
 
-// eventually retries f (a CLI call and its check) until it returns true.
-func eventually(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // TestOpsCeleryCLI runs Python Celery 5.2's own `celery inspect`, `celery control` and `celery
 // events` against a Go worker: every answer is the one Celery's tools expect.
 func TestOpsCeleryCLI(t *testing.T) {
@@ -218,9 +206,9 @@ func TestOpsCeleryCLI(t *testing.T) {
 	t.Run("active, query_task, terminate", func(t *testing.T) {
 		t.Parallel()
 		id := p.send(t, "diag.sleep", []any{60}, on)
-		eventually(t, "diag.sleep in inspect active", func() bool {
+		testenv.Eventually(t, 30*time.Second, func() bool {
 			return strings.Contains(p.celery(t, node, "inspect", "active"), "'id': '"+id+"', 'name': 'diag.sleep', 'args': [60]")
-		})
+		}, "diag.sleep in inspect active")
 		has(t, "query_task", p.celery(t, node, "inspect", "query_task", id), `"`+id+`": [`, `"active",`, `"acknowledged": true`)
 		has(t, "terminate", p.celery(t, node, "control", "terminate", "SIGTERM", id), "terminate: "+id)
 		if s := p.state(t, id, 10*time.Second); s.State != "REVOKED" || s.Exc != "TaskRevokedError" || fmt.Sprint(s.Args) != "[terminated]" {
@@ -230,9 +218,9 @@ func TestOpsCeleryCLI(t *testing.T) {
 	t.Run("scheduled", func(t *testing.T) {
 		t.Parallel()
 		id := p.send(t, "diag.add", []any{1, 2}, map[string]any{"queue": queue, "countdown": 300})
-		eventually(t, "the ETA task in inspect scheduled", func() bool {
+		testenv.Eventually(t, 30*time.Second, func() bool {
 			return strings.Contains(p.celery(t, node, "inspect", "scheduled"), "'request': {'id': '"+id+"'")
-		})
+		}, "the ETA task in inspect scheduled")
 		has(t, "scheduled", p.celery(t, node, "inspect", "scheduled"), "{'eta': '", "'priority': 6")
 	})
 	t.Run("revoke a queued task", func(t *testing.T) {
@@ -279,9 +267,9 @@ func TestOpsCeleryCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := p.send(t, "diag.add", []any{2, 3}, on)
-		eventually(t, "the task's events in celery events --dump", func() bool {
+		testenv.Eventually(t, 30*time.Second, func() bool {
 			return strings.Contains(dump.log.String(), "task succeeded: diag.add("+id+")")
-		})
+		}, "the task's events in celery events --dump")
 		out := dump.log.String()
 		var lines []string
 		for _, l := range strings.Split(out, "\n") {
@@ -314,13 +302,13 @@ func TestOpsCeleryCLIPoolEventsShutdownRestart(t *testing.T) {
 	on := map[string]any{"queue": queue}
 
 	sleeper := p.send(t, "diag.sleep", []any{60}, on)
-	eventually(t, "diag.sleep to run", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() bool {
 		return strings.Contains(p.celery(t, node, "inspect", "active"), sleeper)
-	})
+	}, "diag.sleep to run")
 	waiting := p.send(t, "diag.add", []any{4, 4}, on)
-	eventually(t, "diag.add in inspect reserved", func() bool {
+	testenv.Eventually(t, 30*time.Second, func() bool {
 		return strings.Contains(p.celery(t, node, "inspect", "reserved"), "'id': '"+waiting+"', 'name': 'diag.add', 'args': [4, 4]")
-	})
+	}, "diag.add in inspect reserved")
 	if out := p.celery(t, node, "control", "pool_grow", "1"); out != "->  "+node+": OK\n        pool will grow\n" {
 		t.Errorf("pool_grow printed %q", out)
 	}

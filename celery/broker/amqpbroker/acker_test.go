@@ -139,15 +139,13 @@ func TestMultipleAckWaitsForUnregisteredLowerTags(t *testing.T) {
 	// Wait until both messages are in their queues, then take them on one channel: tag 1 from A,
 	// tag 2 from B.
 	for _, q := range []string{qa, qb} {
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		testenv.Eventually(t, 10*time.Second, func() bool {
 			st, err := ch.QueueDeclarePassive(q, false, false, false, false, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.Messages == 1 || time.Now().After(deadline) {
-				break
-			}
-		}
+			return st.Messages == 1
+		}, "queue %s to hold its message", q)
 	}
 	cch, err := conn.Channel()
 	if err != nil {

@@ -203,9 +203,7 @@ func TestDeclareExchangeAgainAfterReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.Cut()
-	for b.Connected() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, func() bool { return !b.Connected() }, "the broker to see the cut")
 	env := protocol.Envelope{Body: []byte("{}"), ContentType: "application/json", DeliveryMode: 1}
 	if err := b.Publish(ctx, broker.Publishing{Exchange: name, RoutingKey: "a.b", Envelope: env}); err != nil {
 		t.Fatalf("publishing after the reconnect: %v", err)

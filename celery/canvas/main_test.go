@@ -1,0 +1,10 @@
+package canvas
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if a test leaves a goroutine behind (a worker or a connection not closed).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
