@@ -32,12 +32,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/beat"
 	"github.com/forumads/forumads/celery/beat/redisbeat"
-	"github.com/forumads/forumads/celery/broker"
-	"github.com/forumads/forumads/celery/events"
-	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/internal/beatops"
 	"github.com/forumads/forumads/internal/config"
 	"github.com/forumads/forumads/internal/logging"
 	"github.com/forumads/forumads/internal/metrics"
@@ -156,7 +153,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer br.Close()
-	pubBroker, closeSent, err := sentEventsBroker(cfg.file.Celery, br, log)
+	pubBroker, closeSent, err := beatops.SentEvents(cfg.file.Celery, br, log)
 	if err != nil {
 		log.Error("beat: " + err.Error())
 		return 1
@@ -195,11 +192,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			bm.Published(entry, task, time.Since(slot))
 		}})
-	fmt.Fprintf(stderr, "celery beat (forumads Go beat, Celery 5.2 protocol) is starting.\n"+
-		"__    -    ... __   -        _\nLocalTime -> %s\nConfiguration ->\n    . broker -> %s\n"+
-		"    . state -> %s (prefix %s)\n    . timezone -> %s\n    . missed runs -> %s\n    . lock ttl -> %s\n",
-		time.Now().Format("2006-01-02 15:04:05"), wiring.Redacted(cfg.file.Celery.BrokerURL),
-		wiring.Redacted(cfg.settings.StateURL), cfg.settings.KeyPrefix, cfg.loc, cfg.settings.MissedRuns, cfg.settings.LockTTL)
+	_ = beatops.Banner(stderr, time.Now(), cfg.file.Celery, cfg.settings, cfg.loc)
 	reload := make(chan []*beat.Entry)
 	b, err := beat.New(beat.BeatOptions{Scheduler: s, Entries: cfg.entries, Reload: reload, Logger: log})
 	if err != nil {
@@ -263,68 +256,4 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, path string, sett
 			return
 		}
 	}
-}
-
-// sentEventsBroker returns br, or with task_send_sent_event br wrapped so that every task beat
-// publishes sends a task-sent event (hostname gen<pid>@<host>, as Celery's beat sends it) to
-// event_exchange. closeSent flushes the events (for at most 5 s); call it before br closes.
-func sentEventsBroker(cfg celery.Config, br broker.Broker, log *slog.Logger) (b broker.Broker, closeSent func(), err error) {
-	if !cfg.TaskSendSentEvent {
-		return br, func() {}, nil
-	}
-	host, _ := os.Hostname()
-	d, err := events.NewDispatcher(br, events.Options{Hostname: fmt.Sprintf("gen%d@%s", os.Getpid(), host),
-		Exchange: cfg.EventExchange, Enabled: true, Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	closeSent = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := d.Close(ctx); err != nil {
-			log.Warn("beat: task-sent events not sent at shutdown", "error", err)
-		}
-	}
-	return sentEvents{Broker: br, d: d, log: log}, closeSent, nil
-}
-
-// sentEvents sends a task-sent event for every task message published through it, built from
-// the message as published.
-type sentEvents struct {
-	broker.Broker
-	d   *events.Dispatcher
-	log *slog.Logger
-}
-
-// sentAccept decodes what beat publishes, whatever task_serializer it uses.
-var sentAccept, _ = protocol.NewAccept([]string{"json", "msgpack", "yaml"})
-
-// Publish publishes p, then sends task-sent for it. A message that cannot be decoded is logged
-// and sends no event; the publish itself is not affected.
-func (s sentEvents) Publish(ctx context.Context, p broker.Publishing) error {
-	if err := s.Broker.Publish(ctx, p); err != nil {
-		return err
-	}
-	m, err := protocol.Decode(p.Envelope, sentAccept)
-	if err != nil {
-		s.log.Warn("beat: no task-sent event for a message that cannot be decoded", "error", err)
-		return nil
-	}
-	ti := events.TaskInfo{ID: m.ID, Name: m.Task, ArgsRepr: m.ArgsRepr, KwargsRepr: m.KwargsRepr,
-		RootID: m.RootID, ParentID: m.ParentID, Retries: m.Retries}
-	if m.Shadow != "" {
-		ti.Name = m.Shadow
-	}
-	if m.ETA != nil {
-		ti.ETA = *m.ETA
-	}
-	if m.Expires != nil {
-		ti.Expires = *m.Expires
-	}
-	queue := p.RoutingKey
-	if p.Declare != nil {
-		queue = p.Declare.Name
-	}
-	s.d.Send(events.NewTaskSent(ti, queue, p.Exchange, p.RoutingKey))
-	return nil
 }

@@ -125,8 +125,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if v := getenv("CORS_ORIGINS"); v != "" {
 			origins = splitList(v)
 		}
-		h, err = serving.New(serving.Options{Redis: rc, Keys: st.Keys(), Secret: []byte(secret), CORSOrigins: origins, Logger: log})
-		h = servingMetrics(httpm, h)
+		h, err = serving.New(serving.Options{Redis: rc, Keys: st.Keys(), Secret: []byte(secret), CORSOrigins: origins,
+			Logger: log, Metrics: httpm})
 	case "data":
 		h, cleanup, err = dataAPI(file, st, rc, getenv, log, httpm)
 	default:
@@ -202,26 +202,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// servingRoutes are the serving API's route labels for the latency histogram (a bounded set: the
-// token in a click or impression URL never becomes a label).
-var servingRoutes = []string{"/v1/ads", "/v1/click/", "/v1/impression/", "/embed.js", "/demo/", "/healthz", "/readyz"}
-
-// servingMetrics observes the serving API's requests by route.
-func servingMetrics(m *metrics.HTTP, h http.Handler) http.Handler {
-	byRoute := map[string]http.Handler{}
-	for _, r := range servingRoutes {
-		byRoute[r] = m.Middleware(r, h)
-	}
-	other := m.Middleware("other", h)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, route := range servingRoutes {
-			if r.URL.Path == route || strings.HasSuffix(route, "/") && strings.HasPrefix(r.URL.Path, route) {
-				byRoute[route].ServeHTTP(w, r)
-				return
-			}
-		}
-		other.ServeHTTP(w, r)
-	})
 }

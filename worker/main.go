@@ -28,7 +28,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"github.com/forumads/forumads/internal/config"
 	"github.com/forumads/forumads/internal/logging"
 	"github.com/forumads/forumads/internal/wiring"
+	"github.com/forumads/forumads/internal/workerops"
 	"github.com/forumads/forumads/tasks"
 )
 
@@ -49,19 +49,19 @@ func main() {
 type flags struct {
 	config, queues, hostname, loglevel string
 	concurrency                        int
-	// Operations (see ops.go).
+	// Operations (see internal/workerops).
 	taskEvents, withoutHeartbeat, withoutMingle, withoutGossip bool
 	heartbeat                                                  time.Duration
 	metricsAddr                                                string
 }
 
 // metricsAddrDefault is --metrics-addr's default: WORKER_METRICS_ADDR if set (even empty), else
-// DefaultMetricsAddr.
+// workerops.DefaultMetricsAddr.
 func metricsAddrDefault() string {
 	if v, ok := os.LookupEnv("WORKER_METRICS_ADDR"); ok {
 		return v
 	}
-	return DefaultMetricsAddr
+	return workerops.DefaultMetricsAddr
 }
 
 func parseFlags(args []string, out io.Writer) (flags, error) {
@@ -144,7 +144,9 @@ func run(args []string, stderr io.Writer) int {
 	host, _ := os.Hostname()
 	nodename := NodeName(f.hostname, host)
 	origin := fmt.Sprintf("gen%d@%s", os.Getpid(), host) // the client's name, as celery.Client's
-	o, err := newOps(f, cfg, nodename, origin, log)
+	o, err := workerops.New(cfg, workerops.Options{Nodename: nodename, Origin: origin, TaskEvents: f.taskEvents,
+		WithoutHeartbeat: f.withoutHeartbeat, WithoutMingle: f.withoutMingle, Heartbeat: f.heartbeat,
+		MetricsAddr: f.metricsAddr, Logger: log})
 	if err != nil {
 		log.Error(err.Error())
 		return 1
@@ -162,7 +164,7 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	// The diagnostic and ads tasks use REDIS_URL / ads_redis_url (default: the result backend).
-	clientOpts := celery.ClientOptions{Config: cfg, Broker: br, Events: o.sent}
+	clientOpts := celery.ClientOptions{Config: cfg, Broker: br, Events: o.SentEvents()}
 	if backend != nil {
 		clientOpts.Backend = backend
 	}
@@ -186,7 +188,7 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}
 	opts := celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Queues: queues, Hostname: nodename, Logger: log,
-		Events: o.events, Revokes: o.revokes, Metrics: o.metrics}
+		Events: o.Events(), Revokes: o.Revokes(), Metrics: o.Metrics()}
 	if backend != nil {
 		opts.Backend = backend
 		// Canvases (chain steps, link callbacks and errbacks, chord bodies) continue from this worker;
@@ -205,8 +207,8 @@ func run(args []string, stderr io.Writer) int {
 		log.Error(err.Error())
 		return 1
 	}
-	banner(stderr, w, reg, file.Path, o)
-	o.start(w, reg, br)
+	_ = workerops.Banner(stderr, w, reg, file.Path, o)
+	o.Start(context.Background(), w, reg, br)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
@@ -221,12 +223,12 @@ func run(args []string, stderr io.Writer) int {
 	case <-abandoned:
 		// Tasks that ignore their context cannot be waited for: leave; the broker connection's
 		// close gives their messages back.
-		o.stop()
+		o.Stop(context.Background())
 		log.Error("worker: cold shutdown: tasks still running after the grace period; exiting")
 		return 1
 	}
 	close(stopped)
-	o.stop()
+	o.Stop(context.Background())
 	switch {
 	case errors.Is(err, celery.ErrWorkerShutdown):
 		log.Warn("worker stopped by a cold shutdown")
@@ -282,45 +284,4 @@ func shutdownOnSignals(w *celery.Worker, sigs <-chan os.Signal, grace time.Durat
 		}
 		return
 	}
-}
-
-func banner(out io.Writer, w *celery.Worker, reg *celery.Registry, cfgPath string, o *ops) {
-	cfg := w.Config()
-	results := "disabled://"
-	if cfg.ResultBackend != "" {
-		results = wiring.Redacted(cfg.ResultBackend)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n -------------- %s (forumads Go worker, Celery 5.2 protocol)\n", w.Hostname())
-	fmt.Fprintf(&b, "--- ***** ----- %s %s/%s %s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, "")
-	fmt.Fprintf(&b, "[config]\n.> config:      %s\n.> transport:   %s\n.> results:     %s\n", cfgPath, wiring.Redacted(cfg.BrokerURL), results)
-	fmt.Fprintf(&b, ".> concurrency: %d (goroutines), prefetch %d\n.> acks_late:   %v\n.> dead letters: %s\n",
-		cfg.WorkerConcurrency, cfg.Prefetch(), cfg.TaskAcksLate, cfg.WorkerDeadLetterQueue)
-	taskEvents := "OFF (enable -E to monitor tasks in this worker)"
-	if o.events.TaskEventsEnabled() {
-		taskEvents = "ON"
-	}
-	revokes := "memory only"
-	if o.revokes != nil {
-		revokes = o.revokes.String()
-	}
-	metricsAddr := "off"
-	if o.f.metricsAddr != "" {
-		metricsAddr = "http://" + o.f.metricsAddr + "/metrics"
-	}
-	fmt.Fprintf(&b, ".> task events: %s\n.> revokes:     %s\n.> metrics:     %s\n", taskEvents, revokes, metricsAddr)
-	b.WriteString("\n[queues]\n")
-	for _, q := range w.Queues() {
-		typ := q.ExchangeType
-		if typ == "" {
-			typ = "direct"
-		}
-		fmt.Fprintf(&b, ".> %-16s exchange=%s(%s) key=%s\n", q.Name, q.Exchange, typ, q.RoutingKey)
-	}
-	b.WriteString("\n[tasks]\n")
-	for _, n := range reg.Names() {
-		fmt.Fprintf(&b, "  . %s\n", n)
-	}
-	b.WriteString("\n")
-	_, _ = io.WriteString(out, b.String())
 }

@@ -8,30 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/internal/testenv"
 )
-
-func TestRevokeURL(t *testing.T) {
-	t.Setenv("REDIS_URL", "redis://env:6379/3")
-	for _, tc := range []struct {
-		name      string
-		cfg       celery.Config
-		want, src string
-	}{
-		{"setting wins", celery.Config{WorkerRevokeURL: "redis://own/1", ResultBackend: "redis://rb/0"}, "redis://own/1", "worker_revoke_url"},
-		{"result backend", celery.Config{ResultBackend: "redis://rb/0"}, "redis://rb/0", "result_backend"},
-		{"REDIS_URL", celery.Config{ResultBackend: "rpc://"}, "redis://env:6379/3", "REDIS_URL"},
-	} {
-		if got, src := revokeURL(tc.cfg); got != tc.want || src != tc.src {
-			t.Errorf("%s: revokeURL = %q from %s, want %q from %s", tc.name, got, src, tc.want, tc.src)
-		}
-	}
-	t.Setenv("REDIS_URL", "")
-	if got, _ := revokeURL(celery.Config{}); got != "" {
-		t.Errorf("nothing configured: %q", got)
-	}
-}
 
 // TestMetricsEndpoint runs the worker with --metrics-addr: /healthz answers ok while it consumes,
 // /metrics counts the tasks it ran, and the banner says where the endpoint is.

@@ -121,6 +121,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/ads/rkeys"
+	"github.com/forumads/forumads/internal/metrics"
 	"github.com/forumads/forumads/web/httpx"
 )
 
@@ -171,6 +172,10 @@ type Options struct {
 	// LogEvery, carrying how many requests it stands for (default DefaultLogEvery; negative: every
 	// request). Requests answered 4xx or 5xx are always logged.
 	LogEvery time.Duration
+	// Metrics, when set, observes each request's duration under its route's path template (such
+	// as "/v1/click/{token}": a token never becomes a label), or "other" for a path no route
+	// takes; see httpx.RouteLabels.
+	Metrics *metrics.HTTP
 }
 
 //go:embed static/embed.js
@@ -223,7 +228,16 @@ func New(o Options) (http.Handler, error) {
 		every = 0
 	}
 	rl := &requestLog{log: s.log, every: every, now: s.now}
-	return rl.wrap(s.routes()), nil
+	router := s.routes()
+	h := rl.wrap(router)
+	if o.Metrics != nil {
+		labels, err := httpx.NewRouteLabels(router)
+		if err != nil {
+			return nil, err
+		}
+		h = httpx.Observed(o.Metrics, labels, h)
+	}
+	return h, nil
 }
 
 func newServer(o Options) (*server, error) {
@@ -289,7 +303,7 @@ func newServer(o Options) (*server, error) {
 // routes is the gorilla/mux router of the API. Each route names its methods; another method on a
 // known path is a JSON 405 with Allow, an unknown path a JSON 404. Route variables are copied into
 // the request's path values (r.PathValue), as web/dataapi does.
-func (s *server) routes() http.Handler {
+func (s *server) routes() *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(s.notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
