@@ -383,3 +383,16 @@ func FuzzDeadLetterOutput(f *testing.F) {
 		}
 	})
 }
+
+// TestDeadLetterBrokerDown: with the broker unreachable a command fails with an error saying so
+// (each broker URL is tried once) instead of retrying until its timeout as a worker would.
+func TestDeadLetterBrokerDown(t *testing.T) {
+	t.Parallel()
+	e, _, _ := dlEnv(t)
+	e.file.Celery.BrokerURL = "amqp://guest:guest@127.0.0.1:1/;amqp://guest:guest@127.0.0.1:2/" // nothing listens there
+	err := e.deadletter(context.Background(), []string{"list", "--queue", "q"})
+	var ue usageError
+	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "connecting to the broker") {
+		t.Fatalf("list with the broker down: %v, want an error about connecting to the broker", err)
+	}
+}
