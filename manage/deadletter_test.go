@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -354,58 +353,17 @@ func TestDeadLetterUsage(t *testing.T) {
 	}
 }
 
-func TestDescribe(t *testing.T) {
-	t.Parallel()
-	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, tc := range []struct {
-		name string
-		h    amqp.Table
-		d    amqp.Delivery
-		want deadLetter
-	}{
-		{"protocol 1 body", nil, amqp.Delivery{ContentType: "application/json", Body: []byte(`{"id":"p1","task":"t.v1"}`), Timestamp: ts},
-			deadLetter{ID: "p1", Task: "t.v1", ContentType: "application/json", BodyBytes: 25, DeadLetteredAt: "2026-01-02T03:04:05Z"}},
-		{"correlation id", amqp.Table{"task": "t"}, amqp.Delivery{CorrelationId: "c1", MessageId: "m1"},
-			deadLetter{ID: "c1", Task: "t"}},
-		{"message id", nil, amqp.Delivery{MessageId: "m1", ContentType: "application/json", Body: []byte("not json")},
-			deadLetter{ID: "m1", ContentType: "application/json", BodyBytes: 8}},
-		{"rabbitmq x-death", amqp.Table{"id": "r1", "x-death": []any{amqp.Table{"queue": "q1", "reason": "expired"}}}, amqp.Delivery{},
-			deadLetter{ID: "r1", OriginalQueue: "q1", Reason: "rabbitmq: expired"}},
-		{"odd header types", amqp.Table{"id": []byte("b1"), "task": int32(7), celery.HeaderOriginalQueue: amqp.Table{}, "x-death": "junk"}, amqp.Delivery{},
-			deadLetter{ID: "b1", Task: "7"}},
-	} {
-		if got := describe(tc.h, tc.d); got != tc.want {
-			t.Errorf("%s: describe = %+v, want %+v", tc.name, got, tc.want)
-		}
-	}
-}
-
-// FuzzDescribe: whatever a dead letter holds, describing and preparing its replay never panics,
-// replay drops exactly the dead-letter headers, and table cells are one printable line.
-func FuzzDescribe(f *testing.F) {
+// FuzzDeadLetterOutput: whatever a dead letter holds, table cells are one printable line and
+// --json output decodes. (Describing a dead letter and preparing its replay are the AMQP
+// adapter's now: celery/broker/amqpbroker's TestDescribe and FuzzDescribe.)
+func FuzzDeadLetterOutput(f *testing.F) {
 	f.Add("id-1", "diag.add", `NotRegistered: task "x"`, "celery", []byte(`[[1],{},{}]`), "application/json")
 	f.Add("", "", "", "", []byte(`{"id":"v1","task":"t"}`), "application/json")
 	f.Add("\xff\x00", "\n\t", strings.Repeat("é", 200), "q\x7f", []byte(`{"id":5}`), "json")
 	f.Add("x", "y", "z", "w", []byte("\x00\xff"), "")
 	f.Fuzz(func(t *testing.T, id, task, reason, queue string, b []byte, ctype string) {
-		h := amqp.Table{"id": id, "task": task, celery.HeaderDeadLetterReason: reason, celery.HeaderOriginalQueue: queue,
-			celery.HeaderDeadLetteredAt: []byte(reason), "keep": reason, "x-death": []any{amqp.Table{"queue": queue}, id}}
-		d := amqp.Delivery{Headers: h, Body: b, ContentType: ctype, CorrelationId: task}
-		dl := describe(h, d)
-		if dl.BodyBytes != len(b) || dl.Reason != reason || dl.OriginalQueue != queue {
-			t.Fatalf("describe = %+v", dl)
-		}
-		if id != "" && dl.ID != id {
-			t.Fatalf("id %q described as %q", id, dl.ID)
-		}
-		p := republishing(d)
-		want := maps.Clone(h)
-		for _, k := range deadLetterHeaders {
-			delete(want, k)
-		}
-		if !reflect.DeepEqual(map[string]any(p.Headers), map[string]any(want)) || !bytes.Equal(p.Body, b) || p.DeliveryMode != amqp.Persistent {
-			t.Fatalf("republishing = %+v", p)
-		}
+		dl := deadLetter{ID: id, Task: task, Reason: reason, OriginalQueue: queue, DeadLetteredAt: reason,
+			ContentType: ctype, BodyBytes: len(b)}
 		for _, s := range []string{id, task, reason, queue, string(b)} {
 			c := cell(s, 40)
 			if !utf8.ValidString(c) || utf8.RuneCountInString(c) > 40 || c == "" || strings.ContainsAny(c, "\n\r\t\x00") {
@@ -424,4 +382,17 @@ func FuzzDescribe(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestDeadLetterBrokerDown: with the broker unreachable a command fails with an error saying so
+// (each broker URL is tried once) instead of retrying until its timeout as a worker would.
+func TestDeadLetterBrokerDown(t *testing.T) {
+	t.Parallel()
+	e, _, _ := dlEnv(t)
+	e.file.Celery.BrokerURL = "amqp://guest:guest@127.0.0.1:1/;amqp://guest:guest@127.0.0.1:2/" // nothing listens there
+	err := e.deadletter(context.Background(), []string{"list", "--queue", "q"})
+	var ue usageError
+	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "connecting to the broker") {
+		t.Fatalf("list with the broker down: %v, want an error about connecting to the broker", err)
+	}
 }
