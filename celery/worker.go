@@ -15,6 +15,7 @@ import (
 
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/internal/timerq"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/celery/revoke"
 )
@@ -122,7 +123,7 @@ type Worker struct {
 	shutCalls atomic.Int32 // calls of Shutdown: the second is cold
 
 	ready      chan *job
-	timers     *timerQueue[*job]
+	timers     *timerq.Queue[*job]
 	buckets    sync.Map // task name -> *tokenBucket
 	stopping   atomic.Bool
 	terminated atomic.Bool

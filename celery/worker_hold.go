@@ -15,7 +15,7 @@ import (
 func (w *Worker) hold(j *job, t time.Time) {
 	n := w.held.Add(1)
 	w.adjustPrefetch(n)
-	w.timers.add(t, j)
+	w.timers.Add(t, j)
 }
 
 // release is called by the timer when a held job is due.
@@ -66,7 +66,7 @@ func (w *Worker) newGeneration(g uint64) {
 	if old == 0 {
 		return
 	}
-	dropped := w.timers.removeIf(func(j *job) bool { return j.d.Generation < g })
+	dropped := w.timers.RemoveIf(func(j *job) bool { return j.d.Generation < g })
 	for _, j := range dropped {
 		w.unreserve(j)
 	}
