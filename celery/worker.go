@@ -124,7 +124,7 @@ type Worker struct {
 
 	ready      chan *job
 	timers     *timerq.Queue[*job]
-	buckets    sync.Map // task name -> *tokenBucket
+	buckets    sync.Map // task name -> *ratelimit.Bucket
 	stopping   atomic.Bool
 	terminated atomic.Bool
 	alive      atomic.Bool // Run consumes and has not begun to shut down

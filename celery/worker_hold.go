@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/internal/ratelimit"
 )
 
 // hold keeps an unacknowledged message until t, raising the prefetch by one so that the channel keeps
@@ -92,9 +93,9 @@ func (w *Worker) rateWait(def *taskDef) time.Duration {
 			rate = w.cfg.TaskDefaultRateLimit
 		}
 		interval, _ := ParseRateLimit(rate)
-		b, _ = w.buckets.LoadOrStore(def.name, &tokenBucket{interval: interval})
+		b, _ = w.buckets.LoadOrStore(def.name, ratelimit.NewBucket(interval))
 	}
-	return b.(*tokenBucket).reserve(w.now())
+	return b.(*ratelimit.Bucket).Reserve(w.now())
 }
 
 // SetRateLimit changes a task's rate limit at run time (the rate_limit control command).
@@ -106,8 +107,8 @@ func (w *Worker) SetRateLimit(task, rate string) error {
 	if err != nil {
 		return err
 	}
-	b, _ := w.buckets.LoadOrStore(task, &tokenBucket{})
-	b.(*tokenBucket).setInterval(interval)
+	b, _ := w.buckets.LoadOrStore(task, &ratelimit.Bucket{})
+	b.(*ratelimit.Bucket).SetInterval(interval)
 	if interval > 0 {
 		w.rates.Store(task, rate)
 	} else {
