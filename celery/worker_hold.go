@@ -126,7 +126,7 @@ func (w *Worker) expired(j *job) bool {
 	w.unreserve(j)
 	w.log.Warn(fmt.Sprintf("Discarding revoked task: %s[%s] (expired)", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
 	// Celery remembers an expired id as revoked (Request.maybe_expire), in memory.
-	w.revoked.add(j.msg.ID, w.now().Add(w.revokeTTL()))
+	w.revoked.Add(j.msg.ID, w.now().Add(w.revokeTTL()))
 	w.sendTaskEvent(func() events.Event { return events.NewTaskRevoked(j.msg.ID, false, 0, true) })
 	w.storeRevoked(j, "expired")
 	w.settle(j, func() error { return j.d.Ack() })
