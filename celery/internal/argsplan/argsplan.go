@@ -20,6 +20,7 @@ type Error struct {
 	Err   error
 }
 
+// Error is the reason, after the parameter it is about when there is one.
 func (e *Error) Error() string {
 	if e.Param == "" {
 		return e.Err.Error()
