@@ -197,32 +197,32 @@ func encodeArgs[A any](name string, args A) ([]json.RawMessage, map[string]json.
 	v := reflect.ValueOf(args)
 	var pos []json.RawMessage
 	kw := map[string]json.RawMessage{}
-	for _, p := range plan.params {
-		f := v.FieldByIndex(p.index)
-		if p.optional && f.IsZero() {
+	for _, p := range plan.Params {
+		f := v.FieldByIndex(p.Index)
+		if p.Optional && f.IsZero() {
 			continue
 		}
 		b, err := marshalResult(f.Interface())
 		if err != nil {
-			return nil, nil, fmt.Errorf("send %s: %s: %w", name, p.name, err)
+			return nil, nil, fmt.Errorf("send %s: %s: %w", name, p.Name, err)
 		}
-		kw[p.name] = b
+		kw[p.Name] = b
 	}
-	if plan.star != nil {
-		f := v.FieldByIndex(plan.star)
-		if len(plan.params) > 0 && f.Len() > 0 {
+	if plan.Star != nil {
+		f := v.FieldByIndex(plan.Star)
+		if len(plan.Params) > 0 && f.Len() > 0 {
 			// Extra positional args need the named ones positionally in front of them, an
 			// optional one left out of the kwargs included (as its value), or it would be a hole.
-			pos = make([]json.RawMessage, 0, len(plan.params)+f.Len())
-			for _, p := range plan.params {
-				b, ok := kw[p.name]
+			pos = make([]json.RawMessage, 0, len(plan.Params)+f.Len())
+			for _, p := range plan.Params {
+				b, ok := kw[p.Name]
 				if !ok {
-					if b, err = marshalResult(v.FieldByIndex(p.index).Interface()); err != nil {
-						return nil, nil, fmt.Errorf("send %s: %s: %w", name, p.name, err)
+					if b, err = marshalResult(v.FieldByIndex(p.Index).Interface()); err != nil {
+						return nil, nil, fmt.Errorf("send %s: %s: %w", name, p.Name, err)
 					}
 				}
 				pos = append(pos, b)
-				delete(kw, p.name)
+				delete(kw, p.Name)
 			}
 		}
 		for i := 0; i < f.Len(); i++ {
@@ -233,8 +233,8 @@ func encodeArgs[A any](name string, args A) ([]json.RawMessage, map[string]json.
 			pos = append(pos, b)
 		}
 	}
-	if plan.kw != nil {
-		it := v.FieldByIndex(plan.kw).MapRange()
+	if plan.Kwargs != nil {
+		it := v.FieldByIndex(plan.Kwargs).MapRange()
 		for it.Next() {
 			b, err := marshalResult(it.Value().Interface())
 			if err != nil {

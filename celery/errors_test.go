@@ -78,19 +78,6 @@ func TestParseRateLimit(t *testing.T) {
 	}
 }
 
-func TestTokenBucket(t *testing.T) {
-	t.Parallel()
-	b := &tokenBucket{interval: time.Second}
-	now := time.Unix(1000, 0)
-	waits := []time.Duration{b.reserve(now), b.reserve(now), b.reserve(now), b.reserve(now.Add(5 * time.Second))}
-	want := []time.Duration{0, time.Second, 2 * time.Second, 0}
-	for i := range want {
-		if waits[i] != want[i] {
-			t.Fatalf("waits = %v, want %v", waits, want)
-		}
-	}
-}
-
 func TestExcReprIsPythonRepr(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/internal/idset"
+	"github.com/forumads/forumads/celery/internal/timerq"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/celery/revoke"
 )
@@ -99,9 +101,9 @@ type Worker struct {
 	size        atomic.Int64
 	shrink      chan struct{}
 
-	revoked    *revokedSet  // revoked ids known here (from the store, notices, broadcasts)
-	breakUntil atomic.Int64 // unix ns until which the revoke store is not asked (it failed)
-	reserved   sync.Map     // *job -> struct{}: received, neither started nor given back
+	revoked    *idset.Expiring // revoked ids known here (from the store, notices, broadcasts)
+	breakUntil atomic.Int64    // unix ns until which the revoke store is not asked (it failed)
+	reserved   sync.Map        // *job -> struct{}: received, neither started nor given back
 	nReserved  atomic.Int64
 	heldETA    atomic.Int64
 	limits     sync.Map     // task name -> timeLimits set by the time_limit command
@@ -122,13 +124,13 @@ type Worker struct {
 	shutCalls atomic.Int32 // calls of Shutdown: the second is cold
 
 	ready      chan *job
-	timers     *timerQueue[*job]
-	buckets    sync.Map // task name -> *tokenBucket
+	timers     *timerq.Queue[*job]
+	buckets    sync.Map // task name -> *ratelimit.Bucket
 	stopping   atomic.Bool
 	terminated atomic.Bool
 	alive      atomic.Bool // Run consumes and has not begun to shut down
 	gen        atomic.Uint64
-	started    *recentSet // (id, retries) of tasks started lately, to discard their redeliveries
+	started    *idset.Recent // (id, retries) of tasks started lately, to discard their redeliveries
 
 	taskCtx     context.Context // parent of every task context; cancelled by a cold shutdown
 	killTasks   context.CancelCauseFunc
@@ -268,8 +270,8 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	}
 	w.prefetch.Store(int64(cfg.Prefetch()))
 	w.size.Store(int64(cfg.WorkerConcurrency))
-	w.started = newRecentSet(1 << 16)
-	w.revoked = newRevokedSet(w.revokeMax())
+	w.started = idset.NewRecent(1 << 16)
+	w.revoked = idset.NewExpiring(w.revokeMax())
 	for _, name := range w.reg.Names() {
 		def, _ := w.reg.lookup(name)
 		if r := def.opts.RateLimit; r != "" {

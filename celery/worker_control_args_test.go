@@ -244,36 +244,6 @@ func TestJobDue(t *testing.T) {
 	}
 }
 
-func TestRevokedSet(t *testing.T) {
-	t.Parallel()
-	now := time.Now()
-	s := newRevokedSet(10)
-	if s.has("a", now) {
-		t.Fatal("empty set has a")
-	}
-	s.add("a", now.Add(time.Hour))
-	s.add("a", now.Add(time.Minute)) // an earlier expiry never shortens
-	s.add("old", now.Add(-time.Second))
-	if !s.has("a", now.Add(30*time.Minute)) || s.has("old", now) || s.has("b", now) {
-		t.Errorf("has: a %v, old %v, b %v", s.has("a", now.Add(30*time.Minute)), s.has("old", now), s.has("b", now))
-	}
-	for i := 0; i < 25; i++ {
-		s.add(string(rune('A'+i)), now.Add(time.Duration(i+1)*time.Minute))
-	}
-	s.mu.RLock()
-	n := len(s.ids)
-	s.mu.RUnlock()
-	if n > 10 {
-		t.Errorf("the set holds %d ids, bound 10", n)
-	}
-	if !s.has("Y", now) {
-		t.Error("the id added last was evicted")
-	}
-	if got := s.list(now); len(got) == 0 || len(got) > 10 {
-		t.Errorf("list = %v", got)
-	}
-}
-
 func TestConfTableRedacts(t *testing.T) {
 	t.Parallel()
 	five := 5.0

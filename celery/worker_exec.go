@@ -54,14 +54,14 @@ func (w *Worker) process(j *job) {
 		}
 		j.acked.Store(true)
 	}
-	w.started.add(startKey(j.msg))
+	w.started.Add(startKey(j.msg))
 	w.running.Add(1)
 	defer w.running.Done()
 	w.active.Store(j.msg.ID, j)
 	defer w.active.Delete(j.msg.ID)
 	// A revoke that arrived since the check above found the job neither here nor in the set in
 	// time: the revoke marks the set before it looks for active tasks, so one of the two sees it.
-	if w.revoked.has(j.msg.ID, w.now()) {
+	if w.revoked.Has(j.msg.ID, w.now()) {
 		w.discardRevoked(j)
 		return
 	}
@@ -95,7 +95,7 @@ func (w *Worker) countStart(task string) {
 // (same id and retry count) or its result is final in the backend. Without acks_late the message
 // was acknowledged before the task ran, so a redelivery only means the ack was lost in flight.
 func (w *Worker) ranBefore(j *job) bool {
-	if w.started.has(startKey(j.msg)) {
+	if w.started.Has(startKey(j.msg)) {
 		return true
 	}
 	if w.backend == nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/internal/ratelimit"
 )
 
 // hold keeps an unacknowledged message until t, raising the prefetch by one so that the channel keeps
@@ -15,7 +16,7 @@ import (
 func (w *Worker) hold(j *job, t time.Time) {
 	n := w.held.Add(1)
 	w.adjustPrefetch(n)
-	w.timers.add(t, j)
+	w.timers.Add(t, j)
 }
 
 // release is called by the timer when a held job is due.
@@ -66,7 +67,7 @@ func (w *Worker) newGeneration(g uint64) {
 	if old == 0 {
 		return
 	}
-	dropped := w.timers.removeIf(func(j *job) bool { return j.d.Generation < g })
+	dropped := w.timers.RemoveIf(func(j *job) bool { return j.d.Generation < g })
 	for _, j := range dropped {
 		w.unreserve(j)
 	}
@@ -92,9 +93,9 @@ func (w *Worker) rateWait(def *taskDef) time.Duration {
 			rate = w.cfg.TaskDefaultRateLimit
 		}
 		interval, _ := ParseRateLimit(rate)
-		b, _ = w.buckets.LoadOrStore(def.name, &tokenBucket{interval: interval})
+		b, _ = w.buckets.LoadOrStore(def.name, ratelimit.NewBucket(interval))
 	}
-	return b.(*tokenBucket).reserve(w.now())
+	return b.(*ratelimit.Bucket).Reserve(w.now())
 }
 
 // SetRateLimit changes a task's rate limit at run time (the rate_limit control command).
@@ -106,8 +107,8 @@ func (w *Worker) SetRateLimit(task, rate string) error {
 	if err != nil {
 		return err
 	}
-	b, _ := w.buckets.LoadOrStore(task, &tokenBucket{})
-	b.(*tokenBucket).setInterval(interval)
+	b, _ := w.buckets.LoadOrStore(task, &ratelimit.Bucket{})
+	b.(*ratelimit.Bucket).SetInterval(interval)
 	if interval > 0 {
 		w.rates.Store(task, rate)
 	} else {
@@ -125,7 +126,7 @@ func (w *Worker) expired(j *job) bool {
 	w.unreserve(j)
 	w.log.Warn(fmt.Sprintf("Discarding revoked task: %s[%s] (expired)", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
 	// Celery remembers an expired id as revoked (Request.maybe_expire), in memory.
-	w.revoked.add(j.msg.ID, w.now().Add(w.revokeTTL()))
+	w.revoked.Add(j.msg.ID, w.now().Add(w.revokeTTL()))
 	w.sendTaskEvent(func() events.Event { return events.NewTaskRevoked(j.msg.ID, false, 0, true) })
 	w.storeRevoked(j, "expired")
 	w.settle(j, func() error { return j.d.Ack() })

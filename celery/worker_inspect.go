@@ -18,6 +18,7 @@ import (
 
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/internal/confrender"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
@@ -427,10 +428,10 @@ func (c *controller) report(context.Context, json.RawMessage) (any, error) {
 	sw := events.DefaultSoftware()
 	results := "disabled://"
 	if w.cfg.ResultBackend != "" {
-		results = maskURL(w.cfg.ResultBackend)
+		results = confrender.MaskURL(w.cfg.ResultBackend)
 	}
 	text := fmt.Sprintf("\nsoftware -> %s:%s (Celery 5.2 protocol) %s\nplatform -> system:%s arch:%s/%s\n"+
 		"loader -> celery.loaders.app.AppLoader (Go)\nsettings -> transport:amqp results:%s\n\nbroker_url: %s\n",
-		sw.Ident, sw.Version, runtime.Version(), sw.System, runtime.GOOS, runtime.GOARCH, results, maskURL(w.cfg.BrokerURL))
+		sw.Ident, sw.Version, runtime.Version(), sw.System, runtime.GOOS, runtime.GOARCH, results, confrender.MaskURL(w.cfg.BrokerURL))
 	return control.OK(text), nil
 }

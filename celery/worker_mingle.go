@@ -30,7 +30,7 @@ func (c *controller) hello(ctx context.Context, args json.RawMessage) (any, erro
 	if len(a.Revoked) > 0 {
 		exp := w.now().Add(w.revokeTTL())
 		for _, id := range a.Revoked {
-			w.revoked.add(id, exp)
+			w.revoked.Add(id, exp)
 		}
 		if w.revokes != nil {
 			if err := w.revokes.Revoke(ctx, a.Revoked, false, ""); err != nil {
@@ -114,7 +114,7 @@ func (w *Worker) Mingle(ctx context.Context, cl *control.Client, mb *control.Mai
 	if len(learned) > 0 {
 		exp := w.now().Add(w.revokeTTL())
 		for _, id := range learned {
-			w.revoked.add(id, exp)
+			w.revoked.Add(id, exp)
 		}
 		if w.revokes != nil {
 			if err := w.revokes.Revoke(ctx, learned, false, ""); err != nil {

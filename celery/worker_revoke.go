@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/forumads/forumads/celery/events"
@@ -76,7 +74,7 @@ func (w *Worker) Revoke(ctx context.Context, ids []string, terminate bool, signa
 	}
 	exp := w.now().Add(w.revokeTTL())
 	for _, id := range ids {
-		w.revoked.add(id, exp)
+		w.revoked.Add(id, exp)
 	}
 	// Stopped here before the store's notice goes out: the notice would stop them too, and they
 	// would be gone before this worker could name them in its reply.
@@ -127,7 +125,7 @@ func (w *Worker) isReserved(id string) bool {
 // revokedBeforeStart reports whether a job about to start is revoked: known here, or, for a job
 // that was held (ETA, rate limit) and so may have missed a notice, in the store.
 func (w *Worker) revokedBeforeStart(j *job) bool {
-	if w.revoked.has(j.msg.ID, w.now()) {
+	if w.revoked.Has(j.msg.ID, w.now()) {
 		return true
 	}
 	if j.waited && w.revokes != nil {
@@ -144,7 +142,7 @@ func (w *Worker) areRevoked(ids []string) []bool {
 	now := w.now()
 	missing := 0
 	for i, id := range ids {
-		if w.revoked.has(id, now) {
+		if w.revoked.Has(id, now) {
 			out[i] = true
 		} else {
 			missing++
@@ -167,7 +165,7 @@ func (w *Worker) areRevoked(ids []string) []bool {
 	for i, r := range got {
 		if r && !out[i] {
 			out[i] = true
-			w.revoked.add(ids[i], exp)
+			w.revoked.Add(ids[i], exp)
 		}
 	}
 	return out
@@ -199,7 +197,7 @@ func (w *Worker) watchRevokes(ctx context.Context) {
 			w.log.Info("following revoke notices again", "store", w.revokes.String())
 		}
 		for r := range ch {
-			w.revoked.add(r.ID, r.Expires)
+			w.revoked.Add(r.ID, r.Expires)
 			if r.Terminate {
 				w.terminateRunning(r.ID, r.Signal)
 			}
@@ -251,7 +249,7 @@ func (w *Worker) revokedWhileRunning(j *job, o taskSettings, signal string, runt
 // RevokedIDs lists the revoked ids: the store's (when there is one and it answers) and those
 // known in memory, without duplicates, sorted.
 func (w *Worker) RevokedIDs(ctx context.Context) ([]string, error) {
-	ids := w.revoked.list(w.now())
+	ids := w.revoked.List(w.now())
 	var err error
 	if w.revokes != nil {
 		var stored []string
@@ -267,83 +265,4 @@ func (w *Worker) RevokedIDs(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, err
-}
-
-// revokedSet is the revoked ids a worker knows in memory, each until it expires, at most max
-// of them (Celery's worker_state.revoked).
-type revokedSet struct {
-	mu  sync.RWMutex
-	n   atomic.Int64
-	max int
-	ids map[string]time.Time
-}
-
-func newRevokedSet(max int) *revokedSet {
-	return &revokedSet{max: max, ids: map[string]time.Time{}}
-}
-
-// add remembers id until expires (a later expiry wins).
-func (s *revokedSet) add(id string, expires time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.ids[id]; ok {
-		if expires.After(old) {
-			s.ids[id] = expires
-		}
-		return
-	}
-	if len(s.ids) >= s.max {
-		s.trim(time.Now())
-	}
-	s.ids[id] = expires
-	s.n.Store(int64(len(s.ids)))
-}
-
-// trim drops the expired ids, then, if the set is still full, a tenth of it (those closest to
-// expiry). s.mu is held.
-func (s *revokedSet) trim(now time.Time) {
-	for id, exp := range s.ids {
-		if !exp.After(now) {
-			delete(s.ids, id)
-		}
-	}
-	if len(s.ids) < s.max {
-		return
-	}
-	type entry struct {
-		id  string
-		exp time.Time
-	}
-	all := make([]entry, 0, len(s.ids))
-	for id, exp := range s.ids {
-		all = append(all, entry{id, exp})
-	}
-	sort.Slice(all, func(a, b int) bool { return all[a].exp.Before(all[b].exp) })
-	for _, e := range all[:max(1, len(all)/10)] {
-		delete(s.ids, e.id)
-	}
-}
-
-// has reports whether id is revoked at now.
-func (s *revokedSet) has(id string, now time.Time) bool {
-	if s.n.Load() == 0 {
-		return false
-	}
-	s.mu.RLock()
-	exp, ok := s.ids[id]
-	s.mu.RUnlock()
-	return ok && exp.After(now)
-}
-
-// list returns the ids revoked at now.
-func (s *revokedSet) list(now time.Time) []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.ids))
-	for id, exp := range s.ids {
-		if exp.After(now) {
-			out = append(out, id)
-		}
-	}
-	return out
 }

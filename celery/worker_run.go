@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/internal/timerq"
 )
 
 // Run consumes and runs tasks until ctx ends or Shutdown is called, then shuts down warmly: it
@@ -39,7 +40,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.alive.Store(true)
 	w.curPrefetch.Store(int64(w.basePrefetch()))
-	w.timers = newTimerQueue(w.now, w.release)
+	w.timers = timerq.New(w.now, w.release)
 	w.poolMu.Lock()
 	w.ready = make(chan *job, 4096)
 	w.poolStarted = true
@@ -101,7 +102,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// workers get them at once; many are left to the connection's close by the broker's owner
 	// after Run returns (RabbitMQ requeues a channel's unacknowledged messages in one go, where
 	// 10,000 single rejects take a minute).
-	if held := w.timers.close(); len(held) <= maxSingleGiveBacks {
+	if held := w.timers.Close(); len(held) <= maxSingleGiveBacks {
 		for _, j := range held {
 			w.giveBack(j)
 		}

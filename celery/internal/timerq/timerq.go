@@ -1,4 +1,8 @@
-package celery
+// Package timerq holds values until their time comes and hands them on in time order: the
+// worker's ETA/countdown timer (Celery's timer2 for eta and countdown messages). One goroutine per
+// [Queue] fires the due values; it sleeps until the earliest one is due (no polling) and callers
+// never block on it.
+package timerq
 
 import (
 	"container/heap"
@@ -6,9 +10,10 @@ import (
 	"time"
 )
 
-// timerQueue holds items until their time comes, then hands them to fire, in time order, from one
+// Queue holds items until their time comes, then hands them to fire, in time order, from one
 // goroutine. It never blocks its callers and wakes only when the earliest item is due (no polling).
-type timerQueue[T any] struct {
+// Items due at the same time fire in the order they were added.
+type Queue[T any] struct {
 	mu    sync.Mutex
 	items timerHeap[T]
 	wake  chan struct{}
@@ -46,14 +51,16 @@ func (h *timerHeap[T]) Pop() any {
 	return it
 }
 
-func newTimerQueue[T any](now func() time.Time, fire func(T)) *timerQueue[T] {
-	q := &timerQueue[T]{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), fire: fire, now: now}
+// New starts a queue that tells the time with now and hands each due item to fire (called from
+// the queue's own goroutine, one item at a time). [Queue.Close] stops the goroutine.
+func New[T any](now func() time.Time, fire func(T)) *Queue[T] {
+	q := &Queue[T]{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), fire: fire, now: now}
 	go q.loop()
 	return q
 }
 
-// add schedules v at t.
-func (q *timerQueue[T]) add(t time.Time, v T) {
+// Add schedules v at t.
+func (q *Queue[T]) Add(t time.Time, v T) {
 	q.mu.Lock()
 	q.items.seq++
 	heap.Push(&q.items, timerItem[T]{at: t, seq: q.items.seq, v: v})
@@ -67,15 +74,15 @@ func (q *timerQueue[T]) add(t time.Time, v T) {
 	}
 }
 
-// len is the number of items waiting.
-func (q *timerQueue[T]) len() int {
+// Len is the number of items waiting.
+func (q *Queue[T]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.items.Len()
 }
 
-// removeIf takes out every waiting item for which drop is true and returns them.
-func (q *timerQueue[T]) removeIf(drop func(T) bool) []T {
+// RemoveIf takes out every waiting item for which drop is true and returns them.
+func (q *Queue[T]) RemoveIf(drop func(T) bool) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []T
@@ -95,14 +102,15 @@ func (q *timerQueue[T]) removeIf(drop func(T) bool) []T {
 	return out
 }
 
-// close stops the timer and returns the items that never fired.
-func (q *timerQueue[T]) close() []T {
+// Close stops the timer and returns the items that never fired. It waits for a fire in progress
+// to return. It must be called once.
+func (q *Queue[T]) Close() []T {
 	close(q.stop)
 	<-q.done
-	return q.removeIf(func(T) bool { return true })
+	return q.RemoveIf(func(T) bool { return true })
 }
 
-func (q *timerQueue[T]) loop() {
+func (q *Queue[T]) loop() {
 	defer close(q.done)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
