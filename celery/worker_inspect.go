@@ -60,7 +60,7 @@ func brokerInfo(brokerURL string) map[string]any {
 			urls = append(urls, u)
 		}
 	}
-	info := map[string]any{"transport": "amqp", "insist": false, "connect_timeout": 4,
+	info := map[string]any{"transport": transportName(brokerURL), "insist": false, "connect_timeout": 4,
 		"transport_options": map[string]any{}, "login_method": "PLAIN", "uri_prefix": nil, "heartbeat": 10.0,
 		"failover_strategy": "round-robin", "alternates": []string{}}
 	if len(urls) == 0 {
@@ -89,6 +89,20 @@ func brokerInfo(brokerURL string) map[string]any {
 	info["hostname"], info["port"], info["userid"], info["virtual_host"] = u.Hostname(), port, user, vhost
 	info["ssl"], info["alternates"] = u.Scheme == "amqps", alt
 	return info
+}
+
+// transportName is kombu's transport name of a broker_url, as `celery inspect stats` and `report`
+// show it: the first URL's scheme ("amqp" for amqp:// and amqps://, "pyamqp", "memory", ...).
+func transportName(brokerURL string) string {
+	first, _, _ := strings.Cut(strings.TrimSpace(brokerURL), ";")
+	scheme, _, ok := strings.Cut(strings.TrimSpace(first), "://")
+	switch scheme = strings.ToLower(scheme); {
+	case !ok || scheme == "":
+		return "amqp" // Celery's default transport
+	case scheme == "amqps":
+		return "amqp"
+	}
+	return scheme
 }
 
 // rusage is Python's resource.getrusage(RUSAGE_SELF) as Celery's stats reports it.
@@ -431,7 +445,7 @@ func (c *controller) report(context.Context, json.RawMessage) (any, error) {
 		results = confrender.MaskURL(w.cfg.ResultBackend)
 	}
 	text := fmt.Sprintf("\nsoftware -> %s:%s (Celery 5.2 protocol) %s\nplatform -> system:%s arch:%s/%s\n"+
-		"loader -> celery.loaders.app.AppLoader (Go)\nsettings -> transport:amqp results:%s\n\nbroker_url: %s\n",
-		sw.Ident, sw.Version, runtime.Version(), sw.System, runtime.GOOS, runtime.GOARCH, results, confrender.MaskURL(w.cfg.BrokerURL))
+		"loader -> celery.loaders.app.AppLoader (Go)\nsettings -> transport:%s results:%s\n\nbroker_url: %s\n",
+		sw.Ident, sw.Version, runtime.Version(), sw.System, runtime.GOOS, runtime.GOARCH, transportName(w.cfg.BrokerURL), results, confrender.MaskURL(w.cfg.BrokerURL))
 	return control.OK(text), nil
 }
