@@ -16,7 +16,7 @@ import (
 
 // argsObject decodes a command's arguments object.
 func argsObject(method string, args json.RawMessage) (map[string]json.RawMessage, error) {
-	args = bytes.TrimSpace(args)
+	args = trimJSONSpace(args)
 	if len(args) == 0 || string(args) == "null" {
 		return map[string]json.RawMessage{}, nil
 	}
@@ -25,7 +25,7 @@ func argsObject(method string, args json.RawMessage) (map[string]json.RawMessage
 		return nil, fmt.Errorf("%s: arguments must be a JSON object, got %s", method, excerpt(args))
 	}
 	for k, v := range m {
-		m[k] = bytes.TrimSpace(v)
+		m[k] = trimJSONSpace(v)
 	}
 	return m, nil
 }
@@ -234,13 +234,13 @@ func decodeHelloArgs(args json.RawMessage) (helloArgs, error) {
 		if id == "" {
 			return helloArgs{}, fmt.Errorf("hello: revoked holds an empty task id")
 		}
-		v = bytes.TrimSpace(v)
+		v = trimJSONSpace(v)
 		if len(v) > 0 && v[0] == '[' {
 			var pair []json.RawMessage
 			if json.Unmarshal(v, &pair) != nil || len(pair) == 0 {
 				return helloArgs{}, fmt.Errorf("hello: revoked[%q] must be a time or a [time, id] pair, got %s", id, excerpt(v))
 			}
-			v = bytes.TrimSpace(pair[0])
+			v = trimJSONSpace(pair[0])
 		}
 		var f float64
 		if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) || json.Unmarshal(v, &f) != nil {
@@ -340,7 +340,7 @@ type helloReply struct {
 // gives a zero reply; an {"error": ...} reply (a node without mingle) is an error; revoked follows
 // the rules of decodeHelloArgs, and clock must be a non-negative integer when present.
 func decodeHelloReply(raw json.RawMessage) (helloReply, error) {
-	raw = bytes.TrimSpace(raw)
+	raw = trimJSONSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return helloReply{}, nil
 	}
@@ -366,3 +366,7 @@ func decodeHelloReply(raw json.RawMessage) (helloReply, error) {
 	}
 	return r, nil
 }
+
+// trimJSONSpace trims JSON's whitespace (space, tab, CR, LF) and nothing else, as package control
+// does: bytes.TrimSpace would also trim a form feed and let "{}\f" pass for a JSON object.
+func trimJSONSpace(b []byte) []byte { return bytes.Trim(b, " \t\r\n") }

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -98,7 +97,7 @@ func (c *Client) send(ctx context.Context, method string, args any, destination 
 		if err != nil {
 			return nil, fmt.Errorf("control: broadcast %s: encoding arguments: %w", method, err)
 		}
-		if a = bytes.TrimSpace(a); len(a) == 0 || a[0] != '{' {
+		if a = trimJSONSpace(a); len(a) == 0 || a[0] != '{' {
 			return nil, fmt.Errorf("control: broadcast %s: arguments must encode to a JSON object, got %s", method, excerpt(a))
 		}
 		rawArgs = a

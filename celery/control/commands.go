@@ -168,7 +168,7 @@ func RegisteredEntry(name, rateLimit string) string {
 
 // argsObject decodes a command's arguments object; empty means {}.
 func argsObject(method string, args json.RawMessage) (map[string]json.RawMessage, error) {
-	args = bytes.TrimSpace(args)
+	args = trimJSONSpace(args)
 	if len(args) == 0 || isNull(args) {
 		return map[string]json.RawMessage{}, nil
 	}
@@ -177,9 +177,13 @@ func argsObject(method string, args json.RawMessage) (map[string]json.RawMessage
 		return nil, fmt.Errorf("control: %s: arguments must be a JSON object, got %s", method, excerpt(args))
 	}
 	for k, v := range m {
-		m[k] = bytes.TrimSpace(v)
+		m[k] = trimJSONSpace(v)
 	}
 	return m, nil
 }
 
 func isNull(raw []byte) bool { return string(raw) == "null" }
+
+// trimJSONSpace trims JSON's whitespace (space, tab, CR, LF) and nothing else: bytes.TrimSpace also
+// trims a form feed or a non-breaking space, which would let "{}\f" pass for a JSON object.
+func trimJSONSpace(b []byte) []byte { return bytes.Trim(b, " \t\r\n") }

@@ -187,9 +187,9 @@ func EncodeRequest(r *Request) (protocol.Envelope, error) {
 		return protocol.Envelope{}, errors.New("control: encoding request: empty method")
 	}
 	args := r.Arguments
-	if len(bytes.TrimSpace(args)) == 0 {
+	if len(trimJSONSpace(args)) == 0 {
 		args = json.RawMessage("{}")
-	} else if a := bytes.TrimSpace(args); a[0] != '{' || !json.Valid(a) {
+	} else if a := trimJSONSpace(args); a[0] != '{' || !json.Valid(a) {
 		return protocol.Envelope{}, fmt.Errorf("control: encoding request %s: arguments must be a JSON object, got %s", r.Method, excerpt(a))
 	}
 	obj := []member{
@@ -305,7 +305,7 @@ func present(body map[string]json.RawMessage, key string) (json.RawMessage, bool
 	if !ok {
 		return nil, false
 	}
-	raw = bytes.TrimSpace(raw)
+	raw = trimJSONSpace(raw)
 	if falsy(raw) {
 		return nil, false
 	}
@@ -323,7 +323,7 @@ func falsy(raw []byte) bool {
 	case '"':
 		return len(raw) == 2
 	case '[', '{':
-		return len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
+		return len(trimJSONSpace(raw[1:len(raw)-1])) == 0
 	case 't':
 		return false
 	}
