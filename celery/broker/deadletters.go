@@ -2,7 +2,12 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
 )
 
 // DeadLetterInfo describes one message of a dead-letter queue, as an operator lists it. What the
@@ -86,4 +91,68 @@ type DeadLetterQueues interface {
 	PurgeDeadLetters(ctx context.Context, queue string, ids []string) ([]DeadLetterInfo, error)
 	// PurgeAllDeadLetters deletes every message of the dead-letter queue and returns how many.
 	PurgeAllDeadLetters(ctx context.Context, queue string) (int, error)
+}
+
+// DeadLetterHeaders are the headers a DeadLetterer adds to a dead letter (see [DeadLetter.Envelope]);
+// a replay removes them.
+var DeadLetterHeaders = []string{HeaderDeadLetterReason, HeaderOriginalQueue, HeaderOriginalExchange,
+	HeaderOriginalKey, HeaderDeadLetteredBy, HeaderDeadLetteredAt}
+
+// DescribeDeadLetter reads what a listing shows of a dead letter from its headers and properties: the
+// id and task from the protocol-2 headers, else from a protocol-1 JSON body, else the id from the
+// correlation id; the dead-letter headers as the worker wrote them, and the timestamp when
+// HeaderDeadLetteredAt is missing. Adapters add what their broker keeps besides (RabbitMQ: x-death,
+// the message id).
+func DescribeDeadLetter(headers map[string]any, contentType string, body []byte, correlationID string, timestamp time.Time) DeadLetterInfo {
+	d := DeadLetterInfo{
+		ID:                 HeaderString(headers, "id"),
+		Task:               HeaderString(headers, "task"),
+		Reason:             HeaderString(headers, HeaderDeadLetterReason),
+		OriginalQueue:      HeaderString(headers, HeaderOriginalQueue),
+		OriginalExchange:   HeaderString(headers, HeaderOriginalExchange),
+		OriginalRoutingKey: HeaderString(headers, HeaderOriginalKey),
+		DeadLetteredAt:     HeaderString(headers, HeaderDeadLetteredAt),
+		DeadLetteredBy:     HeaderString(headers, HeaderDeadLetteredBy),
+		ContentType:        contentType,
+		BodyBytes:          len(body),
+	}
+	if (d.ID == "" || d.Task == "") && strings.Contains(contentType, "json") {
+		var v1 struct {
+			ID   any `json:"id"`
+			Task any `json:"task"`
+		}
+		if json.Unmarshal(body, &v1) == nil {
+			if s, ok := v1.ID.(string); ok && d.ID == "" {
+				d.ID = s
+			}
+			if s, ok := v1.Task.(string); ok && d.Task == "" {
+				d.Task = s
+			}
+		}
+	}
+	if d.ID == "" {
+		d.ID = correlationID
+	}
+	if d.DeadLetteredAt == "" && !timestamp.IsZero() {
+		d.DeadLetteredAt = timestamp.UTC().Format(time.RFC3339)
+	}
+	return d
+}
+
+// HeaderString returns a header as text: strings as they are, []byte as text, other scalars
+// formatted; tables, arrays (of any adapter's map and slice types) and a missing header give "".
+func HeaderString(h map[string]any, key string) string {
+	switch v := h[key].(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	default:
+		if k := reflect.ValueOf(v).Kind(); k == reflect.Map || k == reflect.Slice || k == reflect.Array {
+			return ""
+		}
+		return fmt.Sprint(v)
+	}
 }

@@ -32,55 +32,22 @@ package amqpbroker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/forumads/forumads/celery/broker"
 )
 
-// deadLetterHeaders are the headers the worker adds when it dead-letters a message; replay removes them.
-var deadLetterHeaders = []string{broker.HeaderDeadLetterReason, broker.HeaderOriginalQueue, broker.HeaderOriginalExchange,
-	broker.HeaderOriginalKey, broker.HeaderDeadLetteredBy, broker.HeaderDeadLetteredAt}
-
-// describe reads what a listing shows from a dead letter's headers and properties. The id and task
-// come from the protocol-2 headers, else from a protocol-1 JSON body, else from the properties
-// (correlation_id, message_id); what is missing stays empty.
+// describe reads what a listing shows from a dead letter's headers and properties
+// (broker.DescribeDeadLetter), with what RabbitMQ keeps besides: the message id when there is no
+// other id, and the queue and reason of its own first dead-lettering record (x-death).
 func describe(headers amqp.Table, p amqp.Delivery) broker.DeadLetterInfo {
-	d := broker.DeadLetterInfo{
-		ID:                 headerString(headers, "id"),
-		Task:               headerString(headers, "task"),
-		Reason:             headerString(headers, broker.HeaderDeadLetterReason),
-		OriginalQueue:      originalQueue(headers),
-		OriginalExchange:   headerString(headers, broker.HeaderOriginalExchange),
-		OriginalRoutingKey: headerString(headers, broker.HeaderOriginalKey),
-		DeadLetteredAt:     headerString(headers, broker.HeaderDeadLetteredAt),
-		DeadLetteredBy:     headerString(headers, broker.HeaderDeadLetteredBy),
-		ContentType:        p.ContentType,
-		BodyBytes:          len(p.Body),
-	}
-	if (d.ID == "" || d.Task == "") && strings.Contains(p.ContentType, "json") {
-		var v1 struct {
-			ID   any `json:"id"`
-			Task any `json:"task"`
-		}
-		if json.Unmarshal(p.Body, &v1) == nil {
-			if s, ok := v1.ID.(string); ok && d.ID == "" {
-				d.ID = s
-			}
-			if s, ok := v1.Task.(string); ok && d.Task == "" {
-				d.Task = s
-			}
-		}
-	}
-	if d.ID == "" {
-		d.ID = p.CorrelationId
-	}
+	d := broker.DescribeDeadLetter(headers, p.ContentType, p.Body, p.CorrelationId, p.Timestamp)
+	d.OriginalQueue = originalQueue(headers)
 	if d.ID == "" {
 		d.ID = p.MessageId
 	}
@@ -89,33 +56,13 @@ func describe(headers amqp.Table, p amqp.Delivery) broker.DeadLetterInfo {
 			d.Reason = "rabbitmq: " + r
 		}
 	}
-	if d.DeadLetteredAt == "" && !p.Timestamp.IsZero() {
-		d.DeadLetteredAt = p.Timestamp.UTC().Format(time.RFC3339)
-	}
 	return d
-}
-
-// headerString returns a header as text: strings as they are, []byte as UTF-8 text, other
-// scalars formatted; tables and arrays (and a missing header) give "".
-func headerString(h amqp.Table, key string) string {
-	switch v := h[key].(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	case amqp.Table, []any:
-		return ""
-	default:
-		return fmt.Sprint(v)
-	}
 }
 
 // originalQueue is the queue a dead letter came from: x-original-queue (set by the worker), else the
 // queue of the first x-death entry (set by RabbitMQ's own dead-lettering).
 func originalQueue(h amqp.Table) string {
-	if q := headerString(h, broker.HeaderOriginalQueue); q != "" {
+	if q := broker.HeaderString(h, broker.HeaderOriginalQueue); q != "" {
 		return q
 	}
 	return xDeathString(h, "queue")
@@ -128,14 +75,14 @@ func xDeathString(h amqp.Table, field string) string {
 		return ""
 	}
 	first, _ := deaths[0].(amqp.Table)
-	return headerString(first, field)
+	return broker.HeaderString(first, field)
 }
 
 // withoutDeadLetterHeaders returns a copy of h without the headers the worker added.
 func withoutDeadLetterHeaders(h amqp.Table) amqp.Table {
 	out := make(amqp.Table, len(h))
 	for k, v := range h {
-		if !slices.Contains(deadLetterHeaders, k) {
+		if !slices.Contains(broker.DeadLetterHeaders, k) {
 			out[k] = v
 		}
 	}

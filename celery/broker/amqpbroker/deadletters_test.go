@@ -64,7 +64,7 @@ func FuzzDescribe(f *testing.F) {
 		}
 		p := republishing(d)
 		want := maps.Clone(h)
-		for _, k := range deadLetterHeaders {
+		for _, k := range broker.DeadLetterHeaders {
 			delete(want, k)
 		}
 		if !reflect.DeepEqual(map[string]any(p.Headers), map[string]any(want)) || !bytes.Equal(p.Body, b) || p.DeliveryMode != amqp.Persistent {

@@ -2,12 +2,10 @@ package memorybroker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/forumads/forumads/celery/broker"
 )
@@ -18,65 +16,10 @@ import (
 // in its target queue: it moves exactly once. Messages delivered to a consumer and not yet
 // settled are not seen (as basic.get does not see them on RabbitMQ).
 
-// deadLetterHeaders are the headers a DeadLetterer adds; replay removes them.
-var deadLetterHeaders = []string{broker.HeaderDeadLetterReason, broker.HeaderOriginalQueue, broker.HeaderOriginalExchange,
-	broker.HeaderOriginalKey, broker.HeaderDeadLetteredBy, broker.HeaderDeadLetteredAt}
-
-// describe reads what a listing shows from a dead letter, as amqpbroker does (without RabbitMQ's
-// x-death, which this broker does not write): the id and task from the protocol-2 headers, else
-// from a protocol-1 JSON body, else the id from the correlation id.
+// describe reads what a listing shows from a dead letter (broker.DescribeDeadLetter; this broker
+// keeps no x-death of its own).
 func describe(m *message) broker.DeadLetterInfo {
-	h := m.Headers
-	d := broker.DeadLetterInfo{
-		ID:                 headerString(h, "id"),
-		Task:               headerString(h, "task"),
-		Reason:             headerString(h, broker.HeaderDeadLetterReason),
-		OriginalQueue:      headerString(h, broker.HeaderOriginalQueue),
-		OriginalExchange:   headerString(h, broker.HeaderOriginalExchange),
-		OriginalRoutingKey: headerString(h, broker.HeaderOriginalKey),
-		DeadLetteredAt:     headerString(h, broker.HeaderDeadLetteredAt),
-		DeadLetteredBy:     headerString(h, broker.HeaderDeadLetteredBy),
-		ContentType:        m.ContentType,
-		BodyBytes:          len(m.Body),
-	}
-	if (d.ID == "" || d.Task == "") && strings.Contains(m.ContentType, "json") {
-		var v1 struct {
-			ID   any `json:"id"`
-			Task any `json:"task"`
-		}
-		if json.Unmarshal(m.Body, &v1) == nil {
-			if s, ok := v1.ID.(string); ok && d.ID == "" {
-				d.ID = s
-			}
-			if s, ok := v1.Task.(string); ok && d.Task == "" {
-				d.Task = s
-			}
-		}
-	}
-	if d.ID == "" {
-		d.ID = m.CorrelationID
-	}
-	if d.DeadLetteredAt == "" && !m.Timestamp.IsZero() {
-		d.DeadLetteredAt = m.Timestamp.UTC().Format(time.RFC3339)
-	}
-	return d
-}
-
-// headerString returns a header as text: strings as they are, []byte as text, other scalars
-// formatted; tables, arrays and a missing header give "".
-func headerString(h map[string]any, key string) string {
-	switch v := h[key].(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	case map[string]any, []any:
-		return ""
-	default:
-		return fmt.Sprint(v)
-	}
+	return broker.DescribeDeadLetter(m.Headers, m.ContentType, m.Body, m.CorrelationID, m.Timestamp)
 }
 
 // deadLetterQueue returns queue name for a dead-letter call; b.mu is held.
@@ -160,7 +103,7 @@ func (b *Broker) ReplayDeadLetters(_ context.Context, queue string, sel broker.D
 		p.Exchange, p.RoutingKey, p.Declare = "", target, nil
 		p.Headers = map[string]any{}
 		for k, v := range m.Headers {
-			if !slices.Contains(deadLetterHeaders, k) {
+			if !slices.Contains(broker.DeadLetterHeaders, k) {
 				p.Headers[k] = v
 			}
 		}
