@@ -21,7 +21,7 @@ func TestMatchAgainstPython(t *testing.T) {
 		{"y.c", "y.[!ab]*", true}, {"y.a", "y.[!ab]*", false}, {"z.a", "z.[z-a]*", false},
 		{"w.[x", "w.[*", true}, {"kx", "k**", true}, {"", "*", true},
 		{"", "", true}, {"a", "", false}, {"", "?", false},
-		{"é", "?", true}, {"日本", "??", true}, {"celery@h1", "celery@h[0-9]", true},
+		{"é", "?", true}, {"日本", "??", true}, {"0\uf5ec00", "?*??00", false}, {"0\uf5ec000", "?*??00", true}, {"celery@h1", "celery@h[0-9]", true},
 		{"celery@ha", "celery@h[!0-9]", true}, {"a]", "[]]]", false}, {"]", "[]]", true},
 		{"[", "[", true}, {"[ab", "[ab", true}, {"a", "[ab", false},
 		{"!", "[!]", false}, {"[!]", "[!]", true}, {"-", "[a-]", true},
@@ -205,9 +205,17 @@ func TestZeroPatternMatchesOnlyEmpty(t *testing.T) {
 // the name ('*' and '?' stop at '/' there), no '\\' (an escape there), no '!' or '^' (negation
 // is "[^" there, a literal '!' in fnmatch's "[!"), valid UTF-8, and a pattern path.Match accepts
 // (it refuses an unclosed '[', a ']' or '-' where fnmatch reads them literally, and "[]").
+//
+// Nor a '*' before a multi-byte rune of the name: path.Match retries the rest of the pattern after
+// '*' at every byte offset, so a '?' can start inside a rune and take one of its bytes
+// (path.Match("?*??00", "0\uf5ec00") is true; Python's fnmatchcase and Match say false: 4 runes
+// cannot fill 5 places).
 func pathComparable(name, pattern string) bool {
 	if strings.ContainsRune(name, '/') || strings.ContainsAny(pattern, `\!^`) ||
 		!utf8.ValidString(name) || !utf8.ValidString(pattern) {
+		return false
+	}
+	if strings.Contains(pattern, "*") && strings.ContainsFunc(name, func(r rune) bool { return r >= utf8.RuneSelf }) {
 		return false
 	}
 	_, err := path.Match(pattern, name)
