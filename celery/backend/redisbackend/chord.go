@@ -45,16 +45,7 @@ func (b *Backend) SetChordSize(ctx context.Context, gid string, size int) error 
 	}
 	key := GroupKey(b.prefix, gid) + ".s"
 	val := strconv.Itoa(size)
-	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if b.ttl > 0 {
-			p.SetEx(ctx, key, val, secondsDuration(b.ttl))
-		} else {
-			p.Set(ctx, key, val, 0)
-		}
-		p.Publish(ctx, key, val)
-		return nil
-	})
-	if err != nil {
+	if err := b.setAndPublish(ctx, key, val); err != nil {
 		return fmt.Errorf("redisbackend: set chord size of group %s: %w", gid, err)
 	}
 	return nil

@@ -41,6 +41,15 @@ func (b *Backend) SaveGroup(ctx context.Context, gid string, members []string) e
 		return errors.New("redisbackend: save group: empty group id")
 	}
 	key, val := GroupKey(b.prefix, gid), EncodeGroupMeta(gid, members)
+	if err := b.setAndPublish(ctx, key, val); err != nil {
+		return fmt.Errorf("redisbackend: save group %s: %w", gid, err)
+	}
+	return nil
+}
+
+// setAndPublish writes key with the result expiry and publishes the value on the channel of the
+// same name, in one round trip, as Celery's KeyValueStoreBackend.set does for a Redis backend.
+func (b *Backend) setAndPublish(ctx context.Context, key string, val any) error {
 	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if b.ttl > 0 {
 			p.SetEx(ctx, key, val, secondsDuration(b.ttl))
@@ -50,10 +59,7 @@ func (b *Backend) SaveGroup(ctx context.Context, gid string, members []string) e
 		p.Publish(ctx, key, val)
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("redisbackend: save group %s: %w", gid, err)
-	}
-	return nil
+	return err
 }
 
 // RestoreGroup reads a saved group's member ids (Celery's GroupResult.restore); a missing key is
