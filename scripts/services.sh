@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # services.sh installs (with apt, only what is missing) and starts (only what is not running)
 # everything the system and its tests need: RabbitMQ with the management UI, Redis, PostgreSQL,
-# Debian's Python Celery 5.2 (the interoperability peer), foreman (the Procfile runner), Chromium
-# (the browser tests) and wrk (the HTTP benchmarks).
+# Debian's Python Celery 5.2 (the interoperability peer) with the Django companion apps
+# (django-celery-beat, django-celery-results, celery-progress), pytest and its plugins (Celery's own
+# integration suite), redis-sentinel, foreman (the Procfile runner), Chromium (the browser tests) and
+# wrk (the HTTP benchmarks).
 # It is idempotent: running it on a machine where everything is up changes nothing.
 set -euo pipefail
 
@@ -21,6 +23,14 @@ declare -A wanted=(
   [/usr/lib/python3/dist-packages/msgpack/__init__.py]=python3-msgpack
   [/usr/lib/python3/dist-packages/yaml/__init__.py]=python3-yaml
   [/usr/lib/python3/dist-packages/django/__init__.py]=python3-django
+  [/usr/lib/python3/dist-packages/django_celery_beat/__init__.py]=python3-django-celery-beat
+  [/usr/lib/python3/dist-packages/django_celery_results/__init__.py]=python3-django-celery-results
+  [/usr/lib/python3/dist-packages/celery_progress/__init__.py]=python3-celery-progress
+  [/usr/lib/python3/dist-packages/pytest/__init__.py]=python3-pytest
+  [/usr/lib/python3/dist-packages/pytest_timeout.py]=python3-pytest-timeout
+  [/usr/lib/python3/dist-packages/pytest_rerunfailures.py]=python3-pytest-rerunfailures
+  [/usr/lib/python3/dist-packages/pytest_subtests.py]=python3-pytest-subtests
+  [/usr/bin/redis-sentinel]=redis-sentinel
   [/usr/bin/foreman]=ruby-foreman
   [/usr/bin/curl]=curl
   [/usr/bin/chromium]=chromium
