@@ -10,6 +10,7 @@
 //	POST /v1/impression/{token}                   the same, for navigator.sendBeacon
 //	GET  /embed.js                                the embed script forum pages include
 //	GET  /demo/thread[?forum=]                    a forum thread page showing the embed
+//	GET  /creatives/{ad id}.svg                   the sample ads' placeholder images (package creative)
 //	GET  /healthz, /readyz                        liveness; readiness (Redis answers PING within 200 ms)
 //
 // Routing is github.com/gorilla/mux, each route with its methods (route variables are copied into
@@ -317,6 +318,7 @@ func (s *server) routes() *mux.Router {
 	route("/v1/impression/{token}", s.handleImpression, http.MethodGet, http.MethodPost, http.MethodOptions)
 	route("/embed.js", s.handleEmbed, http.MethodGet, http.MethodHead)
 	route("/demo/thread", s.handleDemo, http.MethodGet, http.MethodHead)
+	route("/creatives/{name}", s.handleCreative, http.MethodGet, http.MethodHead)
 	route("/healthz", httpx.Health, http.MethodGet, http.MethodHead)
 	ready := httpx.Ready(ReadyTimeout, map[string]func(context.Context) error{"redis": s.ping})
 	route("/readyz", func(w http.ResponseWriter, r *http.Request) {
