@@ -38,6 +38,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # celery-progress (Debian's python3-celery-progress): its view at /celery-progress/<task_id>/
+    # and its static celery_progress.js draw the import's bar from the Go worker's PROGRESS state.
+    "celery_progress",
     "feeds.apps.FeedsConfig",
 ]
 
