@@ -97,3 +97,36 @@ func TestSVGPanicsOnInvalidID(t *testing.T) {
 	}()
 	SVG("../etc/passwd")
 }
+
+// FuzzSVG: for any id ValidID accepts, SVG is well-formed XML showing that id; for any other,
+// it panics (callers check ValidID first).
+func FuzzSVG(f *testing.F) {
+	for _, s := range []string{"ad-1-0-0", "x", "..", "a/b", "<b>", strings.Repeat("9", MaxIDLen)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if !ValidID(id) {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("SVG(%q) of an invalid id did not panic", id)
+				}
+			}()
+			SVG(id)
+			return
+		}
+		svg := SVG(id)
+		d := xml.NewDecoder(bytes.NewReader(svg))
+		for {
+			_, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("SVG(%q) is not well-formed: %v", id, err)
+			}
+		}
+		if !bytes.Contains(svg, []byte(">"+id+"</text>")) {
+			t.Fatalf("SVG(%q) does not show its id", id)
+		}
+	})
+}
