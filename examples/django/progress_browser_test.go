@@ -22,8 +22,9 @@ import (
 )
 
 // progressFeed is the generated feed of the browser test: about 100,000 rows, so the import runs
-// for seconds and celery-progress's bar (polling every 500 ms) sees it between 0 and 100.
-var progressFeed = feedgen.Options{Advertisers: 8000, CampaignsPer: 2, AdsPer: 5, Forums: 50, Seed: 15}
+// for seconds and celery-progress's bar (polling every 500 ms) sees it between 0 and 100. One ad
+// in 1,000 is invalid (a bad image or click URL, a missing title, ...): refused one by one.
+var progressFeed = feedgen.Options{Advertisers: 8000, CampaignsPer: 2, AdsPer: 5, Forums: 50, Seed: 15, Invalid: 0.001}
 
 // barRecorder runs in the page before its own scripts: it records every width the bar is given
 // and every message shown under it, in order, without repeats.
@@ -212,7 +213,8 @@ func TestDjangoProgressBarInBrowser(t *testing.T) {
 	if c := seen.Colors[len(seen.Colors)-1]; c != "rgb(118, 206, 96)" {
 		t.Errorf("final bar colour %q, want celery-progress's success colour #76ce60", c)
 	}
-	if want := fmt.Sprintf("Imported: %d rows ok, 0 failed, of %d.", rows, rows); seen.Result != want {
+	failed := counts.InvalidAds
+	if want := fmt.Sprintf("Imported: %d rows ok, %d failed, of %d.", rows-failed, failed, rows); seen.Result != want {
 		t.Errorf("result %q, want %q", seen.Result, want)
 	}
 	exceptions, console := b.ErrorsSeen()
@@ -242,11 +244,17 @@ func TestDjangoProgressBarInBrowser(t *testing.T) {
 		t.Fatalf("celery-progress's JSON: %v\n%s", err, body)
 	}
 	if info.State != "SUCCESS" || !info.Complete || info.Success == nil || !*info.Success || info.Progress.Percent != 100 ||
-		info.Result.RowsTotal != rows || info.Result.RowsOK != rows || info.Result.Status != "succeeded" {
+		info.Result.RowsTotal != rows || info.Result.RowsOK != rows-failed || info.Result.Status != "succeeded" {
 		t.Errorf("celery-progress's view of the finished import: %s", body)
 	}
 	var ads int
-	if err := pg.DB.Get(&ads, "SELECT count(*) FROM ads"); err != nil || ads != counts.Ads {
-		t.Errorf("%d ads in PostgreSQL (%v), want %d", ads, err, counts.Ads)
+	if err := pg.DB.Get(&ads, "SELECT count(*) FROM ads"); err != nil || ads != counts.Ads-failed {
+		t.Errorf("%d ads in PostgreSQL (%v), want %d", ads, err, counts.Ads-failed)
+	}
+	// A row with a bad image URL is refused with its line, field and reason; the others landed.
+	var badImages []string
+	if err := pg.DB.Select(&badImages, `SELECT reason FROM import_errors WHERE field = 'image_url' ORDER BY line`); err != nil ||
+		len(badImages) == 0 || !strings.Contains(badImages[0], "must start with http:// or https://") {
+		t.Errorf("import_errors for image_url: %q (%v), want the bad image URLs refused with the reason", badImages, err)
 	}
 }

@@ -97,7 +97,7 @@
 // and every <div class="forumads-slot" data-forum=…>. It calls /v1/ads on the script's own origin
 // (2 s timeout), renders the ads with DOM methods and textContent only (links rel="sponsored
 // noopener"), sends each ad's impression beacon once when the slot is at least half visible, and on
-// any error renders nothing and throws nothing. Each slot's data-forumads-state ends as "filled"
+// any error renders nothing and throws nothing; an ad image that does not load is removed. Each slot's data-forumads-state ends as "filled"
 // or "empty", for pages that collapse empty slots.
 package serving
 
