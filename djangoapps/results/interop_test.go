@@ -17,6 +17,7 @@ import (
 
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/canvas"
 	"github.com/forumads/forumads/djangoapps/results"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -33,6 +34,10 @@ type addArgs struct {
 	Y int `celery:"y"`
 }
 
+type sumArgs struct {
+	Numbers []int `celery:"numbers"`
+}
+
 type messageArgs struct {
 	Message string `celery:"message"`
 }
@@ -42,6 +47,13 @@ func djrTasks() *celery.Registry {
 	reg := celery.NewRegistry()
 	celery.Register(reg, "djr.add", func(_ context.Context, t *celery.Task[addArgs]) (int, error) {
 		return t.Args.X + t.Args.Y, nil
+	})
+	celery.Register(reg, "djr.sum", func(_ context.Context, t *celery.Task[sumArgs]) (int, error) {
+		n := 0
+		for _, x := range t.Args.Numbers {
+			n += x
+		}
+		return n, nil
 	})
 	celery.Register(reg, "djr.fail", func(_ context.Context, t *celery.Task[messageArgs]) (any, error) {
 		return nil, &valueError{t.Args.Message}
@@ -150,8 +162,16 @@ func startGoWorker(t *testing.T, s *schema, queue string, extended bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = br.Close() })
+	sender, err := canvas.NewSender(cfg, br, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := canvas.NewWorkerCanvas(sender, b) // chords count on b's ChordCounter rows
+	if err != nil {
+		t.Fatal(err)
+	}
 	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: djrTasks(), Broker: br, Backend: b,
-		Queues: []string{queue}, Hostname: "celery@djr-go", Logger: log})
+		Canvas: wc, Queues: []string{queue}, Hostname: "celery@djr-go", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,4 +330,27 @@ func compareRows(t *testing.T, extended bool) {
 			}
 		}
 	})
+}
+
+// TestGoWorkersCompleteAPythonChord: a Python client's chord on django-db creates its ChordCounter
+// (apply_chord: the header's result tuples, count = size); Go workers run the header and the body,
+// counting the parts down on that row as the Python worker does, and Python reads the body's
+// result. The counter row is gone afterwards.
+func TestGoWorkersCompleteAPythonChord(t *testing.T) {
+	s := migratedSchema(t)
+	queue := testenv.Name(t, "djr.chord")
+	testenv.DeleteQueuesAtCleanup(t, queue)
+	startGoWorker(t, s, queue, false)
+	var sent struct{ Body, Group string }
+	peer(t, s, &sent, "chord", queue, "5")
+	var got map[string]map[string]any
+	peer(t, s, &got, "get", "60", sent.Body)
+	if v := got[sent.Body]; v["state"] != "SUCCESS" || v["value"] != float64(0+2+4+6+8) {
+		t.Fatalf("the chord body: %v; want SUCCESS 20", v)
+	}
+	var counter map[string]any
+	peer(t, s, &counter, "counter", sent.Group)
+	if len(counter) != 0 {
+		t.Errorf("the ChordCounter is still there after the chord completed: %v", counter)
+	}
 }

@@ -34,6 +34,12 @@ def add(x, y):
     return x + y
 
 
+@app.task(name="djr.sum")
+def xsum(numbers):
+    """The sum of a list (a chord body), as the Go djr.sum."""
+    return sum(numbers)
+
+
 @app.task(name="djr.fail")
 def fail(message):
     """Fails with ValueError(message), as the Go djr.fail."""

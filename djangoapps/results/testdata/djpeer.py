@@ -2,6 +2,8 @@
 for the environment). Every command prints one JSON document:
 
     send QUEUE                 send the djr tasks to QUEUE: {"add": id, "add_kwargs": id, "fail": id, ...}
+    chord QUEUE N              send chord(djr.add(i, i) for i < N)(djr.sum) to QUEUE: {"body": id, "group": id}
+    counter GROUP              the group's ChordCounter row ({} when there is none)
     rows ID...                 the TaskResult rows of the ids, as the ORM reads them (field: value)
     get TIMEOUT ID...          AsyncResult(id).get() with result_backend='django-db': value or exception
     admin ID...                log a superuser into the Django admin and list TaskResult: which ids show
@@ -25,6 +27,21 @@ def send(queue):
     ]:
         ids[key] = app.send_task(name, args=args, kwargs=kwargs, queue=queue).id
     return ids
+
+
+def chord(queue, n):
+    from celery import chord as make_chord
+
+    header = [app.signature("djr.add", args=(i, i), queue=queue) for i in range(n)]
+    res = make_chord(header)(app.signature("djr.sum", queue=queue))
+    return {"body": res.id, "group": res.parent.id}
+
+
+def counter(group_id):
+    from django_celery_results.models import ChordCounter
+
+    c = ChordCounter.objects.filter(group_id=group_id).first()
+    return {} if c is None else {"count": c.count, "sub_tasks": c.sub_tasks}
 
 
 def rows(ids):
@@ -72,6 +89,10 @@ def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "send":
         out = send(args[0])
+    elif cmd == "chord":
+        out = chord(args[0], int(args[1]))
+    elif cmd == "counter":
+        out = counter(args[0])
     elif cmd == "rows":
         out = rows(args)
     elif cmd == "get":
