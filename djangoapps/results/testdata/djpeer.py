@@ -4,6 +4,7 @@ for the environment). Every command prints one JSON document:
     send QUEUE                 send the djr tasks to QUEUE: {"add": id, "add_kwargs": id, "fail": id, ...}
     chord QUEUE N              send chord(djr.add(i, i) for i < N)(djr.sum) to QUEUE: {"body": id, "group": id}
     counter GROUP              the group's ChordCounter row ({} when there is none)
+    restore GROUP              GroupResult.restore(GROUP): {"ids": [...]} or {"ids": null}
     rows ID...                 the TaskResult rows of the ids, as the ORM reads them (field: value)
     get TIMEOUT ID...          AsyncResult(id).get() with result_backend='django-db': value or exception
     admin ID...                log a superuser into the Django admin and list TaskResult: which ids show
@@ -42,6 +43,11 @@ def counter(group_id):
 
     c = ChordCounter.objects.filter(group_id=group_id).first()
     return {} if c is None else {"count": c.count, "sub_tasks": c.sub_tasks}
+
+
+def restore(group_id):
+    g = app.GroupResult.restore(group_id)
+    return {"ids": None if g is None else [r.id for r in g.results]}
 
 
 def rows(ids):
@@ -93,6 +99,8 @@ def main(argv):
         out = chord(args[0], int(args[1]))
     elif cmd == "counter":
         out = counter(args[0])
+    elif cmd == "restore":
+        out = restore(args[0])
     elif cmd == "rows":
         out = rows(args)
     elif cmd == "get":
