@@ -12,6 +12,7 @@ import (
 // TestConformance runs the result backend suite on tables made by django-celery-results' own
 // migrations (one migrated schema, cloned for each subtest). The tables have no group_id column.
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	template := migratedSchema(t)
 	backendtest.RunOptions(t, func(t *testing.T) backend.Backend {
 		s := cloneTables(t, template)

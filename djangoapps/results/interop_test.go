@@ -99,11 +99,11 @@ func peer(t testing.TB, s *schema, out any, args ...string) {
 	}
 }
 
-// startPythonWorker runs a Celery 5.2 worker of testdata/djapp.py on queue (node celery@djr-py;
+// startPythonWorker runs a Celery 5.2 worker of testdata/djapp.py on queue (node name node;
 // result_extended as extended) until the test ends; at cleanup it is stopped warm and must exit 0.
-func startPythonWorker(t *testing.T, s *schema, queue string, extended bool) {
+func startPythonWorker(t *testing.T, s *schema, queue, node string, extended bool) {
 	t.Helper()
-	cmd := exec.Command(pythonPath(), "-m", "celery", "-A", "djapp", "worker", "-Q", queue, "-n", "celery@djr-py",
+	cmd := exec.Command(pythonPath(), "-m", "celery", "-A", "djapp", "worker", "-Q", queue, "-n", node,
 		"-P", "solo", "-c", "1", "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info")
 	ext := "DJR_RESULT_EXTENDED=0"
 	if extended {
@@ -144,9 +144,9 @@ func startPythonWorker(t *testing.T, s *schema, queue string, extended bool) {
 	}
 }
 
-// startGoWorker runs a Go worker of djrTasks on queue (node celery@djr-go) with the django-db
-// backend on s, until the test ends.
-func startGoWorker(t *testing.T, s *schema, queue string, extended bool) {
+// startGoWorker runs a Go worker of djrTasks on queue (node name node) with the django-db backend
+// on s, until the test ends.
+func startGoWorker(t *testing.T, s *schema, queue, node string, extended bool) {
 	t.Helper()
 	b, err := results.Open(context.Background(), s.URL, results.Options{})
 	if err != nil {
@@ -171,7 +171,7 @@ func startGoWorker(t *testing.T, s *schema, queue string, extended bool) {
 		t.Fatal(err)
 	}
 	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: djrTasks(), Broker: br, Backend: b,
-		Canvas: wc, Queues: []string{queue}, Hostname: "celery@djr-go", Logger: log})
+		Canvas: wc, Queues: []string{queue}, Hostname: node, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,8 +225,9 @@ func waitRows(t *testing.T, s *schema, want map[string]string) map[string]taskRo
 // Without result_extended the same comparison runs on its own schema: task_name, task_args,
 // task_kwargs, worker and (as django-celery-results 2.4 writes it) traceback are NULL on both sides.
 func TestGoRowsAreThePythonRows(t *testing.T) {
-	t.Run("ResultExtended", func(t *testing.T) { compareRows(t, true) })
-	t.Run("NotExtended", func(t *testing.T) { compareRows(t, false) })
+	t.Parallel()
+	t.Run("ResultExtended", func(t *testing.T) { t.Parallel(); compareRows(t, true) })
+	t.Run("NotExtended", func(t *testing.T) { t.Parallel(); compareRows(t, false) })
 }
 
 func compareRows(t *testing.T, extended bool) {
@@ -238,8 +239,9 @@ func compareRows(t *testing.T, extended bool) {
 	}
 	goQueue, pyQueue := testenv.Name(t, "djr.go"), testenv.Name(t, "djr.py")
 	testenv.DeleteQueuesAtCleanup(t, goQueue, pyQueue)
-	startGoWorker(t, s, goQueue, extended)
-	startPythonWorker(t, s, pyQueue, extended)
+	goNode, pyNode := "djr-go-"+testenv.Suffix()+"@test", "djr-py-"+testenv.Suffix()+"@test"
+	startGoWorker(t, s, goQueue, goNode, extended)
+	startPythonWorker(t, s, pyQueue, pyNode, extended)
 
 	var goIDs, pyIDs map[string]string
 	peer(t, s, &goIDs, "send", goQueue)
@@ -266,9 +268,7 @@ func compareRows(t *testing.T, extended bool) {
 				}
 			}
 			t.Logf("Go row: %v\nPython row: %v", g, p)
-			if wg, wp := any("celery@djr-go"), any("celery@djr-py"); !extended {
-				wg, wp = nil, nil
-			} else if g["worker"] != wg || p["worker"] != wp {
+			if extended && (g["worker"] != goNode || p["worker"] != pyNode) {
 				t.Errorf("worker: Go %v, Python %v", g["worker"], p["worker"])
 			}
 			if !extended && (g["worker"] != nil || p["worker"] != nil) {
@@ -337,10 +337,11 @@ func compareRows(t *testing.T, extended bool) {
 // counting the parts down on that row as the Python worker does, and Python reads the body's
 // result. The counter row is gone afterwards.
 func TestGoWorkersCompleteAPythonChord(t *testing.T) {
+	t.Parallel()
 	s := migratedSchema(t)
 	queue := testenv.Name(t, "djr.chord")
 	testenv.DeleteQueuesAtCleanup(t, queue)
-	startGoWorker(t, s, queue, false)
+	startGoWorker(t, s, queue, "djr-chord-"+testenv.Suffix()+"@test", false)
 	var sent struct{ Body, Group string }
 	peer(t, s, &sent, "chord", queue, "5")
 	var got map[string]map[string]any
