@@ -48,9 +48,12 @@ func (b *Backend) OnChordPartReturn(ctx context.Context, part backend.ChordPart)
 	if part.State == "" {
 		return backend.ChordOutcome{}, fmt.Errorf("results: chord part %s: empty state", part.TaskID)
 	}
-	if part.Store != nil {
-		if _, err := encodeRow(*part.Store, b.now()); err != nil || part.Store.TaskID == "" || part.Store.Status == "" {
-			return backend.ChordOutcome{}, &StoreError{TaskID: part.Store.TaskID, Err: fmt.Errorf("%w: %v", backend.ErrInvalidMeta, err)}
+	if m := part.Store; m != nil {
+		if m.TaskID == "" || m.Status == "" {
+			return backend.ChordOutcome{}, &StoreError{TaskID: m.TaskID, Err: fmt.Errorf("%w: task id %q, status %q", backend.ErrInvalidMeta, m.TaskID, m.Status)}
+		}
+		if _, err := encodeRow(*m, b.now()); err != nil {
+			return backend.ChordOutcome{}, &StoreError{TaskID: m.TaskID, Err: fmt.Errorf("%w: %v", backend.ErrInvalidMeta, err)}
 		}
 	}
 	tx, err := b.db.BeginTxx(ctx, nil)

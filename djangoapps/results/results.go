@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq" // the PostgreSQL driver
+	"github.com/lib/pq" // the PostgreSQL driver
 
 	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/protocol"
@@ -244,9 +244,21 @@ func (b *Backend) store(ctx context.Context, q querier, m protocol.ResultMeta) e
 		return &StoreError{TaskID: m.TaskID, Err: backend.ErrAlreadySucceeded}
 	}
 	if err != nil {
-		return &StoreError{TaskID: m.TaskID, Err: err, temp: true}
+		return &StoreError{TaskID: m.TaskID, Err: err, temp: !dataError(err)}
 	}
 	return nil
+}
+
+// dataError reports whether PostgreSQL refused the row's values themselves (SQLSTATE class 22,
+// data exception, e.g. a task id longer than the column's 255 characters; or 23, a constraint):
+// writing the same row again cannot succeed.
+func dataError(err error) bool {
+	var pe *pq.Error
+	if !errors.As(err, &pe) {
+		return false
+	}
+	c := pe.Code.Class()
+	return c == "22" || c == "23"
 }
 
 const getSQL = `SELECT task_id, status, result, traceback, meta, content_type, content_encoding, task_name,

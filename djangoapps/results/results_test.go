@@ -245,3 +245,25 @@ func TestCleanupDeletesExpiredResults(t *testing.T) {
 		t.Errorf("Cleanup(0) = %d, %v; want nothing deleted", n, err)
 	}
 }
+
+// TestValuesTheTableRefusesAreNotRetried: a row PostgreSQL refuses for its values (a task id past
+// the column's 255 characters, an unencodable result) is an error the worker does not retry, and
+// a good write after it still lands.
+func TestValuesTheTableRefusesAreNotRetried(t *testing.T) {
+	t.Parallel()
+	b := results.New(migratedSchema(t).DB, results.Options{})
+	for _, m := range []protocol.ResultMeta{
+		{TaskID: strings.Repeat("x", 256), Status: protocol.StateSuccess},
+		{TaskID: "bad-json", Status: protocol.StateSuccess, Result: json.RawMessage("{nope")},
+		{TaskID: "long-worker", Status: protocol.StateSuccess, Extended: &protocol.ExtendedMeta{Worker: strings.Repeat("w", 101)}},
+	} {
+		err := b.Store(ctx(t), m)
+		var tmp interface{ Temporary() bool }
+		if err == nil || !errors.As(err, &tmp) || tmp.Temporary() {
+			t.Errorf("Store(%.20s…) = %v; want an error that is not temporary", m.TaskID, err)
+		}
+	}
+	if err := b.Store(ctx(t), protocol.ResultMeta{TaskID: "ok", Status: protocol.StateSuccess}); err != nil {
+		t.Fatal(err)
+	}
+}
