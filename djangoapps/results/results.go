@@ -69,7 +69,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// New returns a Backend on db, which the caller keeps and closes (Close does not close it).
+// New returns a Backend on db, which the caller owns (Backend.Close closes it too).
 func New(db *sqlx.DB, opts Options) *Backend {
 	poll := opts.PollInterval
 	if poll <= 0 {
@@ -97,7 +97,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connections Open made. It does nothing for a Backend made with New.
+// Close closes the Backend's connection pool (for a Backend made with New, the caller's db).
 func (b *Backend) Close() error { return b.db.Close() }
 
 // StoreError is the error of a Store that did not write. Temporary reports whether storing again
@@ -108,6 +108,7 @@ type StoreError struct {
 	temp   bool
 }
 
+// Error implements error.
 func (e *StoreError) Error() string {
 	return fmt.Sprintf("results: store %s: %v", e.TaskID, e.Err)
 }
