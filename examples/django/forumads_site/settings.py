@@ -5,10 +5,13 @@ Environment:
     DJANGO_DEBUG          1/true/yes/on turns DEBUG on (default off)
     DJANGO_ALLOWED_HOSTS  comma-separated host names (default 127.0.0.1,localhost)
     DJANGO_DB_PATH        the SQLite database file (default db.sqlite3 beside manage.py)
+    DJANGO_DATABASE_URL   postgres://user:password@host:port/name[?search_path=schema]: use PostgreSQL
+                          instead of SQLite (the database the Go beat reads django-celery-beat's tables from)
     FORUMADS_CONFIG, CELERY_BROKER_URL, CELERY_RESULT_BACKEND: see forumads_site/celeryconfig.py
 """
 import os
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -39,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "feeds.apps.FeedsConfig",
+    "django_celery_beat",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +83,33 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+
+
+
+def _postgres(url):
+    """DATABASES["default"] for a postgres:// URL; search_path selects the schema."""
+    u = urlsplit(url)
+    if u.scheme not in ("postgres", "postgresql") or not u.path.strip("/"):
+        raise ImproperlyConfigured(f"DJANGO_DATABASE_URL={url!r}: want postgres://user:password@host:port/name")
+    query = parse_qs(u.query)
+    options = {}
+    if query.get("search_path"):
+        options["options"] = "-c search_path=" + query["search_path"][0]
+    if query.get("sslmode"):
+        options["sslmode"] = query["sslmode"][0]
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(u.path.strip("/")),
+        "USER": unquote(u.username or ""),
+        "PASSWORD": unquote(u.password or ""),
+        "HOST": u.hostname or "",
+        "PORT": str(u.port or ""),
+        "OPTIONS": options,
+    }
+
+
+if os.environ.get("DJANGO_DATABASE_URL"):
+    DATABASES["default"] = _postgres(os.environ["DJANGO_DATABASE_URL"])
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
