@@ -7,6 +7,8 @@ set; stdin is a JSON list of operations, stdout a JSON list of their results:
     {"op": "crontab", "name", "task", "minute", "hour", "day_of_week", "day_of_month",
      "month_of_year", "timezone", ...}
     {"op": "clocked", "name", "task", "clocked_time" (ISO 8601), ...}
+    {"op": "solar", "name", "task", "event", "latitude", "longitude", ...}
+    {"op": "update", "name", ...PeriodicTask fields}   set them and save(), as the admin does
     {"op": "disable", "name"}   PeriodicTask.save() with enabled=False, as the admin does
     {"op": "enable", "name"}
     {"op": "get", "name"}       the row's fields
@@ -23,7 +25,8 @@ django.setup()
 
 from django.utils.dateparse import parse_datetime  # noqa: E402
 from django_celery_beat.models import (ClockedSchedule, CrontabSchedule,  # noqa: E402
-                                       IntervalSchedule, PeriodicTask, PeriodicTasks)
+                                       IntervalSchedule, PeriodicTask, PeriodicTasks,
+                                       SolarSchedule)
 
 TASK_FIELDS = ("args", "kwargs", "queue", "exchange", "routing_key", "priority", "headers",
                "expire_seconds", "one_off", "enabled", "description")
@@ -59,6 +62,16 @@ def run(op):
         sched = ClockedSchedule.objects.create(clocked_time=parse_datetime(op["clocked_time"]))
         t = PeriodicTask.objects.create(name=op["name"], task=op["task"], clocked=sched, one_off=True,
                                         **task_fields(op))
+        return {"id": t.id}
+    if kind == "solar":
+        sched = SolarSchedule.objects.create(event=op["event"], latitude=op["latitude"], longitude=op["longitude"])
+        t = PeriodicTask.objects.create(name=op["name"], task=op["task"], solar=sched, **task_fields(op))
+        return {"id": t.id}
+    if kind == "update":
+        t = PeriodicTask.objects.get(name=op["name"])
+        for k, v in task_fields(op).items():
+            setattr(t, k, v)
+        t.save()
         return {"id": t.id}
     if kind in ("disable", "enable"):
         t = PeriodicTask.objects.get(name=op["name"])
