@@ -191,7 +191,7 @@ func TestParseRowFixture(t *testing.T) {
 				Period    string
 			} `json:"django_celery_beat_intervalschedule"`
 			Crontab []map[string]any `json:"django_celery_beat_crontabschedule"`
-			Tasks []map[string]any `json:"django_celery_beat_periodictask"`
+			Tasks   []map[string]any `json:"django_celery_beat_periodictask"`
 		} `json:"tables"`
 	}
 	if err := json.Unmarshal(b, &fx); err != nil {
