@@ -167,6 +167,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer db.Close()
 		source = beatdb.New(db, beatdb.Options{Logger: log, Known: cfg.db.Known()})
+		started := time.Now()
+		defer func() {
+			log.Info(fmt.Sprintf("beat: database scheduler: %d SQL statements in %.1f s", source.Queries(), time.Since(started).Seconds()))
+		}()
 		store, ping = source, source.Ping
 		cfg.settings.StateURL = cfg.db.DatabaseURL // for the banner
 		if len(cfg.entries) > 0 {
