@@ -4,8 +4,8 @@
 # PeriodicTask rows, made through the models on the example project's real migrations in a schema
 # of their own. Entry i runs every 60-120 s (500 distinct periods: ~N/90 runs a second). For each
 # beat, over BEATDB_SECONDS (default 200: longer than Python's 3-minute sync, so its row writes
-# count): publish lateness p50/p99/max (arrival at a consumer minus due; see
-# bench/beat_py/beat_bench.py) and the SQL statements it sent, per minute. The rows are reset to
+# count): runs sent (and due), publish lateness p50/p99/max (arrival at a consumer minus due; see
+# bench/beatdb_py/beatdb_bench.py for how due is taken) and the SQL statements it sent, per minute. The rows are reset to
 # "never ran" between the two runs. Each run has its own queue (deleted afterwards); the schema is
 # dropped at the end. Takes about 2×BEATDB_SECONDS plus setup.
 set -euo pipefail
@@ -15,7 +15,6 @@ n=${1:-10000}
 case $n in ''|*[!0-9]*) echo "usage: bench/beatdb.sh [N]" >&2; exit 2;; esac
 secs=${BEATDB_SECONDS:-200}
 py=/usr/bin/python3
-consume=$PWD/bench/beat_py/beat_bench.py
 helper=$PWD/bench/beatdb_py/beatdb_bench.py
 tmp=$(mktemp -d)
 suffix=$RANDOM$RANDOM
@@ -42,16 +41,18 @@ per_minute() { # per_minute LOG: "<statements> SQL statements in <s> s" → stat
 
 run() { # run NAME QUEUE CMD...: the beat for $secs s with a consumer on QUEUE
   local name=$1 queue=$2; shift 2
-  $py "$consume" consume "$queue" "$((secs + 5))" >"$tmp/$name.lat" &
+  $py "$helper" consume "$queue" "$((secs + 5))" >"$tmp/$name.lat" &
   local cpid=$!
   sleep 1
+  local t0; t0=$(date +%s.%N)
   "$@" >"$tmp/$name.log" 2>&1 &
   local pid=$!; pids+=("$pid")
   sleep "$secs"
+  local end; end=$(date +%s.%N)
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   wait "$cpid"
-  $py "$consume" stats "$name" <"$tmp/$name.lat"
+  $py "$helper" stats "$name" "$t0" "$end" "$n" <"$tmp/$name.lat"
   echo "$name: $(per_minute "$tmp/$name.log")"
   if grep -q -i 'error\|traceback' "$tmp/$name.log"; then grep -i -m5 'error\|traceback' "$tmp/$name.log"; fi
 }

@@ -5,10 +5,15 @@ django-celery-beat 2.4), in the example Django project with DJANGO_DATABASE_URL 
   beatdb_bench.py rows N                        N interval PeriodicTasks made through the models
   beatdb_bench.py reset                         every row back to never run
   beatdb_bench.py beat                          Python's DatabaseScheduler, counting its SQL statements
+  beatdb_bench.py consume QUEUE SECONDS         one line per message: arrival, entry, period, beat_slot
+  beatdb_bench.py stats NAME T0 END N < lines   sent, due, lateness p50/p99/max
 
 Entry i runs every period(i) seconds (60 to 120 s in 500 steps, as an IntervalSchedule in
-microseconds), args [i, period(i)]: bench/beat_py/beat_bench.py consume measures Python's lateness
-as the entry's previous arrival plus the period (the Go beat's from its beat_slot header).
+microseconds), args [i, period(i)]. Lateness is arrival minus due. The Go beat's due is exact: the
+beat_slot header. Python's DatabaseScheduler counts a row that never ran from when it read it, so
+its first due is taken as T0 (the moment the process started: a lower bound, which favours Python)
+plus the period, and each later due as its previous send plus the period. "due" is how many runs
+fell due by END counting from T0 (sum over entries of (END - T0) // period).
 """
 import os
 import sys
@@ -80,6 +85,62 @@ def beat():
     app.Beat(scheduler="django_celery_beat.schedulers:DatabaseScheduler", loglevel="WARNING").run()
 
 
+def consume(queue, seconds):
+    import json
+    import amqp
+    conn = amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True, auto_delete=False)
+    out = []
+
+    def on(msg):
+        now = time.time()
+        headers = msg.properties.get("application_headers") or {}
+        args = json.loads(msg.body)[0]
+        out.append(f"{now:.6f} {args[0]} {args[1]} {headers.get('beat_slot', '-')}")
+
+    tag = ch.basic_consume(queue, callback=on, no_ack=True)
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            conn.drain_events(timeout=1)
+        except Exception:  # socket.timeout
+            pass
+    print("\n".join(out))
+    try:
+        ch.basic_cancel(tag)
+        ch.queue_delete(queue)
+        conn.close()
+    except Exception as e:
+        print(f"consume: closing: {e!r}", file=sys.stderr)
+
+
+def stats(name, t0, end, n):
+    prev, late = {}, []
+    sent = 0
+    for line in sys.stdin:
+        parts = line.split()
+        if len(parts) != 4:
+            continue
+        arrival, i, per, slot = float(parts[0]), int(parts[1]), float(parts[2]), parts[3]
+        sent += 1
+        if slot != "-":
+            due = int(slot) / 1000
+        else:
+            due = prev.get(i, t0) + per
+            prev[i] = arrival
+        late.append((arrival - due) * 1000)
+    due_runs = sum(int((end - t0) // period(i)) for i in range(n))
+    if not late:
+        print(f"{name}: sent 0 runs; {due_runs} were due")
+        return
+    late.sort()
+    pct = lambda p: late[min(len(late) - 1, int(p * len(late)))]
+    print(f"{name}: sent {sent} runs in {end - t0:.0f} s ({due_runs} due from its start); lateness "
+          f"p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {late[-1]:.1f} ms")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "schema":
@@ -90,3 +151,7 @@ if __name__ == "__main__":
         reset()
     elif cmd == "beat":
         beat()
+    elif cmd == "consume":
+        consume(sys.argv[2], float(sys.argv[3]))
+    elif cmd == "stats":
+        stats(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
