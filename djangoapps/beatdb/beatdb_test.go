@@ -214,16 +214,16 @@ func TestBadRowsAreSkippedOthersRun(t *testing.T) {
 // django`) and then the Go beat on the same rows: the Go beat carries on from the last_run_at
 // Python wrote (its slots are Python's last run + k×every), both count total_run_count the same
 // way (one per run sent), and a one-off row ends in the same state after either.
+//
+// Python's one-off run has a beat of its own: its disabling moves last_update, and Python's reload
+// then loses the count of a run in flight on the other rows (ModelEntry.__next__ counts on the old
+// entry's model while sync saves the new one's), which would make the comparison about that quirk.
 func TestRowsAsPythonDatabaseSchedulerWritesThem(t *testing.T) {
 	d := newDjango(t)
 	q := d.consume(t, d.queue)
-	d.models(t,
-		map[string]any{"op": "interval", "name": "shared", "task": "diag.add", "every": 2, "period": "seconds", "args": "[2, 2]"},
-		map[string]any{"op": "interval", "name": "py once", "task": "diag.sleep", "every": 1, "period": "seconds", "one_off": true},
-	)
+	d.models(t, map[string]any{"op": "interval", "name": "shared", "task": "diag.add", "every": 2, "period": "seconds", "args": "[2, 2]"})
 	py := d.pythonBeat(t)
-	testenv.Eventually(t, 60*time.Second, func() bool { return len(q.of("diag.add")) >= 3 && len(q.of("diag.sleep")) >= 1 },
-		"Python's beat did not send 3 runs")
+	testenv.Eventually(t, 60*time.Second, func() bool { return len(q.of("diag.add")) >= 3 }, "Python's beat did not send 3 runs")
 	py.stop(t) // beat syncs its dirty entries on the way out
 	time.Sleep(500 * time.Millisecond)
 	pyRuns := q.of("diag.add")
@@ -231,12 +231,21 @@ func TestRowsAsPythonDatabaseSchedulerWritesThem(t *testing.T) {
 	if pyRow.TotalRunCount != int64(len(pyRuns)) || pyRow.LastRunAt == nil {
 		t.Fatalf("Python wrote total_run_count %d last_run_at %v after %d runs", pyRow.TotalRunCount, pyRow.LastRunAt, len(pyRuns))
 	}
-	if gap := pyRuns[len(pyRuns)-1].Got.Sub(*pyRow.LastRunAt); gap < -time.Second || gap > time.Second {
+	if gap := pyRuns[len(pyRuns)-1].Got.Sub(*pyRow.LastRunAt); gap < -time.Second || gap > 3*time.Second {
 		t.Fatalf("Python's last_run_at %s is not its last send (%s)", pyRow.LastRunAt, pyRuns[len(pyRuns)-1].Got)
 	}
-	pyOnce := d.get(t, "py once")
 
+	// The one-off, with Python; "shared" is disabled meanwhile (and re-enabled with its state).
+	d.pg.DB.MustExec(`UPDATE django_celery_beat_periodictask SET enabled = false WHERE name = 'shared'`)
+	d.models(t, map[string]any{"op": "interval", "name": "py once", "task": "diag.sleep", "every": 1, "period": "seconds", "one_off": true})
+	py = d.pythonBeat(t)
+	testenv.Eventually(t, 60*time.Second, func() bool { return len(q.of("diag.sleep")) == 1 && !d.get(t, "py once").Enabled },
+		"Python's beat did not send and disable its one-off row")
+	py.stop(t)
+	pyOnce := d.get(t, "py once")
+	d.pg.DB.MustExec(`UPDATE django_celery_beat_periodictask SET enabled = true WHERE name = 'shared'`)
 	d.models(t, map[string]any{"op": "interval", "name": "go once", "task": "diag.echo", "every": 1, "period": "seconds", "one_off": true})
+
 	g := d.goBeat(t, "go beat", nil)
 	testenv.Eventually(t, 30*time.Second, func() bool { return len(q.of("diag.add")) >= len(pyRuns)+3 && len(q.of("diag.echo")) == 1 },
 		"the Go beat did not carry on")
@@ -258,7 +267,7 @@ func TestRowsAsPythonDatabaseSchedulerWritesThem(t *testing.T) {
 	if goOnce.Enabled != pyOnce.Enabled || goOnce.TotalRunCount != pyOnce.TotalRunCount || (goOnce.LastRunAt == nil) != (pyOnce.LastRunAt == nil) {
 		t.Errorf("one-off row after the Go beat %+v, after Python's %+v", goOnce, pyOnce)
 	}
-	if pyOnce.Enabled {
-		t.Errorf("Python left its one-off row enabled: %+v", pyOnce)
+	if pyOnce.Enabled || pyOnce.TotalRunCount != 0 || pyOnce.LastRunAt != nil {
+		t.Errorf("Python left its one-off row %+v; the Go beat is checked against disabled, 0, NULL", pyOnce)
 	}
 }
