@@ -5,7 +5,12 @@
 //
 // Usage:
 //
-//	beat [--config celeryconfig.yaml] [-l info] [--list] [--metrics-addr host:port]
+//	beat [--config celeryconfig.yaml] [-S/--scheduler name] [-l info] [--list] [--metrics-addr host:port]
+//
+// With beat_scheduler (or -S) django_celery_beat.schedulers:DatabaseScheduler (or `django`), the
+// schedule is django-celery-beat's tables in the PostgreSQL database beat_database_url (env
+// BEAT_DATABASE_URL) names, re-read when the admin changes it; beat_schedule is then not used and
+// no Redis is needed (see djangoapps/beatdb).
 //
 // CELERY_BROKER_URL and CELERY_RESULT_BACKEND override broker_url and result_backend; REDIS_URL is
 // the state store when beat_state_url is not set. SIGHUP reloads the schedule; SIGTERM or SIGINT
@@ -32,8 +37,11 @@ import (
 	"syscall"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/forumads/forumads/celery/beat"
 	"github.com/forumads/forumads/celery/beat/redisbeat"
+	"github.com/forumads/forumads/djangoapps/beatdb"
 	"github.com/forumads/forumads/internal/beatops"
 	"github.com/forumads/forumads/internal/config"
 	"github.com/forumads/forumads/internal/logging"
@@ -50,8 +58,8 @@ func main() {
 const defaultMetricsAddr = "127.0.0.1:9809"
 
 type flags struct {
-	config, loglevel, metricsAddr string
-	list                          bool
+	config, loglevel, metricsAddr, scheduler string
+	list                                     bool
 }
 
 // parseFlags reads the command line; lookupEnv is os.LookupEnv (BEAT_METRICS_ADDR).
@@ -62,6 +70,9 @@ func parseFlags(args []string, out io.Writer, lookupEnv func(string) (string, bo
 	fs.StringVar(&f.config, "config", "", "configuration file (default "+config.DefaultPath+")")
 	for _, n := range []string{"l", "loglevel"} {
 		fs.StringVar(&f.loglevel, n, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+	}
+	for _, n := range []string{"S", "scheduler"} {
+		fs.StringVar(&f.scheduler, n, "", "beat_scheduler: "+beatdb.SchedulerName+" (or django) reads django-celery-beat's tables")
 	}
 	fs.BoolVar(&f.list, "list", false, "print every entry with its next run time and exit")
 	addr, ok := lookupEnv("BEAT_METRICS_ADDR")
@@ -88,12 +99,18 @@ type loaded struct {
 	settings beat.Settings
 	loc      *time.Location
 	entries  []*beat.Entry
+	// db is set with django-celery-beat's DatabaseScheduler.
+	db *beatdb.Settings
 }
 
-func load(path string) (*loaded, error) {
+// load reads the configuration; scheduler, if set, is -S (it wins over beat_scheduler).
+func load(path, scheduler string) (*loaded, error) {
 	file, err := config.Load(path)
 	if err != nil {
 		return nil, err
+	}
+	if scheduler != "" {
+		file.Settings["beat_scheduler"] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: scheduler}
 	}
 	loc, err := time.LoadLocation(file.Celery.Timezone)
 	if err != nil {
@@ -107,7 +124,19 @@ func load(path string) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &loaded{file: file, settings: st, loc: loc, entries: entries}, nil
+	l := &loaded{file: file, settings: st, loc: loc, entries: entries}
+	switch {
+	case beatdb.IsDatabaseScheduler(st.Scheduler):
+		ds, err := beatdb.ParseSettings(file.Settings, os.LookupEnv)
+		if err != nil {
+			return nil, err
+		}
+		l.db = &ds
+	case !beat.IsDefaultScheduler(st.Scheduler):
+		return nil, fmt.Errorf("beat_scheduler %q: want %s (Redis state) or %s (django-celery-beat's tables)",
+			st.Scheduler, beat.DefaultScheduler, beatdb.SchedulerName)
+	}
+	return l, nil
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -120,24 +149,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "beat:", err)
 		return 2
 	}
-	cfg, err := load(f.config)
+	cfg, err := load(f.config, f.scheduler)
 	if err != nil {
 		log.Error("beat: " + err.Error())
 		return 1
 	}
-	rc, err := wiring.Redis(cfg.settings.StateURL)
-	if err != nil {
-		log.Error("beat: beat_state_url: " + err.Error())
-		return 1
+	var (
+		store  beat.Store
+		source *beatdb.DB // django-celery-beat's tables, when they are the schedule
+		ping   func(context.Context) error
+	)
+	if cfg.db != nil {
+		db, err := beatdb.Open(cfg.db.DatabaseURL)
+		if err != nil {
+			log.Error("beat: " + err.Error())
+			return 1
+		}
+		defer db.Close()
+		source = beatdb.New(db, beatdb.Options{Logger: log, Known: cfg.db.Known()})
+		started := time.Now()
+		defer func() {
+			log.Info(fmt.Sprintf("beat: database scheduler: %d SQL statements in %.1f s", source.Queries(), time.Since(started).Seconds()))
+		}()
+		store, ping = source, source.Ping
+		cfg.settings.StateURL = cfg.db.DatabaseURL // for the banner
+		if len(cfg.entries) > 0 {
+			log.Warn(fmt.Sprintf("beat: beat_schedule has %d entries, which the database scheduler does not run: add them as periodic tasks in the Django admin", len(cfg.entries)))
+		}
+	} else {
+		rc, err := wiring.Redis(cfg.settings.StateURL)
+		if err != nil {
+			log.Error("beat: beat_state_url: " + err.Error())
+			return 1
+		}
+		defer rc.Close()
+		store = redisbeat.New(rc, cfg.settings.KeyPrefix, cfg.settings.LockTTL)
+		ping = func(ctx context.Context) error { return wiring.Ping(ctx, rc) }
 	}
-	defer rc.Close()
-	store := redisbeat.New(rc, cfg.settings.KeyPrefix, cfg.settings.LockTTL)
 
 	ctx, cancel := context.WithCancel(context.Background()) // the metrics server's and --list's
 	defer cancel()
 	if f.list {
 		s := beat.NewScheduler(beat.SchedulerOptions{Store: store, Logger: log, MissedRuns: cfg.settings.MissedRuns})
-		if err := s.Load(ctx, cfg.entries); err != nil {
+		entries := cfg.entries
+		if source != nil {
+			if entries, err = source.Entries(ctx); err != nil {
+				log.Error("beat: " + err.Error())
+				return 1
+			}
+		}
+		if err := s.Load(ctx, entries); err != nil {
 			log.Error("beat: " + err.Error())
 			return 1
 		}
@@ -173,8 +234,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			healthz := func() error {
 				hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				defer cancel()
-				if err := wiring.Ping(hctx, rc); err != nil {
-					return fmt.Errorf("beat state store (Redis): %w", err)
+				if err := ping(hctx); err != nil {
+					return fmt.Errorf("beat state store: %w", err)
 				}
 				return nil
 			}
@@ -183,7 +244,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		})
 	}
-	s := beat.NewScheduler(beat.SchedulerOptions{Store: store, Publisher: pub, Logger: log, MissedRuns: cfg.settings.MissedRuns, Location: cfg.loc,
+	so := beat.SchedulerOptions{Store: store, Publisher: pub, Logger: log, MissedRuns: cfg.settings.MissedRuns, Location: cfg.loc,
 		OnLoad: bm.SetEntries,
 		OnPublish: func(entry, task string, slot time.Time, err error) {
 			if err != nil {
@@ -191,10 +252,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return
 			}
 			bm.Published(entry, task, time.Since(slot))
-		}})
-	_ = beatops.Banner(stderr, time.Now(), cfg.file.Celery, cfg.settings, cfg.loc)
+		}}
+	bo := beat.BeatOptions{Logger: log}
 	reload := make(chan []*beat.Entry)
-	b, err := beat.New(beat.BeatOptions{Scheduler: s, Entries: cfg.entries, Reload: reload, Logger: log})
+	if source != nil {
+		so.Source, bo.Source, bo.SourcePoll = source, source, cfg.db.Poll
+	} else {
+		bo.Entries, bo.Reload = cfg.entries, reload
+	}
+	bo.Scheduler = beat.NewScheduler(so)
+	_ = beatops.Banner(stderr, time.Now(), cfg.file.Celery, cfg.settings, cfg.loc)
+	b, err := beat.New(bo)
 	if err != nil {
 		log.Error("beat: " + err.Error())
 		return 1
@@ -202,7 +270,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnSignal(ctx, hup, f.config, cfg.settings, reload, log)
+	go reloadOnSignal(ctx, hup, f.config, f.scheduler, cfg.settings, reload, log)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -234,14 +302,18 @@ const shutdownGrace = 10 * time.Second
 // reloadOnSignal re-reads the configuration at each value on hup (SIGHUP) and hands its schedule
 // to beat, in order; a file that cannot be read, or that changes the settings that need a
 // restart, keeps the previous schedule. It returns when ctx ends.
-func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, path string, settings beat.Settings, reload chan<- []*beat.Entry, log *slog.Logger) {
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, path, scheduler string, settings beat.Settings, reload chan<- []*beat.Entry, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		next, err := load(path)
+		if !beat.IsDefaultScheduler(settings.Scheduler) {
+			log.Info("beat: SIGHUP ignored: the schedule is the database's, re-read whenever it changes")
+			continue
+		}
+		next, err := load(path, scheduler)
 		if err == nil && next.settings != settings {
 			err = errors.New("beat_state_url, beat_key_prefix, beat_lock_ttl and beat_missed_runs need a restart")
 		}

@@ -412,7 +412,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 // TestShippedSchedule: the repository's celeryconfig.yaml declares the ads schedule.
 func TestShippedSchedule(t *testing.T) {
 	t.Setenv("REDIS_URL", testenv.RedisURL())
-	cfg, err := load(filepath.Join(testenv.RepoRoot(), "celeryconfig.yaml"))
+	cfg, err := load(filepath.Join(testenv.RepoRoot(), "celeryconfig.yaml"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

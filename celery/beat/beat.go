@@ -26,6 +26,12 @@ type BeatOptions struct {
 	// Reload, if set, gives new schedules (the caller re-reads its configuration, on SIGHUP): each
 	// replaces the entries; one that cannot be loaded keeps the previous.
 	Reload <-chan []*Entry
+	// Source, if set, is where the schedule comes from instead of Entries and Reload (which must
+	// then be empty): Run reads it at start (retrying every LoadRetry) and re-reads it whenever
+	// it reports a change, asked every SourcePoll (default DefaultSourcePoll). The Scheduler's
+	// options name the same Source so that it reports the runs it sent.
+	Source     Source
+	SourcePoll time.Duration
 	// LoadRetry is how long Run waits before reading the state again when the store cannot be
 	// read at start (default 1 s).
 	LoadRetry time.Duration
@@ -56,6 +62,12 @@ func New(o BeatOptions) (*Beat, error) {
 	}
 	if o.LoadRetry <= 0 {
 		o.LoadRetry = time.Second
+	}
+	if o.Source != nil && (o.Entries != nil || o.Reload != nil) {
+		return nil, errors.New("beat: New takes either a Source or Entries and Reload, not both")
+	}
+	if o.SourcePoll <= 0 {
+		o.SourcePoll = DefaultSourcePoll
 	}
 	b := &Beat{o: o, log: o.Logger, stop: make(chan struct{}), runDone: make(chan struct{})}
 	if b.log == nil {
@@ -96,11 +108,11 @@ func (b *Beat) Run(ctx context.Context) error {
 
 	b.log.Info("beat: Starting...")
 	for {
-		err := b.o.Scheduler.Load(stop, b.o.Entries)
+		err := b.load(stop)
 		if err == nil || stop.Err() != nil {
 			break
 		}
-		b.log.Error("beat: cannot read the state from Redis; retrying", "error", err)
+		b.log.Error("beat: cannot read the schedule or its state; retrying", "error", err)
 		t := time.NewTimer(b.o.LoadRetry)
 		select {
 		case <-stop.Done():
@@ -110,7 +122,19 @@ func (b *Beat) Run(ctx context.Context) error {
 	}
 	if stop.Err() == nil {
 		b.o.Scheduler.LogSchedule()
-		if err := b.o.Scheduler.loop(stop, send, b.o.Reload); err != nil {
+		reload := b.o.Reload
+		if b.o.Source != nil {
+			ch := make(chan []*Entry)
+			reload = ch
+			watched := make(chan struct{})
+			defer func() { <-watched }() // runs after the cancel below: the watcher has stopped
+			defer cancel()
+			go func() {
+				defer close(watched)
+				b.watchSource(stop, b.o.Source, b.o.SourcePoll, ch)
+			}()
+		}
+		if err := b.o.Scheduler.loop(stop, send, reload); err != nil {
 			return err
 		}
 	}
@@ -119,6 +143,19 @@ func (b *Beat) Run(ctx context.Context) error {
 		return ErrBeatClosed
 	}
 	return nil
+}
+
+// load reads the schedule (from the Source, if any) and the state of its entries.
+func (b *Beat) load(ctx context.Context) error {
+	entries := b.o.Entries
+	if b.o.Source != nil {
+		es, err := b.o.Source.Entries(ctx)
+		if err != nil {
+			return err
+		}
+		entries = es
+	}
+	return b.o.Scheduler.Load(ctx, entries)
 }
 
 // Shutdown stops beat, as http.Server.Shutdown stops a server. The first call is warm: no new run

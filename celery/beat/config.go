@@ -44,6 +44,11 @@ type Options struct {
 	Priority                    *int
 	// Expires is the task's lifetime after sending (Celery's `expires: seconds`), 0 = none.
 	Expires time.Duration
+	// ExpiresAt, if set, is the instant after which the task is not run (Celery's `expires:
+	// datetime`; django-celery-beat's expires column); it wins over Expires.
+	ExpiresAt time.Time
+	// Headers are extra message headers (django-celery-beat's headers column).
+	Headers map[string]any
 }
 
 // Entry is one beat_schedule entry.
@@ -53,6 +58,9 @@ type Entry struct {
 	// Every is the interval of a `schedule: seconds` entry; zero for a crontab entry.
 	Every   time.Duration
 	Crontab *schedule.Crontab
+	// Schedule, if set, is the entry's schedule as its Source built it (anchored interval,
+	// crontab in its own time zone, clocked, ...), used instead of Every and Crontab.
+	Schedule schedule.Schedule
 	// Args is nil when the entry has no args (Celery then sends "()" as argsrepr).
 	Args        []json.RawMessage
 	Kwargs      map[string]json.RawMessage
@@ -62,6 +70,9 @@ type Entry struct {
 
 // ScheduleString describes the schedule as Celery's repr does.
 func (e *Entry) ScheduleString() string {
+	if e.Schedule != nil {
+		return e.Schedule.String()
+	}
 	if e.Crontab != nil {
 		return e.Crontab.String()
 	}
@@ -71,6 +82,9 @@ func (e *Entry) ScheduleString() string {
 // Fingerprint identifies what the entry runs and when; a change resets its persisted state.
 func (e *Entry) Fingerprint() string {
 	return e.Task + "|" + e.ScheduleString() + "|" + func() string {
+		if e.Schedule != nil {
+			return ""
+		}
 		if e.Crontab != nil {
 			return e.Crontab.Location().String()
 		}
@@ -364,6 +378,19 @@ type Settings struct {
 	StateURL   string        // beat_state_url: Redis for the state (default REDIS_URL, else result_backend)
 	KeyPrefix  string        // beat_key_prefix: Redis key prefix (default "celery-beat:")
 	LockTTL    time.Duration // beat_lock_ttl: seconds a slot lock lives (default 10)
+	// Scheduler is beat_scheduler: empty or DefaultScheduler keeps the state in Redis; any other
+	// value names a scheduler whose package reads its own settings and state (the beat program
+	// knows django-celery-beat's DatabaseScheduler), so no Redis is required.
+	Scheduler string
+}
+
+// DefaultScheduler is Celery's default beat_scheduler, the one this package's Redis store stands
+// in for; "celery.beat.PersistentScheduler" means the same.
+const DefaultScheduler = "celery.beat:PersistentScheduler"
+
+// IsDefaultScheduler reports whether name (a beat_scheduler value) is Celery's default scheduler.
+func IsDefaultScheduler(name string) bool {
+	return name == "" || name == DefaultScheduler || name == "celery.beat.PersistentScheduler"
 }
 
 // ParseSettings reads the beat_* settings; env supplies REDIS_URL, backend is result_backend.
@@ -379,7 +406,7 @@ func ParseSettings(settings map[string]*yaml.Node, redisEnv, backend string) (Se
 		return nil
 	}
 	var missed string
-	for name, dst := range map[string]*string{"beat_missed_runs": &missed, "beat_state_url": &s.StateURL, "beat_key_prefix": &s.KeyPrefix} {
+	for name, dst := range map[string]*string{"beat_missed_runs": &missed, "beat_state_url": &s.StateURL, "beat_key_prefix": &s.KeyPrefix, "beat_scheduler": &s.Scheduler} {
 		if err := str(name, dst); err != nil {
 			return s, err
 		}
@@ -404,7 +431,7 @@ func ParseSettings(settings map[string]*yaml.Node, redisEnv, backend string) (Se
 	if s.StateURL == "" {
 		s.StateURL = backend
 	}
-	if s.StateURL == "" {
+	if s.StateURL == "" && IsDefaultScheduler(s.Scheduler) {
 		return s, fmt.Errorf("%w: beat needs Redis for its state: set beat_state_url, REDIS_URL or result_backend", ErrConfig)
 	}
 	if s.KeyPrefix == "" {

@@ -105,12 +105,14 @@ func TestParseSettings(t *testing.T) {
 		want                    Settings
 		err                     bool
 	}{
-		{"defaults from env", "x: 1", "redis://e/1", "redis://b/0", Settings{MissedOnce, "redis://e/1", "celery-beat:", 10 * time.Second}, false},
-		{"backend fallback", "x: 1", "", "redis://b/0", Settings{MissedOnce, "redis://b/0", "celery-beat:", 10 * time.Second}, false},
+		{"defaults from env", "x: 1", "redis://e/1", "redis://b/0", Settings{MissedOnce, "redis://e/1", "celery-beat:", 10 * time.Second, ""}, false},
+		{"backend fallback", "x: 1", "", "redis://b/0", Settings{MissedOnce, "redis://b/0", "celery-beat:", 10 * time.Second, ""}, false},
 		{"explicit", "beat_missed_runs: skip\nbeat_state_url: redis://s/2\nbeat_key_prefix: \"p:\"\nbeat_lock_ttl: 2.5", "redis://e/1", "",
-			Settings{MissedSkip, "redis://s/2", "p:", 2500 * time.Millisecond}, false},
+			Settings{MissedSkip, "redis://s/2", "p:", 2500 * time.Millisecond, ""}, false},
 		{"bad policy", "beat_missed_runs: all", "redis://e", "", Settings{}, true},
 		{"no redis", "x: 1", "", "", Settings{}, true},
+		{"no redis with another scheduler", "beat_scheduler: django", "", "", Settings{MissedOnce, "", "celery-beat:", 10 * time.Second, "django"}, false},
+		{"no redis with Celery's default scheduler", "beat_scheduler: celery.beat.PersistentScheduler", "", "", Settings{}, true},
 		{"bad ttl", "beat_lock_ttl: 0", "redis://e", "", Settings{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

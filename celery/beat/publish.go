@@ -65,8 +65,13 @@ func ArgsRepr(args []json.RawMessage) string {
 
 // Publish sends one run of e.
 func (p *ClientPublisher) Publish(ctx context.Context, e *Entry, slot time.Time) error {
-	opts := []celery.SendOption{celery.WithHeaders(map[string]any{SlotHeader: strconv.FormatInt(slot.UnixMilli(), 10)})}
 	o := e.Options
+	headers := make(map[string]any, len(o.Headers)+1)
+	for k, v := range o.Headers {
+		headers[k] = v
+	}
+	headers[SlotHeader] = strconv.FormatInt(slot.UnixMilli(), 10)
+	opts := []celery.SendOption{celery.WithHeaders(headers)}
 	if o.Queue != "" || o.Exchange != "" || o.RoutingKey != "" {
 		opts = append(opts, func(so *celery.SendOptions) {
 			so.Queue, so.Exchange, so.RoutingKey = o.Queue, o.Exchange, o.RoutingKey
@@ -75,7 +80,9 @@ func (p *ClientPublisher) Publish(ctx context.Context, e *Entry, slot time.Time)
 	if o.Priority != nil {
 		opts = append(opts, celery.WithPriority(*o.Priority))
 	}
-	if o.Expires > 0 {
+	if !o.ExpiresAt.IsZero() {
+		opts = append(opts, celery.WithExpires(o.ExpiresAt))
+	} else if o.Expires > 0 {
 		opts = append(opts, celery.WithExpiresIn(o.Expires))
 	}
 	ctx = context.WithValue(ctx, reprKey{}, reprs{args: ArgsRepr(e.Args), kwargs: protocol.ReprKwargs(e.KwargsOrder, e.Kwargs)})

@@ -44,6 +44,8 @@ type SchedulerOptions struct {
 	OnPublish func(entry, task string, slot time.Time, err error)
 	// OnLoad, if set, is called with the number of entries after each successful Load. For metrics.
 	OnLoad func(entries int)
+	// Source, if set, is told of every run sent (Source.Sent), e.g. to disable one-off entries.
+	Source Source
 }
 
 // Scheduler sends due runs. Every slot (entry, due time) is derived from the schedule and the
@@ -97,7 +99,9 @@ func (s *Scheduler) Load(ctx context.Context, entries []*Entry) error {
 			return err
 		}
 		st := &state{e: e}
-		if e.Crontab != nil {
+		if e.Schedule != nil {
+			st.sched = e.Schedule
+		} else if e.Crontab != nil {
 			st.sched = e.Crontab
 		} else {
 			st.sched = schedule.Interval{Every: e.Every, Anchor: anchor}
@@ -107,7 +111,7 @@ func (s *Scheduler) Load(ctx context.Context, entries []*Entry) error {
 			ref = last
 		}
 		st.next = st.sched.Next(ref)
-		if st.next.Before(now.Add(-missedGrace)) {
+		if !st.next.IsZero() && st.next.Before(now.Add(-missedGrace)) {
 			if s.o.MissedRuns == MissedSkip {
 				st.next = st.sched.Next(now.Add(-missedGrace))
 			} else {
@@ -128,7 +132,7 @@ func (s *Scheduler) Load(ctx context.Context, entries []*Entry) error {
 
 // latest returns the latest slot at or before now, starting from st.next (which is at or before now).
 func (s *Scheduler) latest(st *state, now time.Time) time.Time {
-	if iv, ok := st.sched.(schedule.Interval); ok {
+	if iv, ok := st.sched.(interface{ Last(time.Time) time.Time }); ok { // schedule.Interval and its wrappers
 		if l := iv.Last(now); l.After(st.next) {
 			return l
 		}
@@ -227,6 +231,9 @@ func (s *Scheduler) step(ctx context.Context, now time.Time) (wake time.Time, se
 	s.mu.Lock()
 	var due []*state
 	for _, st := range s.entries {
+		if st.wake.IsZero() { // a schedule with no run left (a clocked entry that ran)
+			continue
+		}
 		if !st.wake.After(now) {
 			due = append(due, st)
 		} else if wake.IsZero() || st.wake.Before(wake) {
@@ -302,6 +309,13 @@ func (s *Scheduler) publish(ctx context.Context, st *state, slot time.Time, clai
 		cancel()
 		s.setWake(st, st.next, now.Add(retryAfter))
 		return
+	}
+	if s.o.Source != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := s.o.Source.Sent(rctx, st.e, slot); err != nil {
+			s.o.Logger.Error("beat: cannot record the run in the schedule source", "entry", st.e.Name, "error", err)
+		}
+		cancel()
 	}
 	next := st.sched.Next(slot)
 	s.setWake(st, next, next)

@@ -22,8 +22,18 @@ import (
 
 // Banner writes beat's start banner to out, as `celery beat` prints its own: the local time now,
 // the broker of cfg and the state store of st (passwords redacted), the timezone loc, the missed
-// runs policy and the lock TTL.
+// runs policy and the lock TTL. With another scheduler than Celery's default (st.Scheduler), it
+// names the scheduler and shows st.StateURL as where that scheduler keeps the schedule and its
+// state (django-celery-beat's database), without the Redis prefix and lock TTL.
 func Banner(out io.Writer, now time.Time, cfg celery.Config, st beat.Settings, loc *time.Location) error {
+	if !beat.IsDefaultScheduler(st.Scheduler) {
+		_, err := fmt.Fprintf(out, "celery beat (forumads Go beat, Celery 5.2 protocol) is starting.\n"+
+			"__    -    ... __   -        _\nLocalTime -> %s\nConfiguration ->\n    . broker -> %s\n"+
+			"    . scheduler -> %s\n    . db -> %s\n    . timezone -> %s\n    . missed runs -> %s\n",
+			now.Format("2006-01-02 15:04:05"), wiring.Redacted(cfg.BrokerURL), st.Scheduler,
+			wiring.Redacted(st.StateURL), loc, st.MissedRuns)
+		return err
+	}
 	_, err := fmt.Fprintf(out, "celery beat (forumads Go beat, Celery 5.2 protocol) is starting.\n"+
 		"__    -    ... __   -        _\nLocalTime -> %s\nConfiguration ->\n    . broker -> %s\n"+
 		"    . state -> %s (prefix %s)\n    . timezone -> %s\n    . missed runs -> %s\n    . lock ttl -> %s\n",

@@ -7,7 +7,8 @@ Environment:
     DJANGO_DB_PATH        the SQLite database file (default db.sqlite3 beside manage.py)
     DJANGO_DATABASE_URL   postgres://user:password@host:port/name[?search_path=schema]: use this
                           PostgreSQL database (python3-psycopg2) instead of SQLite, e.g. the one the
-                          Go worker's django-db result backend writes (its database_url)
+                          Go worker's django-db result backend writes (its database_url) and the Go
+                          beat reads django-celery-beat's tables from
     FORUMADS_CONFIG, CELERY_BROKER_URL, CELERY_RESULT_BACKEND: see forumads_site/celeryconfig.py
 """
 import os
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "celery_progress",
     "feeds.apps.FeedsConfig",
     "django_celery_results",
+    "django_celery_beat",
 ]
 
 MIDDLEWARE = [
