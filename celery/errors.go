@@ -125,6 +125,22 @@ type ExcTyper interface{ ExcType() string }
 // exception; any module Python has not imported makes Celery synthesize a class of that name.
 type ExcModuler interface{ ExcModule() string }
 
+// ExcArgser gives the exception's arguments (Python's exc.args, stored as exc_message) when they
+// are not the one message string: an exception raised with several arguments, such as
+// ExpectedException("Task expected to fail", "test"), compares equal in Python only with all of them.
+type ExcArgser interface{ ExcArgs() []any }
+
+// excArgs is the exc_message of err: its ExcArgs, else [message].
+func excArgs(err error, message string) []any {
+	var a ExcArgser
+	if errors.As(err, &a) {
+		if args := a.ExcArgs(); args != nil {
+			return args
+		}
+	}
+	return []any{message}
+}
+
 // goExcModule is the exc_module of Go errors without an ExcModule method: not a Python module,
 // so Celery 5.2 creates an exception class named after the Go type.
 const goExcModule = "go"

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/forumads/forumads/celery/protocol"
 )
 
 // Request is the metadata of one task execution, Celery's task.request.
@@ -28,6 +30,16 @@ type Request struct {
 	// Headers holds the custom headers the sender added (everything that is not Celery's own).
 	Headers      map[string]any
 	DeliveryInfo DeliveryInfo
+	// Properties are the message's delivery properties as Celery's task.request.properties shows
+	// them: correlation_id, reply_to, delivery_mode, priority (when set), content_type,
+	// content_encoding and app_id (when set).
+	Properties map[string]any
+	// Embed is the message's canvas: its link callbacks and errbacks, the rest of its chain and its
+	// chord body (task.request.callbacks, errbacks, chain, chord); canvas.Sender.Replace carries it
+	// over to a replacement.
+	Embed protocol.Embed
+	// ReplacedTaskNesting is how many times the task was replaced (the replaced_task_nesting header).
+	ReplacedTaskNesting int
 
 	state stateWriter
 }

@@ -252,6 +252,7 @@ func (w *Worker) request(j *job) *Request {
 			Priority: j.d.Priority, Redelivered: j.d.Redelivered},
 		state: w,
 	}
+	r.Properties, r.Embed, r.ReplacedTaskNesting = requestProperties(j.d.Envelope), m.Embed, replacedNesting(m)
 	return r
 }
 

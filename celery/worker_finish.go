@@ -303,7 +303,7 @@ func exceptionInfo(err error) (protocol.ExceptionInfo, string) {
 		tb += p.Stack
 	}
 	tb += typ + ": " + msg + "\n"
-	return protocol.ExceptionInfo{Type: typ, Module: mod, Message: []any{msg}}, tb
+	return protocol.ExceptionInfo{Type: typ, Module: mod, Message: excArgs(err, msg)}, tb
 }
 
 func exceptionJSON(typ, module, msg string) json.RawMessage {

@@ -38,12 +38,29 @@ func (a *Applier) applyChain(sig Signature, in Incoming) ([]Outgoing, Result, er
 	if len(steps) == 0 {
 		return nil, Result{}, fmt.Errorf("canvas: empty chain")
 	}
-	// Chain-level options (queue, ...) apply to every step, unless set there.
+	// Chain-level options (queue, ...) apply to every step, unless set there; as Celery's
+	// chain.run does, its link callbacks are added to the last step and its errbacks to every step.
+	links, err := sig.signatureList("link")
+	if err != nil {
+		return nil, Result{}, err
+	}
+	errbacks, err := sig.signatureList("link_error")
+	if err != nil {
+		return nil, Result{}, err
+	}
 	for i := range steps {
 		for _, k := range sig.OptionsOrder {
-			if _, ok := steps[i].Options[k]; !ok && k != "task_id" {
+			if _, ok := steps[i].Options[k]; !ok && k != "task_id" && k != "link" && k != "link_error" {
 				steps[i] = steps[i].clone()
 				steps[i].setRaw(k, sig.Options[k])
+			}
+		}
+		for _, eb := range errbacks {
+			steps[i] = steps[i].LinkError(FromProtocol(eb))
+		}
+		if i == len(steps)-1 {
+			for _, cb := range links {
+				steps[i] = steps[i].Link(FromProtocol(cb))
 			}
 		}
 		if steps[i], err = a.Freeze(steps[i]); err != nil {
