@@ -239,7 +239,6 @@ func (e *indexError) Error() string     { return e.msg }
 func (e *indexError) ExcType() string   { return "IndexError" }
 func (e *indexError) ExcModule() string { return "builtins" }
 
-
 func accumulate(_ context.Context, t *celery.Task[accumulateArgs]) (json.RawMessage, error) {
 	if t.Args.Index == nil {
 		return json.Marshal(orEmpty(t.Args.Args))
@@ -260,4 +259,3 @@ func orEmpty(a []json.RawMessage) []json.RawMessage {
 	}
 	return a
 }
-

@@ -123,7 +123,9 @@ type xArgs struct {
 	X json.RawMessage `celery:"x"`
 }
 
-func identity(_ context.Context, t *celery.Task[xArgs]) (json.RawMessage, error) { return t.Args.X, nil }
+func identity(_ context.Context, t *celery.Task[xArgs]) (json.RawMessage, error) {
+	return t.Args.X, nil
+}
 
 type addArgs struct {
 	X json.RawMessage `celery:"x"`
