@@ -64,7 +64,10 @@ func newHarness(t *testing.T) harness {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // wait returns the final meta of id.
 func (h harness) wait(t *testing.T, id string) protocol.ResultMeta {
