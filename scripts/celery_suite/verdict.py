@@ -34,31 +34,43 @@ def expected(path, worker):
     return out
 
 
+def outcome(case):
+    """One junit testcase entry's outcome (a test with subtests has several entries)."""
+    if case.find("failure") is not None:
+        return "failed"
+    if case.find("error") is not None:
+        return "errors"
+    sk = case.find("skipped")
+    if sk is not None:
+        return "xfailed" if sk.get("type") == "pytest.xfail" else "skipped"
+    return "passed"
+
+
+# A test's outcome over its entries: any failure (a failed subtest included) fails it.
+RANK = {"failed": 4, "errors": 3, "passed": 2, "xfailed": 1, "skipped": 0}
+
+
 def main():
     report, listfile, worker = sys.argv[1:4]
     allowed = expected(listfile, worker)
-    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    bad, known, seen_ok = [], [], set()
+    tests = {}
     for case in ET.parse(report).getroot().iter("testcase"):
-        nid = nodeid(case)
-        if case.find("failure") is not None:
-            counts["failed"] += 1
-            (known if nid in allowed else bad).append(nid)
-        elif case.find("error") is not None:
-            counts["errors"] += 1
-            (known if nid in allowed else bad).append(nid)
-        elif case.find("skipped") is not None:
-            counts["skipped"] += 1
-        else:
-            counts["passed"] += 1
-            seen_ok.add(nid)
-    print("celery-suite (%s worker): %d passed, %d failed, %d errors, %d skipped"
-          % (worker, counts["passed"], counts["failed"], counts["errors"], counts["skipped"]))
-    for nid in sorted(set(known)):
+        nid, o = nodeid(case), outcome(case)
+        if nid not in tests or RANK[o] > RANK[tests[nid]]:
+            tests[nid] = o
+    counts = {k: 0 for k in RANK}
+    for o in tests.values():
+        counts[o] += 1
+    print("celery-suite (%s worker): %d tests: %d passed, %d failed, %d errors, %d skipped, %d xfailed"
+          % (worker, len(tests), counts["passed"], counts["failed"], counts["errors"], counts["skipped"],
+             counts["xfailed"]))
+    failing = {nid for nid, o in tests.items() if o in ("failed", "errors")}
+    for nid in sorted(failing & set(allowed)):
         print("  expected failure: %s (%s)" % (nid, allowed[nid]))
-    for nid in sorted(set(allowed) & seen_ok):
+    for nid in sorted(nid for nid in allowed if tests.get(nid) == "passed"):
         print("  listed as expected to fail but passed: %s" % nid)
-    for nid in sorted(set(bad)):
+    bad = sorted(failing - set(allowed))
+    for nid in bad:
         print("  UNEXPECTED FAILURE: %s" % nid)
     return 1 if bad else 0
 
