@@ -301,6 +301,13 @@ func (a *Applier) applyTask(sig Signature, in Incoming) (Outgoing, error) {
 		return Outgoing{}, err
 	}
 	msg.Embed.Chain = in.Chain
+	if in.Chain == nil {
+		// A chain option (what Celery's chord.run leaves on a chord body followed by more steps)
+		// is the rest of a chain, sent as embed.chain as apply_async(chain=...) does.
+		if msg.Embed.Chain, err = sig.signatureList("chain"); err != nil {
+			return Outgoing{}, err
+		}
+	}
 	msg.Embed.Chord = in.Chord
 	if in.Chord == nil {
 		if raw, ok := sig.Options["chord"]; ok && !isNull(raw) {

@@ -128,6 +128,13 @@ def celery_session_worker(request, celery_session_app, celery_includes, celery_c
         print("the %s worker exited with %s (log: %s)" % (WORKER, proc.returncode, log_path))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _suite_worker_for_every_test(celery_session_worker):
+    """The worker lives through the whole session, so that tests that call tasks without asking
+    for a fixture (test_link_error, test_task_retried, ...) have one too."""
+    yield celery_session_worker
+
+
 # The suite's conftest.py does `from celery.contrib.pytest import celery_session_worker`.
 celery_pytest.celery_session_worker = celery_session_worker
 
