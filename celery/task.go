@@ -103,6 +103,9 @@ type TaskOptions struct {
 	RetryJitter     *bool
 	// Queue is where clients of this registry send the task when no route says otherwise.
 	Queue string
+	// RequestErrback marks the task as a "new-style" errback, taking (request, exc, traceback)
+	// instead of the failed task's id (see canvas.Applier.Errbacks).
+	RequestErrback bool
 }
 
 // TaskOption sets one of the TaskOptions.
@@ -162,6 +165,11 @@ func RetryBackoffMax(d time.Duration) TaskOption {
 
 // RetryJitter randomises automatic retry backoff (default true).
 func RetryJitter(v bool) TaskOption { return func(o *TaskOptions) { o.RetryJitter = ptr(v) } }
+
+// RequestErrback marks the task as a new-style errback: used as a link_error of a task that fails
+// on a Go worker, it gets (request, exc, traceback), the failed task's request as a dict, as
+// Celery calls such errbacks.
+func RequestErrback() TaskOption { return func(o *TaskOptions) { o.RequestErrback = true } }
 
 // Queue sets the default queue clients send this task to.
 func Queue(name string) TaskOption { return func(o *TaskOptions) { o.Queue = name } }

@@ -211,6 +211,10 @@ func run(args []string, stderr io.Writer) int {
 		// chords count their parts in the Redis result backend, so they need one.
 		sender, err := canvas.NewSender(cfg, br, backend)
 		if err == nil {
+			sender.Applier().RequestErrback = func(task string) bool {
+				o, ok := reg.Options(task)
+				return ok && o.RequestErrback
+			}
 			opts.Canvas, err = canvas.NewWorkerCanvas(sender, backend)
 		}
 		if err != nil {

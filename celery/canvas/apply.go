@@ -65,6 +65,9 @@ type Applier struct {
 	NewID   func() string
 	// Now is the clock for eta options given as datetimes (nil: time.Now).
 	Now func() time.Time
+	// RequestErrback reports whether an errback task is a "new-style" one, taking (request, exc,
+	// traceback) (nil: none is). See [Applier.Errbacks].
+	RequestErrback func(task string) bool
 }
 
 // Incoming is the context a signature is applied in: what the caller adds

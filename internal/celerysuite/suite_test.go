@@ -41,6 +41,10 @@ func newHarness(t *testing.T) harness {
 	if err := Register(reg, Deps{Sender: sender, Redis: testenv.Redis(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
 		t.Fatal(err)
 	}
+	sender.Applier().RequestErrback = func(task string) bool {
+		o, ok := reg.Options(task)
+		return ok && o.RequestErrback
+	}
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
 		out = tWriter{t}
@@ -202,6 +206,28 @@ func TestRedisTasksAndErrbacks(t *testing.T) {
 		n, _ := rc.Get(context.Background(), res.ID).Int()
 		return n == 1
 	}, "errback_old_style did not count the failed task's id %s", res.ID)
+
+	// A new-style errback gets the failed task's request: it counts under request.id too.
+	res = h.send(t, s("fail").LinkError(s("errback_new_style")))
+	testenv.DeleteKeysAtCleanup(t, rc, res.ID)
+	h.wait(t, res.ID)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		n, _ := rc.Get(context.Background(), res.ID).Int()
+		return n == 1
+	}, "errback_new_style did not count the failed task's id %s", res.ID)
+
+	// In a failed chord, the body's errbacks run with the body's id.
+	bodyID := celery.NewID()
+	testenv.DeleteKeysAtCleanup(t, rc, bodyID)
+	chord := canvas.Chord(canvas.Group(s("fail")), s("identity").TaskID(bodyID)).LinkError(s("errback_new_style"))
+	h.send(t, chord)
+	if m := h.wait(t, bodyID); m.Status != protocol.StateFailure || !strings.Contains(string(m.Result), "ChordError") {
+		t.Errorf("chord body: %s %s, want a ChordError FAILURE", m.Status, m.Result)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		n, _ := rc.Get(context.Background(), bodyID).Int()
+		return n == 1
+	}, "errback_new_style did not count the chord body's id %s", bodyID)
 }
 
 // TestBuildChainInsideTask returns the chain's AsyncResult tuple: [[id, parent tuple], null].

@@ -105,6 +105,7 @@ func Register(reg *celery.Registry, d Deps) error {
 			celery.AutoRetry(isValueError, time.Second)),
 		celery.RegisterE(reg, name("rebuild_signature"), rebuildSignature),
 		celery.RegisterE(reg, name("errback_old_style"), s.errbackOldStyle),
+		celery.RegisterE(reg, name("errback_new_style"), s.errbackNewStyle, celery.RequestErrback()),
 	}
 	for n, build := range nestedSignatures {
 		regs = append(regs, celery.RegisterE(reg, name("return_nested_signature_"+n), returnSignature(build)))
@@ -562,4 +563,21 @@ func (s *suite) errbackOldStyle(ctx context.Context, t *celery.Task[requestIDArg
 		return "", err
 	}
 	return t.Args.RequestID, nil
+}
+
+type errbackArgs struct {
+	Request struct {
+		ID string `json:"id"`
+	} `celery:"request"`
+	Exc json.RawMessage `celery:"exc"`
+	TB  json.RawMessage `celery:"tb"`
+}
+
+// errbackNewStyle is errback_new_style(request, exc, tb): it counts under request.id and returns
+// it. Registered as a new-style errback, so a failing task's Go worker gives it the request.
+func (s *suite) errbackNewStyle(ctx context.Context, t *celery.Task[errbackArgs]) (string, error) {
+	if err := s.Redis.Incr(ctx, t.Args.Request.ID).Err(); err != nil {
+		return "", err
+	}
+	return t.Args.Request.ID, nil
 }
