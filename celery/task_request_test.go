@@ -1,39 +1,11 @@
 package celery
 
 import (
-	"errors"
-	"fmt"
 	"reflect"
 	"testing"
 
 	"github.com/forumads/forumads/celery/protocol"
 )
-
-type argsError struct{ args []any }
-
-func (e *argsError) Error() string   { return fmt.Sprint(e.args...) }
-func (e *argsError) ExcType() string { return "ExpectedException" }
-func (e *argsError) ExcArgs() []any  { return e.args }
-
-func TestExceptionInfoArgs(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		err  error
-		want []any
-	}{
-		{"one message", errors.New("boom"), []any{"boom"}},
-		{"several args", &argsError{[]any{"Task expected to fail", "test"}}, []any{"Task expected to fail", "test"}},
-		{"no args", &argsError{[]any{}}, []any{}},
-		{"nil args fall back to the message", &argsError{nil}, []any{""}},
-		{"wrapped", fmt.Errorf("ctx: %w", &argsError{[]any{1}}), []any{1}},
-	} {
-		info, _ := exceptionInfo(tc.err)
-		if !reflect.DeepEqual(info.Message, tc.want) {
-			t.Errorf("%s: exc_message %#v, want %#v", tc.name, info.Message, tc.want)
-		}
-	}
-}
 
 func TestRequestProperties(t *testing.T) {
 	t.Parallel()
