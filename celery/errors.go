@@ -125,6 +125,11 @@ type ExcTyper interface{ ExcType() string }
 // exception; any module Python has not imported makes Celery synthesize a class of that name.
 type ExcModuler interface{ ExcModule() string }
 
+// ExcArgser gives the exception's arguments (Python's exc.args, stored as exc_message) when they
+// are not the one message string: an exception raised with several arguments, such as
+// ExpectedException("Task expected to fail", "test"), compares equal in Python only with all of them.
+type ExcArgser interface{ ExcArgs() []any }
+
 // goExcModule is the exc_module of Go errors without an ExcModule method: not a Python module,
 // so Celery 5.2 creates an exception class named after the Go type.
 const goExcModule = "go"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/internal/engine"
+	"github.com/forumads/forumads/celery/protocol"
 )
 
 // Request is the metadata of one task execution, Celery's task.request.
@@ -30,6 +31,16 @@ type Request struct {
 	// Headers holds the custom headers the sender added (everything that is not Celery's own).
 	Headers      map[string]any
 	DeliveryInfo DeliveryInfo
+	// Properties are the message's delivery properties as Celery's task.request.properties shows
+	// them: correlation_id, reply_to, delivery_mode, priority (when set), content_type,
+	// content_encoding and app_id (when set).
+	Properties map[string]any
+	// Embed is the message's canvas: its link callbacks and errbacks, the rest of its chain and its
+	// chord body (task.request.callbacks, errbacks, chain, chord); canvas.Sender.Replace carries it
+	// over to a replacement.
+	Embed protocol.Embed
+	// ReplacedTaskNesting is how many times the task was replaced (the replaced_task_nesting header).
+	ReplacedTaskNesting int
 
 	state stateWriter
 }
@@ -93,6 +104,9 @@ type TaskOptions struct {
 	RetryJitter     *bool
 	// Queue is where clients of this registry send the task when no route says otherwise.
 	Queue string
+	// RequestErrback marks the task as a "new-style" errback, taking (request, exc, traceback)
+	// instead of the failed task's id (see canvas.Applier.Errbacks).
+	RequestErrback bool
 }
 
 // TaskOption sets one of the TaskOptions.
@@ -152,6 +166,11 @@ func RetryBackoffMax(d time.Duration) TaskOption {
 
 // RetryJitter randomises automatic retry backoff (default true).
 func RetryJitter(v bool) TaskOption { return func(o *TaskOptions) { o.RetryJitter = ptr(v) } }
+
+// RequestErrback marks the task as a new-style errback: used as a link_error of a task that fails
+// on a Go worker, it gets (request, exc, traceback), the failed task's request as a dict, as
+// Celery calls such errbacks.
+func RequestErrback() TaskOption { return func(o *TaskOptions) { o.RequestErrback = true } }
 
 // Queue sets the default queue clients send this task to.
 func Queue(name string) TaskOption { return func(o *TaskOptions) { o.Queue = name } }

@@ -2,7 +2,8 @@
 # test.sh runs the whole test suite: it starts the services the tests need, checks formatting,
 # go vet and staticcheck, runs every test with the race detector (unit, fixture golden tests,
 # integration against the real RabbitMQ/Redis/PostgreSQL, interoperability with Debian's Python
-# Celery 5.2), then gives every fuzz target a short run. FUZZTIME (default 30000x: iterations,
+# Celery 5.2), then Celery's own integration suite against Go workers (scripts/celery-suite.sh),
+# then gives every fuzz target a short run. FUZZTIME (default 30000x: iterations,
 # not seconds, so that a run never ends mid-input with a spurious "context deadline exceeded") sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ staticcheck ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+echo "== Celery's own integration suite against Go workers (scripts/celery-suite.sh)"
+SUITE_DESELECT_EXPECTED=1 ./scripts/celery-suite.sh
 
 echo "== fuzz (${FUZZTIME:-30000x} per target)"
 for pkg in $(go list ./...); do

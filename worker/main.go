@@ -53,6 +53,8 @@ type flags struct {
 	taskEvents, withoutHeartbeat, withoutMingle, withoutGossip bool
 	heartbeat                                                  time.Duration
 	metricsAddr                                                string
+	// suiteTasks loads Celery's integration-suite task set (internal/celerysuite).
+	suiteTasks bool
 }
 
 // metricsAddrDefault is --metrics-addr's default: WORKER_METRICS_ADDR if set (even empty), else
@@ -90,6 +92,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	var hb float64
 	fs.Float64Var(&hb, "heartbeat-interval", events.DefaultFreq.Seconds(), "seconds between worker-heartbeat events")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", metricsAddrDefault(), `serve /metrics and /healthz on host:port ("" = off)`)
+	fs.BoolVar(&f.suiteTasks, "suite-tasks", false, "also register the task set of Celery's integration suite (t.integration.tasks.*; tests only)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -180,6 +183,19 @@ func run(args []string, stderr io.Writer) int {
 	}
 	defer set.Close()
 	reg := set.Registry
+	// Celery's built-in tasks that canvases sent from Go tasks use (celery.accumulate).
+	if err := canvas.RegisterBuiltins(reg); err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	if f.suiteTasks {
+		closeSuite, err := registerSuite(reg, cfg, br, backend, log)
+		if err != nil {
+			log.Error(err.Error())
+			return 1
+		}
+		defer closeSuite()
+	}
 
 	var queues []string
 	for _, q := range strings.Split(f.queues, ",") {
@@ -195,6 +211,10 @@ func run(args []string, stderr io.Writer) int {
 		// chords count their parts in the Redis result backend, so they need one.
 		sender, err := canvas.NewSender(cfg, br, backend)
 		if err == nil {
+			sender.Applier().RequestErrback = func(task string) bool {
+				o, ok := reg.Options(task)
+				return ok && o.RequestErrback
+			}
 			opts.Canvas, err = canvas.NewWorkerCanvas(sender, backend)
 		}
 		if err != nil {

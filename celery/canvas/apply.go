@@ -65,6 +65,9 @@ type Applier struct {
 	NewID   func() string
 	// Now is the clock for eta options given as datetimes (nil: time.Now).
 	Now func() time.Time
+	// RequestErrback reports whether an errback task is a "new-style" one, taking (request, exc,
+	// traceback) (nil: none is). See [Applier.Errbacks].
+	RequestErrback func(task string) bool
 }
 
 // Incoming is the context a signature is applied in: what the caller adds
@@ -301,6 +304,13 @@ func (a *Applier) applyTask(sig Signature, in Incoming) (Outgoing, error) {
 		return Outgoing{}, err
 	}
 	msg.Embed.Chain = in.Chain
+	if in.Chain == nil {
+		// A chain option (what Celery's chord.run leaves on a chord body followed by more steps)
+		// is the rest of a chain, sent as embed.chain as apply_async(chain=...) does.
+		if msg.Embed.Chain, err = sig.signatureList("chain"); err != nil {
+			return Outgoing{}, err
+		}
+	}
 	msg.Embed.Chord = in.Chord
 	if in.Chord == nil {
 		if raw, ok := sig.Options["chord"]; ok && !isNull(raw) {

@@ -38,12 +38,29 @@ func (a *Applier) applyChain(sig Signature, in Incoming) ([]Outgoing, Result, er
 	if len(steps) == 0 {
 		return nil, Result{}, fmt.Errorf("canvas: empty chain")
 	}
-	// Chain-level options (queue, ...) apply to every step, unless set there.
+	// Chain-level options (queue, ...) apply to every step, unless set there; as Celery's
+	// chain.run does, its link callbacks are added to the last step and its errbacks to every step.
+	links, err := sig.signatureList("link")
+	if err != nil {
+		return nil, Result{}, err
+	}
+	errbacks, err := sig.signatureList("link_error")
+	if err != nil {
+		return nil, Result{}, err
+	}
 	for i := range steps {
 		for _, k := range sig.OptionsOrder {
-			if _, ok := steps[i].Options[k]; !ok && k != "task_id" {
+			if _, ok := steps[i].Options[k]; !ok && k != "task_id" && k != "link" && k != "link_error" && k != "chain" {
 				steps[i] = steps[i].clone()
 				steps[i].setRaw(k, sig.Options[k])
+			}
+		}
+		for _, eb := range errbacks {
+			steps[i] = steps[i].LinkError(FromProtocol(eb))
+		}
+		if i == len(steps)-1 {
+			for _, cb := range links {
+				steps[i] = steps[i].Link(FromProtocol(cb))
 			}
 		}
 		if steps[i], err = a.Freeze(steps[i]); err != nil {
@@ -75,9 +92,33 @@ func (a *Applier) applyChain(sig Signature, in Incoming) ([]Outgoing, Result, er
 		first = Chord(h, Chain(append([]Signature{body}, rest...)...))
 		rest = nil
 	}
-	chainRest := make([]protocol.Signature, 0, len(rest))
+	// A chain option holds steps that run after this chain's own (reversed, as embed.chain).
+	later, err := sig.signatureList("chain")
+	if err != nil {
+		return nil, Result{}, err
+	}
+	chainRest := make([]protocol.Signature, 0, len(rest)+len(later))
+	chainRest = append(chainRest, later...)
 	for i := len(rest) - 1; i >= 0; i-- {
 		chainRest = append(chainRest, rest[i].Signature)
+	}
+	if first.SubtaskType == TypeChord && len(chainRest) > 0 {
+		// The steps after a chord run after its body, as Celery's chord.run leaves them on it.
+		body, err := first.ChordBody()
+		if err != nil {
+			return nil, Result{}, err
+		}
+		h, err := first.ChordHeader()
+		if err != nil {
+			return nil, Result{}, err
+		}
+		items := make([]json.RawMessage, len(chainRest))
+		for i := range chainRest {
+			items[i] = mustJSON(FromProtocol(chainRest[i]))
+		}
+		b := body.clone()
+		b.setRaw("chain", joinList(items))
+		first, chainRest = Chord(h, b), nil
 	}
 	sub := in
 	if len(chainRest) > 0 {

@@ -112,25 +112,76 @@ func (a *Applier) callbacks(msg *protocol.TaskMessage, retval json.RawMessage) (
 
 // Errbacks returns msg's link_error errbacks after it failed, published as
 // Celery publishes "old-style" errbacks: one group (fresh group id) with
-// args [failedID], parent_id = failedID, root_id = msg's root. (A Python
-// worker calls errbacks taking (request, exc, traceback) in-process; a Go
-// worker cannot, so it publishes every errback.) Celery publishes nothing
-// for a chord header member unless task_allow_error_cb_on_chord_header;
-// pass allowOnChordHeader accordingly.
+// args [failedID], parent_id = failedID, root_id = msg's root. Celery
+// publishes nothing for a chord header member unless
+// task_allow_error_cb_on_chord_header; pass allowOnChordHeader accordingly.
+//
+// A Python worker calls "new-style" errbacks, tasks taking (request, exc,
+// traceback), in its own process. A Go worker cannot call a Python function,
+// so an errback whose task RequestErrback reports as new-style (a Go task
+// registered so) is published on its own with args [request, exc, traceback]:
+// the failed task's request as a dict (id, task, args, kwargs, root_id,
+// parent_id, group, group_index, retries), its exception when known (else
+// None) and None for the traceback. An immutable errback keeps its own args.
 func (a *Applier) Errbacks(msg *protocol.TaskMessage, failedID string, allowOnChordHeader bool) ([]Outgoing, error) {
+	return a.ErrbacksWith(msg, failedID, nil, allowOnChordHeader)
+}
+
+// ErrbacksWith is Errbacks with the failed task's exception (its result JSON, nil: unknown), which
+// new-style errbacks receive.
+func (a *Applier) ErrbacksWith(msg *protocol.TaskMessage, failedID string, exc json.RawMessage, allowOnChordHeader bool) ([]Outgoing, error) {
 	if len(msg.Embed.Errbacks) == 0 || (msg.Embed.Chord != nil && !allowOnChordHeader) {
 		return nil, nil
 	}
-	sigs := make([]Signature, len(msg.Embed.Errbacks))
-	for i, e := range msg.Embed.Errbacks {
-		sigs[i] = FromProtocol(e)
+	var old []Signature
+	var outs []Outgoing
+	for _, e := range msg.Embed.Errbacks {
+		sig := FromProtocol(e)
+		if a.RequestErrback == nil || sig.Immutable || !a.RequestErrback(sig.Task) {
+			old = append(old, sig)
+			continue
+		}
+		req, err := errbackRequest(msg, failedID)
+		if err != nil {
+			return nil, fmt.Errorf("canvas: errbacks of task %s: %w", msg.ID, err)
+		}
+		in := Incoming{Args: []json.RawMessage{req, orNull(exc), json.RawMessage("null")}, ParentID: failedID, RootID: rootOf(msg)}
+		o, _, err := a.Apply(sig, in)
+		if err != nil {
+			return nil, fmt.Errorf("canvas: errbacks of task %s: %w", msg.ID, err)
+		}
+		outs = append(outs, o...)
+	}
+	if len(old) == 0 {
+		return outs, nil
 	}
 	in := Incoming{Args: []json.RawMessage{quote(failedID)}, ParentID: failedID, RootID: rootOf(msg)}
-	outs, _, err := a.Apply(Group(sigs...), in)
+	o, _, err := a.Apply(Group(old...), in)
 	if err != nil {
 		return nil, fmt.Errorf("canvas: errbacks of task %s: %w", msg.ID, err)
 	}
-	return outs, nil
+	return append(o, outs...), nil
+}
+
+// errbackRequest is the request dict a new-style errback gets.
+func errbackRequest(msg *protocol.TaskMessage, failedID string) (json.RawMessage, error) {
+	args := msg.Args
+	if args == nil {
+		args = []json.RawMessage{}
+	}
+	kwargs := msg.Kwargs
+	if kwargs == nil {
+		kwargs = map[string]json.RawMessage{}
+	}
+	orNone := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
+	}
+	return json.Marshal(map[string]any{"id": failedID, "task": orNone(msg.Task), "args": args, "kwargs": kwargs,
+		"root_id": orNone(rootOf(msg)), "parent_id": orNone(msg.ParentID), "group": orNone(msg.GroupID),
+		"group_index": msg.GroupIndex, "retries": msg.Retries})
 }
 
 // ChordBody returns the chord body applied with args [results] (the header

@@ -159,7 +159,7 @@ func (wc *WorkerCanvas) completed(msg *protocol.TaskMessage, body protocol.Signa
 		return done
 	}
 	bodyMsg := &protocol.TaskMessage{ID: bodyID, RootID: rootOf(msg), Embed: protocol.Embed{Errbacks: ebs}}
-	outs, err := a.Errbacks(bodyMsg, bodyID, false)
+	outs, err := a.ErrbacksWith(bodyMsg, bodyID, done.BodyFailure.Result, false)
 	if err != nil {
 		done.Err = err
 		return done

@@ -25,6 +25,7 @@ type Envelope struct {
 	DeliveryMode  uint8  // 2 = persistent, 1 = transient
 	Priority      uint8
 	Expiration    string // per-message TTL in ms as a decimal string, "" = none
+	AppID         string // the app_id property (apply_async(app_id=...)); "" = none
 }
 
 // TaskMessage is one Celery task message, protocol 1 or 2, in a broker-neutral

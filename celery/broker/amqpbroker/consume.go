@@ -371,6 +371,7 @@ func envelope(d *amqp.Delivery) protocol.Envelope {
 		DeliveryMode:    d.DeliveryMode,
 		Priority:        d.Priority,
 		Expiration:      d.Expiration,
+		AppID:           d.AppId,
 	}
 }
 

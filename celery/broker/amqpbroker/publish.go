@@ -81,6 +81,7 @@ func amqpPublishing(p *broker.Publishing) amqp.Publishing {
 		CorrelationId:   p.CorrelationID,
 		ReplyTo:         p.ReplyTo,
 		Expiration:      p.Expiration,
+		AppId:           p.AppID,
 		Timestamp:       p.Timestamp,
 		Body:            p.Body,
 	}

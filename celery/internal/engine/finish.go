@@ -287,7 +287,19 @@ func (w *Engine) exceptionInfo(err error) (protocol.ExceptionInfo, string) {
 	}
 	tb += stack
 	tb += typ + ": " + msg + "\n"
-	return protocol.ExceptionInfo{Type: typ, Module: mod, Message: []any{msg}}, tb
+	return protocol.ExceptionInfo{Type: typ, Module: mod, Message: excArgs(err, msg)}, tb
+}
+
+// excArgs is the exc_message of err: the args its ExcArgs method gives (the root's ExcArgser,
+// for an exception raised with several arguments), else [message].
+func excArgs(err error, message string) []any {
+	var a interface{ ExcArgs() []any }
+	if errors.As(err, &a) {
+		if args := a.ExcArgs(); args != nil {
+			return args
+		}
+	}
+	return []any{message}
 }
 
 func exceptionJSON(typ, module, msg string) json.RawMessage {

@@ -92,6 +92,7 @@ type TaskOptions struct {
 	RetryBackoffMax          time.Duration
 	RetryJitter              *bool
 	Queue                    string
+	RequestErrback           bool // the root's TaskOptions.RequestErrback (canvas reads it; the engine does not)
 }
 
 // Task is a registered task as the engine runs it.
