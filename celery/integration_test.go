@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -61,20 +60,14 @@ func setup(t *testing.T, register func(*celery.Registry), mutate func(*celery.Co
 	if register != nil {
 		register(b.reg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	log := workertest.Logger(t)
 	wbr, err := amqpbroker.New(b.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-worker"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = wbr.Close() }) // after b.stop: Run does not close it
-	b.worker, err = celery.NewWorker(celery.WorkerOptions{Config: b.cfg, Registry: b.reg, Broker: wbr,
+	b.worker = workertest.New(t, celery.WorkerOptions{Config: b.cfg, Registry: b.reg, Broker: wbr,
 		Backend: b.backend, Hostname: "celery@test", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cbr, err := amqpbroker.New(b.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-client"})
 	if err != nil {
 		t.Fatal(err)
@@ -84,33 +77,9 @@ func setup(t *testing.T, register func(*celery.Registry), mutate func(*celery.Co
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.worker.Run(ctx) }()
-	var once atomic.Bool
-	b.stop = func() {
-		if once.Swap(true) {
-			return
-		}
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("worker.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("worker did not stop within 30s")
-		}
-	}
-	t.Cleanup(b.stop)
+	run := workertest.Start(t, context.Background(), b.worker, 30*time.Second)
+	b.stop = func() { run.Stop(t) }
 	return b
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

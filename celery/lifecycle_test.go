@@ -14,6 +14,7 @@ import (
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -28,14 +29,14 @@ type lifecycle struct {
 	client  *celery.Client
 	backend *redisbackend.Backend
 	logs    *logWatch
-	runErr  chan error
+	running *workertest.Running
 }
 
 // newLifecycle makes a worker (acks_late, concurrency 4) on a queue of its own without running
 // it; register adds the tasks, mutate edits the config.
 func newLifecycle(t *testing.T, register func(*celery.Registry), mutate func(*celery.Config)) *lifecycle {
 	t.Helper()
-	l := &lifecycle{t: t, queue: testenv.Name(t, "life"), logs: &logWatch{}, runErr: make(chan error, 1)}
+	l := &lifecycle{t: t, queue: testenv.Name(t, "life"), logs: &logWatch{}}
 	testenv.DeleteQueuesAtCleanup(t, l.queue, l.queue+".dlq")
 	rc := testenv.Redis(t)
 	prefix := "test:" + testenv.Suffix() + ":"
@@ -55,7 +56,7 @@ func newLifecycle(t *testing.T, register func(*celery.Registry), mutate func(*ce
 	register(reg)
 	var out io.Writer = l.logs
 	if testing.Verbose() {
-		out = io.MultiWriter(l.logs, testWriter{t})
+		out = io.MultiWriter(l.logs, workertest.Writer{T: t})
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
@@ -78,32 +79,18 @@ func newLifecycle(t *testing.T, register func(*celery.Registry), mutate func(*ce
 	return l
 }
 
-// run starts Run with ctx; its error arrives on l.runErr. At cleanup the worker is shut down
-// (cold, so a stuck test cannot hang) and Run awaited.
+// run starts Run with ctx (l.stopped waits for its result). At cleanup the worker is shut down
+// cold, so a stuck test cannot hang, and Run awaited.
 func (l *lifecycle) run(ctx context.Context) {
-	go func() { l.runErr <- l.worker.Run(ctx) }()
-	l.t.Cleanup(func() {
-		l.worker.Terminate()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := l.worker.Shutdown(ctx); err != nil {
-			l.t.Errorf("worker did not stop at cleanup: %v", err)
-		}
-	})
+	l.running = workertest.Start(l.t, ctx, l.worker, 30*time.Second)
+	l.t.Cleanup(l.worker.Terminate) // before the harness's shutdown, which then only waits
 	testenv.Eventually(l.t, 20*time.Second, func() bool { return l.worker.Alive() == nil }, "the worker to consume")
 }
 
 // stopped waits for Run's error.
 func (l *lifecycle) stopped() error {
 	l.t.Helper()
-	select {
-	case err := <-l.runErr:
-		l.runErr <- err // for a second look
-		return err
-	case <-time.After(60 * time.Second):
-		l.t.Fatal("Run did not return within 60s")
-		return nil
-	}
+	return l.running.Wait(l.t, 60*time.Second)
 }
 
 // send sends task and returns its id.

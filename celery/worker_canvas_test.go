@@ -17,6 +17,7 @@ import (
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/canvas"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 	"github.com/forumads/forumads/tasks/diag"
@@ -47,7 +48,7 @@ func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *error
 	diag.Register(reg, diag.Deps{})
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
-		out = testWriter{t}
+		out = workertest.Writer{T: t}
 	}
 	errs := &errorLog{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(out, errs), &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -64,11 +65,8 @@ func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *error
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: backend,
+	w := workertest.New(t, celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: backend,
 		Hostname: "celery@canvas", Logger: log, Canvas: wc})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cbr, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-canvas-client"})
 	if err != nil {
 		t.Fatal(err)
@@ -78,15 +76,7 @@ func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *error
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker.Run: %v", err)
-		}
-	})
+	workertest.Start(t, context.Background(), w, 30*time.Second)
 	return s, errs, w
 }
 
