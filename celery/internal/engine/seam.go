@@ -38,6 +38,8 @@ type Options struct {
 	Events   *events.Dispatcher
 	Revokes  revoke.Store
 	Metrics  Metrics
+	// Counters are where the engine counts messages and outcomes; a nil one is the engine's own.
+	Counters Counters
 }
 
 // Settings are the worker settings the engine reads, resolved from the root's Config (defaults
