@@ -15,7 +15,6 @@ import (
 
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
-	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
@@ -41,12 +40,7 @@ func setup(t *testing.T, register func(*celery.Registry), mutate func(*celery.Co
 	b.dlq = b.queue + ".dlq"
 	testenv.DeleteQueuesAtCleanup(t, b.queue, b.dlq)
 	prefix := "test:" + testenv.Suffix() + ":"
-	t.Cleanup(func() {
-		keys, _ := b.rc.Keys(context.Background(), prefix+"*").Result()
-		if len(keys) > 0 {
-			b.rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, b.rc, prefix)
 	one := 1
 	b.cfg = celery.Config{
 		BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: b.queue, WorkerConcurrency: 4,
@@ -61,19 +55,11 @@ func setup(t *testing.T, register func(*celery.Registry), mutate func(*celery.Co
 		register(b.reg)
 	}
 	log := workertest.Logger(t)
-	wbr, err := amqpbroker.New(b.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-worker"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = wbr.Close() }) // after b.stop: Run does not close it
+	wbr := newBroker(t, log, "test-worker") // closed after b.stop: Run does not close it
 	b.worker = workertest.New(t, celery.WorkerOptions{Config: b.cfg, Registry: b.reg, Broker: wbr,
 		Backend: b.backend, Hostname: "celery@test", Logger: log})
-	cbr, err := amqpbroker.New(b.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-client"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cbr.Close() })
-	b.client, err = celery.NewClient(celery.ClientOptions{Config: b.cfg, Broker: cbr, Backend: b.backend})
+	var err error
+	b.client, err = celery.NewClient(celery.ClientOptions{Config: b.cfg, Broker: newBroker(t, log, "test-client"), Backend: b.backend})
 	if err != nil {
 		t.Fatal(err)
 	}

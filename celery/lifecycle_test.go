@@ -40,11 +40,7 @@ func newLifecycle(t *testing.T, register func(*celery.Registry), mutate func(*ce
 	testenv.DeleteQueuesAtCleanup(t, l.queue, l.queue+".dlq")
 	rc := testenv.Redis(t)
 	prefix := "test:" + testenv.Suffix() + ":"
-	t.Cleanup(func() {
-		if keys, _ := rc.Keys(context.Background(), prefix+"*").Result(); len(keys) > 0 {
-			rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, rc, prefix)
 	one, late := 1, true
 	l.cfg = celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: l.queue, WorkerConcurrency: 4,
 		WorkerPrefetchMultiplier: &one, WorkerDeadLetterQueue: l.queue + ".dlq", TaskAcksLate: late}
@@ -59,21 +55,11 @@ func newLifecycle(t *testing.T, register func(*celery.Registry), mutate func(*ce
 		out = io.MultiWriter(l.logs, workertest.Writer{T: t})
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l.wbr = newBroker(t, log, "test-lifecycle-worker")
+	l.worker = workertest.New(t, celery.WorkerOptions{Config: l.cfg, Registry: reg, Broker: l.wbr,
+		Backend: l.backend, Hostname: "celery@lifecycle", Logger: log})
 	var err error
-	if l.wbr, err = amqpbroker.New(l.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-lifecycle-worker"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.wbr.Close() })
-	if l.worker, err = celery.NewWorker(celery.WorkerOptions{Config: l.cfg, Registry: reg, Broker: l.wbr,
-		Backend: l.backend, Hostname: "celery@lifecycle", Logger: log}); err != nil {
-		t.Fatal(err)
-	}
-	cbr, err := amqpbroker.New(l.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-lifecycle-client"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cbr.Close() })
-	if l.client, err = celery.NewClient(celery.ClientOptions{Config: l.cfg, Broker: cbr, Backend: l.backend}); err != nil {
+	if l.client, err = celery.NewClient(celery.ClientOptions{Config: l.cfg, Broker: newBroker(t, log, "test-lifecycle-client"), Backend: l.backend}); err != nil {
 		t.Fatal(err)
 	}
 	return l

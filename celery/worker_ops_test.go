@@ -126,12 +126,7 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	exchange := testenv.Name(t, "celeryev")
 	testenv.DeleteQueuesAtCleanup(t, b.queue, b.queue+".dlq", exchange, b.ns+".pidbox", "reply."+b.ns+".pidbox")
 	resultPrefix := "t:" + suffix + ":"
-	t.Cleanup(func() {
-		keys, _ := rc.Keys(context.Background(), resultPrefix+"*").Result()
-		if len(keys) > 0 {
-			rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, rc, resultPrefix)
 	testenv.DeleteKeysAtCleanup(t, rc, b.prefix+"ids")
 	log := workertest.Logger(t)
 	if oc.concurrency == 0 {
@@ -232,6 +227,8 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	return b
 }
 
+// newBroker is a broker on the test RabbitMQ with connection name name, closed at cleanup (after
+// the cleanups registered later, such as a worker's shutdown).
 func newBroker(t *testing.T, log *slog.Logger, name string) *amqpbroker.Broker {
 	t.Helper()
 	br, err := amqpbroker.New(testenv.AMQPURL(), amqpbroker.Options{Logger: log, ConnectionName: name})
