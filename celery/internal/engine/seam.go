@@ -75,8 +75,9 @@ func (s Settings) prefetchFor(concurrency int) int {
 	return n
 }
 
-// TaskOptions are a registered task's own settings, field for field the root's TaskOptions (which
-// converts to it): nil means the worker's setting.
+// TaskOptions are a registered task's own settings, field for field the root's TaskOptions, which
+// converts to it with a type conversion (it compiles only while the fields stay the same): nil
+// means the worker's setting.
 type TaskOptions struct {
 	AcksLate                 *bool
 	AcksOnFailureOrTimeout   *bool
