@@ -31,8 +31,12 @@ const (
 // names (the YAML tags). A zero value means Celery's default; use [Config.WithDefaults] to fill them.
 // Durations are given in seconds, as in Celery.
 type Config struct {
-	BrokerURL     string   `yaml:"broker_url"`
-	ResultBackend string   `yaml:"result_backend"`
+	BrokerURL     string `yaml:"broker_url"`
+	ResultBackend string `yaml:"result_backend"`
+	// DatabaseURL is Celery's database_url, the database result backends' connection: with
+	// result_backend django-db, the PostgreSQL database (postgres://…, search_path to pick a schema)
+	// holding django-celery-results' tables. The library itself never connects to it.
+	DatabaseURL   string   `yaml:"database_url"`
 	AcceptContent []string `yaml:"accept_content"`
 	// TaskSerializer is json (default), msgpack or yaml. Pickle is refused.
 	TaskSerializer    string   `yaml:"task_serializer"`
