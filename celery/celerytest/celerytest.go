@@ -138,6 +138,7 @@ func NewWorker(t testing.TB, reg *celery.Registry, opts ...Option) *Worker {
 	t.Cleanup(func() { _ = w.Broker.Close() }) // after the worker's shutdown: Run never closes it
 	w.Worker = worker
 	w.run = workertest.Start(t, context.Background(), worker, w.Timeout)
+	w.run.Prefix = "celerytest"
 	// Registered after Start's own, so it runs first: the shutdown is bounded by the Timeout as
 	// the test left it.
 	t.Cleanup(func() {

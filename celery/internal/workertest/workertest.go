@@ -24,6 +24,9 @@ type Running struct {
 	Worker *celery.Worker
 	// Timeout bounds Stop's warm shutdown, then again the wait after it went cold.
 	Timeout time.Duration
+	// Prefix starts Stop's failure messages (default "workertest"; celerytest sets its own name,
+	// which its users see).
+	Prefix string
 
 	done     chan struct{}
 	err      error
@@ -49,7 +52,7 @@ func New(t testing.TB, o celery.WorkerOptions) *celery.Worker {
 // registered first: close the broker in a cleanup registered before Start (Run never closes it).
 func Start(t testing.TB, ctx context.Context, w *celery.Worker, timeout time.Duration) *Running {
 	t.Helper()
-	r := &Running{Worker: w, Timeout: timeout, done: make(chan struct{})}
+	r := &Running{Worker: w, Timeout: timeout, Prefix: "workertest", done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		r.err = w.Run(ctx)
@@ -92,17 +95,17 @@ func (r *Running) Stop(t testing.TB) {
 		ctx, cancel := context.WithTimeout(context.Background(), r.Timeout)
 		defer cancel()
 		if err := r.Worker.Shutdown(ctx); err != nil {
-			t.Errorf("workertest: the worker did not stop within %v (a task still running?): %v", r.Timeout, err)
+			t.Errorf("%s: the worker did not stop within %v (a task still running?): %v", r.Prefix, r.Timeout, err)
 			select {
 			case <-r.done:
 			case <-time.After(r.Timeout):
-				t.Errorf("workertest: the worker did not stop after a cold shutdown either")
+				t.Errorf("%s: the worker did not stop after a cold shutdown either", r.Prefix)
 				return
 			}
 		}
 		<-r.done
 		if r.err != nil && !errors.Is(r.err, celery.ErrWorkerClosed) {
-			t.Errorf("workertest: worker.Run returned %v", r.err)
+			t.Errorf("%s: worker.Run returned %v", r.Prefix, r.err)
 		}
 	})
 }
