@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,7 +15,7 @@ import (
 
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
-	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -42,12 +40,7 @@ func setup(t *testing.T, register func(*celery.Registry), mutate func(*celery.Co
 	b.dlq = b.queue + ".dlq"
 	testenv.DeleteQueuesAtCleanup(t, b.queue, b.dlq)
 	prefix := "test:" + testenv.Suffix() + ":"
-	t.Cleanup(func() {
-		keys, _ := b.rc.Keys(context.Background(), prefix+"*").Result()
-		if len(keys) > 0 {
-			b.rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, b.rc, prefix)
 	one := 1
 	b.cfg = celery.Config{
 		BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: b.queue, WorkerConcurrency: 4,
@@ -61,56 +54,18 @@ func setup(t *testing.T, register func(*celery.Registry), mutate func(*celery.Co
 	if register != nil {
 		register(b.reg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	wbr, err := amqpbroker.New(b.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-worker"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = wbr.Close() }) // after b.stop: Run does not close it
-	b.worker, err = celery.NewWorker(celery.WorkerOptions{Config: b.cfg, Registry: b.reg, Broker: wbr,
+	log := workertest.Logger(t)
+	wbr := newBroker(t, log, "test-worker") // closed after b.stop: Run does not close it
+	b.worker = workertest.New(t, celery.WorkerOptions{Config: b.cfg, Registry: b.reg, Broker: wbr,
 		Backend: b.backend, Hostname: "celery@test", Logger: log})
+	var err error
+	b.client, err = celery.NewClient(celery.ClientOptions{Config: b.cfg, Broker: newBroker(t, log, "test-client"), Backend: b.backend})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cbr, err := amqpbroker.New(b.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-client"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cbr.Close() })
-	b.client, err = celery.NewClient(celery.ClientOptions{Config: b.cfg, Broker: cbr, Backend: b.backend})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.worker.Run(ctx) }()
-	var once atomic.Bool
-	b.stop = func() {
-		if once.Swap(true) {
-			return
-		}
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("worker.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("worker did not stop within 30s")
-		}
-	}
-	t.Cleanup(b.stop)
+	run := workertest.Start(t, context.Background(), b.worker, 30*time.Second)
+	b.stop = func() { run.Stop(t) }
 	return b
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

@@ -14,6 +14,7 @@ import (
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -28,22 +29,18 @@ type lifecycle struct {
 	client  *celery.Client
 	backend *redisbackend.Backend
 	logs    *logWatch
-	runErr  chan error
+	running *workertest.Running
 }
 
 // newLifecycle makes a worker (acks_late, concurrency 4) on a queue of its own without running
 // it; register adds the tasks, mutate edits the config.
 func newLifecycle(t *testing.T, register func(*celery.Registry), mutate func(*celery.Config)) *lifecycle {
 	t.Helper()
-	l := &lifecycle{t: t, queue: testenv.Name(t, "life"), logs: &logWatch{}, runErr: make(chan error, 1)}
+	l := &lifecycle{t: t, queue: testenv.Name(t, "life"), logs: &logWatch{}}
 	testenv.DeleteQueuesAtCleanup(t, l.queue, l.queue+".dlq")
 	rc := testenv.Redis(t)
 	prefix := "test:" + testenv.Suffix() + ":"
-	t.Cleanup(func() {
-		if keys, _ := rc.Keys(context.Background(), prefix+"*").Result(); len(keys) > 0 {
-			rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, rc, prefix)
 	one, late := 1, true
 	l.cfg = celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: l.queue, WorkerConcurrency: 4,
 		WorkerPrefetchMultiplier: &one, WorkerDeadLetterQueue: l.queue + ".dlq", TaskAcksLate: late}
@@ -55,55 +52,31 @@ func newLifecycle(t *testing.T, register func(*celery.Registry), mutate func(*ce
 	register(reg)
 	var out io.Writer = l.logs
 	if testing.Verbose() {
-		out = io.MultiWriter(l.logs, testWriter{t})
+		out = io.MultiWriter(l.logs, workertest.Writer{T: t})
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l.wbr = newBroker(t, log, "test-lifecycle-worker")
+	l.worker = workertest.New(t, celery.WorkerOptions{Config: l.cfg, Registry: reg, Broker: l.wbr,
+		Backend: l.backend, Hostname: "celery@lifecycle", Logger: log})
 	var err error
-	if l.wbr, err = amqpbroker.New(l.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-lifecycle-worker"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.wbr.Close() })
-	if l.worker, err = celery.NewWorker(celery.WorkerOptions{Config: l.cfg, Registry: reg, Broker: l.wbr,
-		Backend: l.backend, Hostname: "celery@lifecycle", Logger: log}); err != nil {
-		t.Fatal(err)
-	}
-	cbr, err := amqpbroker.New(l.cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-lifecycle-client"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cbr.Close() })
-	if l.client, err = celery.NewClient(celery.ClientOptions{Config: l.cfg, Broker: cbr, Backend: l.backend}); err != nil {
+	if l.client, err = celery.NewClient(celery.ClientOptions{Config: l.cfg, Broker: newBroker(t, log, "test-lifecycle-client"), Backend: l.backend}); err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-// run starts Run with ctx; its error arrives on l.runErr. At cleanup the worker is shut down
-// (cold, so a stuck test cannot hang) and Run awaited.
+// run starts Run with ctx (l.stopped waits for its result). At cleanup the worker is shut down
+// cold, so a stuck test cannot hang, and Run awaited.
 func (l *lifecycle) run(ctx context.Context) {
-	go func() { l.runErr <- l.worker.Run(ctx) }()
-	l.t.Cleanup(func() {
-		l.worker.Terminate()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := l.worker.Shutdown(ctx); err != nil {
-			l.t.Errorf("worker did not stop at cleanup: %v", err)
-		}
-	})
+	l.running = workertest.Start(l.t, ctx, l.worker, 30*time.Second)
+	l.t.Cleanup(l.worker.Terminate) // before the harness's shutdown, which then only waits
 	testenv.Eventually(l.t, 20*time.Second, func() bool { return l.worker.Alive() == nil }, "the worker to consume")
 }
 
 // stopped waits for Run's error.
 func (l *lifecycle) stopped() error {
 	l.t.Helper()
-	select {
-	case err := <-l.runErr:
-		l.runErr <- err // for a second look
-		return err
-	case <-time.After(60 * time.Second):
-		l.t.Fatal("Run did not return within 60s")
-		return nil
-	}
+	return l.running.Wait(l.t, 60*time.Second)
 }
 
 // send sends task and returns its id.

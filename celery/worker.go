@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/forumads/forumads/celery/broker"
@@ -73,16 +74,28 @@ type WorkerMetrics interface {
 // the engine (celery/internal/engine): NewWorker resolves the configuration and the registry for
 // it, and each method calls it.
 type Worker struct {
-	e   *engine.Engine
-	cfg Config
+	e     *engine.Engine
+	cfg   Config
+	stats Stats
 }
 
-// Stats counts what a worker did since it started: Received, Started, Succeeded, Failed,
-// Retried, Revoked, DeadLettered and Parked, each an atomic.Int64.
-//
-// It is an alias because the engine increments these counters in place and Worker.Stats hands out
-// the same struct; a root copy would need every increment made twice or a snapshot that is stale.
-type Stats = engine.Stats
+// Stats counts what a worker did since it started (the engine counts in these fields in place).
+type Stats struct {
+	Received     atomic.Int64
+	Started      atomic.Int64
+	Succeeded    atomic.Int64
+	Failed       atomic.Int64
+	Retried      atomic.Int64
+	Revoked      atomic.Int64
+	DeadLettered atomic.Int64
+	Parked       atomic.Int64
+}
+
+// counters are s's fields as the engine counts in them.
+func (s *Stats) counters() engine.Counters {
+	return engine.Counters{Received: &s.Received, Started: &s.Started, Succeeded: &s.Succeeded, Failed: &s.Failed,
+		Retried: &s.Retried, Revoked: &s.Revoked, DeadLettered: &s.DeadLettered, Parked: &s.Parked}
+}
 
 // WorkerSnapshot is what a worker holds now, for metrics and monitoring.
 type WorkerSnapshot struct {
@@ -142,15 +155,18 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	if o.Metrics != nil {
 		metrics = o.Metrics
 	}
+	w := &Worker{cfg: cfg}
 	e, err := engine.New(engine.Options{
 		Settings: engineSettings(cfg), Tasks: (*engineTasks)(o.Registry), Errors: engineErrors,
 		Broker: o.Broker, Accept: accept, Backend: o.Backend, Queues: queues, Hostname: o.Hostname,
 		Logger: o.Logger, Now: o.Now, Canvas: cv, Events: o.Events, Revokes: o.Revokes, Metrics: metrics,
+		Counters: w.stats.counters(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{e: e, cfg: cfg}, nil
+	w.e = e
+	return w, nil
 }
 
 // engineSettings resolves what the engine reads of the configuration (defaults filled in).
@@ -193,7 +209,7 @@ func (w *Worker) Hostname() string { return w.e.Hostname() }
 func (w *Worker) Queues() []QueueConfig { return w.e.Queues() }
 
 // Stats returns the worker's counters.
-func (w *Worker) Stats() *Stats { return w.e.Stats() }
+func (w *Worker) Stats() *Stats { return &w.stats }
 
 // Config is the effective configuration.
 func (w *Worker) Config() Config { return w.cfg }

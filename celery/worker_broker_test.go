@@ -2,8 +2,6 @@ package celery_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/broker/memorybroker"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -74,27 +73,12 @@ func memWorker(t *testing.T, br broker.Broker, reg *celery.Registry, mutate func
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Hostname: "celery@mem", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := workertest.New(t, celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Hostname: "celery@mem"})
 	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: br})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker.Run: %v", err)
-		}
-	})
+	workertest.Start(t, context.Background(), w, 30*time.Second)
 	return w, client, cfg
 }
 

@@ -15,8 +15,8 @@ import (
 	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/backend/memorybackend"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
-	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/canvas"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 	"github.com/forumads/forumads/tasks/diag"
@@ -27,12 +27,7 @@ func redisResults(t *testing.T) backend.Backend {
 	t.Helper()
 	rc := testenv.Redis(t)
 	prefix := "t:" + testenv.Suffix() + ":"
-	t.Cleanup(func() {
-		keys, _ := rc.Keys(context.Background(), prefix+"*").Result()
-		if len(keys) > 0 {
-			rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, rc, prefix)
 	return redisbackend.New(rc, redisbackend.Options{Expires: time.Hour, KeyPrefix: prefix})
 }
 
@@ -47,15 +42,11 @@ func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *error
 	diag.Register(reg, diag.Deps{})
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
-		out = testWriter{t}
+		out = workertest.Writer{T: t}
 	}
 	errs := &errorLog{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(out, errs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	wbr, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-canvas-worker"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = wbr.Close() }) // after the worker stops: Run does not close it
+	wbr := newBroker(t, log, "test-canvas-worker") // closed after the worker stops: Run does not close it
 	wsend, err := canvas.NewSender(cfg, wbr, backend)
 	if err != nil {
 		t.Fatal(err)
@@ -64,29 +55,13 @@ func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *error
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: backend,
+	w := workertest.New(t, celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: backend,
 		Hostname: "celery@canvas", Logger: log, Canvas: wc})
+	s, err := canvas.NewSender(cfg, newBroker(t, log, "test-canvas-client"), backend)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cbr, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "test-canvas-client"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cbr.Close() })
-	s, err := canvas.NewSender(cfg, cbr, backend)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker.Run: %v", err)
-		}
-	})
+	workertest.Start(t, context.Background(), w, 30*time.Second)
 	return s, errs, w
 }
 

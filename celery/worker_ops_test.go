@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"reflect"
@@ -22,6 +21,7 @@ import (
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/revoke/redisrevoke"
 	"github.com/forumads/forumads/internal/testenv"
 )
@@ -75,27 +75,26 @@ func (r *recorder) outcomes(task string) []string {
 // opsBundle is a worker with events, a revoke store, metrics and a mailbox, each on names of the
 // test's own (event exchange, pidbox namespace, revoke key prefix, queue), and a client of each.
 type opsBundle struct {
-	node     string
-	queue    string
-	ns       string
-	prefix   string // revoke key prefix
-	worker   *celery.Worker
-	client   *celery.Client
-	backend  *redisbackend.Backend
-	store    *redisrevoke.Store
-	events   *events.Dispatcher // the worker's
-	sent     *events.Dispatcher // the client's (task-sent)
-	rcv      *events.Receiver
-	evMu     sync.Mutex
-	evs      []events.Event // everything the receiver got, in order
-	ctl      *control.Client
-	mb       *control.Mailbox
-	metrics  *recorder
-	release  chan struct{} // closed by releaseAll: every t.block returns
-	relOnce  sync.Once
-	runErr   chan error
-	stopOnce sync.Once
-	cancel   context.CancelFunc
+	node    string
+	queue   string
+	ns      string
+	prefix  string // revoke key prefix
+	worker  *celery.Worker
+	client  *celery.Client
+	backend *redisbackend.Backend
+	store   *redisrevoke.Store
+	events  *events.Dispatcher // the worker's
+	sent    *events.Dispatcher // the client's (task-sent)
+	rcv     *events.Receiver
+	evMu    sync.Mutex
+	evs     []events.Event // everything the receiver got, in order
+	ctl     *control.Client
+	mb      *control.Mailbox
+	metrics *recorder
+	release chan struct{} // closed by releaseAll: every t.block returns
+	relOnce sync.Once
+	run     *workertest.Running
+	cancel  context.CancelFunc
 }
 
 type opsConfig struct {
@@ -117,7 +116,7 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	rc := testenv.Redis(t)
 	suffix := testenv.Suffix()
 	b := &opsBundle{node: "celery@gotest-" + suffix, queue: testenv.Name(t, "ops"), ns: oc.ns, prefix: oc.prefix,
-		metrics: &recorder{}, release: make(chan struct{}), runErr: make(chan error, 1)}
+		metrics: &recorder{}, release: make(chan struct{})}
 	if b.ns == "" {
 		b.ns = "t" + suffix
 	}
@@ -127,17 +126,9 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	exchange := testenv.Name(t, "celeryev")
 	testenv.DeleteQueuesAtCleanup(t, b.queue, b.queue+".dlq", exchange, b.ns+".pidbox", "reply."+b.ns+".pidbox")
 	resultPrefix := "t:" + suffix + ":"
-	t.Cleanup(func() {
-		keys, _ := rc.Keys(context.Background(), resultPrefix+"*").Result()
-		if len(keys) > 0 {
-			rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, rc, resultPrefix)
 	testenv.DeleteKeysAtCleanup(t, rc, b.prefix+"ids")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	log := workertest.Logger(t)
 	if oc.concurrency == 0 {
 		oc.concurrency = 2
 	}
@@ -195,11 +186,8 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 			b.evMu.Unlock()
 		}
 	}()
-	b.worker, err = celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: newBroker(t, log, "ops-worker"),
+	b.worker = workertest.New(t, celery.WorkerOptions{Config: cfg, Registry: reg, Broker: newBroker(t, log, "ops-worker"),
 		Backend: b.backend, Hostname: b.node, Logger: log, Events: b.events, Revokes: b.store, Metrics: b.metrics})
-	if err != nil {
-		t.Fatal(err)
-	}
 	b.client, err = celery.NewClient(celery.ClientOptions{Config: cfg, Broker: newBroker(t, log, "ops-client"),
 		Backend: b.backend, Events: b.sent})
 	if err != nil {
@@ -223,7 +211,7 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	case <-time.After(20 * time.Second):
 		t.Fatal("mailbox not ready within 20s")
 	}
-	go func() { b.runErr <- b.worker.Run(ctx) }()
+	b.run = workertest.Start(t, ctx, b.worker, 30*time.Second)
 	t.Cleanup(func() {
 		b.stop(t)
 		cancel()
@@ -239,6 +227,8 @@ func startOps(t *testing.T, oc opsConfig) *opsBundle {
 	return b
 }
 
+// newBroker is a broker on the test RabbitMQ with connection name name, closed at cleanup (after
+// the cleanups registered later, such as a worker's shutdown).
 func newBroker(t *testing.T, log *slog.Logger, name string) *amqpbroker.Broker {
 	t.Helper()
 	br, err := amqpbroker.New(testenv.AMQPURL(), amqpbroker.Options{Logger: log, ConnectionName: name})
@@ -254,22 +244,8 @@ func (b *opsBundle) releaseAll() { b.relOnce.Do(func() { close(b.release) }) }
 
 // stop releases blocked tasks and shuts the worker down warmly.
 func (b *opsBundle) stop(t *testing.T) {
-	b.stopOnce.Do(func() {
-		b.releaseAll()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := b.worker.Shutdown(ctx); err != nil {
-			t.Errorf("worker.Shutdown: %v", err)
-		}
-		select {
-		case err := <-b.runErr:
-			if err != nil && !errors.Is(err, celery.ErrWorkerClosed) {
-				t.Errorf("worker.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("worker did not stop within 30s")
-		}
-	})
+	b.releaseAll()
+	b.run.Stop(t)
 }
 
 // ask sends a control command to the bundle's node and returns its reply.
@@ -505,9 +481,10 @@ func TestOpsRevokePersistsAcrossWorkers(t *testing.T) {
 			t.Fatalf("task %s on a new worker: %v, want REVOKED", rid, err)
 		}
 	}
-	if got := b2.metrics.outcomes("t.add"); !reflect.DeepEqual(got, []string{"revoked", "revoked"}) {
-		t.Errorf("second worker outcomes %v", got)
-	}
+	// The worker tells the metrics after it stored REVOKED, so Get may return first.
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		return reflect.DeepEqual(b2.metrics.outcomes("t.add"), []string{"revoked", "revoked"})
+	}, "the second worker's metrics outcomes [revoked revoked]")
 }
 
 func TestOpsTerminate(t *testing.T) {
@@ -749,14 +726,8 @@ func TestOpsShutdownAndRefusals(t *testing.T) {
 		}
 	}
 	b.wantOK(t, "shutdown", map[string]any{"msg": "bye"}, "bye")
-	select {
-	case err := <-b.runErr:
-		if !errors.Is(err, celery.ErrWorkerClosed) || errors.Is(err, celery.ErrWorkerShutdown) {
-			t.Errorf("Run after the shutdown command = %v, want ErrWorkerClosed (warm)", err)
-		}
-		b.runErr <- nil // for the cleanup's stop
-	case <-time.After(30 * time.Second):
-		t.Fatal("the worker did not stop after the shutdown command")
+	if err := b.run.Wait(t, 30*time.Second); !errors.Is(err, celery.ErrWorkerClosed) || errors.Is(err, celery.ErrWorkerShutdown) {
+		t.Errorf("Run after the shutdown command = %v, want ErrWorkerClosed (warm)", err)
 	}
 	if err := b.worker.Alive(); err == nil {
 		t.Error("Alive after shutdown = nil")

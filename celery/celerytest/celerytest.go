@@ -2,16 +2,14 @@ package celerytest
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend/memorybackend"
 	"github.com/forumads/forumads/celery/broker/memorybroker"
+	"github.com/forumads/forumads/celery/internal/workertest"
 	"github.com/forumads/forumads/celery/revoke"
 )
 
@@ -41,8 +39,7 @@ type Worker struct {
 	// before calling a helper.
 	Timeout time.Duration
 
-	runDone chan struct{}
-	runErr  error
+	run *workertest.Running
 }
 
 // Option changes how NewWorker configures the worker.
@@ -121,15 +118,11 @@ func NewWorker(t testing.TB, reg *celery.Registry, opts ...Option) *Worker {
 	}
 	log := o.logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-		if testing.Verbose() {
-			log = slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		}
+		log = workertest.Logger(t)
 	}
 	w := &Worker{Broker: memorybroker.New(), Backend: memorybackend.New(memorybackend.Options{Expires: time.Hour}),
-		Revokes: revoke.NewMemoryStore(revoke.DefaultTTL), Config: o.cfg, Timeout: o.timeout, runDone: make(chan struct{})}
-	var err error
-	w.Worker, err = celery.NewWorker(celery.WorkerOptions{Config: o.cfg, Registry: reg, Broker: w.Broker,
+		Revokes: revoke.NewMemoryStore(revoke.DefaultTTL), Config: o.cfg, Timeout: o.timeout}
+	worker, err := celery.NewWorker(celery.WorkerOptions{Config: o.cfg, Registry: reg, Broker: w.Broker,
 		Backend: w.Backend, Revokes: w.Revokes, Queues: o.queues, Hostname: Hostname, Logger: log, Now: o.now})
 	if err != nil {
 		_ = w.Broker.Close()
@@ -142,34 +135,17 @@ func NewWorker(t testing.TB, reg *celery.Registry, opts ...Option) *Worker {
 		t.Fatalf("celerytest.NewWorker: client: %v", err)
 		return nil
 	}
-	go func() {
-		defer close(w.runDone)
-		w.runErr = w.Worker.Run(context.Background())
-	}()
-	t.Cleanup(func() { w.stop(t) })
+	t.Cleanup(func() { _ = w.Broker.Close() }) // after the worker's shutdown: Run never closes it
+	w.Worker = worker
+	w.run = workertest.Start(t, context.Background(), worker, w.Timeout)
+	w.run.Prefix = "celerytest"
+	// Registered after Start's own, so it runs first: the shutdown is bounded by the Timeout as
+	// the test left it.
+	t.Cleanup(func() {
+		w.run.Timeout = w.Timeout
+		w.run.Stop(t)
+	})
 	return w
-}
-
-// stop shuts the worker down warmly within the Timeout (cold after it), then closes the broker.
-func (w *Worker) stop(t testing.TB) {
-	t.Helper()
-	defer func() { _ = w.Broker.Close() }()
-	ctx, cancel := context.WithTimeout(context.Background(), w.Timeout)
-	defer cancel()
-	if err := w.Worker.Shutdown(ctx); err != nil {
-		t.Errorf("celerytest: the worker did not stop within %v (a task still running?): %v", w.Timeout, err)
-		// The shutdown went cold: give the cancelled tasks another Timeout to return.
-		select {
-		case <-w.runDone:
-		case <-time.After(w.Timeout):
-			t.Errorf("celerytest: the worker did not stop after a cold shutdown either")
-			return
-		}
-	}
-	<-w.runDone
-	if w.runErr != nil && !errors.Is(w.runErr, celery.ErrWorkerClosed) {
-		t.Errorf("celerytest: worker.Run returned %v", w.runErr)
-	}
 }
 
 // Send publishes task name with positional and keyword arguments (as celery.Client.SendTask) and
@@ -197,12 +173,4 @@ func (w *Worker) Revoke(t testing.TB, id string, terminate bool) {
 	if err := w.Revokes.Revoke(ctx, []string{id}, terminate, ""); err != nil {
 		t.Fatalf("celerytest: revoking %q: %v", id, err)
 	}
-}
-
-// tbWriter writes log lines to a test's log.
-type tbWriter struct{ t testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

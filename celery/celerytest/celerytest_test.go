@@ -265,7 +265,7 @@ func TestCleanupFailsWhenTheWorkerDoesNotStop(t *testing.T) {
 		w.Send(tb, "t.stuck", nil, nil)
 		<-started
 	})
-	requireFailed(t, r, false, "the worker did not stop within 50ms")
+	requireFailed(t, r, false, "celerytest: the worker did not stop within 50ms")
 }
 
 func TestWorkersAreIsolated(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,7 +248,7 @@ func TestMailboxReconnects(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	node := "celery@reconnect-" + r.ns
-	proxy, proxied := startProxy(t)
+	proxy, proxied := tcpproxy.StartURL(t, testenv.AMQPURL(), "5672")
 	r.startOn(newTransport(t, proxied, r.logs), node, r.opts, map[string]Handler{"ping": pong})
 	c := r.client()
 	ctx := ctx20(t)
@@ -277,22 +276,6 @@ func TestMailboxReconnects(t *testing.T) {
 	if r.logs.Count("reconnecting") == 0 {
 		t.Errorf("no reconnect logged:\n%s", r.logs)
 	}
-}
-
-// startProxy starts a TCP proxy to RabbitMQ and returns it with the broker URL through it.
-func startProxy(t *testing.T) (*tcpproxy.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":5672"
-	}
-	p := tcpproxy.Start(t, host)
-	u.Host = p.Addr()
-	return p, u.String()
 }
 
 func TestMailboxRefusedTopologyFailsRun(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -228,17 +227,8 @@ func TestNewReceiverErrors(t *testing.T) {
 // the connection was lost.
 func TestReceiverStopsWhenItsConnectionIsLost(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":5672"
-	}
-	p := tcpproxy.Start(t, host)
-	u.Host = p.Addr()
-	tr, err := amqpbroker.NewFanout(u.String(), amqpbroker.Options{Logger: slog.New(slog.DiscardHandler)})
+	p, proxied := tcpproxy.StartURL(t, testenv.AMQPURL(), "5672")
+	tr, err := amqpbroker.NewFanout(proxied, amqpbroker.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

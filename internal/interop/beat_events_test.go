@@ -31,12 +31,7 @@ func TestBeatSendsTaskSent(t *testing.T) {
 	exchange := testenv.Name(t, "celeryev")
 	prefix := "t:" + testenv.Suffix() + ":beat:"
 	testenv.DeleteQueuesAtCleanup(t, queue, exchange)
-	t.Cleanup(func() {
-		keys, _ := rc.Keys(context.Background(), prefix+"*").Result()
-		if len(keys) > 0 {
-			rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, rc, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tr, err := amqpbroker.NewFanout(testenv.AMQPURL(), amqpbroker.Options{ConnectionName: "beat-events-test"})

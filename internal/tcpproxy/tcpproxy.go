@@ -19,6 +19,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,6 +82,25 @@ func New(addr, target string) (*Proxy, error) {
 func Start(t testing.TB, target string) *Proxy {
 	t.Helper()
 	return Listen(t, "127.0.0.1:0", target)
+}
+
+// StartURL is Start to the host of a service URL (amqp://, redis://...), on defaultPort when the URL
+// names none, and returns the proxy with the same URL pointed at it. It fails the test on a URL
+// it cannot read.
+func StartURL(t testing.TB, rawURL, defaultPort string) (*Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("tcpproxy: %q is not a service URL with a host (%v)", rawURL, err)
+		return nil, ""
+	}
+	target := u.Host
+	if u.Port() == "" {
+		target = net.JoinHostPort(u.Hostname(), defaultPort)
+	}
+	p := Start(t, target)
+	u.Host = p.Addr()
+	return p, u.String()
 }
 
 // Listen is Start on a given address, for a test that first points a program at a closed port and

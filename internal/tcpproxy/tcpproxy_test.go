@@ -337,3 +337,33 @@ func TestNewBadAddress(t *testing.T) {
 		t.Fatal("New on an invalid address succeeded")
 	}
 }
+
+// TestStartURL: the URL comes back pointed at the proxy with everything else kept, a URL without a
+// port is proxied to the default port, and the proxy reaches the service.
+func TestStartURL(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	_, port, err := net.SplitHostPort(echo.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, url, defaultPort, wantPrefix, wantSuffix string
+	}{
+		{"port given", "amqp://u:p@127.0.0.1:" + port + "/vh?heartbeat=5", "1", "amqp://u:p@127.0.0.1:", "/vh?heartbeat=5"},
+		{"default port", "redis://127.0.0.1/3", port, "redis://127.0.0.1:", "/3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, got := tcpproxy.StartURL(t, tc.url, tc.defaultPort)
+			if p.Target() != "127.0.0.1:"+port {
+				t.Errorf("target = %s, want 127.0.0.1:%s", p.Target(), port)
+			}
+			if want := tc.wantPrefix + strings.TrimPrefix(p.Addr(), "127.0.0.1:") + tc.wantSuffix; got != want {
+				t.Errorf("url = %s, want %s", got, want)
+			}
+			if line, err := roundTrip(dial(t, p.Addr()), "hello"); err != nil || line != "hello" {
+				t.Errorf("round trip through the proxy = %q, %v", line, err)
+			}
+		})
+	}
+}

@@ -202,12 +202,7 @@ func TestStartOnRabbitMQ(t *testing.T) {
 	testenv.DeleteQueuesAtCleanup(t, queue)
 	rc := testenv.Redis(t)
 	prefix := testenv.Name(t, "revokes")
-	t.Cleanup(func() {
-		keys, _ := rc.Keys(context.Background(), prefix+"*").Result()
-		if len(keys) > 0 {
-			rc.Del(context.Background(), keys...)
-		}
-	})
+	testenv.DeletePrefixAtCleanup(t, rc, prefix)
 	addr := freeAddr(t)
 	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), ResultBackend: testenv.RedisURL(), ControlExchange: ctl,
 		EventExchange: testenv.Name(t, "ev"), WorkerRevokeKeyPrefix: prefix}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/broker/fanout/fanouttest"
+	"github.com/forumads/forumads/internal/tcpproxy"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -29,7 +30,7 @@ func TestFanoutConformance(t *testing.T) {
 	fanouttest.Run(t, fanouttest.Harness{
 		New: func(t *testing.T) fanout.Transport { return newTestFanout(t, testenv.AMQPURL()) },
 		NewCuttable: func(t *testing.T) (fanout.Transport, func()) {
-			p, url := startProxy(t)
+			p, url := tcpproxy.StartURL(t, testenv.AMQPURL(), "5672")
 			return newTestFanout(t, url), func() {
 				if n := p.Cut(); n != 1 {
 					t.Errorf("cut %d connections, want the transport's one", n)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -172,7 +171,7 @@ func TestDeclareExchangeAgainAfterReconnect(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	proxy, url := startProxy(t)
+	proxy, url := tcpproxy.StartURL(t, testenv.AMQPURL(), "5672")
 	b := testBroker(t, url)
 	name := testenv.Name(t, "amqpbroker-x")
 	testenv.DeleteQueuesAtCleanup(t, name)
@@ -214,20 +213,4 @@ func TestDeclareExchangeAgainAfterReconnect(t *testing.T) {
 	if b.Connects() < 2 {
 		t.Errorf("Connects = %d: the connection was not replaced", b.Connects())
 	}
-}
-
-// startProxy starts a TCP proxy to RabbitMQ and returns it with the broker URL through it.
-func startProxy(t *testing.T) (*tcpproxy.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(testenv.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":5672"
-	}
-	p := tcpproxy.Start(t, host)
-	u.Host = p.Addr()
-	return p, u.String()
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/internal/tcpproxy"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -73,7 +74,7 @@ func TestPublishManyAcrossAConnectionLoss(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	proxy, url := startProxy(t)
+	proxy, url := tcpproxy.StartURL(t, testenv.AMQPURL(), "5672")
 	b := testBroker(t, url)
 	q := directQueue(t)
 	q.Exchange, q.RoutingKey = "", ""

@@ -11,9 +11,11 @@ import (
 	"github.com/forumads/forumads/celery/protocol"
 )
 
-// Canvas is the engine's copy of the root's Canvas seam (celery.Canvas, adapted by the root):
-// it continues Celery canvases after a task has finished, as a Celery 5.2 worker does
-// (celery/app/trace.py): link callbacks, the next chain step, errbacks and chord bookkeeping.
+// Canvas is the engine's copy of the root's Canvas seam (celery.Canvas, adapted by the root, which
+// converts its FollowUp to this one with a type conversion: that compiles only while the two keep
+// the same fields, so the copies cannot drift apart). It continues Celery canvases after a task
+// has finished, as a Celery 5.2 worker does (celery/app/trace.py): link callbacks, the next chain
+// step, errbacks and chord bookkeeping.
 type Canvas interface {
 	// Succeeded returns what msg's success with retval publishes: its link callbacks, then the
 	// next chain step; and the `children` value of msg's stored result naming them (nil: none).

@@ -104,19 +104,24 @@ type Engine struct {
 	held        atomic.Int64
 	curPrefetch atomic.Int64
 
-	stats Stats
+	stats Counters
 }
 
-// Stats counts what a worker did since it started.
-type Stats struct {
-	Received     atomic.Int64
-	Started      atomic.Int64
-	Succeeded    atomic.Int64
-	Failed       atomic.Int64
-	Retried      atomic.Int64
-	Revoked      atomic.Int64
-	DeadLettered atomic.Int64
-	Parked       atomic.Int64
+// Counters are where the engine counts what it did since it started: the fields of the root's
+// Stats, which the root hands over (Options.Counters) so that Worker.Stats reads them in place.
+type Counters struct {
+	Received, Started, Succeeded, Failed, Retried, Revoked, DeadLettered, Parked *atomic.Int64
+}
+
+// filled returns c with a counter of its own for each one c lacks.
+func (c Counters) filled() Counters {
+	for _, p := range []**atomic.Int64{&c.Received, &c.Started, &c.Succeeded, &c.Failed, &c.Retried,
+		&c.Revoked, &c.DeadLettered, &c.Parked} {
+		if *p == nil {
+			*p = new(atomic.Int64)
+		}
+	}
+	return c
 }
 
 // job is one task message on its way through the worker.
@@ -204,6 +209,7 @@ func New(o Options) (*Engine, error) {
 		events: o.Events, revokes: o.Revokes, metrics: o.Metrics, canvas: o.Canvas,
 		shrink: make(chan struct{}, 1<<16), shutdown: make(chan struct{}), began: time.Now(),
 		cold: make(chan struct{}), runDone: make(chan struct{}), tasksDone: make(chan struct{}),
+		stats: o.Counters.filled(),
 	}
 	if w.log == nil {
 		w.log = slog.Default()
@@ -242,9 +248,6 @@ func (w *Engine) Queues() []broker.Queue {
 	defer w.qmu.Unlock()
 	return append([]broker.Queue(nil), w.queues...)
 }
-
-// Stats returns the worker's counters.
-func (w *Engine) Stats() *Stats { return &w.stats }
 
 // Concurrency is how many tasks the worker runs at once (-c, then pool_grow and pool_shrink).
 func (w *Engine) Concurrency() int { return int(w.size.Load()) }

@@ -156,7 +156,8 @@ func (w *Engine) CancelConsumer(ctx context.Context, name string) (bool, error) 
 	return found, err
 }
 
-// Snapshot is what a worker holds now, for metrics and monitoring.
+// Snapshot is what a worker holds now, for metrics and monitoring (the root's WorkerSnapshot,
+// converted from it field for field).
 type Snapshot struct {
 	Active      int   // tasks running
 	Reserved    int   // messages received, not running, not waiting for their ETA

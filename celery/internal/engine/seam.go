@@ -38,6 +38,8 @@ type Options struct {
 	Events   *events.Dispatcher
 	Revokes  revoke.Store
 	Metrics  Metrics
+	// Counters are where the engine counts messages and outcomes; a nil one is the engine's own.
+	Counters Counters
 }
 
 // Settings are the worker settings the engine reads, resolved from the root's Config (defaults
@@ -73,8 +75,9 @@ func (s Settings) prefetchFor(concurrency int) int {
 	return n
 }
 
-// TaskOptions are a registered task's own settings, field for field the root's TaskOptions (which
-// converts to it): nil means the worker's setting.
+// TaskOptions are a registered task's own settings, field for field the root's TaskOptions, which
+// converts to it with a type conversion (it compiles only while the fields stay the same): nil
+// means the worker's setting.
 type TaskOptions struct {
 	AcksLate                 *bool
 	AcksOnFailureOrTimeout   *bool

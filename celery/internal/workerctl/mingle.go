@@ -61,9 +61,9 @@ func monotonicSeconds() float64 {
 	return v
 }
 
-// Mingle does what a Python worker does when it starts (mingle): w broadcasts hello with the
-// revoked ids it knows, through cl, and waits a second for the other workers' answers; the ids
-// they answer with are revoked here (and in the store), and their clocks move mb's. Workers
+// Mingle does what a Python worker does when it starts (mingle): it broadcasts hello with the
+// revoked ids w knows, through cl, and waits a second for the other workers' answers; the ids
+// they answer with are revoked in w (and in the store), and their clocks move mb's. Workers
 // that do not answer hello (without mingle) are skipped. It returns how many nodes answered.
 func Mingle(ctx context.Context, w *engine.Engine, cl *control.Client, mb *control.Mailbox) (int, error) {
 	log := w.Logger()
