@@ -125,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("beat: " + err.Error())
 		return 1
 	}
-	rc, err := wiring.Redis(cfg.settings.StateURL)
+	rc, err := wiring.AppRedis(cfg.file.Celery, cfg.settings.StateURL, log)
 	if err != nil {
 		log.Error("beat: beat_state_url: " + err.Error())
 		return 1

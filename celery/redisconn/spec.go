@@ -217,15 +217,13 @@ func Redact(raw string) string {
 		if !ok {
 			continue
 		}
-		host := rest
-		if j := strings.IndexAny(rest, "/?#"); j >= 0 {
-			host = rest[:j]
-		}
-		at := strings.LastIndex(host, "@")
+		// The last '@' ends the credentials even when an unescaped '/' or '@' is in the
+		// password; an '@' later in the URL only hides more than needed.
+		at := strings.LastIndex(rest, "@")
 		if at < 0 {
 			continue
 		}
-		cred := host[:at]
+		cred := rest[:at]
 		if user, _, hasPass := strings.Cut(cred, ":"); hasPass {
 			cred = user + ":**"
 		}

