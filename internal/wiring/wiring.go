@@ -203,7 +203,7 @@ func Backend(cfg celery.Config) (backend.Backend, io.Closer, error) {
 	case scheme == "":
 		return nil, nil, fmt.Errorf("result_backend: %q has no scheme; use redis://", url)
 	}
-	return nil, nil, fmt.Errorf("result_backend: %q backends are not supported; use redis:// (or memory:// within one process)", scheme)
+	return nil, nil, fmt.Errorf("result_backend: %q backends are not supported; use redis://, sentinel:// (or memory:// within one process)", scheme)
 }
 
 var (
