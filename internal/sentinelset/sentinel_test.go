@@ -96,7 +96,7 @@ func TestStartupErrors(t *testing.T) {
 	}{
 		{name: "a master name the Sentinels do not monitor", url: set.URL(0),
 			transport: map[string]any{"master_name": "nosuchmaster", "sentinel_kwargs": map[string]any{"password": SentinelPassword}},
-			want: `monitors no master named "nosuchmaster"`, noMaster: true},
+			want:      `monitors no master named "nosuchmaster"`, noMaster: true},
 		{name: "no sentinel_kwargs password", url: set.URL(0), transport: map[string]any{"master_name": MasterName}, want: "NOAUTH"},
 		{name: "a wrong sentinel_kwargs password", url: set.URL(0),
 			transport: map[string]any{"master_name": MasterName, "sentinel_kwargs": map[string]any{"password": "wrong"}}, want: "WRONGPASS"},
