@@ -179,6 +179,7 @@ func TestFailover(t *testing.T) {
 
 	time.Sleep(3 * time.Second)
 	var switches []time.Duration
+	var killedAt []time.Time
 	var lastSwitch time.Time
 	for k := range kills(t) {
 		old, err := set.Master()
@@ -186,6 +187,7 @@ func TestFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		killed := time.Now()
+		killedAt = append(killedAt, killed)
 		if _, err := set.KillMaster(); err != nil {
 			t.Fatal(err)
 		}
@@ -263,12 +265,12 @@ func TestFailover(t *testing.T) {
 	}
 	t.Logf("sentinel-failover: kills=%d tasks=%d beat_slots=%d (%d after the switch) serving_requests=%d degraded=%d",
 		len(switches), len(sent), len(slots), after, load.ok.Load()+load.degraded.Load(), load.degraded.Load())
+	killedAt = append(killedAt, time.Now())
 	for i, d := range switches {
-		t.Logf("sentinel-failover: kill %d: the Sentinels (asked in port order) named a new master after %.2fs", i+1, d.Seconds())
+		t.Logf("sentinel-failover: kill %d: Sentinels named a new master after %.2fs; result backend: longest time between two successful writes %.2fs; serving: longest time without a normal (not degraded) answer %.2fs",
+			i+1, d.Seconds(), probe.gap.longest(killedAt[i], killedAt[i+1]).Seconds(), load.gap.longest(killedAt[i], killedAt[i+1]).Seconds())
 	}
-	t.Logf("sentinel-failover: result backend: longest time between two successful writes %.2fs (%d failed probe writes)",
-		probe.gap.longest().Seconds(), probe.failed.Load())
-	t.Logf("sentinel-failover: serving: longest time without a normal (not degraded) answer %.2fs", load.gap.longest().Seconds())
+	t.Logf("sentinel-failover: %d failed probe writes in all", probe.failed.Load())
 }
 
 // amqpBroker is a RabbitMQ connection closed at the test's end.
@@ -337,26 +339,35 @@ func (l *servingLoad) run(ctx context.Context, url string) {
 	}
 }
 
-// gapMeter keeps the longest time between two successes.
+// gapMeter records the times between successes.
 type gapMeter struct {
-	mu    sync.Mutex
-	last  time.Time
-	worst time.Duration
+	mu   sync.Mutex
+	last time.Time
+	gaps []gap
 }
+
+type gap struct{ from, to time.Time }
 
 func (g *gapMeter) success(now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.last.IsZero() {
-		g.worst = max(g.worst, now.Sub(g.last))
+	if !g.last.IsZero() && now.Sub(g.last) > 100*time.Millisecond {
+		g.gaps = append(g.gaps, gap{g.last, now})
 	}
 	g.last = now
 }
 
-func (g *gapMeter) longest() time.Duration {
+// longest is the longest time between two successes that ended in [from, to).
+func (g *gapMeter) longest(from, to time.Time) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.worst
+	var worst time.Duration
+	for _, x := range g.gaps {
+		if !x.to.Before(from) && x.to.Before(to) {
+			worst = max(worst, x.to.Sub(x.from))
+		}
+	}
+	return worst
 }
 
 // writeProbe stores a result (of a new id each time: a SUCCESS is never overwritten) every 50 ms
