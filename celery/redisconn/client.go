@@ -168,7 +168,7 @@ func CheckMaster(ctx context.Context, s *Spec) (string, error) {
 		case errors.As(a.err, &re):
 			// The Sentinel answered with an error (WRONGPASS, NOAUTH, …): a configuration
 			// problem, not an outage.
-			refused = append(refused, fmt.Errorf("Sentinel %s: %w (check sentinel_kwargs)", a.sentinel, a.err))
+			refused = append(refused, fmt.Errorf("refused by Sentinel %s: %w (check sentinel_kwargs)", a.sentinel, a.err))
 		default:
 			errs = append(errs, fmt.Errorf("%s: %w", a.sentinel, a.err))
 		}
