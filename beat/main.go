@@ -177,7 +177,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log.Warn(fmt.Sprintf("beat: beat_schedule has %d entries, which the database scheduler does not run: add them as periodic tasks in the Django admin", len(cfg.entries)))
 		}
 	} else {
-		rc, err := wiring.Redis(cfg.settings.StateURL)
+		rc, err := wiring.AppRedis(cfg.file.Celery, cfg.settings.StateURL, log)
 		if err != nil {
 			log.Error("beat: beat_state_url: " + err.Error())
 			return 1

@@ -38,6 +38,13 @@ type Config struct {
 	// holding django-celery-results' tables. The library itself never connects to it.
 	DatabaseURL   string   `yaml:"database_url"`
 	AcceptContent []string `yaml:"accept_content"`
+	// BrokerTransportOptions and ResultBackendTransportOptions are Celery's
+	// broker_transport_options and result_backend_transport_options, read by the adapter of
+	// broker_url and result_backend (for Redis and Sentinel: master_name, sentinel_kwargs,
+	// password, socket timeouts; see package redisconn). The repository's other Redis settings
+	// (beat_state_url, worker_revoke_url, ads_redis_url) read result_backend_transport_options.
+	BrokerTransportOptions        map[string]any `yaml:"broker_transport_options"`
+	ResultBackendTransportOptions map[string]any `yaml:"result_backend_transport_options"`
 	// TaskSerializer is json (default), msgpack or yaml. Pickle is refused.
 	TaskSerializer    string   `yaml:"task_serializer"`
 	TaskCompression   string   `yaml:"task_compression"`

@@ -45,7 +45,7 @@ func Open(f *config.File, o Options) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := wiring.Redis(st.RedisURL)
+	rc, err := wiring.AppRedis(f.Celery, st.RedisURL, o.Logger)
 	if err != nil {
 		_ = db.Close()
 		return nil, err

@@ -96,12 +96,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	var rc *redis.Client
 	if *api == "serving" {
 		// Serving's budget is milliseconds: its own pool, timeouts and no retried writes.
-		var ro *redis.Options
-		if ro, err = serving.RedisOptions(st.RedisURL); err == nil {
-			rc = redis.NewClient(ro)
+		// REDIS_URL may be a sentinel:// list (master_name from result_backend_transport_options).
+		spec, serr := wiring.RedisSpec(st.RedisURL, file.Celery.ResultBackendTransportOptions, log)
+		if err = serr; err == nil {
+			serving.TuneRedis(spec.Options)
+			rc = spec.NewClient()
 		}
 	} else {
-		rc, err = wiring.Redis(st.RedisURL)
+		rc, err = wiring.AppRedis(file.Celery, st.RedisURL, log)
 	}
 	if err != nil {
 		log.Error(err.Error())

@@ -3,7 +3,9 @@
 //
 //	setting            environment    default
 //	ads_database_url   DATABASE_URL   postgres://forumads:forumads@127.0.0.1:5432/forumads?sslmode=disable
-//	ads_redis_url      REDIS_URL      result_backend when it is a redis:// URL, else redis://127.0.0.1:6379/0
+//	ads_redis_url      REDIS_URL      result_backend when it is a Redis URL (redis://, rediss://, unix://,
+//	                                  sentinel://), else redis://127.0.0.1:6379/0; a sentinel:// URL takes
+//	                                  master_name from result_backend_transport_options
 //	ads_key_prefix     ADS_KEY_PREFIX ads:
 package adsconfig
 
@@ -20,6 +22,7 @@ import (
 
 	"github.com/forumads/forumads"
 	"github.com/forumads/forumads/ads/rkeys"
+	"github.com/forumads/forumads/celery/redisconn"
 	"github.com/forumads/forumads/internal/config"
 )
 
@@ -65,7 +68,7 @@ func FromFile(f *config.File, getenv func(string) string) (Settings, error) {
 		s.DatabaseURL = DefaultDatabaseURL
 	}
 	if s.RedisURL == "" {
-		if rb := f.Celery.ResultBackend; strings.HasPrefix(rb, "redis://") || strings.HasPrefix(rb, "rediss://") {
+		if rb := f.Celery.ResultBackend; redisconn.IsRedisURL(rb) {
 			s.RedisURL = rb
 		} else {
 			s.RedisURL = DefaultRedisURL

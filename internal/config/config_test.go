@@ -48,6 +48,34 @@ database_url: postgres://x
 	}
 }
 
+// TestParseTransportOptions: Celery's transport options mappings reach celery.Config as YAML wrote
+// them (nested mappings, numbers), for the adapters to read.
+func TestParseTransportOptions(t *testing.T) {
+	t.Parallel()
+	f, err := Parse([]byte(`
+result_backend: sentinel://:pw@127.0.0.1:26390/2;sentinel://127.0.0.1:26391
+result_backend_transport_options: {master_name: mymaster, sentinel_kwargs: {password: sentinel-pw}}
+broker_transport_options:
+  master_name: other
+  visibility_timeout: 3600
+  socket_timeout: 0.5
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, br := f.Celery.ResultBackendTransportOptions, f.Celery.BrokerTransportOptions
+	kw, _ := rb["sentinel_kwargs"].(map[string]any)
+	if rb["master_name"] != "mymaster" || kw["password"] != "sentinel-pw" {
+		t.Errorf("result_backend_transport_options = %#v", rb)
+	}
+	if br["master_name"] != "other" || br["visibility_timeout"] != 3600 || br["socket_timeout"] != 0.5 {
+		t.Errorf("broker_transport_options = %#v", br)
+	}
+	if len(f.Unknown) != 0 {
+		t.Errorf("unknown settings %v: the transport options are Celery's", f.Unknown)
+	}
+}
+
 func TestParseErrorsNameTheSetting(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ doc, want string }{
@@ -57,6 +85,8 @@ func TestParseErrorsNameTheSetting(t *testing.T) {
 		{"task_routes: {a.b: {queue: 1, exchange: [x]}}", `task_routes["a.b"]`},
 		{"- just a list", "mapping"},
 		{"broker_url: [unclosed", "line"},
+		{"broker_transport_options: [master_name, mymaster]", "broker_transport_options"},
+		{"result_backend_transport_options: mymaster", "result_backend_transport_options"},
 	} {
 		_, err := Parse([]byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -72,6 +72,9 @@ var rules = []rule{
 			module + "/celery/broker/redisbroker/...",
 			module + "/celery/beat/redisbeat/...",
 			module + "/celery/revoke/redisrevoke/...",
+			// Every Redis user's client (redis://, sentinel://) is built there, once, for the
+			// adapters above and for Go users wiring them.
+			module + "/celery/redisconn/...",
 		},
 		enforced: true,
 	},

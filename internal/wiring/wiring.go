@@ -24,6 +24,7 @@ import (
 	"github.com/forumads/forumads/celery/broker/fanout/memfanout"
 	"github.com/forumads/forumads/celery/broker/memorybroker"
 	"github.com/forumads/forumads/djangoapps/results"
+	"github.com/forumads/forumads/celery/redisconn"
 )
 
 // Broker returns the broker adapter cfg.broker_url names, picked by its scheme (the first URL's,
@@ -100,19 +101,70 @@ func brokerScheme(url string) (raw, scheme string, err error) {
 	}
 }
 
-// Redis returns a client for a redis:// (or rediss://, unix://) URL with timeouts suited to a
-// worker: short dials, so an outage is noticed and retried rather than hung on.
-func Redis(url string) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
+// Redis returns a client for a Redis URL without transport options (a sentinel:// URL needs
+// them: see [RedisWith]).
+func Redis(url string) (*redis.Client, error) { return RedisWith(url, nil, nil) }
+
+// RedisWith returns a client for a redis://, rediss://, unix:// URL or Celery's sentinel:// list,
+// with the transport options of the setting it came from (master_name, sentinel_kwargs, …; see
+// package redisconn) and redisconn's worker timeouts: short dials, so an outage is noticed and
+// retried rather than hung on. A Sentinel URL is checked at once ([RedisSpec]).
+func RedisWith(url string, transport map[string]any, log *slog.Logger) (*redis.Client, error) {
+	spec, err := RedisSpec(url, transport, log)
+	if err != nil {
+		return nil, err
+	}
+	return spec.WithDefaults().NewClient(), nil
+}
+
+// AppRedis is [RedisWith] for this repository's own Redis settings (beat_state_url,
+// worker_revoke_url, ads_redis_url / REDIS_URL): they take their Sentinel options from
+// result_backend_transport_options.
+func AppRedis(cfg celery.Config, url string, log *slog.Logger) (*redis.Client, error) {
+	return RedisWith(url, cfg.ResultBackendTransportOptions, log)
+}
+
+// BrokerRedis is [RedisWith] for broker_url with broker_transport_options: the client of the
+// Redis broker adapter.
+func BrokerRedis(cfg celery.Config, log *slog.Logger) (*redis.Client, error) {
+	c, err := RedisWith(cfg.BrokerURL, cfg.BrokerTransportOptions, log)
+	if err != nil {
+		return nil, fmt.Errorf("broker_url: %w", err)
+	}
+	return c, nil
+}
+
+// sentinelCheckTimeout bounds the start-up question to the Sentinels.
+const sentinelCheckTimeout = 3 * time.Second
+
+// RedisSpec parses a Redis URL with its transport options and, for Sentinel, asks the Sentinels
+// for the master (up to 3 s): a Sentinel that names no master of master_name, or refuses the
+// client (a wrong sentinel_kwargs password), is an error, so the program stops at start saying
+// so; Sentinels that do not answer are logged as a warning (to log, when not nil) and the client
+// keeps asking, as a client of a plain Redis that is down keeps redialing. Callers adjust the
+// spec's options and build the client with NewClient.
+func RedisSpec(url string, transport map[string]any, log *slog.Logger) (*redisconn.Spec, error) {
+	spec, err := redisconn.Parse(url, transport)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
-	opts.DialTimeout = 2 * time.Second
-	opts.ReadTimeout = 5 * time.Second
-	opts.WriteTimeout = 5 * time.Second
-	opts.MaxRetries = 2
-	opts.PoolSize = max(opts.PoolSize, 64)
-	return redis.NewClient(opts), nil
+	if !spec.IsSentinel() {
+		return spec, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sentinelCheckTimeout)
+	defer cancel()
+	master, err := redisconn.CheckMaster(ctx, spec)
+	switch {
+	case errors.Is(err, redisconn.ErrSentinelsUnreachable):
+		if log != nil {
+			log.Warn("redis: no Sentinel answered at start; the client keeps asking", "redis", spec.String(), "error", err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("redis url %s: %w", redisconn.Redact(url), err)
+	case log != nil:
+		log.Info("redis: Sentinel names the master", "redis", spec.String(), "master", master)
+	}
+	return spec, nil
 }
 
 // Backend returns the result backend of cfg.result_backend, chosen by its scheme, and what to
@@ -120,10 +172,11 @@ func Redis(url string) (*redis.Client, error) {
 // configured:
 //
 //	redis://, rediss://, unix://  redisbackend, on a client of its own (the closer)
+//	sentinel://…;sentinel://…     the same through Redis Sentinel: master_name and the passwords
+//	                              from result_backend_transport_options (see [RedisSpec])
 //	memory://                     memorybackend: one process only, results are not shared with
 //	                              other processes and are lost at exit; every memory:// backend of
 //	                              the process with the same URL is the same one
-//	sentinel://                   an error: not available yet
 //	django-db                     djangoapps/results on database_url (PostgreSQL with
 //	                              django-celery-results' tables; the closer closes its pool); a
 //	                              database that does not answer, or has no such tables, is an error
@@ -139,17 +192,16 @@ func Backend(cfg celery.Config) (backend.Backend, io.Closer, error) {
 	if !hasScheme {
 		scheme, _, _ = strings.Cut(url, ":")
 	}
+	scheme = strings.ToLower(scheme)
 	switch {
-	case scheme == "redis", scheme == "rediss", scheme == "unix":
-		rc, err := Redis(url)
+	case scheme == "redis", scheme == "rediss", scheme == "unix", scheme == "sentinel":
+		rc, err := RedisWith(url, cfg.ResultBackendTransportOptions, nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("result_backend: %w", err)
 		}
 		return redisbackend.New(rc, redisbackend.Options{Expires: cfg.ResultTTL()}), rc, nil
 	case scheme == "memory":
 		return memoryBackend(url, cfg.ResultTTL()), nil, nil
-	case scheme == "sentinel":
-		return nil, nil, errors.New("result_backend: the Redis Sentinel backend (sentinel://) is not available yet; use redis://")
 	case scheme == "django-db":
 		return djangoBackend(cfg)
 	case strings.HasPrefix(scheme, "db+"):
@@ -157,7 +209,7 @@ func Backend(cfg celery.Config) (backend.Backend, io.Closer, error) {
 	case scheme == "":
 		return nil, nil, fmt.Errorf("result_backend: %q has no scheme; use redis://", url)
 	}
-	return nil, nil, fmt.Errorf("result_backend: %q backends are not supported; use redis:// (or memory:// within one process)", scheme)
+	return nil, nil, fmt.Errorf("result_backend: %q backends are not supported; use redis://, sentinel:// (or memory:// within one process)", scheme)
 }
 
 // djangoBackend opens the django-db backend on database_url, checking its tables.
@@ -191,22 +243,8 @@ func memoryBackend(url string, expires time.Duration) *memorybackend.Backend {
 	return b
 }
 
-// Redacted hides the password in a URL for logs and banners.
-func Redacted(url string) string {
-	scheme, rest, ok := strings.Cut(url, "://")
-	if !ok {
-		return url
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return url
-	}
-	cred := rest[:at]
-	if user, _, hasPass := strings.Cut(cred, ":"); hasPass {
-		cred = user + ":**"
-	}
-	return scheme + "://" + cred + rest[at:]
-}
+// Redacted hides the passwords in a URL (or ';' list) for logs and banners.
+func Redacted(url string) string { return redisconn.Redact(url) }
 
 // Ping checks that Redis answers, for readiness.
 func Ping(ctx context.Context, rc redis.UniversalClient) error {

@@ -3,6 +3,7 @@ package wiring
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/celery/redisconn"
 )
 
 func TestRedacted(t *testing.T) {
@@ -20,6 +22,7 @@ func TestRedacted(t *testing.T) {
 		"redis://:pw@r:6379/0":                 "redis://:**@r:6379/0",
 		"redis://127.0.0.1:6379/0":             "redis://127.0.0.1:6379/0",
 		"amqp://user@h//":                      "amqp://user@h//",
+		"sentinel://:a@h:1;sentinel://:b@h:2":  "sentinel://:**@h:1;sentinel://:**@h:2",
 	} {
 		if got := Redacted(in); got != want {
 			t.Errorf("Redacted(%q) = %q, want %q", in, got, want)
@@ -33,16 +36,24 @@ func TestBackendSchemes(t *testing.T) {
 	if b != nil || closer != nil || err != nil {
 		t.Fatal("no result_backend must mean no backend")
 	}
+	closed := closedAddr(t)
 	for _, tc := range []struct {
-		url      string
-		want     string // the adapter's type, or "" for an error
-		errParts []string
+		url       string
+		transport map[string]any // result_backend_transport_options
+		want      string         // the adapter's type, or "" for an error
+		errParts  []string
 	}{
 		{url: "redis://127.0.0.1:6379/3", want: "*redisbackend.Backend"},
 		{url: "rediss://127.0.0.1:6380/0", want: "*redisbackend.Backend"},
 		{url: "unix:///tmp/redis.sock?db=2", want: "*redisbackend.Backend"},
 		{url: "memory://", want: "*memorybackend.Backend"},
-		{url: "sentinel://127.0.0.1:26379", errParts: []string{"sentinel", "not available yet"}},
+		{url: "sentinel://127.0.0.1:26379", errParts: []string{"result_backend", "master_name"}},
+		// Sentinels that do not answer at start are an outage, not a mistake: the client keeps asking.
+		{url: "sentinel://" + closed + ";sentinel://" + closed + "/0", transport: map[string]any{"master_name": "mymaster"}, errParts: []string{"listed twice"}},
+		{url: "sentinel://:pw@" + closed + "/2", transport: map[string]any{"master_name": "mymaster"}, want: "*redisbackend.Backend"},
+		// A Redis that is not a Sentinel refuses the question: a configuration mistake.
+		{url: "sentinel://127.0.0.1:6379", transport: map[string]any{"master_name": "mymaster"}, errParts: []string{"result_backend", "127.0.0.1:6379"}},
+		{url: "SENTINEL://127.0.0.1:6379", errParts: []string{"master_name"}},
 		{url: "django-db", errParts: []string{"django-db", "database_url is not set"}},
 		{url: "db+postgresql://u@127.0.0.1/x", errParts: []string{"db+postgresql", "not supported"}},
 		{url: "rpc://", errParts: []string{`"rpc"`, "not supported"}},
@@ -50,7 +61,7 @@ func TestBackendSchemes(t *testing.T) {
 		{url: "127.0.0.1:6379", errParts: []string{"not supported"}},
 		{url: "redis://127.0.0.1:6379/notadb", errParts: []string{"result_backend", "redis url"}},
 	} {
-		b, closer, err := Backend(celery.Config{ResultBackend: tc.url})
+		b, closer, err := Backend(celery.Config{ResultBackend: tc.url, ResultBackendTransportOptions: tc.transport})
 		if tc.want == "" {
 			if err == nil || b != nil || closer != nil {
 				t.Errorf("%s: backend %T, closer %v, err %v; want an error", tc.url, b, closer, err)
@@ -197,5 +208,50 @@ func TestMemoryBrokerServesTheClient(t *testing.T) {
 	}
 	if !broker.Connected(b) || broker.Reconnects(b) != 0 {
 		t.Fatal("an in-process broker is always connected and never reconnects")
+	}
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// TestRedisClients: the repository's Redis settings take their Sentinel options from
+// result_backend_transport_options, the broker's from broker_transport_options, and every client
+// is the one go-redis type (a failover client is a *redis.Client too).
+func TestRedisClients(t *testing.T) {
+	t.Parallel()
+	closed := closedAddr(t)
+	cfg := celery.Config{BrokerURL: "sentinel://" + closed, BrokerTransportOptions: map[string]any{"master_name": "broker-master"},
+		ResultBackendTransportOptions: map[string]any{"master_name": "results-master"}}
+	rc, err := AppRedis(cfg, "sentinel://"+closed+"/4", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := rc.Options(); o.DB != 4 || o.DialTimeout != redisconn.DefaultDialTimeout || o.PoolSize < redisconn.DefaultPoolSize {
+		t.Errorf("app client options: db %d dial %v pool %d", o.DB, o.DialTimeout, o.PoolSize)
+	}
+	_ = rc.Close()
+	bc, err := BrokerRedis(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = bc.Close()
+	if _, err := BrokerRedis(celery.Config{BrokerURL: "sentinel://" + closed}, nil); err == nil || !strings.Contains(err.Error(), "broker_url") ||
+		!strings.Contains(err.Error(), "master_name") {
+		t.Errorf("broker sentinel without master_name: %v", err)
+	}
+	if _, err := AppRedis(celery.Config{}, "sentinel://"+closed, nil); err == nil || !strings.Contains(err.Error(), "master_name") {
+		t.Errorf("app sentinel without result_backend_transport_options: %v", err)
+	}
+	if _, err := Redis("http://127.0.0.1/"); err == nil || !strings.Contains(err.Error(), `unknown scheme "http"`) {
+		t.Errorf("unknown scheme: %v", err)
 	}
 }

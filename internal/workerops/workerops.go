@@ -17,7 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/redisconn"
 	"github.com/forumads/forumads/celery/revoke"
 	"github.com/forumads/forumads/celery/revoke/redisrevoke"
 	"github.com/forumads/forumads/internal/metrics"
@@ -118,7 +118,7 @@ func New(cfg celery.Config, opts Options) (*Ops, error) {
 	}
 	url, from := RevokeURL(cfg)
 	if url != "" {
-		if o.revokeRC, err = wiring.Redis(url); err != nil {
+		if o.revokeRC, err = wiring.AppRedis(cfg, url, log); err != nil {
 			o.closeConns()
 			return nil, fmt.Errorf("revoke store (%s): %w", from, err)
 		}
@@ -153,7 +153,7 @@ func RevokeURL(cfg celery.Config) (url, from string) {
 	switch rb := cfg.ResultBackend; {
 	case cfg.WorkerRevokeURL != "":
 		return cfg.WorkerRevokeURL, "worker_revoke_url"
-	case strings.HasPrefix(rb, "redis://"), strings.HasPrefix(rb, "rediss://"), strings.HasPrefix(rb, "unix://"):
+	case redisconn.IsRedisURL(rb):
 		return rb, "result_backend"
 	case os.Getenv("REDIS_URL") != "":
 		return os.Getenv("REDIS_URL"), "REDIS_URL"

@@ -28,6 +28,7 @@ func TestRevokeURL(t *testing.T) {
 	}{
 		{"setting wins", celery.Config{WorkerRevokeURL: "redis://own/1", ResultBackend: "redis://rb/0"}, "redis://own/1", "worker_revoke_url"},
 		{"result backend", celery.Config{ResultBackend: "redis://rb/0"}, "redis://rb/0", "result_backend"},
+		{"Sentinel result backend", celery.Config{ResultBackend: "sentinel://s1:26379;sentinel://s2:26379"}, "sentinel://s1:26379;sentinel://s2:26379", "result_backend"},
 		{"REDIS_URL", celery.Config{ResultBackend: "rpc://"}, "redis://env:6379/3", "REDIS_URL"},
 	} {
 		if got, src := RevokeURL(tc.cfg); got != tc.want || src != tc.src {

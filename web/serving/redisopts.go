@@ -43,6 +43,14 @@ func RedisOptions(url string) (*redis.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving: redis url: %w", err)
 	}
+	TuneRedis(o)
+	return o, nil
+}
+
+// TuneRedis applies the settings [RedisOptions] lists to o, keeping those already set: for a
+// client built from any Redis URL, a Sentinel one included (redisconn.Spec.Options, before
+// NewClient), so that a failover client follows the same budgets.
+func TuneRedis(o *redis.Options) {
 	o.ContextTimeoutEnabled = true
 	if o.MaxRetries == 0 {
 		o.MaxRetries = -1
@@ -65,5 +73,4 @@ func RedisOptions(url string) (*redis.Options, error) {
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = RedisIOTimeout
 	}
-	return o, nil
 }

@@ -1,0 +1,422 @@
+package sentinelset
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/forumads/forumads/ads/rkeys"
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/backend"
+	"github.com/forumads/forumads/celery/beat"
+	"github.com/forumads/forumads/celery/beat/redisbeat"
+	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/internal/testenv"
+	"github.com/forumads/forumads/internal/wiring"
+	"github.com/forumads/forumads/web/serving"
+)
+
+// kills is how many times TestFailover kills the master (SENTINEL_FAILOVER_KILLS; default 1, the
+// CI run; bench/sentinel-failover.sh soaks with more).
+func kills(t *testing.T) int {
+	n := 1
+	if v := os.Getenv("SENTINEL_FAILOVER_KILLS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("SENTINEL_FAILOVER_KILLS=%q: want a positive number", v)
+		}
+	}
+	return n
+}
+
+type addArgs struct {
+	X int `celery:"0"`
+	Y int `celery:"1"`
+}
+
+// TestFailover kills the Redis master (SIGKILL) while a Go worker stores results through
+// Sentinel, the serving API is under load and two beats run on the Sentinel store; afterwards
+// every task is done and stored with its result, no beat slot was sent twice and beat kept
+// sending after the switch, and the serving API never answered 5xx (degraded answers are allowed
+// while the master is gone). It logs the measured disruption: kill to the Sentinels naming a new
+// master, the longest run of failing result-backend writes, and the window of degraded ad
+// answers.
+func TestFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	queue, tickQueue := testenv.Name(t, "sentinel"), testenv.Name(t, "sentinel-beat")
+	testenv.DeleteQueuesAtCleanup(t, queue, tickQueue)
+	one := 1
+	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: queue, WorkerConcurrency: 8, WorkerPrefetchMultiplier: &one,
+		ResultBackend: set.URL(5), ResultBackendTransportOptions: set.TransportOptions(), TaskAcksLate: true}
+
+	// The worker, storing results through Sentinel as the worker program wires it.
+	be, beClose, err := wiring.Backend(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer beClose.Close()
+	reg := celery.NewRegistry()
+	celery.Register(reg, "sentinel.add", func(_ context.Context, t *celery.Task[addArgs]) (int, error) { return t.Args.X + t.Args.Y, nil })
+	wbr := amqpBroker(t, cfg, "sentinel-worker", log)
+	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: be, Hostname: "celery@sentinel-test", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWorker := context.WithCancel(context.Background())
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(wctx) }()
+	defer func() {
+		stopWorker()
+		if err := <-workerDone; err != nil {
+			t.Errorf("worker.Run: %v", err)
+		}
+	}()
+	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: amqpBroker(t, cfg, "sentinel-client", log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Two beats (as two beat processes: a client each) on the Sentinel store.
+	beatPrefix := "sentinelset:" + testenv.Suffix() + ":beat:"
+	entry := &beat.Entry{Name: "tick", Task: "sentinel.tick", Every: time.Second, Options: beat.Options{Queue: tickQueue}}
+	var beats sync.WaitGroup
+	bctx, stopBeats := context.WithCancel(context.Background())
+	defer func() { stopBeats(); beats.Wait() }()
+	for i := range 2 {
+		rc, err := wiring.AppRedis(cfg, set.URL(5), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		pub, err := beat.NewClientPublisher(cfg, amqpBroker(t, cfg, fmt.Sprintf("sentinel-beat-%d", i), log))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := beat.NewScheduler(beat.SchedulerOptions{Store: redisbeat.New(rc, beatPrefix, 10*time.Second), Publisher: pub, Logger: log})
+		b, err := beat.New(beat.BeatOptions{Scheduler: s, Entries: []*beat.Entry{entry}, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		beats.Go(func() {
+			if err := b.Run(bctx); err != nil {
+				t.Errorf("beat %d: %v", i, err)
+			}
+		})
+	}
+
+	// The serving API on a failover client with serving's own budgets, under load.
+	spec, err := wiring.RedisSpec(set.URL(5), cfg.ResultBackendTransportOptions, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving.TuneRedis(spec.Options)
+	src := spec.NewClient()
+	defer src.Close()
+	h, err := serving.New(serving.Options{Redis: src, Keys: rkeys.New("sentinelset:" + testenv.Suffix() + ":ads:"), Secret: []byte("sentinelset-serving-secret"), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	load := &servingLoad{}
+	lctx, stopLoad := context.WithCancel(context.Background())
+	var loaders sync.WaitGroup
+	for range 4 {
+		loaders.Go(func() { load.run(lctx, srv.URL+"/v1/ads?forum=sentinel-test&placement=sidebar&count=2") })
+	}
+	defer func() { stopLoad(); loaders.Wait() }()
+
+	// A probe writing through the result backend every 50 ms measures its blackout.
+	probe := &writeProbe{}
+	pctx, stopProbe := context.WithCancel(context.Background())
+	probeDone := make(chan struct{})
+	go func() { defer close(probeDone); probe.run(pctx, be) }()
+	defer func() { stopProbe(); <-probeDone }()
+
+	// Tasks flow (about 100 a second) from start to end.
+	var sent []*celery.AsyncResult
+	var sentMu sync.Mutex
+	sctx, stopSending := context.WithCancel(ctx)
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-sctx.Done():
+				return
+			case <-tick.C:
+			}
+			r, err := client.SendTask(sctx, "sentinel.add", []any{i, 1}, nil)
+			if err != nil {
+				if sctx.Err() == nil {
+					t.Errorf("send %d: %v", i, err)
+				}
+				return
+			}
+			sentMu.Lock()
+			sent = append(sent, r)
+			sentMu.Unlock()
+		}
+	}()
+
+	time.Sleep(3 * time.Second)
+	var switches []time.Duration
+	var killedAt []time.Time
+	var lastSwitch time.Time
+	for k := range kills(t) {
+		old, err := set.Master()
+		if err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		killedAt = append(killedAt, killed)
+		if _, err := set.KillMaster(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := set.Master()
+			if err == nil && m != old {
+				break
+			}
+			if time.Since(killed) > 30*time.Second {
+				t.Fatalf("kill %d: the Sentinels still name %s 30 s after it was killed", k+1, old)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		lastSwitch = time.Now()
+		switches = append(switches, lastSwitch.Sub(killed))
+		time.Sleep(5 * time.Second)
+		if err := set.Revive(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	stopSending()
+	<-sendDone
+
+	// Every task is done, and stored through Sentinel, with its result.
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	missing := 0
+	for i, r := range sent {
+		var got int
+		m, err := pollDone(ctx, be, r.ID)
+		if err == nil {
+			err = jsonInt(m.Result, &got)
+		}
+		if err != nil || m.Status != protocol.StateSuccess || got != i+1 {
+			missing++
+			if missing <= 5 {
+				t.Errorf("task %d (%s): %s %s, %v; want SUCCESS %d", i, r.ID, m.Status, m.Result, err, i+1)
+			}
+		}
+	}
+	if missing > 0 || len(sent) < 200 {
+		t.Fatalf("%d of %d tasks not stored (want all, and at least 200 sent)", missing, len(sent))
+	}
+
+	stopBeats()
+	beats.Wait()
+	slots := drainSlots(t, tickQueue)
+	seen := map[string]int{}
+	after := 0
+	for _, s := range slots {
+		seen[s]++
+		if ms, _ := strconv.ParseInt(s, 10, 64); time.UnixMilli(ms).After(lastSwitch) {
+			after++
+		}
+	}
+	for s, n := range seen {
+		if n > 1 {
+			t.Errorf("beat slot %s sent %d times", s, n)
+		}
+	}
+	if after == 0 {
+		t.Errorf("beat sent no slot after the last failover (%d slots in all)", len(slots))
+	}
+
+	stopLoad()
+	loaders.Wait()
+	stopProbe()
+	<-probeDone
+	if load.fivexx.Load() > 0 || load.ok.Load() == 0 {
+		t.Errorf("serving API: %d 5xx answers, %d ok; want none and some", load.fivexx.Load(), load.ok.Load())
+	}
+	if load.other.Load() > 0 {
+		t.Errorf("serving API: %d answers neither 200 nor 5xx (or failed requests)", load.other.Load())
+	}
+	t.Logf("sentinel-failover: kills=%d tasks=%d beat_slots=%d (%d after the switch) serving_requests=%d degraded=%d",
+		len(switches), len(sent), len(slots), after, load.ok.Load()+load.degraded.Load(), load.degraded.Load())
+	killedAt = append(killedAt, time.Now())
+	for i, d := range switches {
+		t.Logf("sentinel-failover: kill %d: Sentinels named a new master after %.2fs; result backend: longest time between two successful writes %.2fs; serving: longest time without a normal (not degraded) answer %.2fs",
+			i+1, d.Seconds(), probe.gap.longest(killedAt[i], killedAt[i+1]).Seconds(), load.gap.longest(killedAt[i], killedAt[i+1]).Seconds())
+	}
+	t.Logf("sentinel-failover: %d failed probe writes in all", probe.failed.Load())
+}
+
+// amqpBroker is a RabbitMQ connection closed at the test's end.
+func amqpBroker(t *testing.T, cfg celery.Config, name string, log *slog.Logger) *amqpbroker.Broker {
+	t.Helper()
+	b, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// pollDone waits for a task's stored state to be ready.
+func pollDone(ctx context.Context, be backend.Backend, id string) (protocol.ResultMeta, error) {
+	for {
+		m, err := be.Get(ctx, id)
+		if err == nil && protocol.IsReady(m.Status) {
+			return m, nil
+		}
+		select {
+		case <-ctx.Done():
+			return m, fmt.Errorf("not done: %w (last read: %v)", ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func jsonInt(raw []byte, v *int) error {
+	n, err := strconv.Atoi(string(raw))
+	*v = n
+	return err
+}
+
+// servingLoad requests ads in a loop and counts the answers.
+type servingLoad struct {
+	ok, degraded, fivexx, other atomic.Int64
+	gap                         gapMeter // between normal (not degraded) answers
+}
+
+func (l *servingLoad) run(ctx context.Context, url string) {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.other.Add(1)
+			}
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		switch {
+		case resp.StatusCode >= 500:
+			l.fivexx.Add(1)
+		case resp.StatusCode == http.StatusOK && resp.Header.Get("X-Ads-Degraded") != "":
+			l.degraded.Add(1)
+		case resp.StatusCode == http.StatusOK:
+			l.ok.Add(1)
+			l.gap.success(time.Now())
+		default:
+			l.other.Add(1)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// gapMeter records the times between successes.
+type gapMeter struct {
+	mu   sync.Mutex
+	last time.Time
+	gaps []gap
+}
+
+type gap struct{ from, to time.Time }
+
+func (g *gapMeter) success(now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.last.IsZero() && now.Sub(g.last) > 100*time.Millisecond {
+		g.gaps = append(g.gaps, gap{g.last, now})
+	}
+	g.last = now
+}
+
+// longest is the longest time between two successes that ended in [from, to).
+func (g *gapMeter) longest(from, to time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var worst time.Duration
+	for _, x := range g.gaps {
+		if !x.to.Before(from) && x.to.Before(to) {
+			worst = max(worst, x.to.Sub(x.from))
+		}
+	}
+	return worst
+}
+
+// writeProbe stores a result (of a new id each time: a SUCCESS is never overwritten) every 50 ms
+// and keeps the longest time between two successful writes.
+type writeProbe struct {
+	failed atomic.Int64
+	gap    gapMeter
+}
+
+func (p *writeProbe) run(ctx context.Context, be backend.Backend) {
+	prefix := "sentinelset-probe-" + testenv.Suffix() + "-"
+	for i := 0; ctx.Err() == nil; i++ {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := be.Store(sctx, protocol.ResultMeta{TaskID: prefix + strconv.Itoa(i), Status: protocol.StateSuccess, Result: []byte("1")})
+		cancel()
+		switch {
+		case err == nil:
+			p.gap.success(time.Now())
+		case ctx.Err() == nil:
+			p.failed.Add(1)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// drainSlots reads every message of queue and returns their beat_slot headers.
+func drainSlots(t *testing.T, queue string) []string {
+	t.Helper()
+	conn := testenv.AMQP(t)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	var slots []string
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatalf("reading %s: %v", queue, err)
+		}
+		if !ok {
+			break
+		}
+		s, _ := d.Headers[beat.SlotHeader].(string)
+		if s == "" {
+			t.Errorf("a message on %s without %s: %v", queue, beat.SlotHeader, d.Headers)
+		}
+		slots = append(slots, s)
+	}
+	slices.Sort(slots)
+	return slots
+}
