@@ -23,8 +23,8 @@ import (
 	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/broker/fanout/memfanout"
 	"github.com/forumads/forumads/celery/broker/memorybroker"
-	"github.com/forumads/forumads/djangoapps/results"
 	"github.com/forumads/forumads/celery/redisconn"
+	"github.com/forumads/forumads/djangoapps/results"
 )
 
 // Broker returns the broker adapter cfg.broker_url names, picked by its scheme (the first URL's,
