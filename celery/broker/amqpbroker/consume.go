@@ -21,6 +21,7 @@ type consumer struct {
 	ctx      context.Context // Consume's: sources added later live as long as it
 	out      chan *broker.Delivery
 	prefetch atomic.Int64
+	global   atomic.Bool // the channel's QoS is global (false: per consumer, for quorum queues)
 
 	mu       sync.Mutex
 	queues   []broker.Queue
@@ -45,7 +46,9 @@ type session struct {
 	cancelled map[string]bool // consumer tags cancelled on purpose
 }
 
-// Consume declares the queues, sets the prefetch (global QoS, as Celery does on RabbitMQ) and delivers
+// Consume declares the queues, sets the prefetch (global QoS, as Celery does on RabbitMQ, or per
+// consumer when a queue is a quorum queue, as Celery 5.5 does) and, for quorum queues, declares
+// native delayed delivery and binds the queues to it (see Options.DelayedDeliveryQueueType); it delivers
 // their messages until ctx ends or StopConsuming. A connection loss is repaired in the background;
 // deliveries carry the connection generation they came on. The first connect happens before Consume
 // returns, so a refused declaration (PRECONDITION_FAILED) is reported at start.
@@ -101,10 +104,19 @@ func (c *consumer) openOn(conn *amqp.Connection, gen uint64) ([]source, error) {
 			return nil, err
 		}
 	}
-	if err := ch.Qos(int(c.prefetch.Load()), 0, true); err != nil {
+	if err := c.b.delayedDeliveryOnce(ch, queues); err != nil {
+		_ = ch.Close()
+		return nil, err
+	}
+	global := c.b.globalQoS(queues)
+	if err := ch.Qos(int(c.prefetch.Load()), 0, global); err != nil {
 		_ = ch.Close()
 		return nil, fmt.Errorf("setting prefetch: %w", err)
 	}
+	if !global && !c.global.Load() && c.b.qosLogged.CompareAndSwap(false, true) {
+		c.b.log.Info("global QoS is disabled: a consumed queue is a quorum queue; the prefetch count is set per consumer")
+	}
+	c.global.Store(global)
 	var srcs []source
 	tags := map[string]string{}
 	for _, q := range queues {
@@ -418,6 +430,12 @@ func (b *Broker) SetPrefetch(n int) error {
 		ch := c.ch
 		c.mu.Unlock()
 		if ch != nil && !ch.IsClosed() {
+			if !c.global.Load() {
+				// Per-consumer QoS applies to consumers started after it: the consumers of quorum
+				// queues keep their prefetch (Celery 5.5: "prefetch count is now static"), and a
+				// reopened channel starts with n.
+				continue
+			}
 			if err := ch.Qos(n, 0, true); err != nil {
 				return stale(err)
 			}
