@@ -207,10 +207,24 @@ func (c *consumer) forward(ctx context.Context, srcs []source, gen uint64) {
 	c.mu.Lock()
 	s.closing = true
 	c.sess = nil
-	if !c.stopped && c.ch != nil {
-		_ = c.ch.Close()
+	ch, stopped := c.ch, c.stopped
+	tags := make([]string, 0, len(c.tags))
+	for _, tag := range c.tags {
+		tags = append(tags, tag)
+		s.cancelled[tag] = true
 	}
 	c.mu.Unlock()
+	if !stopped && ch != nil {
+		if ctx.Err() != nil && !ch.IsClosed() {
+			// Ending on purpose: cancel the consumers before closing the channel. basic.cancel is a
+			// round trip that a quorum queue answers after the acknowledgements sent before it, so
+			// none of them is lost to the close (which would deliver those messages again).
+			for _, tag := range tags {
+				_ = ch.Cancel(tag, false)
+			}
+		}
+		_ = ch.Close()
+	}
 	s.wg.Wait()
 }
 

@@ -121,9 +121,9 @@ func declare(ch *amqp.Channel, q broker.Queue) error {
 		return fmt.Errorf("declaring queue %q: %w", q.Name, err)
 	}
 	// RabbitMQ drops what it dead-letters to a queue that does not exist: declare the target of
-	// a dead-letter routing key through the default exchange first (durable, no arguments, as
-	// the worker's own dead-letter queue).
-	if x, ok := q.QueueArguments[broker.ArgDeadLetterExchange].(string); ok && x == "" {
+	// a quorum queue's dead-letter routing key through the default exchange first (durable, no
+	// arguments, as the worker's own dead-letter queue), where x-delivery-limit sends poison.
+	if x, ok := q.QueueArguments[broker.ArgDeadLetterExchange].(string); ok && x == "" && broker.IsQuorum(q) {
 		if dlq, _ := q.QueueArguments[broker.ArgDeadLetterRoutingKey].(string); dlq != "" && dlq != q.Name {
 			if _, err := ch.QueueDeclare(dlq, true, false, false, false, nil); err != nil {
 				return fmt.Errorf("declaring the dead-letter queue %q of queue %q: %w", dlq, q.Name, err)
