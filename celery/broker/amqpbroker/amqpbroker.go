@@ -270,6 +270,10 @@ func (b *Broker) dial() (*amqp.Connection, string, error) {
 // retryable waits a moment and reports whether an operation should be tried again after err:
 // yes for a lost connection or channel, no for the broker refusing what was asked.
 func (b *Broker) retryable(ctx context.Context, err error) bool {
+	var inv invalidQueueError
+	if errors.As(err, &inv) {
+		return false
+	}
 	var aerr *amqp.Error
 	if errors.As(err, &aerr) {
 		switch aerr.Code {

@@ -48,6 +48,12 @@ func (b *Broker) Declare(ctx context.Context, q broker.Queue) error {
 	}
 }
 
+// invalidQueueError is a queue declaration refused before it reached RabbitMQ (see
+// broker.CheckQueueArguments): a configuration error, never retried.
+type invalidQueueError struct{ error }
+
+func (e invalidQueueError) Unwrap() error { return e.error }
+
 // exchangeDecl is how DeclareExchange declared an exchange.
 type exchangeDecl struct {
 	kind                string
@@ -118,7 +124,7 @@ func (b *Broker) declareExchange(ctx context.Context, name string, x exchangeDec
 
 func declare(ch *amqp.Channel, q broker.Queue) error {
 	if err := broker.CheckQueueArguments(q); err != nil {
-		return fmt.Errorf("declaring queue %q: %w", q.Name, err)
+		return invalidQueueError{fmt.Errorf("declaring queue %q: %w", q.Name, err)}
 	}
 	// RabbitMQ drops what it dead-letters to a queue that does not exist: declare the target of
 	// a quorum queue's dead-letter routing key through the default exchange first (durable, no

@@ -129,35 +129,65 @@ func delayedBindingKeys(level int) (queueKey, nextKey string) {
 	return prefix + "1.#", prefix + "0.#"
 }
 
+// delayedOp is one declaration or binding of the delayed-delivery topology, with kombu's names
+// for the channel methods and their arguments (the golden test compares them with kombu's).
+type delayedOp map[string]any
+
+// delayedTopology is what kombu 5.5's declare_native_delayed_delivery_exchanges_and_queues
+// declares, in its order.
+func delayedTopology(queueType string) []delayedOp {
+	var ops []delayedOp
+	for level := broker.DelayedDeliveryLevels - 1; level >= 0; level-- {
+		name := broker.DelayedLevel(level)
+		key, _ := delayedBindingKeys(level)
+		ops = append(ops,
+			delayedOp{"op": "exchange_declare", "exchange": name, "type": "topic", "durable": true, "auto_delete": false},
+			delayedOp{"op": "queue_declare", "queue": name, "durable": true, "auto_delete": false, "arguments": delayedLevelArguments(level, queueType)},
+			delayedOp{"op": "queue_bind", "queue": name, "exchange": name, "routing_key": key})
+	}
+	for level := broker.DelayedDeliveryLevels - 1; level > 0; level-- {
+		_, key := delayedBindingKeys(level)
+		ops = append(ops, delayedOp{"op": "exchange_bind", "destination": broker.DelayedLevel(level - 1), "source": broker.DelayedLevel(level), "routing_key": key})
+	}
+	_, key := delayedBindingKeys(0)
+	return append(ops,
+		delayedOp{"op": "exchange_declare", "exchange": broker.DelayedDeliveryExchange, "type": "topic", "durable": true, "auto_delete": false},
+		delayedOp{"op": "exchange_bind", "destination": broker.DelayedDeliveryExchange, "source": broker.DelayedLevel(0), "routing_key": key})
+}
+
+// apply runs op on ch.
+func (op delayedOp) apply(ch *amqp.Channel) error {
+	str := func(k string) string { s, _ := op[k].(string); return s }
+	var err error
+	switch op["op"] {
+	case "exchange_declare":
+		err = ch.ExchangeDeclare(str("exchange"), str("type"), true, false, false, false, nil)
+	case "queue_declare":
+		_, err = ch.QueueDeclare(str("queue"), true, false, false, false, op["arguments"].(amqp.Table))
+		if err != nil {
+			err = fmt.Errorf("%w (declared before with another queue type? see broker_native_delayed_delivery_queue_type)", err)
+		}
+	case "queue_bind":
+		err = ch.QueueBind(str("queue"), str("routing_key"), str("exchange"), false, nil)
+	case "exchange_bind":
+		err = ch.ExchangeBind(str("destination"), str("routing_key"), str("source"), false, nil)
+	default:
+		err = fmt.Errorf("unknown operation %v", op["op"])
+	}
+	if err != nil {
+		return fmt.Errorf("native delayed delivery: %s %s%s: %w", op["op"], str("exchange"), str("queue")+str("destination"), err)
+	}
+	return nil
+}
+
 func declareDelayedDelivery(ch *amqp.Channel, queueType string, queues []broker.Queue) ([]string, error) {
 	if queueType != broker.QueueTypeClassic && queueType != broker.QueueTypeQuorum {
 		return nil, fmt.Errorf("native delayed delivery: queue type must be classic or quorum, got %q", queueType)
 	}
-	for level := broker.DelayedDeliveryLevels - 1; level >= 0; level-- {
-		name := broker.DelayedLevel(level)
-		if err := ch.ExchangeDeclare(name, "topic", true, false, false, false, nil); err != nil {
-			return nil, fmt.Errorf("native delayed delivery: declaring exchange %q: %w", name, err)
+	for _, op := range delayedTopology(queueType) {
+		if err := op.apply(ch); err != nil {
+			return nil, err
 		}
-		if _, err := ch.QueueDeclare(name, true, false, false, false, delayedLevelArguments(level, queueType)); err != nil {
-			return nil, fmt.Errorf("native delayed delivery: declaring queue %q: %w (declared before with another queue type? see broker_native_delayed_delivery_queue_type)", name, err)
-		}
-		key, _ := delayedBindingKeys(level)
-		if err := ch.QueueBind(name, key, name, false, nil); err != nil {
-			return nil, fmt.Errorf("native delayed delivery: binding queue %q: %w", name, err)
-		}
-	}
-	for level := broker.DelayedDeliveryLevels - 1; level > 0; level-- {
-		_, key := delayedBindingKeys(level)
-		if err := ch.ExchangeBind(broker.DelayedLevel(level-1), key, broker.DelayedLevel(level), false, nil); err != nil {
-			return nil, fmt.Errorf("native delayed delivery: binding exchange %q to %q: %w", broker.DelayedLevel(level-1), broker.DelayedLevel(level), err)
-		}
-	}
-	if err := ch.ExchangeDeclare(broker.DelayedDeliveryExchange, "topic", true, false, false, false, nil); err != nil {
-		return nil, fmt.Errorf("native delayed delivery: declaring exchange %q: %w", broker.DelayedDeliveryExchange, err)
-	}
-	_, key := delayedBindingKeys(0)
-	if err := ch.ExchangeBind(broker.DelayedDeliveryExchange, key, broker.DelayedLevel(0), false, nil); err != nil {
-		return nil, fmt.Errorf("native delayed delivery: binding exchange %q: %w", broker.DelayedDeliveryExchange, err)
 	}
 	var unbound []string
 	for _, q := range queues {
