@@ -96,8 +96,9 @@ func leader(t *testing.T, live node, q string) string {
 
 // TestQuorumQueueSurvivesNodeKills: 5,000 acks_late tasks on a quorum queue, two Go workers
 // connected to rmq1 and a Go client connected to rmq2, all with the three nodes as failover list.
-// Once a fifth of the tasks ran, rmq1 (the workers' node) is killed with kill -9 and restarted;
-// once three fifths ran, the queue's quorum leader is killed the same way and restarted. Every
+// After 1,000 tasks ran, rmq1 (the workers' node) is killed with kill -9 while more tasks are
+// published, and restarted; after 2,500, the queue's quorum leader is killed the same way while
+// the last 2,000 are published, and restarted. Every
 // task must end SUCCESS in Redis; how many ran more than once (acks lost with a node: at least
 // once, never lost) is counted and reported, as are the longest stretches without progress.
 func TestQuorumQueueSurvivesNodeKills(t *testing.T) {
@@ -165,18 +166,28 @@ func TestQuorumQueueSurvivesNodeKills(t *testing.T) {
 	progress := watchProgress(&ran)
 	defer progress.stop()
 
-	sent := send(0, total/2)
-	waitRan(t, ctx, &ran, total/5)
+	// Tasks are published in three batches so that each kill happens while tasks flow: the
+	// batch after a kill is published during the failover (the client fails over too).
+	waitMore := func() { waitRan(t, ctx, &ran, min(ran.Load()+200, total)) } // progress again after a kill
+	sent := send(0, 1500)
+	waitRan(t, ctx, &ran, 1000)
 	script(t, "kill", "rmq1")
-	waitRan(t, ctx, &ran, ran.Load()+200) // progress again on rmq2/rmq3
+	more := send(1500, 3000)
+	waitMore()
 	script(t, "restart", "rmq1")
 	sent.Wait()
-	sent = send(total/2, total)
-	waitRan(t, ctx, &ran, 3*total/5)
-	lead := leader(t, nodes[1], queue)
+	more.Wait()
+	waitRan(t, ctx, &ran, 2500)
+	lead := leader(t, nodes[0], queue)
 	t.Logf("quorum leader of %s: %s", queue, lead)
 	script(t, "kill", lead)
-	waitRan(t, ctx, &ran, ran.Load()+200)
+	sent = send(3000, total)
+	waitMore()
+	live := nodes[0]
+	if lead == "rmq1" {
+		live = nodes[1]
+	}
+	t.Logf("quorum leader after the kill: %s", leader(t, live, queue))
 	script(t, "restart", lead)
 	sent.Wait()
 	if err, _ := sendErr.Load().(error); err != nil {
@@ -222,7 +233,7 @@ func startWorker(t *testing.T, cfg celery.Config, brokerURL, hostname string, ba
 		if err := rc.Incr(ctx, prefix+"runs:"+task.ID).Err(); err != nil {
 			return 0, err
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 		ran.Add(1)
 		return task.Args.N, nil
 	})
