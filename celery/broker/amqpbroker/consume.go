@@ -433,7 +433,51 @@ func (b *Broker) StopConsuming(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// SetPrefetch changes the prefetch count of the consuming channels (and of those opened after a reconnect).
+// reconsume replaces every consumer of ch by a new one (per-consumer QoS takes a new prefetch
+// only for consumers started after it).
+func (c *consumer) reconsume(ch *amqp.Channel) error {
+	c.mu.Lock()
+	s := c.sess
+	if s == nil || s.closing || c.ch != ch || c.stopped {
+		c.mu.Unlock()
+		return nil // a new channel is being opened, with the new prefetch
+	}
+	old := make(map[string]string, len(c.tags))
+	for q, tag := range c.tags {
+		old[q] = tag
+		s.cancelled[tag] = true
+	}
+	queues := append([]broker.Queue(nil), c.queues...)
+	c.mu.Unlock()
+	for _, tag := range old {
+		if err := ch.Cancel(tag, false); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != s || s.closing || c.stopped {
+		return nil
+	}
+	for _, q := range queues {
+		if _, was := old[q.Name]; !was {
+			continue
+		}
+		c.seq++
+		tag := fmt.Sprintf("%s-%s-%d-%d", c.b.opts.ConnectionName, q.Name, s.gen, c.seq)
+		d, err := ch.Consume(q.Name, tag, false, false, false, false, nil)
+		if err != nil {
+			return err // the channel is gone: the session ends and the next channel consumes everything
+		}
+		c.tags[q.Name] = tag
+		c.startSource(c.ctx, s, source{queue: q.Name, tag: tag, d: d})
+	}
+	return nil
+}
+
+// SetPrefetch changes the prefetch count of the consuming channels (and of those opened after a
+// reconnect); on a channel with per-consumer QoS (quorum queues) it restarts the consumers, so the
+// new count applies to them.
 func (b *Broker) SetPrefetch(n int) error {
 	b.mu.Lock()
 	cs := b.consumers
@@ -445,9 +489,15 @@ func (b *Broker) SetPrefetch(n int) error {
 		c.mu.Unlock()
 		if ch != nil && !ch.IsClosed() {
 			if !c.global.Load() {
-				// Per-consumer QoS applies to consumers started after it: the consumers of quorum
-				// queues keep their prefetch (Celery 5.5: "prefetch count is now static"), and a
-				// reopened channel starts with n.
+				// Per-consumer QoS applies to consumers started after it (quorum queues): set it,
+				// then start each queue's consumer again on the same channel. What the old
+				// consumers delivered stays unacknowledged on the channel, to be settled as usual.
+				if err := ch.Qos(n, 0, false); err != nil {
+					return stale(err)
+				}
+				if err := c.reconsume(ch); err != nil {
+					return stale(err)
+				}
 				continue
 			}
 			if err := ch.Qos(n, 0, true); err != nil {

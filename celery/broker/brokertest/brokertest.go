@@ -40,8 +40,7 @@ type Adapter struct {
 	Shared bool
 	// QueueArguments, if set, are given to every task queue a subtest declares, to run the suite
 	// against another queue type (amqpbroker: x-queue-type quorum). Subtests of what such queues
-	// do not have are skipped saying so: Priorities (quorum queues have none) and SetPrefetch
-	// (their prefetch is per consumer and fixed when consuming starts, as in Celery 5.5).
+	// do not have are skipped saying so: Priorities (quorum queues have none).
 	QueueArguments map[string]any
 }
 
@@ -100,7 +99,7 @@ var cases = []subtest{
 	{name: "RejectRequeue", run: (*suite).rejectRequeue},
 	{name: "SettleTwice", run: (*suite).settleTwice},
 	{name: "PrefetchLimit", run: (*suite).prefetchLimit},
-	{name: "SetPrefetch", run: (*suite).setPrefetch, classicOnly: true},
+	{name: "SetPrefetch", run: (*suite).setPrefetch},
 	{name: "StopConsumingKeepsAcks", run: (*suite).stopConsumingKeepsAcks},
 	{name: "DirectAndTopicRouting", run: (*suite).directAndTopicRouting},
 	{name: "RedeclareWithOtherArgumentsFails", run: (*suite).redeclareFails},
