@@ -23,6 +23,7 @@ import (
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -124,8 +125,11 @@ func TestQuorumQueueSurvivesNodeKills(t *testing.T) {
 	var ran atomic.Int64
 	logs := &lockedLog{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var hosts []string
 	for i := range 2 {
-		startWorker(t, cfg, failover(0), fmt.Sprintf("cluster-w%d-%s@test", i, testenv.Suffix()), backend, rc, prefix, &ran, log)
+		h := fmt.Sprintf("cluster-w%d-%s@test", i, testenv.Suffix())
+		hosts = append(hosts, h)
+		startWorker(t, cfg, failover(0), h, backend, rc, prefix, &ran, log)
 	}
 	ccfg := cfg
 	ccfg.BrokerURL = failover(1)
@@ -210,6 +214,18 @@ func TestQuorumQueueSurvivesNodeKills(t *testing.T) {
 	t.Logf("%d tasks, all SUCCESS; %d ran %d times in all: %d duplicate runs (acknowledgements lost with a killed node)",
 		total, total, ran.Load(), dups)
 	t.Logf("longest stretches without a task finishing: %v", gaps)
+	// Remote control moved with the workers: Celery 5.2's own `celery inspect ping` reaches both.
+	out, err := exec.CommandContext(ctx, "/usr/bin/python3", "-m", "celery", "-b", nodes[1].amqp, "inspect", "ping",
+		"-t", "10", "-d", strings.Join(hosts, ",")).CombinedOutput()
+	if err != nil {
+		t.Errorf("celery inspect ping after the failovers: %v\n%s", err, out)
+	}
+	for _, h := range hosts {
+		if !strings.Contains(string(out), h+": OK") {
+			t.Errorf("celery inspect ping: no pong from %s:\n%s", h, out)
+		}
+	}
+	t.Logf("celery inspect ping:\n%s", strings.TrimSpace(string(out)))
 	if n := strings.Count(logs.String(), "connected to broker again"); n == 0 {
 		t.Errorf("no reconnect was logged:\n%s", logs.tail(40))
 	}
@@ -241,11 +257,35 @@ func startWorker(t *testing.T, cfg celery.Config, brokerURL, hostname string, ba
 	if err != nil {
 		t.Fatal(err)
 	}
+	cbr, err := amqpbroker.New(brokerURL, amqpbroker.Options{ConnectionName: "celery-control", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cbr.Close() })
+	mb, err := control.NewMailbox(hostname, cbr.Fanout(), control.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.RegisterControl(mb)
 	ctx, cancel := context.WithCancel(context.Background())
+	mbDone := make(chan error, 1)
+	go func() { mbDone <- mb.Run(ctx) }()
+	select {
+	case <-mb.Ready():
+	case err := <-mbDone:
+		cancel()
+		t.Fatalf("mailbox: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("mailbox not ready within 30s")
+	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
+		if err := <-mbDone; err != nil {
+			t.Errorf("mailbox %s: %v", hostname, err)
+		}
 		select {
 		case err := <-done:
 			if err != nil {
