@@ -322,3 +322,43 @@ func TestPoisonMessageEndsInDeadLetterQueue(t *testing.T) {
 		t.Errorf("x-death %v, want reason delivery_limit from %s", death, q.Name)
 	}
 }
+
+// TestParkQuorumMessageThroughDelayedDelivery: parking a message of a consumed quorum queue (on a
+// topic exchange) goes through native delayed delivery, replicated, instead of a TTL queue on one
+// node: Park reports celery_delayed_27 and the copy comes back to the queue no earlier than the
+// delay.
+func TestParkQuorumMessageThroughDelayedDelivery(t *testing.T) {
+	t.Parallel()
+	q := quorumQueue(t, nil)
+	b := quietBroker(t, testenv.AMQPURL(), Options{})
+	ctx := testCtx(t, time.Minute)
+	ch, err := b.Consume(ctx, []broker.Queue{q}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, broker.Publishing{Exchange: q.Exchange, RoutingKey: q.RoutingKey,
+		Envelope: protocol.Envelope{Body: []byte("eta"), DeliveryMode: 2, Headers: map[string]any{"id": "park-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	d := <-ch
+	parked := time.Now()
+	where, err := b.Park(ctx, d, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if where != broker.DelayedEntryExchange() {
+		t.Fatalf("parked in %q, want native delayed delivery (%s)", where, broker.DelayedEntryExchange())
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case back := <-ch:
+		if waited := time.Since(parked); waited < 2*time.Second || string(back.Body) != "eta" || back.Headers["id"] != "park-1" {
+			t.Fatalf("got %q (id %v) back after %v, want the parked message after at least 2s", back.Body, back.Headers["id"], waited)
+		}
+		_ = back.Ack()
+	case <-ctx.Done():
+		t.Fatal("the parked message did not come back")
+	}
+}
