@@ -41,7 +41,11 @@ type Config struct {
 	// of native delayed delivery (Celery 5.5): "quorum" (the default) or "classic".
 	BrokerNativeDelayedDeliveryQueueType string `yaml:"broker_native_delayed_delivery_queue_type"`
 
-	ResultBackend string   `yaml:"result_backend"`
+	ResultBackend string `yaml:"result_backend"`
+	// DatabaseURL is Celery's database_url, the database result backends' connection: with
+	// result_backend django-db, the PostgreSQL database (postgres://…, search_path to pick a schema)
+	// holding django-celery-results' tables. The library itself never connects to it.
+	DatabaseURL   string   `yaml:"database_url"`
 	AcceptContent []string `yaml:"accept_content"`
 	// TaskSerializer is json (default), msgpack or yaml. Pickle is refused.
 	TaskSerializer    string   `yaml:"task_serializer"`
