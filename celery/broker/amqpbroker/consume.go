@@ -22,6 +22,9 @@ type consumer struct {
 	out      chan *broker.Delivery
 	prefetch atomic.Int64
 	global   atomic.Bool // the channel's QoS is global (false: per consumer, for quorum queues)
+	// reMu serialises reconsume; applied is the per-consumer prefetch the live consumers got.
+	reMu    sync.Mutex
+	applied int64
 
 	mu       sync.Mutex
 	queues   []broker.Queue
@@ -117,6 +120,9 @@ func (c *consumer) openOn(conn *amqp.Connection, gen uint64) ([]source, error) {
 		c.b.log.Info("global QoS is disabled: a consumed queue is a quorum queue; the prefetch count is set per consumer")
 	}
 	c.global.Store(global)
+	c.reMu.Lock()
+	c.applied = c.prefetch.Load()
+	c.reMu.Unlock()
 	var srcs []source
 	tags := map[string]string{}
 	for _, q := range queues {
@@ -435,7 +441,16 @@ func (b *Broker) StopConsuming(ctx context.Context) error {
 
 // reconsume replaces every consumer of ch by a new one (per-consumer QoS takes a new prefetch
 // only for consumers started after it).
-func (c *consumer) reconsume(ch *amqp.Channel) error {
+func (c *consumer) reconsume(ch *amqp.Channel, n int) error {
+	c.reMu.Lock()
+	defer c.reMu.Unlock()
+	if c.applied == 0 || (n != 0 && int64(n) <= c.applied) {
+		return nil // unlimited already, or not larger
+	}
+	if err := ch.Qos(n, 0, false); err != nil {
+		return err
+	}
+	c.applied = int64(n)
 	c.mu.Lock()
 	s := c.sess
 	if s == nil || s.closing || c.ch != ch || c.stopped {
@@ -492,10 +507,9 @@ func (b *Broker) SetPrefetch(n int) error {
 				// Per-consumer QoS applies to consumers started after it (quorum queues): set it,
 				// then start each queue's consumer again on the same channel. What the old
 				// consumers delivered stays unacknowledged on the channel, to be settled as usual.
-				if err := ch.Qos(n, 0, false); err != nil {
-					return stale(err)
-				}
-				if err := c.reconsume(ch); err != nil {
+				// Only a larger prefetch is applied (a smaller one waits for the next channel), so
+				// the worker's steps while it holds ETA tasks do not restart consumers every time.
+				if err := c.reconsume(ch, n); err != nil {
 					return stale(err)
 				}
 				continue
