@@ -41,6 +41,7 @@ type Client struct {
 	router  *Router
 	origin  string
 	replyTo string
+	delayed delayedRoutes
 }
 
 // NewClient returns a client.
@@ -314,6 +315,11 @@ func (c *Client) SendRaw(ctx context.Context, name string, args []json.RawMessag
 	env.DeliveryMode = c.cfg.DeliveryMode()
 	pub.Envelope = env
 	pub.Timestamp = now
+	if msg.ETA != nil {
+		if err := c.viaDelayedDelivery(ctx, &pub, *msg.ETA, now); err != nil {
+			return nil, fmt.Errorf("send_task %s: %w", name, err)
+		}
+	}
 	if err := c.br.Publish(ctx, pub); err != nil {
 		return nil, fmt.Errorf("send_task %s: %w", name, err)
 	}

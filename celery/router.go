@@ -80,7 +80,9 @@ func (r *Router) Match(task string) (Route, bool) {
 func (c Config) queues() routing.Queues {
 	return routing.Queues{List: c.TaskQueues, DefaultQueue: c.TaskDefaultQueue, DefaultExchange: c.TaskDefaultExchange,
 		DefaultExchangeType: c.TaskDefaultExchangeType, DefaultRoutingKey: c.TaskDefaultRoutingKey,
-		MaxPriority: c.TaskQueueMaxPriority, CreateMissing: c.TaskCreateMissingQueues == nil || *c.TaskCreateMissingQueues}
+		MaxPriority: c.TaskQueueMaxPriority, CreateMissing: c.TaskCreateMissingQueues == nil || *c.TaskCreateMissingQueues,
+		DefaultQueueType: c.TaskDefaultQueueType, MissingQueueType: c.TaskCreateMissingQueueType,
+		MissingExchangeType: c.TaskCreateMissingQueueExchangeType}
 }
 
 // withMaxPriority gives q its x-max-priority argument (see routing.Queues.WithMaxPriority).

@@ -31,7 +31,16 @@ const (
 // names (the YAML tags). A zero value means Celery's default; use [Config.WithDefaults] to fill them.
 // Durations are given in seconds, as in Celery.
 type Config struct {
-	BrokerURL     string `yaml:"broker_url"`
+	// BrokerURL is one URL, or a failover list: URLs separated by ';' (in YAML also a list, which
+	// the config loader joins), tried in the order broker_failover_strategy gives.
+	BrokerURL string `yaml:"broker_url"`
+	// BrokerFailoverStrategy is kombu's failover_strategy: "round-robin" (the default) or
+	// "shuffle" (the list in a random order, then round-robin).
+	BrokerFailoverStrategy string `yaml:"broker_failover_strategy"`
+	// BrokerNativeDelayedDeliveryQueueType is the x-queue-type of the celery_delayed_0…27 queues
+	// of native delayed delivery (Celery 5.5): "quorum" (the default) or "classic".
+	BrokerNativeDelayedDeliveryQueueType string `yaml:"broker_native_delayed_delivery_queue_type"`
+
 	ResultBackend string `yaml:"result_backend"`
 	// DatabaseURL is Celery's database_url, the database result backends' connection: with
 	// result_backend django-db, the PostgreSQL database (postgres://…, search_path to pick a schema)
@@ -58,16 +67,25 @@ type Config struct {
 	TaskTimeLimit     *float64 `yaml:"task_time_limit"`
 	TaskSoftTimeLimit *float64 `yaml:"task_soft_time_limit"`
 
-	TaskDefaultQueue        string        `yaml:"task_default_queue"`
-	TaskDefaultExchange     string        `yaml:"task_default_exchange"`
-	TaskDefaultExchangeType string        `yaml:"task_default_exchange_type"`
-	TaskDefaultRoutingKey   string        `yaml:"task_default_routing_key"`
-	TaskDefaultDeliveryMode any           `yaml:"task_default_delivery_mode"`
-	TaskDefaultPriority     *int          `yaml:"task_default_priority"`
-	TaskDefaultRateLimit    string        `yaml:"task_default_rate_limit"`
-	TaskQueueMaxPriority    *int          `yaml:"task_queue_max_priority"`
-	TaskCreateMissingQueues *bool         `yaml:"task_create_missing_queues"`
-	TaskQueues              []QueueConfig `yaml:"task_queues"`
+	TaskDefaultQueue string `yaml:"task_default_queue"`
+	// TaskDefaultQueueType is Celery 5.5's task_default_queue_type: "classic" (the default) or
+	// "quorum", which declares the default queue (when task_queues is empty) with x-queue-type
+	// quorum. Other queues are made quorum with queue_arguments in task_queues.
+	TaskDefaultQueueType string `yaml:"task_default_queue_type"`
+	// TaskCreateMissingQueueType and TaskCreateMissingQueueExchangeType (Celery 5.5) are the queue
+	// type ("classic" or "quorum") and exchange type of queues created for a route to a queue
+	// task_queues does not list.
+	TaskCreateMissingQueueType         string        `yaml:"task_create_missing_queue_type"`
+	TaskCreateMissingQueueExchangeType string        `yaml:"task_create_missing_queue_exchange_type"`
+	TaskDefaultExchange                string        `yaml:"task_default_exchange"`
+	TaskDefaultExchangeType            string        `yaml:"task_default_exchange_type"`
+	TaskDefaultRoutingKey              string        `yaml:"task_default_routing_key"`
+	TaskDefaultDeliveryMode            any           `yaml:"task_default_delivery_mode"`
+	TaskDefaultPriority                *int          `yaml:"task_default_priority"`
+	TaskDefaultRateLimit               string        `yaml:"task_default_rate_limit"`
+	TaskQueueMaxPriority               *int          `yaml:"task_queue_max_priority"`
+	TaskCreateMissingQueues            *bool         `yaml:"task_create_missing_queues"`
+	TaskQueues                         []QueueConfig `yaml:"task_queues"`
 	// TaskRoutes maps a task name, glob or re: pattern to a queue, matched as Celery does (see Routes.Match).
 	// It is read by the config loader (YAML mappings keep their order there), hence no yaml tag.
 	TaskRoutes Routes `yaml:"-"`
@@ -83,6 +101,11 @@ type Config struct {
 	// before it cancels them (Celery 5.5's soft shutdown; nil or 0: none);
 	// WorkerEnableSoftShutdownOnIdle starts that period even when no task runs. See Worker.Shutdown.
 	WorkerEnableSoftShutdownOnIdle bool `yaml:"worker_enable_soft_shutdown_on_idle"`
+
+	// WorkerDetectQuorumQueues (Celery 5.5, default true): when a consumed queue is a quorum
+	// queue, the worker sets its prefetch per consumer (quorum queues refuse global QoS) and
+	// declares native delayed delivery.
+	WorkerDetectQuorumQueues *bool `yaml:"worker_detect_quorum_queues"`
 
 	// WorkerDeadLetterQueue and WorkerETAParkAfter are this implementation's own settings.
 	WorkerDeadLetterQueue string   `yaml:"worker_dead_letter_queue"`
@@ -234,9 +257,15 @@ func (c Config) Validate() error {
 	if c.WorkerConcurrency < 0 {
 		return fmt.Errorf("worker_concurrency: must be >= 0, got %d", c.WorkerConcurrency)
 	}
+	if err := c.validateQuorum(); err != nil {
+		return err
+	}
 	for i, q := range c.TaskQueues {
 		if q.Name == "" {
 			return fmt.Errorf("task_queues[%d].name: a queue needs a name", i)
+		}
+		if err := broker.CheckQueueArguments(q); err != nil {
+			return fmt.Errorf("task_queues[%d] (%s): %w", i, q.Name, err)
 		}
 		switch q.ExchangeType {
 		case "", "direct", "topic", "fanout", "headers":
@@ -279,6 +308,54 @@ func (c Config) Validate() error {
 		return fmt.Errorf("timezone: %w", err)
 	}
 	return nil
+}
+
+// validateQuorum checks the settings of quorum queues, native delayed delivery and failover.
+func (c Config) validateQuorum() error {
+	for _, f := range []struct{ name, v string }{
+		{"task_default_queue_type", c.TaskDefaultQueueType},
+		{"task_create_missing_queue_type", c.TaskCreateMissingQueueType},
+		{"broker_native_delayed_delivery_queue_type", c.BrokerNativeDelayedDeliveryQueueType},
+	} {
+		switch f.v {
+		case "", "classic", "quorum":
+		default:
+			return fmt.Errorf("%s: unknown queue type %q (classic or quorum)", f.name, f.v)
+		}
+	}
+	switch c.TaskCreateMissingQueueExchangeType {
+	case "", "direct", "topic", "fanout", "headers":
+	default:
+		return fmt.Errorf("task_create_missing_queue_exchange_type: unknown exchange type %q", c.TaskCreateMissingQueueExchangeType)
+	}
+	switch c.BrokerFailoverStrategy {
+	case "", "round-robin", "shuffle":
+	default:
+		return fmt.Errorf("broker_failover_strategy: unknown strategy %q (round-robin or shuffle)", c.BrokerFailoverStrategy)
+	}
+	if c.TaskQueueMaxPriority != nil && (c.TaskDefaultQueueType == "quorum" || c.TaskCreateMissingQueueType == "quorum") {
+		return errors.New("task_queue_max_priority: quorum queues have no priorities (x-max-priority); leave it unset with task_default_queue_type or task_create_missing_queue_type quorum")
+	}
+	return nil
+}
+
+// QuorumQueues reports whether any queue of the configuration is a quorum queue, as Celery 5.5's
+// detect_quorum_queues: a task_queues entry with x-queue-type quorum, or the default queue when
+// task_default_queue_type is quorum and task_queues is empty. It is false when
+// worker_detect_quorum_queues is off.
+func (c Config) QuorumQueues() bool {
+	if c.WorkerDetectQuorumQueues != nil && !*c.WorkerDetectQuorumQueues {
+		return false
+	}
+	if len(c.TaskQueues) == 0 {
+		return c.TaskDefaultQueueType == "quorum"
+	}
+	for _, q := range c.TaskQueues {
+		if broker.IsQuorum(q) {
+			return true
+		}
+	}
+	return false
 }
 
 // ResultTTL is result_expires as a duration (0 = results never expire).

@@ -100,6 +100,13 @@ func Parse(data []byte) (*File, error) {
 				return nil, err
 			}
 			f.Celery.TaskRoutes = routes
+		case k.Value == "broker_url" && v.Kind == yaml.SequenceNode:
+			// kombu takes a failover list as a list too: the same as the ';'-separated string.
+			urls, err := parseURLList(v)
+			if err != nil {
+				return nil, err
+			}
+			f.Celery.BrokerURL = urls
 		case known[k.Value]:
 		default:
 			f.Unknown = append(f.Unknown, k.Value)
@@ -108,7 +115,7 @@ func Parse(data []byte) (*File, error) {
 	// Decode the known settings strictly so that a wrong type names its setting.
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
-		if !known[k.Value] {
+		if !known[k.Value] || (k.Value == "broker_url" && v.Kind == yaml.SequenceNode) {
 			continue
 		}
 		single := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{k, v}}
@@ -117,6 +124,24 @@ func Parse(data []byte) (*File, error) {
 		}
 	}
 	return f, nil
+}
+
+// parseURLList joins a broker_url list into the ';'-separated failover string.
+func parseURLList(n *yaml.Node) (string, error) {
+	var urls []string
+	for _, e := range n.Content {
+		if e.Kind != yaml.ScalarNode || strings.TrimSpace(e.Value) == "" {
+			return "", fmt.Errorf("broker_url (line %d): a failover list holds URLs (strings), one per entry", e.Line)
+		}
+		if strings.Contains(e.Value, ";") {
+			return "", fmt.Errorf("broker_url (line %d): one URL per list entry (no ';')", e.Line)
+		}
+		urls = append(urls, strings.TrimSpace(e.Value))
+	}
+	if len(urls) == 0 {
+		return "", errors.New("broker_url: an empty list")
+	}
+	return strings.Join(urls, ";"), nil
 }
 
 func unwrapYAML(err error) error {

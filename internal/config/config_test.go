@@ -152,3 +152,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestBrokerURLFailoverList: broker_url may be a list, as kombu takes it: the same failover list
+// as the ';'-separated string; entries that are not one URL each are refused naming the setting.
+func TestBrokerURLFailoverList(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		doc, want, err string
+	}{
+		{"broker_url:\n  - amqp://a:5681//\n  - amqp://b:5682//\nbroker_failover_strategy: shuffle\n", "amqp://a:5681//;amqp://b:5682//", ""},
+		{"broker_url: amqp://a//;amqp://b//\n", "amqp://a//;amqp://b//", ""},
+		{"broker_url: []\n", "", "broker_url: an empty list"},
+		{"broker_url:\n  - amqp://a//;amqp://b//\n", "", "one URL per list entry"},
+		{"broker_url:\n  - {host: a}\n", "", "a failover list holds URLs"},
+	} {
+		f, err := Parse([]byte(tc.doc))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Parse(%q) error %v, want %q", tc.doc, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || f.Celery.BrokerURL != tc.want {
+			t.Errorf("Parse(%q) = %q, %v; want %q", tc.doc, f.Celery.BrokerURL, err, tc.want)
+		}
+		if len(f.Unknown) != 0 {
+			t.Errorf("Parse(%q): unknown settings %v", tc.doc, f.Unknown)
+		}
+	}
+}

@@ -41,11 +41,19 @@ func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, er
 	if scheme == "memory" {
 		return memorybroker.Shared().Connect(), nil
 	}
-	b, err := amqpbroker.New(raw, amqpbroker.Options{Logger: log, ConnectionName: name})
+	b, err := amqpbroker.New(raw, amqpOptions(cfg, name, log))
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}
 	return b, nil
+}
+
+// amqpOptions are the RabbitMQ adapter's options from Celery's settings: the failover strategy of
+// a broker_url list, worker_detect_quorum_queues and broker_native_delayed_delivery_queue_type.
+func amqpOptions(cfg celery.Config, name string, log *slog.Logger) amqpbroker.Options {
+	return amqpbroker.Options{Logger: log, ConnectionName: name, FailoverStrategy: cfg.BrokerFailoverStrategy,
+		NoQuorumDetection:        cfg.WorkerDetectQuorumQueues != nil && !*cfg.WorkerDetectQuorumQueues,
+		DelayedDeliveryQueueType: cfg.BrokerNativeDelayedDeliveryQueueType}
 }
 
 // sharedFanout is the process's in-memory broadcast transport of broker_url memory://, as
@@ -64,7 +72,7 @@ func Fanout(cfg celery.Config, name string, log *slog.Logger) (fanout.Transport,
 	if scheme == "memory" {
 		return sharedFanout(), nil, nil
 	}
-	f, err := amqpbroker.NewFanout(raw, amqpbroker.Options{Logger: log, ConnectionName: name})
+	f, err := amqpbroker.NewFanout(raw, amqpOptions(cfg, name, log))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -32,8 +32,19 @@ type Options struct {
 	Heartbeat time.Duration
 	// ConnectionName is shown in the RabbitMQ management UI.
 	ConnectionName string
-	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms and 5s).
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms and 1s: a worker
+	// consumes again within about a second of a broker being reachable, as Celery does).
 	MinBackoff, MaxBackoff time.Duration
+	// FailoverStrategy is broker_failover_strategy for a list of URLs: "round-robin" (default:
+	// in the order given) or "shuffle" (in a random order, then round-robin).
+	FailoverStrategy string
+	// NoQuorumDetection is worker_detect_quorum_queues off: Consume sets the prefetch with global
+	// QoS even when a queue is a quorum queue (which RabbitMQ then refuses).
+	NoQuorumDetection bool
+	// DelayedDeliveryQueueType is broker_native_delayed_delivery_queue_type ("" = quorum):
+	// Consume declares native delayed delivery with it, once, when a consumed queue is a quorum
+	// queue (and NoQuorumDetection is off), and binds the queues to it.
+	DelayedDeliveryQueueType string
 	// OnReconnect, if set, is called after every successful reconnect (not the first connect).
 	OnReconnect func()
 	// OnWireRewrite, if set, sees every header rewrite made by package amqpwire.
@@ -56,9 +67,12 @@ type Broker struct {
 	closed    bool
 	closing   chan struct{}
 	nextURL   int
+	url       int // index in urls of the live (or last) connection
 	connects  atomic.Int64
 	consumers []*consumer
 	pubMu     sync.Mutex // serialises channel (re)opening for publishing
+	qosLogged atomic.Bool
+	delayed   delayedState
 }
 
 // New returns a Broker for a Celery broker_url. Several URLs separated by ';' are tried in turn
@@ -76,7 +90,19 @@ func New(brokerURL string, opts Options) (*Broker, error) {
 		opts.MinBackoff = 100 * time.Millisecond
 	}
 	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 5 * time.Second
+		opts.MaxBackoff = time.Second
+	}
+	switch opts.FailoverStrategy {
+	case "", "round-robin":
+	case "shuffle":
+		rand.Shuffle(len(urls), func(i, j int) { urls[i], urls[j] = urls[j], urls[i] })
+	default:
+		return nil, fmt.Errorf("broker_failover_strategy: unknown strategy %q (round-robin or shuffle)", opts.FailoverStrategy)
+	}
+	switch opts.DelayedDeliveryQueueType {
+	case "", broker.QueueTypeQuorum, broker.QueueTypeClassic:
+	default:
+		return nil, fmt.Errorf("broker_native_delayed_delivery_queue_type: unknown queue type %q (classic or quorum)", opts.DelayedDeliveryQueueType)
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 10 * time.Second
@@ -125,9 +151,17 @@ func ParseURLs(brokerURL string) ([]string, error) {
 	return out, nil
 }
 
-// Redacted is the first broker URL without its password, for logs.
+// Redacted is the URL of the node the broker is connected to (or was last, or will try first)
+// without its password, for logs.
 func (b *Broker) Redacted() string {
-	u, err := url.Parse(b.urls[0])
+	b.mu.Lock()
+	i := b.url
+	b.mu.Unlock()
+	return redact(b.urls[i])
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
 	if err != nil {
 		return "amqp://?"
 	}
@@ -158,7 +192,7 @@ func (b *Broker) connection(ctx context.Context) (*amqp.Connection, uint64, erro
 			b.mu.Unlock()
 			return c, g, nil
 		}
-		c, err := b.dial()
+		c, tried, err := b.dial()
 		if err == nil {
 			b.conn = c
 			b.gen++
@@ -170,18 +204,22 @@ func (b *Broker) connection(ctx context.Context) (*amqp.Connection, uint64, erro
 			notify := c.NotifyClose(make(chan *amqp.Error, 1))
 			b.mu.Unlock()
 			if n > 1 {
-				b.log.Info("connected to broker again", "broker", b.Redacted(), "generation", g)
+				b.log.Info("connected to broker again", "broker", tried, "generation", g)
 				if b.opts.OnReconnect != nil {
 					b.opts.OnReconnect()
 				}
 			} else {
-				b.log.Info("connected to broker", "broker", b.Redacted())
+				b.log.Info("connected to broker", "broker", tried)
 			}
 			go b.watch(c, g, notify)
 			return c, g, nil
 		}
 		b.mu.Unlock()
-		b.log.Warn("cannot connect to broker, retrying", "broker", b.Redacted(), "error", err, "in", backoff)
+		b.log.Warn("cannot connect to broker, retrying", "broker", tried, "error", err, "in", backoff)
+		if b.nextURL%len(b.urls) != 0 {
+			// More nodes of the failover list to try before waiting.
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil, 0, fmt.Errorf("connecting to broker: %w", context.Cause(ctx))
@@ -203,12 +241,14 @@ func (b *Broker) watch(c *amqp.Connection, gen uint64, notify chan *amqp.Error) 
 		b.pub = nil
 	}
 	if ok && err != nil && !b.closed {
-		b.log.Warn("broker connection lost", "error", err, "generation", gen)
+		b.log.Warn("broker connection lost", "broker", redact(b.urls[b.url]), "error", err, "generation", gen)
 	}
 }
 
-func (b *Broker) dial() (*amqp.Connection, error) {
-	u := b.urls[b.nextURL%len(b.urls)]
+// dial connects to the next URL of the failover list (b.mu held) and returns it, redacted.
+func (b *Broker) dial() (*amqp.Connection, string, error) {
+	i := b.nextURL % len(b.urls)
+	u := b.urls[i]
 	b.nextURL++
 	props := amqp.NewConnectionProperties()
 	if b.opts.ConnectionName != "" {
@@ -220,12 +260,20 @@ func (b *Broker) dial() (*amqp.Connection, error) {
 		Properties: props,
 		Dial:       amqpwire.Dialer(nil, amqpwire.Options{OnEvent: b.opts.OnWireRewrite}),
 	}
-	return amqp.DialConfig(u, cfg)
+	c, err := amqp.DialConfig(u, cfg)
+	if err == nil {
+		b.url = i
+	}
+	return c, redact(u), err
 }
 
 // retryable waits a moment and reports whether an operation should be tried again after err:
 // yes for a lost connection or channel, no for the broker refusing what was asked.
 func (b *Broker) retryable(ctx context.Context, err error) bool {
+	var inv invalidQueueError
+	if errors.As(err, &inv) {
+		return false
+	}
 	var aerr *amqp.Error
 	if errors.As(err, &aerr) {
 		switch aerr.Code {

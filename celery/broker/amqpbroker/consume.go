@@ -21,6 +21,10 @@ type consumer struct {
 	ctx      context.Context // Consume's: sources added later live as long as it
 	out      chan *broker.Delivery
 	prefetch atomic.Int64
+	global   atomic.Bool // the channel's QoS is global (false: per consumer, for quorum queues)
+	// reMu serialises reconsume; applied is the per-consumer prefetch the live consumers got.
+	reMu    sync.Mutex
+	applied int64
 
 	mu       sync.Mutex
 	queues   []broker.Queue
@@ -45,7 +49,9 @@ type session struct {
 	cancelled map[string]bool // consumer tags cancelled on purpose
 }
 
-// Consume declares the queues, sets the prefetch (global QoS, as Celery does on RabbitMQ) and delivers
+// Consume declares the queues, sets the prefetch (global QoS, as Celery does on RabbitMQ, or per
+// consumer when a queue is a quorum queue, as Celery 5.5 does) and, for quorum queues, declares
+// native delayed delivery and binds the queues to it (see Options.DelayedDeliveryQueueType); it delivers
 // their messages until ctx ends or StopConsuming. A connection loss is repaired in the background;
 // deliveries carry the connection generation they came on. The first connect happens before Consume
 // returns, so a refused declaration (PRECONDITION_FAILED) is reported at start.
@@ -101,10 +107,22 @@ func (c *consumer) openOn(conn *amqp.Connection, gen uint64) ([]source, error) {
 			return nil, err
 		}
 	}
-	if err := ch.Qos(int(c.prefetch.Load()), 0, true); err != nil {
+	if err := c.b.delayedDeliveryOnce(ch, queues); err != nil {
+		_ = ch.Close()
+		return nil, err
+	}
+	global := c.b.globalQoS(queues)
+	if err := ch.Qos(int(c.prefetch.Load()), 0, global); err != nil {
 		_ = ch.Close()
 		return nil, fmt.Errorf("setting prefetch: %w", err)
 	}
+	if !global && !c.global.Load() && c.b.qosLogged.CompareAndSwap(false, true) {
+		c.b.log.Info("global QoS is disabled: a consumed queue is a quorum queue; the prefetch count is set per consumer")
+	}
+	c.global.Store(global)
+	c.reMu.Lock()
+	c.applied = c.prefetch.Load()
+	c.reMu.Unlock()
 	var srcs []source
 	tags := map[string]string{}
 	for _, q := range queues {
@@ -195,10 +213,24 @@ func (c *consumer) forward(ctx context.Context, srcs []source, gen uint64) {
 	c.mu.Lock()
 	s.closing = true
 	c.sess = nil
-	if !c.stopped && c.ch != nil {
-		_ = c.ch.Close()
+	ch, stopped := c.ch, c.stopped
+	tags := make([]string, 0, len(c.tags))
+	for _, tag := range c.tags {
+		tags = append(tags, tag)
+		s.cancelled[tag] = true
 	}
 	c.mu.Unlock()
+	if !stopped && ch != nil {
+		if ctx.Err() != nil && !ch.IsClosed() {
+			// Ending on purpose: cancel the consumers before closing the channel. basic.cancel is a
+			// round trip that a quorum queue answers after the acknowledgements sent before it, so
+			// none of them is lost to the close (which would deliver those messages again).
+			for _, tag := range tags {
+				_ = ch.Cancel(tag, false)
+			}
+		}
+		_ = ch.Close()
+	}
 	s.wg.Wait()
 }
 
@@ -408,7 +440,60 @@ func (b *Broker) StopConsuming(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// SetPrefetch changes the prefetch count of the consuming channels (and of those opened after a reconnect).
+// reconsume replaces every consumer of ch by a new one (per-consumer QoS takes a new prefetch
+// only for consumers started after it).
+func (c *consumer) reconsume(ch *amqp.Channel, n int) error {
+	c.reMu.Lock()
+	defer c.reMu.Unlock()
+	if c.applied == 0 || (n != 0 && int64(n) <= c.applied) {
+		return nil // unlimited already, or not larger
+	}
+	if err := ch.Qos(n, 0, false); err != nil {
+		return err
+	}
+	c.applied = int64(n)
+	c.mu.Lock()
+	s := c.sess
+	if s == nil || s.closing || c.ch != ch || c.stopped {
+		c.mu.Unlock()
+		return nil // a new channel is being opened, with the new prefetch
+	}
+	old := make(map[string]string, len(c.tags))
+	for q, tag := range c.tags {
+		old[q] = tag
+		s.cancelled[tag] = true
+	}
+	queues := append([]broker.Queue(nil), c.queues...)
+	c.mu.Unlock()
+	for _, tag := range old {
+		if err := ch.Cancel(tag, false); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != s || s.closing || c.stopped {
+		return nil
+	}
+	for _, q := range queues {
+		if _, was := old[q.Name]; !was {
+			continue
+		}
+		c.seq++
+		tag := fmt.Sprintf("%s-%s-%d-%d", c.b.opts.ConnectionName, q.Name, s.gen, c.seq)
+		d, err := ch.Consume(q.Name, tag, false, false, false, false, nil)
+		if err != nil {
+			return err // the channel is gone: the session ends and the next channel consumes everything
+		}
+		c.tags[q.Name] = tag
+		c.startSource(c.ctx, s, source{queue: q.Name, tag: tag, d: d})
+	}
+	return nil
+}
+
+// SetPrefetch changes the prefetch count of the consuming channels (and of those opened after a
+// reconnect); on a channel with per-consumer QoS (quorum queues) it restarts the consumers, so the
+// new count applies to them.
 func (b *Broker) SetPrefetch(n int) error {
 	b.mu.Lock()
 	cs := b.consumers
@@ -419,6 +504,17 @@ func (b *Broker) SetPrefetch(n int) error {
 		ch := c.ch
 		c.mu.Unlock()
 		if ch != nil && !ch.IsClosed() {
+			if !c.global.Load() {
+				// Per-consumer QoS applies to consumers started after it (quorum queues): set it,
+				// then start each queue's consumer again on the same channel. What the old
+				// consumers delivered stays unacknowledged on the channel, to be settled as usual.
+				// Only a larger prefetch is applied (a smaller one waits for the next channel), so
+				// the worker's steps while it holds ETA tasks do not restart consumers every time.
+				if err := c.reconsume(ch, n); err != nil {
+					return stale(err)
+				}
+				continue
+			}
 			if err := ch.Qos(n, 0, true); err != nil {
 				return stale(err)
 			}

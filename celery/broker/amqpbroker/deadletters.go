@@ -189,7 +189,7 @@ func (b *Broker) openDLQ(queue string) (*dlq, error) {
 			b.mu.Unlock()
 			return nil, broker.ErrClosed
 		}
-		conn, err := b.dial()
+		conn, _, err := b.dial()
 		b.mu.Unlock()
 		if err == nil {
 			return &dlq{conn: conn, queue: queue}, nil

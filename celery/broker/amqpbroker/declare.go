@@ -48,6 +48,12 @@ func (b *Broker) Declare(ctx context.Context, q broker.Queue) error {
 	}
 }
 
+// invalidQueueError is a queue declaration refused before it reached RabbitMQ (see
+// broker.CheckQueueArguments): a configuration error, never retried.
+type invalidQueueError struct{ error }
+
+func (e invalidQueueError) Unwrap() error { return e.error }
+
 // exchangeDecl is how DeclareExchange declared an exchange.
 type exchangeDecl struct {
 	kind                string
@@ -117,6 +123,19 @@ func (b *Broker) declareExchange(ctx context.Context, name string, x exchangeDec
 }
 
 func declare(ch *amqp.Channel, q broker.Queue) error {
+	if err := broker.CheckQueueArguments(q); err != nil {
+		return invalidQueueError{fmt.Errorf("declaring queue %q: %w", q.Name, err)}
+	}
+	// RabbitMQ drops what it dead-letters to a queue that does not exist: declare the target of
+	// a quorum queue's dead-letter routing key through the default exchange first (durable, no
+	// arguments, as the worker's own dead-letter queue), where x-delivery-limit sends poison.
+	if x, ok := q.QueueArguments[broker.ArgDeadLetterExchange].(string); ok && x == "" && broker.IsQuorum(q) {
+		if dlq, _ := q.QueueArguments[broker.ArgDeadLetterRoutingKey].(string); dlq != "" && dlq != q.Name {
+			if _, err := ch.QueueDeclare(dlq, true, false, false, false, nil); err != nil {
+				return fmt.Errorf("declaring the dead-letter queue %q of queue %q: %w", dlq, q.Name, err)
+			}
+		}
+	}
 	args := amqp.Table{}
 	for k, v := range q.QueueArguments {
 		args[k] = tableValue(v)

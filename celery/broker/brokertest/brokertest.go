@@ -38,6 +38,10 @@ type Adapter struct {
 	// "CloseReturnsUnacked" subtest needs; an in-process adapter whose brokers are independent leaves
 	// it false and that subtest is skipped.
 	Shared bool
+	// QueueArguments, if set, are given to every task queue a subtest declares, to run the suite
+	// against another queue type (amqpbroker: x-queue-type quorum). Subtests of what such queues
+	// do not have are skipped saying so: Priorities (quorum queues have none).
+	QueueArguments map[string]any
 }
 
 type suite struct {
@@ -51,6 +55,8 @@ type subtest struct {
 	run   func(s *suite, t *testing.T, b broker.Broker)
 	// shared: the subtest needs two brokers reaching the same queues (Adapter.Shared).
 	shared bool
+	// classicOnly: the subtest is skipped when Adapter.QueueArguments makes quorum queues.
+	classicOnly bool
 }
 
 // Run runs the conformance suite against a, each case as a parallel subtest.
@@ -66,6 +72,9 @@ func Run(t *testing.T, a Adapter) {
 			t.Cleanup(func() { _ = b.Close() })
 			if tc.shared && !a.Shared {
 				t.Skip("the adapter's brokers do not share queues (Adapter.Shared is false)")
+			}
+			if tc.classicOnly && broker.IsQuorum(broker.Queue{QueueArguments: a.QueueArguments}) {
+				t.Skip("quorum queues do not have this (see Adapter.QueueArguments)")
 			}
 			if tc.needs != nil {
 				if ok, why := tc.needs(b.Capabilities(), b); !ok {
@@ -99,7 +108,7 @@ var cases = []subtest{
 			_, ok := b.(broker.BatchPublisher)
 			return ok, "the adapter does not implement broker.BatchPublisher"
 		}},
-	{name: "Priorities", run: (*suite).priorities, needs: declared("Priorities", func(c broker.Capabilities) bool { return c.Priorities })},
+	{name: "Priorities", run: (*suite).priorities, classicOnly: true, needs: declared("Priorities", func(c broker.Capabilities) bool { return c.Priorities })},
 	{name: "Fanout", run: (*suite).fanout, needs: declared("Fanout", func(c broker.Capabilities) bool { return c.Fanout })},
 	{name: "RejectToDeadLetterQueue", run: (*suite).rejectToDLX, needs: declared("DeadLetter", func(c broker.Capabilities) bool { return c.DeadLetter })},
 	{name: "DeadLetterer", run: (*suite).deadLetterer, needs: declared("DeadLetter", func(c broker.Capabilities) bool { return c.DeadLetter })},
@@ -126,7 +135,23 @@ func (s *suite) names(t *testing.T, n int) []string {
 }
 
 func (s *suite) queue(t *testing.T) broker.Queue {
-	return broker.Queue{Name: s.names(t, 1)[0]}
+	return s.withArgs(broker.Queue{Name: s.names(t, 1)[0]})
+}
+
+// withArgs returns q with Adapter.QueueArguments added to its own arguments.
+func (s *suite) withArgs(q broker.Queue) broker.Queue {
+	if len(s.a.QueueArguments) == 0 {
+		return q
+	}
+	args := make(map[string]any, len(q.QueueArguments)+len(s.a.QueueArguments))
+	for k, v := range s.a.QueueArguments {
+		args[k] = v
+	}
+	for k, v := range q.QueueArguments {
+		args[k] = v
+	}
+	q.QueueArguments = args
+	return q
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -387,9 +412,9 @@ func (s *suite) stopConsumingKeepsAcks(t *testing.T, b broker.Broker) {
 // (one word) and '#' (zero or more words); the default exchange routes on the queue name.
 func (s *suite) directAndTopicRouting(t *testing.T, b broker.Broker) {
 	n := s.names(t, 5)
-	direct := broker.Queue{Name: n[0], Exchange: n[3], ExchangeType: "direct", RoutingKey: "k1"}
-	star := broker.Queue{Name: n[1], Exchange: n[4], ExchangeType: "topic", RoutingKey: "a.*"}
-	hash := broker.Queue{Name: n[2], Exchange: n[4], ExchangeType: "topic", RoutingKey: "a.#"}
+	direct := s.withArgs(broker.Queue{Name: n[0], Exchange: n[3], ExchangeType: "direct", RoutingKey: "k1"})
+	star := s.withArgs(broker.Queue{Name: n[1], Exchange: n[4], ExchangeType: "topic", RoutingKey: "a.*"})
+	hash := s.withArgs(broker.Queue{Name: n[2], Exchange: n[4], ExchangeType: "topic", RoutingKey: "a.#"})
 	for _, q := range []broker.Queue{direct, star, hash} {
 		if err := b.Declare(ctxFor(t), q); err != nil {
 			t.Fatal(err)

@@ -81,7 +81,7 @@ func (s *suite) fanout(t *testing.T, b broker.Broker) {
 func (s *suite) rejectToDLX(t *testing.T, b broker.Broker) {
 	n := s.names(t, 2)
 	dlq := broker.Queue{Name: n[1]}
-	q := broker.Queue{Name: n[0], QueueArguments: map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq.Name}}
+	q := s.withArgs(broker.Queue{Name: n[0], QueueArguments: map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq.Name}})
 	if err := b.Declare(ctxFor(t), dlq); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func (s *suite) deadLetterer(t *testing.T, b broker.Broker) {
 		t.Fatalf("%T declares DeadLetter but does not implement broker.DeadLetterer", b)
 	}
 	n := s.names(t, 2)
-	q := broker.Queue{Name: n[0]}
+	q := s.withArgs(broker.Queue{Name: n[0]})
 	p := msg(q, "cannot run")
 	p.Headers = map[string]any{"task": "tasks.x", "id": "42"}
 	publish(t, b, p)

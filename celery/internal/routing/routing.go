@@ -147,12 +147,31 @@ type Queues struct {
 	MaxPriority *int
 	// CreateMissing is task_create_missing_queues.
 	CreateMissing bool
+	// DefaultQueueType is task_default_queue_type ("" or "classic": no argument; "quorum": the
+	// default queue, when task_queues is empty, gets x-queue-type quorum, as Celery 5.5).
+	DefaultQueueType string
+	// MissingQueueType and MissingExchangeType are task_create_missing_queue_type and
+	// task_create_missing_queue_exchange_type (Celery 5.5): the x-queue-type and the exchange type
+	// of a queue created because a task was routed to it ("" = classic, direct).
+	MissingQueueType    string
+	MissingExchangeType string
+}
+
+// queueTypeArgs is the queue_arguments Celery 5.5 gives a queue of type typ: x-queue-type for
+// anything but classic, none for classic.
+func queueTypeArgs(typ string) map[string]any {
+	if typ == "" || typ == "classic" {
+		return nil
+	}
+	return map[string]any{"x-queue-type": typ}
 }
 
 // Lookup returns the declaration of a queue as Celery would make it: from task_queues when listed
 // there (exchange task_default_exchange and routing key the queue's name unless given), else the
-// default queue's when task_queues is empty, else, with task_create_missing_queues, a missing
-// queue X becomes exchange X (direct) with routing key X. x-max-priority comes from the queue's
+// default queue's when task_queues is empty (x-queue-type from task_default_queue_type), else,
+// with task_create_missing_queues, a missing queue X becomes exchange X (direct, or
+// task_create_missing_queue_exchange_type) with routing key X (x-queue-type from
+// task_create_missing_queue_type). x-max-priority comes from the queue's
 // own max_priority or task_queue_max_priority.
 func (qs Queues) Lookup(name string) (broker.Queue, bool) {
 	for _, q := range qs.List {
@@ -171,12 +190,18 @@ func (qs Queues) Lookup(name string) (broker.Queue, bool) {
 	}
 	if len(qs.List) == 0 && name == qs.DefaultQueue {
 		return qs.WithMaxPriority(broker.Queue{Name: name, Exchange: qs.DefaultExchange,
-			ExchangeType: qs.DefaultExchangeType, RoutingKey: qs.DefaultRoutingKey}), true
+			ExchangeType: qs.DefaultExchangeType, RoutingKey: qs.DefaultRoutingKey,
+			QueueArguments: queueTypeArgs(qs.DefaultQueueType)}), true
 	}
 	if !qs.CreateMissing {
 		return broker.Queue{}, false
 	}
-	return qs.WithMaxPriority(broker.Queue{Name: name, Exchange: name, ExchangeType: "direct", RoutingKey: name}), true
+	xt := qs.MissingExchangeType
+	if xt == "" {
+		xt = "direct"
+	}
+	return qs.WithMaxPriority(broker.Queue{Name: name, Exchange: name, ExchangeType: xt, RoutingKey: name,
+		QueueArguments: queueTypeArgs(qs.MissingQueueType)}), true
 }
 
 // WithMaxPriority returns q with its x-max-priority queue argument: its own max_priority, else an
