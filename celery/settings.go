@@ -33,6 +33,10 @@ const (
 type Config struct {
 	BrokerURL     string   `yaml:"broker_url"`
 	ResultBackend string   `yaml:"result_backend"`
+	// BrokerTransportOptions is Celery's broker_transport_options, read by the broker adapter of
+	// broker_url (redis://: kombu's Redis options such as visibility_timeout, see package
+	// redisbroker's ParseTransportOptions).
+	BrokerTransportOptions map[string]any `yaml:"broker_transport_options"`
 	AcceptContent []string `yaml:"accept_content"`
 	// TaskSerializer is json (default), msgpack or yaml. Pickle is refused.
 	TaskSerializer    string   `yaml:"task_serializer"`
