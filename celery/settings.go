@@ -31,13 +31,13 @@ const (
 // names (the YAML tags). A zero value means Celery's default; use [Config.WithDefaults] to fill them.
 // Durations are given in seconds, as in Celery.
 type Config struct {
-	BrokerURL     string   `yaml:"broker_url"`
-	ResultBackend string   `yaml:"result_backend"`
+	BrokerURL     string `yaml:"broker_url"`
+	ResultBackend string `yaml:"result_backend"`
 	// BrokerTransportOptions is Celery's broker_transport_options, read by the broker adapter of
 	// broker_url (redis://: kombu's Redis options such as visibility_timeout, see package
 	// redisbroker's ParseTransportOptions).
 	BrokerTransportOptions map[string]any `yaml:"broker_transport_options"`
-	AcceptContent []string `yaml:"accept_content"`
+	AcceptContent          []string       `yaml:"accept_content"`
 	// TaskSerializer is json (default), msgpack or yaml. Pickle is refused.
 	TaskSerializer    string   `yaml:"task_serializer"`
 	TaskCompression   string   `yaml:"task_compression"`

@@ -42,7 +42,11 @@ func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, er
 		return memorybroker.Shared().Connect(), nil
 	}
 	if scheme == "redis" {
-		return redisBroker(cfg, raw, log)
+		b, err := redisBroker(cfg, raw, log)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return b, nil
 	}
 	b, err := amqpbroker.New(raw, amqpbroker.Options{Logger: log, ConnectionName: name})
 	if err != nil {
