@@ -74,3 +74,5 @@ func open(t testing.TB, opts redisbroker.Options) *redisbroker.Broker {
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
+
+func redisZ(member string, score float64) redis.Z { return redis.Z{Score: score, Member: member} }
