@@ -244,7 +244,7 @@ func startWorker(o options, who, brokerURL, queue string) (*proc, error) {
 	}
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // banners and warnings; a failed run shows as missing results
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -71,8 +71,9 @@ func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch in
 	b.wg.Add(1) // run
 	if !b.maintain {
 		b.maintain = true
-		b.wg.Add(1)
+		b.wg.Add(2)
 		go b.maintenance()
+		go b.ackBatcher()
 	}
 	b.mu.Unlock()
 	c.stopCtx = context.AfterFunc(ctx, c.lose)
@@ -162,7 +163,11 @@ func (c *consumer) room() int {
 	if c.prefetch == 0 {
 		return 64
 	}
-	return max(c.prefetch-len(c.held), 0)
+	room := max(c.prefetch-len(c.held), 0)
+	if len(c.held) > 0 && room < max(1, c.prefetch/4) {
+		return 0 // take in batches: wait until a quarter of the prefetch is free (settling wakes us)
+	}
+	return room
 }
 
 // take runs takeScript over the consumer's lists and turns what it took into deliveries; entries

@@ -254,7 +254,9 @@ func jsonValue(v any) any {
 }
 
 // markRedelivered returns raw with headers.redelivered and properties.delivery_info.redelivered
-// set, as kombu's _do_restore_message does, everything else kept as it was.
+// set, as kombu's _do_restore_message does, and a new delivery tag (kombu keeps the old one: then a
+// worker that still holds the message after its visibility timeout could acknowledge, and so erase,
+// the unacked record of the worker that took it next); everything else is kept as it was.
 func markRedelivered(raw []byte) ([]byte, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &top); err != nil {
@@ -282,6 +284,9 @@ func markRedelivered(raw []byte) ([]byte, error) {
 	var props map[string]json.RawMessage
 	if err := json.Unmarshal(top["properties"], &props); err != nil || props == nil {
 		return nil, fmt.Errorf("%w: properties: %v", ErrNotEnvelope, err)
+	}
+	if props["delivery_tag"], err = json.Marshal(newTag()); err != nil {
+		return nil, err
 	}
 	if props["delivery_info"], err = set(props["delivery_info"], "redelivered", json.RawMessage("true")); err != nil {
 		return nil, fmt.Errorf("delivery_info: %v", err)

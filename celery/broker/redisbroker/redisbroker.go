@@ -30,7 +30,8 @@ type Broker struct {
 	queues    map[string]broker.Queue // declared through this Broker
 	exchanges map[string]string       // exchange name -> type, as declared through this Broker
 	consumers map[*consumer]struct{}
-	maintain  bool // the maintenance goroutine runs
+	maintain  bool // the maintenance and ack-batching goroutines run
+	acks      chan ackReq
 	wg        sync.WaitGroup
 }
 
@@ -48,7 +49,8 @@ func New(rc redis.UniversalClient, opts Options) (*Broker, error) {
 		return nil, err
 	}
 	return &Broker{rc: rc, opts: opts, log: opts.Logger, closing: make(chan struct{}),
-		queues: map[string]broker.Queue{}, exchanges: map[string]string{}, consumers: map[*consumer]struct{}{}}, nil
+		queues: map[string]broker.Queue{}, exchanges: map[string]string{}, consumers: map[*consumer]struct{}{},
+		acks: make(chan ackReq)}, nil
 }
 
 // Options returns the options in force (defaults filled in).

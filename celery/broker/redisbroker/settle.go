@@ -13,24 +13,90 @@ import (
 	"github.com/forumads/forumads/celery/protocol"
 )
 
-// ackTag removes h from the unacked hash and index, as kombu's QoS.ack does. If the hash no
-// longer has it, its visibility timeout passed and someone restored it: the message will run
-// again, and the caller is told (broker.ErrStaleDelivery).
+// ackTag removes h from the unacked hash and index, as kombu's QoS.ack does; acks that arrive
+// together are sent in one transaction (see ackBatcher). If the hash no longer has it, its
+// visibility timeout passed and someone restored it: the message will run again, and the caller
+// is told (broker.ErrStaleDelivery).
 func (b *Broker) ackTag(ctx context.Context, h *held) error {
-	var del *redis.IntCmd
-	_, err := b.rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.ZRem(ctx, b.key(b.opts.UnackedIndexKey), h.kombuTag)
-		del = pipe.HDel(ctx, b.key(b.opts.UnackedKey), h.kombuTag)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("redisbroker: ack of %s: %w", h.kombuTag, err)
+	req := ackReq{tag: h.kombuTag, done: make(chan ackResult, 1)}
+	select {
+	case b.acks <- req:
+	case <-b.closing:
+		return b.ackNow(ctx, []ackReq{req})
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if del.Val() == 0 {
+	var r ackResult
+	select {
+	case r = <-req.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.err != nil {
+		return fmt.Errorf("redisbroker: ack of %s: %w", h.kombuTag, r.err)
+	}
+	if !r.removed {
 		return fmt.Errorf("redisbroker: ack of %s from %s: %w (it was restored to its queue after its visibility timeout)",
 			h.kombuTag, h.queue, broker.ErrStaleDelivery)
 	}
 	return nil
+}
+
+type ackReq struct {
+	tag  string
+	done chan ackResult
+}
+
+type ackResult struct {
+	removed bool
+	err     error
+}
+
+// ackBatcher sends the acks waiting in b.acks in one MULTI (ZREM + HDEL each) until the Broker
+// closes; it runs beside the maintenance loop.
+func (b *Broker) ackBatcher() {
+	defer b.wg.Done()
+	for {
+		var batch []ackReq
+		select {
+		case r := <-b.acks:
+			batch = append(batch, r)
+		case <-b.closing:
+			return
+		}
+	more:
+		for len(batch) < 512 {
+			select {
+			case r := <-b.acks:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = b.ackNow(ctx, batch)
+		cancel()
+	}
+}
+
+// ackNow sends the acks of batch in one transaction and answers each request.
+func (b *Broker) ackNow(ctx context.Context, batch []ackReq) error {
+	dels := make([]*redis.IntCmd, len(batch))
+	_, err := b.rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, r := range batch {
+			pipe.ZRem(ctx, b.key(b.opts.UnackedIndexKey), r.tag)
+			dels[i] = pipe.HDel(ctx, b.key(b.opts.UnackedKey), r.tag)
+		}
+		return nil
+	})
+	for i, r := range batch {
+		res := ackResult{err: err}
+		if err == nil {
+			res.removed = dels[i].Val() == 1
+		}
+		r.done <- res
+	}
+	return err
 }
 
 // targets are the lists a message held from queue, published to exchange with key, goes back to:
