@@ -13,6 +13,7 @@ import (
 
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/internal/engine"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
@@ -321,7 +322,7 @@ func (c *Client) SendRaw(ctx context.Context, name string, args []json.RawMessag
 		if pub.Declare != nil {
 			queue = pub.Declare.Name
 		}
-		c.events.Send(events.NewTaskSent(taskInfo(msg), queue, pub.Exchange, pub.RoutingKey))
+		c.events.Send(events.NewTaskSent(engine.TaskInfo(msg), queue, pub.Exchange, pub.RoutingKey))
 	}
 	return &AsyncResult{ID: id, backend: c.backend}, nil
 }

@@ -44,6 +44,14 @@
 //
 // # Seams
 //
+// [Worker] is a thin type over the engine in celery/internal/engine (consume loop and intake,
+// execution, finishing and acks, revokes, canvas hooks, events, the pool, shutdown) and
+// celery/internal/workerctl (remote control and inspect). The engine never imports this package:
+// NewWorker hands it resolved settings, the [Registry] as its tasks (each run turns the message
+// into the [Request] and [Task] a function sees and reports how it ended, reading [Retry],
+// [Reject] and [ErrIgnore]) and the errors it reports with; the types a user writes against all
+// stay here.
+//
 // The engine asks its broker what it can do (broker.Capabilities) instead of assuming RabbitMQ: a
 // broker that keeps dead letters or parks far-future ETA messages implements broker.DeadLetterer or
 // broker.Parker, and without them the worker rejects or holds the message. Every adapter passes one

@@ -177,3 +177,31 @@ func typeName(err error) string {
 	}
 	return t.Name()
 }
+
+// TerminatedError is the cause of a running task's context cancelled by a revoke with terminate
+// (`celery control revoke --terminate`). The task ends as REVOKED with TaskRevokedError('terminated')
+// whatever it returns; a task that ignores its context is waited for.
+type TerminatedError struct {
+	Signal string // the signal asked for, such as SIGTERM (a Go task has no process to signal)
+}
+
+func (e *TerminatedError) Error() string { return "task terminated by revoke (" + e.Signal + ")" }
+
+// ExcType makes it Celery's Terminated.
+func (e *TerminatedError) ExcType() string { return "Terminated" }
+
+// ExcModule is celery.exceptions.
+func (e *TerminatedError) ExcModule() string { return "celery.exceptions" }
+
+// MaxRetriesExceededError is the failure of a task that asked for more retries than allowed.
+type MaxRetriesExceededError struct{ Task, ID, Args, Kwargs string }
+
+func (e *MaxRetriesExceededError) Error() string {
+	return fmt.Sprintf("Can't retry %s[%s] args:%s kwargs:%s", e.Task, e.ID, e.Args, e.Kwargs)
+}
+
+// ExcType makes it Celery's MaxRetriesExceededError.
+func (e *MaxRetriesExceededError) ExcType() string { return "MaxRetriesExceededError" }
+
+// ExcModule is celery.exceptions, so Python raises the real class.
+func (e *MaxRetriesExceededError) ExcModule() string { return "celery.exceptions" }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forumads/forumads/celery/protocol"
+	"github.com/forumads/forumads/celery/internal/engine"
 )
 
 type quotaError struct{ n int }
@@ -52,11 +52,40 @@ func TestSignalsMatchWhenWrapped(t *testing.T) {
 	if !errors.As(fmt.Errorf("x: %w", Reject(errors.New("bad"), true)), &rj) || !rj.Requeue {
 		t.Fatal("wrapped reject not recognised")
 	}
-	if !errors.Is(fmt.Errorf("x: %w", ErrIgnore), ErrIgnore) || !isSignal(fmt.Errorf("x: %w", ErrIgnore)) {
+	if !errors.Is(fmt.Errorf("x: %w", ErrIgnore), ErrIgnore) {
 		t.Fatal("wrapped ignore not recognised")
 	}
-	if isSignal(errors.New("plain")) {
-		t.Fatal("plain error taken for a signal")
+}
+
+// TestSignalOf: what the engine is told a task's error asks for, wrapped or not, with ErrIgnore
+// before a Reject before a Retry.
+func TestSignalOf(t *testing.T) {
+	t.Parallel()
+	two := 2 * time.Second
+	for _, tc := range []struct {
+		name string
+		err  error
+		want engine.SignalKind
+	}{
+		{"nil", nil, engine.Fail},
+		{"plain", errors.New("plain"), engine.Fail},
+		{"ignore", fmt.Errorf("x: %w", ErrIgnore), engine.Ignore},
+		{"reject", fmt.Errorf("x: %w", Reject(errors.New("bad"), true)), engine.Reject},
+		{"retry", fmt.Errorf("x: %w", Retry(errors.New("later"), Countdown(two))), engine.Retry},
+		{"ignore inside a retry", Retry(ErrIgnore), engine.Ignore},
+		{"reject inside a retry", Retry(Reject(nil, false)), engine.Reject},
+	} {
+		if got := signalOf(tc.err).Kind; got != tc.want {
+			t.Errorf("%s: signalOf(%v).Kind = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+	sig := signalOf(Retry(errors.New("later"), Countdown(two), WithMaxRetries(5)))
+	if sig.Err == nil || sig.Err.Error() != "later" || *sig.Countdown != two || *sig.MaxRetries != 5 || sig.ETA != nil {
+		t.Errorf("retry signal: %+v", sig)
+	}
+	rj := signalOf(Reject(errors.New("bad"), true))
+	if !rj.Requeue || rj.Err == nil || rj.Err.Error() != "bad" {
+		t.Errorf("reject signal: %+v", rj)
 	}
 }
 
@@ -74,23 +103,6 @@ func TestParseRateLimit(t *testing.T) {
 		got, err := ParseRateLimit(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseRateLimit(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestExcReprIsPythonRepr(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		info protocol.ExceptionInfo
-		want string
-	}{
-		{protocol.ExceptionInfo{Type: "ValueError", Message: []any{"boom"}}, "ValueError('boom')"},
-		{protocol.ExceptionInfo{Type: "DiagError", Message: []any{"it's"}}, `DiagError("it's")`},
-		{protocol.ExceptionInfo{Type: "TimeLimitExceeded", Message: []any{30.5}}, "TimeLimitExceeded(30.5)"},
-		{protocol.ExceptionInfo{Type: "Retry"}, "Retry()"},
-	} {
-		if got := excRepr(tc.info); got != tc.want {
-			t.Errorf("excRepr(%+v) = %s, want %s", tc.info, got, tc.want)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/forumads/forumads/celery/internal/engine"
 )
 
 // Request is the metadata of one task execution, Celery's task.request.
@@ -163,11 +165,12 @@ type Registry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{tasks: map[string]*taskDef{}} }
 
-// taskDef is a registered task with its type-erased runner.
+// taskDef is a registered task with its type-erased runner, and the engine's view of it (eng).
 type taskDef struct {
 	name string
 	opts TaskOptions
 	run  func(ctx context.Context, req *Request, args []json.RawMessage, kwargs map[string]json.RawMessage) (json.RawMessage, error)
+	eng  engine.Task
 }
 
 // Register adds a task under a Celery name. It panics on an empty or duplicate name or an argument
@@ -220,6 +223,7 @@ func RegisterE[A, R any](reg *Registry, name string, fn TaskFunc[A, R], opts ...
 		}
 		return marshalResult(res)
 	}
+	def.eng = engine.Task{Name: name, Options: engine.TaskOptions(o), Run: def.runCall}
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	if _, dup := reg.tasks[name]; dup {

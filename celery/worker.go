@@ -1,5 +1,6 @@
-// This file holds the Worker type, its options and metrics, the job it tracks per message,
-// NewWorker and the accessors.
+// This file holds the Worker type, its options and metrics, NewWorker and the methods an operator
+// calls at run time. The engine behind it is celery/internal/engine (see its package doc for the
+// seam); every method here is a thin call into it.
 
 package celery
 
@@ -8,15 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
-	"github.com/forumads/forumads/celery/internal/idset"
-	"github.com/forumads/forumads/celery/internal/timerq"
+	"github.com/forumads/forumads/celery/internal/engine"
+	"github.com/forumads/forumads/celery/internal/workerctl"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/celery/revoke"
 )
@@ -70,161 +69,45 @@ type WorkerMetrics interface {
 	DeadLettered(reason string)
 }
 
-// Worker consumes Celery task messages and runs the registered Go tasks.
+// Worker consumes Celery task messages and runs the registered Go tasks. It is a thin type over
+// the engine (celery/internal/engine): NewWorker resolves the configuration and the registry for
+// it, and each method calls it.
 type Worker struct {
-	cfg      Config
-	reg      *Registry
-	br       broker.Broker
-	backend  ResultBackend
-	hostname string
-	log      *slog.Logger
-	now      func() time.Time
-	accept   protocol.Accept
-	pid      int
-	events   *events.Dispatcher
-	revokes  revoke.Store
-	metrics  WorkerMetrics
-	canvas   Canvas
-	began    time.Time // when NewWorker made it (stats: uptime)
-
-	qmu    sync.Mutex
-	queues []QueueConfig // consumed now (add_consumer and cancel_consumer change it)
-
-	// prefetch is the base prefetch count: concurrency × worker_prefetch_multiplier (0 = unlimited).
-	prefetch atomic.Int64
-	// The pool: size goroutines take jobs from ready; shrink tokens make as many of them leave.
-	poolMu     sync.Mutex
-	pool       sync.WaitGroup
-	poolClosed bool
-	// poolStarted is set by Run once ready exists; pool_grow before that only changes size.
-	poolStarted bool
-	size        atomic.Int64
-	shrink      chan struct{}
-
-	revoked    *idset.Expiring // revoked ids known here (from the store, notices, broadcasts)
-	breakUntil atomic.Int64    // unix ns until which the revoke store is not asked (it failed)
-	reserved   sync.Map        // *job -> struct{}: received, neither started nor given back
-	nReserved  atomic.Int64
-	heldETA    atomic.Int64
-	limits     sync.Map     // task name -> timeLimits set by the time_limit command
-	rates      sync.Map     // task name -> the rate limit string (registered shows it)
-	totals     sync.Map     // task name -> *atomic.Int64: tasks started (stats "total")
-	done       atomic.Int64 // task messages finished with, whatever the outcome
-	shutdown   chan struct{}
-	shutOnce   sync.Once
-
-	// Lifecycle (lifecycle.go): cold is closed when a cold shutdown begins, runDone when Run
-	// returns, tasksDone once no task runs and none will start.
-	cold      chan struct{}
-	coldOnce  sync.Once
-	runDone   chan struct{}
-	tasksDone chan struct{}
-	ran       atomic.Bool  // Run was called
-	closedBy  atomic.Bool  // Shutdown, Terminate or the shutdown command stopped the worker
-	shutCalls atomic.Int32 // calls of Shutdown: the second is cold
-
-	ready      chan *job
-	timers     *timerq.Queue[*job]
-	buckets    sync.Map // task name -> *ratelimit.Bucket
-	stopping   atomic.Bool
-	terminated atomic.Bool
-	alive      atomic.Bool // Run consumes and has not begun to shut down
-	gen        atomic.Uint64
-	started    *idset.Recent // (id, retries) of tasks started lately, to discard their redeliveries
-
-	taskCtx     context.Context // parent of every task context; cancelled by a cold shutdown
-	killTasks   context.CancelCauseFunc
-	running     sync.WaitGroup
-	active      sync.Map // task id -> *job
-	held        atomic.Int64
-	curPrefetch atomic.Int64
-
-	stats Stats
+	e   *engine.Engine
+	cfg Config
 }
 
-// Stats counts what a worker did since it started.
-type Stats struct {
-	Received     atomic.Int64
-	Started      atomic.Int64
-	Succeeded    atomic.Int64
-	Failed       atomic.Int64
-	Retried      atomic.Int64
-	Revoked      atomic.Int64
-	DeadLettered atomic.Int64
-	Parked       atomic.Int64
+// Stats counts what a worker did since it started: Received, Started, Succeeded, Failed,
+// Retried, Revoked, DeadLettered and Parked, each an atomic.Int64.
+//
+// It is an alias because the engine increments these counters in place and Worker.Stats hands out
+// the same struct; a root copy would need every increment made twice or a snapshot that is stale.
+type Stats = engine.Stats
+
+// WorkerSnapshot is what a worker holds now, for metrics and monitoring.
+type WorkerSnapshot struct {
+	Active      int   // tasks running
+	Reserved    int   // messages received, not running, not waiting for their ETA
+	HeldETA     int   // messages held until their ETA
+	Prefetch    int   // the consumer's prefetch count now (0 = unlimited)
+	Concurrency int   // pool size
+	Started     int64 // tasks started since start
+	Finished    int64 // task messages done with since start, whatever the outcome
 }
 
-// job is one task message on its way through the worker.
-type job struct {
-	d        *broker.Delivery
-	msg      *protocol.TaskMessage
-	def      *taskDef
-	received time.Time // when intake took it
-	started  time.Time
-	// rated is set once the job holds a rate-limit token, so that it is not charged twice.
-	rated bool
-	// waited is set when the job was held (ETA, rate limit): it is checked against the revoke
-	// store again before it starts.
-	waited bool
+// ErrPool is wrapped by the errors of Grow and Shrink; Python sees them as ValueError.
+var ErrPool = errors.New("pool")
 
-	eta       atomic.Bool  // held until its ETA now
-	acked     atomic.Bool  // its message is acknowledged
-	startedAt atomic.Int64 // unix ns when it started, 0 before (read by inspect)
-
-	mu         sync.Mutex
-	cancel     context.CancelCauseFunc // the running task's context
-	terminated bool                    // revoked with terminate while it ran
-	signal     string
-}
-
-// setCancel records the running task's cancel function, and uses it at once if the task was
-// terminated before it got there.
-func (j *job) setCancel(cancel context.CancelCauseFunc) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.cancel = cancel
-	if j.terminated {
-		cancel(&TerminatedError{Signal: j.signal})
-	}
-}
-
-// terminate marks the job revoked with terminate and cancels its context; it reports whether
-// this call did it (false when it was terminated already).
-func (j *job) terminate(signal string) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.terminated {
-		return false
-	}
-	j.terminated, j.signal = true, signal
-	if j.cancel != nil {
-		j.cancel(&TerminatedError{Signal: signal})
-	}
-	return true
-}
-
-// terminatedBy reports whether the job was terminated, and with which signal.
-func (j *job) terminatedBy() (string, bool) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.signal, j.terminated
-}
-
-// due is when the job could have started: when it was sent (the AMQP timestamp, whole seconds,
-// taken at the middle of its second and never after the receipt), else when it was received;
-// its ETA when that is later.
-func (j *job) due() time.Time {
-	due := j.received
-	if ts := j.d.Timestamp; !ts.IsZero() {
-		if mid := ts.Add(500 * time.Millisecond); mid.Before(due) {
-			due = mid
-		}
-	}
-	if eta := j.msg.ETA; eta != nil && eta.After(due) {
-		due = *eta
-	}
-	return due
-}
+// Headers the worker adds to a dead-lettered message, visible in the RabbitMQ management UI (the
+// names of package broker, kept here for the programs that read them).
+const (
+	HeaderDeadLetterReason = broker.HeaderDeadLetterReason
+	HeaderOriginalQueue    = broker.HeaderOriginalQueue
+	HeaderOriginalExchange = broker.HeaderOriginalExchange
+	HeaderOriginalKey      = broker.HeaderOriginalKey
+	HeaderDeadLetteredBy   = broker.HeaderDeadLetteredBy
+	HeaderDeadLetteredAt   = broker.HeaderDeadLetteredAt
+)
 
 // NewWorker checks the options and returns a worker ready to Run.
 func NewWorker(o WorkerOptions) (*Worker, error) {
@@ -251,64 +134,165 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		}
 		queues = append(queues, q)
 	}
-	w := &Worker{
-		cfg: cfg, reg: o.Registry, br: o.Broker, backend: o.Backend, queues: queues,
-		hostname: o.Hostname, log: o.Logger, now: o.Now, accept: accept, pid: os.Getpid(),
-		events: o.Events, revokes: o.Revokes, metrics: o.Metrics, canvas: o.Canvas,
-		shrink: make(chan struct{}, 1<<16), shutdown: make(chan struct{}), began: time.Now(),
-		cold: make(chan struct{}), runDone: make(chan struct{}), tasksDone: make(chan struct{}),
+	var cv engine.Canvas
+	if o.Canvas != nil {
+		cv = canvasHook{o.Canvas}
 	}
-	if w.log == nil {
-		w.log = slog.Default()
+	var metrics engine.Metrics
+	if o.Metrics != nil {
+		metrics = o.Metrics
 	}
-	if w.now == nil {
-		w.now = time.Now
+	e, err := engine.New(engine.Options{
+		Settings: engineSettings(cfg), Tasks: (*engineTasks)(o.Registry), Errors: engineErrors,
+		Broker: o.Broker, Accept: accept, Backend: o.Backend, Queues: queues, Hostname: o.Hostname,
+		Logger: o.Logger, Now: o.Now, Canvas: cv, Events: o.Events, Revokes: o.Revokes, Metrics: metrics,
+	})
+	if err != nil {
+		return nil, err
 	}
-	if w.hostname == "" {
-		h, _ := os.Hostname()
-		w.hostname = "celery@" + h
-	}
-	w.prefetch.Store(int64(cfg.Prefetch()))
-	w.size.Store(int64(cfg.WorkerConcurrency))
-	w.started = idset.NewRecent(1 << 16)
-	w.revoked = idset.NewExpiring(w.revokeMax())
-	for _, name := range w.reg.Names() {
-		def, _ := w.reg.lookup(name)
-		if r := def.opts.RateLimit; r != "" {
-			w.rates.Store(name, r)
-		} else if r := cfg.TaskDefaultRateLimit; r != "" {
-			w.rates.Store(name, r)
-		}
-	}
-	return w, nil
+	return &Worker{e: e, cfg: cfg}, nil
 }
 
-// infoOn reports whether per-task INFO lines are logged, so that they cost nothing when not.
-func (w *Worker) infoOn() bool { return w.log.Enabled(context.Background(), slog.LevelInfo) }
+// engineSettings resolves what the engine reads of the configuration (defaults filled in).
+func engineSettings(cfg Config) engine.Settings {
+	var soft time.Duration
+	if t := cfg.WorkerSoftShutdownTimeout; t != nil && *t > 0 {
+		soft = time.Duration(*t * float64(time.Second))
+	}
+	return engine.Settings{
+		AcksLate: cfg.TaskAcksLate, AcksOnFailure: *cfg.TaskAcksOnFailure, RejectOnLost: cfg.TaskRejectOnLost,
+		TrackStarted: cfg.TaskTrackStarted, IgnoreResult: cfg.TaskIgnoreResult,
+		TimeLimit: seconds(cfg.TaskTimeLimit, 0), SoftTimeLimit: seconds(cfg.TaskSoftTimeLimit, 0),
+		DeduplicateSuccess: cfg.WorkerDeduplicateSuccess, ETAParkAfter: seconds(cfg.WorkerETAParkAfter, DefaultETAParkAfter),
+		DisableRateLimits: cfg.WorkerDisableRateLimits, DefaultRateLimit: cfg.TaskDefaultRateLimit,
+		RevokeExpires: seconds(cfg.WorkerRevokeExpires, revoke.DefaultTTL), RevokeMax: cfg.WorkerRevokeMax,
+		Serializer: cfg.TaskSerializer, ResultExtended: cfg.ResultExtended, DeadLetterQueue: cfg.WorkerDeadLetterQueue,
+		SoftShutdownTimeout: soft, SoftShutdownOnIdle: cfg.WorkerEnableSoftShutdownOnIdle,
+		Concurrency: cfg.WorkerConcurrency, PrefetchMultiplier: *cfg.WorkerPrefetchMultiplier,
+		DefaultMaxRetries: DefaultMaxRetries, DefaultRetryDelay: DefaultRetryCountdown,
+	}
+}
+
+// Run consumes and runs tasks until ctx ends or Shutdown is called, then shuts down warmly: it
+// stops consuming, returns messages it holds but has not started to the broker, waits for running
+// tasks to finish and acknowledges them. A cold shutdown (a second Shutdown, Shutdown's ctx ending,
+// Terminate) cancels the running tasks' contexts, after worker_soft_shutdown_timeout when that is
+// set; see Shutdown.
+//
+// Like http.Server.Serve, Run returns ErrWorkerClosed after a stop begun by Shutdown (or by the
+// shutdown control command), wrapped together with ErrWorkerShutdown when the shutdown went cold;
+// it returns nil after a warm shutdown begun by ctx, and ErrWorkerClosed at once when Shutdown was
+// called before it. Run may be called once. It never closes the broker it was given: the caller,
+// who created it, closes it after Run returns.
+func (w *Worker) Run(ctx context.Context) error { return w.e.Run(ctx) }
 
 // Hostname is the worker's node name.
-func (w *Worker) Hostname() string { return w.hostname }
+func (w *Worker) Hostname() string { return w.e.Hostname() }
 
 // Queues are the queues the worker consumes.
-func (w *Worker) Queues() []QueueConfig {
-	w.qmu.Lock()
-	defer w.qmu.Unlock()
-	return append([]QueueConfig(nil), w.queues...)
-}
+func (w *Worker) Queues() []QueueConfig { return w.e.Queues() }
 
 // Stats returns the worker's counters.
-func (w *Worker) Stats() *Stats { return &w.stats }
+func (w *Worker) Stats() *Stats { return w.e.Stats() }
 
 // Config is the effective configuration.
 func (w *Worker) Config() Config { return w.cfg }
 
 // Concurrency is how many tasks the worker runs at once (-c, then pool_grow and pool_shrink).
-func (w *Worker) Concurrency() int { return int(w.size.Load()) }
+func (w *Worker) Concurrency() int { return w.e.Concurrency() }
 
-func (w *Worker) basePrefetch() int { return int(w.prefetch.Load()) }
+// Grow adds n goroutines to the pool (the pool_grow control command) and raises the prefetch to
+// the new concurrency × worker_prefetch_multiplier, as Celery does. Its error wraps ErrPool.
+func (w *Worker) Grow(n int) error { return w.e.Grow(n) }
 
-func (w *Worker) activeCount() int {
-	n := 0
-	w.active.Range(func(any, any) bool { n++; return true })
-	return n
+// Shrink removes n goroutines from the pool (pool_shrink): idle ones leave at once, busy ones
+// when their task ends. The pool keeps at least one. Its error wraps ErrPool.
+func (w *Worker) Shrink(n int) error { return w.e.Shrink(n) }
+
+// SetRateLimit changes a task's rate limit at run time (the rate_limit control command); an
+// unknown task is a *NotRegisteredError.
+func (w *Worker) SetRateLimit(task, rate string) error {
+	return rootError(w.e.SetRateLimit(task, rate))
+}
+
+// SetTimeLimit changes a task's hard and soft time limits at run time (the time_limit control
+// command); nil means the configured default, 0 no limit. A message's own timelimit header still
+// wins, as in Celery. An unknown task is a *NotRegisteredError.
+func (w *Worker) SetTimeLimit(task string, soft, hard *time.Duration) error {
+	return rootError(w.e.SetTimeLimit(task, soft, hard))
+}
+
+// rootError turns the engine's refusal of an unknown task into a *NotRegisteredError.
+func rootError(err error) error {
+	var nr *engine.NotRegisteredError
+	if errors.As(err, &nr) {
+		return &NotRegisteredError{Name: nr.Name}
+	}
+	return err
+}
+
+// AddConsumer starts consuming q (the add_consumer control command); consuming a queue already
+// consumed does nothing. The broker must support it (amqpbroker does).
+func (w *Worker) AddConsumer(ctx context.Context, q QueueConfig) error {
+	return w.e.AddConsumer(ctx, q)
+}
+
+// CancelConsumer stops consuming the queue (cancel_consumer); it reports whether it was consumed.
+// Messages already received are still run.
+func (w *Worker) CancelConsumer(ctx context.Context, name string) (bool, error) {
+	return w.e.CancelConsumer(ctx, name)
+}
+
+// Snapshot returns the worker's counts now.
+func (w *Worker) Snapshot() WorkerSnapshot { return WorkerSnapshot(w.e.Snapshot()) }
+
+// HeartbeatStatus is what worker heartbeats report: the tasks running now and those started
+// since start (events.HeartbeatOptions.Status).
+func (w *Worker) HeartbeatStatus() (active, processed int) { return w.e.HeartbeatStatus() }
+
+// Alive reports, for a health check, whether Run is consuming: nil from the moment it consumes
+// until it begins to shut down.
+func (w *Worker) Alive() error { return w.e.Alive() }
+
+// Revoke marks the task ids revoked, as the revoke control command does: a message with one of
+// these ids is not run (it is stored as REVOKED and acknowledged). With terminate, the tasks this
+// worker is running are stopped too (their context is cancelled with a *TerminatedError) and end
+// as REVOKED; signal is a name such as "SIGTERM" or "KILL" ("" = SIGTERM; see revoke.ParseSignal).
+// It returns the ids of the tasks it stopped or will not start. The ids are kept in memory and,
+// with a revoke store, in it for every worker sharing it; a store error is returned after the ids were
+// revoked here.
+func (w *Worker) Revoke(ctx context.Context, ids []string, terminate bool, signal string) ([]string, error) {
+	return w.e.Revoke(ctx, ids, terminate, signal)
+}
+
+// RevokedIDs lists the revoked ids: the store's (when there is one and it answers) and those
+// known in memory, without duplicates, sorted.
+func (w *Worker) RevokedIDs(ctx context.Context) ([]string, error) { return w.e.RevokedIDs(ctx) }
+
+// RegisterControl registers on mb the remote-control commands of a Celery 5.2 worker, so that
+// `celery inspect` and `celery control` (and Flower) work with this worker:
+//
+//	inspect: ping stats active reserved scheduled registered revoked query_task conf
+//	         active_queues clock report hello (mingle), and the dump_* aliases
+//	control: revoke terminate rate_limit time_limit add_consumer cancel_consumer pool_grow
+//	         pool_shrink enable_events disable_events heartbeat shutdown
+//
+// pool_restart and autoscale answer as a Python worker without them does. Replies have Celery's
+// shapes and texts. mb must answer for the worker's node name.
+func (w *Worker) RegisterControl(mb *control.Mailbox) {
+	cfg := w.cfg
+	workerctl.Register(mb, w.e, workerctl.Options{
+		QueueByName: cfg.QueueByName,
+		CustomQueue: cfg.withMaxPriority,
+		Conf:        func(withDefaults bool) map[string]any { return ConfTable(cfg, withDefaults) },
+		BrokerURL:   cfg.BrokerURL, ResultBackend: cfg.ResultBackend,
+	})
+}
+
+// Mingle does what a Python worker does when it starts (mingle): it broadcasts hello with the
+// revoked ids it knows, through cl, and waits a second for the other workers' answers; the ids
+// they answer with are revoked here (and in the store), and their clocks move mb's. Workers
+// that do not answer hello (without mingle) are skipped. It returns how many nodes answered.
+func (w *Worker) Mingle(ctx context.Context, cl *control.Client, mb *control.Mailbox) (int, error) {
+	return workerctl.Mingle(ctx, w.e, cl, mb)
 }

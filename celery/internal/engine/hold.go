@@ -1,7 +1,7 @@
 // This file holds what the worker does with messages it cannot run yet: the ETA hold and release,
 // prefetch adjustment while messages are held, and rate-limit waits.
 
-package celery
+package engine
 
 import (
 	"fmt"
@@ -13,14 +13,14 @@ import (
 
 // hold keeps an unacknowledged message until t, raising the prefetch by one so that the channel keeps
 // delivering (as Celery does for ETA tasks).
-func (w *Worker) hold(j *job, t time.Time) {
+func (w *Engine) hold(j *job, t time.Time) {
 	n := w.held.Add(1)
 	w.adjustPrefetch(n)
 	w.timers.Add(t, j)
 }
 
 // release is called by the timer when a held job is due.
-func (w *Worker) release(j *job) {
+func (w *Engine) release(j *job) {
 	n := w.held.Add(-1)
 	w.adjustPrefetch(n)
 	if j.eta.Swap(false) {
@@ -40,7 +40,7 @@ func (w *Worker) release(j *job) {
 
 // adjustPrefetch keeps the channel's prefetch at base + held, changing it in steps so that holding
 // thousands of ETA messages costs few basic.qos calls.
-func (w *Worker) adjustPrefetch(held int64) {
+func (w *Engine) adjustPrefetch(held int64) {
 	base := w.prefetch.Load()
 	if base == 0 {
 		return // unlimited already
@@ -62,7 +62,7 @@ func (w *Worker) adjustPrefetch(held int64) {
 }
 
 // newGeneration drops what the worker still holds from a lost connection: the broker redelivers it.
-func (w *Worker) newGeneration(g uint64) {
+func (w *Engine) newGeneration(g uint64) {
 	old := w.gen.Swap(g)
 	if old == 0 {
 		return
@@ -78,32 +78,32 @@ func (w *Worker) newGeneration(g uint64) {
 	}
 }
 
-func (w *Worker) parkAfter() time.Duration {
-	return seconds(w.cfg.WorkerETAParkAfter, DefaultETAParkAfter)
+func (w *Engine) parkAfter() time.Duration {
+	return w.cfg.ETAParkAfter
 }
 
-func (w *Worker) rateWait(def *taskDef) time.Duration {
-	if w.cfg.WorkerDisableRateLimits {
+func (w *Engine) rateWait(def *Task) time.Duration {
+	if w.cfg.DisableRateLimits {
 		return 0
 	}
-	b, ok := w.buckets.Load(def.name)
+	b, ok := w.buckets.Load(def.Name)
 	if !ok {
-		rate := def.opts.RateLimit
+		rate := def.Options.RateLimit
 		if rate == "" {
-			rate = w.cfg.TaskDefaultRateLimit
+			rate = w.cfg.DefaultRateLimit
 		}
-		interval, _ := ParseRateLimit(rate)
-		b, _ = w.buckets.LoadOrStore(def.name, ratelimit.NewBucket(interval))
+		interval, _ := ratelimit.Parse(rate)
+		b, _ = w.buckets.LoadOrStore(def.Name, ratelimit.NewBucket(interval))
 	}
 	return b.(*ratelimit.Bucket).Reserve(w.now())
 }
 
 // SetRateLimit changes a task's rate limit at run time (the rate_limit control command).
-func (w *Worker) SetRateLimit(task, rate string) error {
-	if _, ok := w.reg.lookup(task); !ok {
+func (w *Engine) SetRateLimit(task, rate string) error {
+	if _, ok := w.reg.Lookup(task); !ok {
 		return &NotRegisteredError{Name: task}
 	}
-	interval, err := ParseRateLimit(rate)
+	interval, err := ratelimit.Parse(rate)
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (w *Worker) SetRateLimit(task, rate string) error {
 }
 
 // expired acks and revokes a job whose expires time has passed; it reports whether it did.
-func (w *Worker) expired(j *job) bool {
+func (w *Engine) expired(j *job) bool {
 	if j.msg.Expires == nil || !w.now().After(*j.msg.Expires) {
 		return false
 	}

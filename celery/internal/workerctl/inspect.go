@@ -1,7 +1,7 @@
 // This file holds the worker's inspect replies (stats, active, reserved, scheduled, registered,
 // revoked, query_task, active_queues, clock, report) and the helpers that shape them as Celery does.
 
-package celery
+package workerctl
 
 import (
 	"bytes"
@@ -19,35 +19,33 @@ import (
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/internal/confrender"
+	"github.com/forumads/forumads/celery/internal/engine"
 	"github.com/forumads/forumads/celery/protocol"
 )
 
 // stats answers `celery inspect stats` with the keys of a Python worker's.
 func (c *controller) stats(context.Context, json.RawMessage) (any, error) {
-	w := c.w
-	total := map[string]int64{}
-	w.totals.Range(func(k, v any) bool {
-		total[k.(string)] = v.(interface{ Load() int64 }).Load()
-		return true
-	})
-	soft, hard := seconds(w.cfg.TaskSoftTimeLimit, 0).Seconds(), seconds(w.cfg.TaskTimeLimit, 0).Seconds()
-	uptime := int(time.Since(w.began).Round(time.Second).Seconds())
+	w := c.e
+	total := w.Totals()
+	cfg, snap, pid := w.Settings(), w.Snapshot(), w.PID()
+	soft, hard := cfg.SoftTimeLimit.Seconds(), cfg.TimeLimit.Seconds()
+	uptime := int(time.Since(w.Began()).Round(time.Second).Seconds())
 	return map[string]any{
 		"total":  total,
-		"pid":    w.pid,
+		"pid":    pid,
 		"clock":  strconv.FormatUint(c.mb.Clock().Value(), 10),
 		"uptime": uptime,
 		"pool": map[string]any{
 			"implementation":           "go:goroutines",
 			"max-concurrency":          w.Concurrency(),
-			"processes":                []int{w.pid},
+			"processes":                []int{pid},
 			"max-tasks-per-child":      "N/A",
 			"put-guarded-by-semaphore": false,
 			"timeouts":                 []float64{soft, hard},
-			"running":                  w.activeCount(),
+			"running":                  snap.Active,
 		},
-		"broker":         brokerInfo(w.cfg.BrokerURL),
-		"prefetch_count": int(w.curPrefetch.Load()),
+		"broker":         brokerInfo(c.o.BrokerURL),
+		"prefetch_count": snap.Prefetch,
 		"rusage":         rusage(),
 	}, nil
 }
@@ -121,11 +119,11 @@ func rusage() any {
 }
 
 // requestInfo is Celery's Request.info() of a job.
-func (w *Worker) requestInfo(j *job, safe bool) control.RequestInfo {
-	m := j.msg
-	info := control.RequestInfo{ID: m.ID, Name: m.Task, Type: m.Task, Hostname: w.hostname,
-		Acknowledged: j.acked.Load(),
-		DeliveryInfo: control.DeliveryInfo{Exchange: j.d.Exchange, RoutingKey: j.d.RoutingKey, Redelivered: j.d.Redelivered}}
+func (c *controller) requestInfo(j engine.JobView, safe bool) control.RequestInfo {
+	m := j.Msg
+	info := control.RequestInfo{ID: m.ID, Name: m.Task, Type: m.Task, Hostname: c.e.Hostname(),
+		Acknowledged: j.Acked,
+		DeliveryInfo: control.DeliveryInfo{Exchange: j.Delivery.Exchange, RoutingKey: j.Delivery.RoutingKey, Redelivered: j.Delivery.Redelivered}}
 	if m.Shadow != "" {
 		info.Name = m.Shadow
 	}
@@ -134,15 +132,15 @@ func (w *Worker) requestInfo(j *job, safe bool) control.RequestInfo {
 		info.DeliveryInfo.Priority = &p
 	}
 	if safe {
-		ti := taskInfo(m)
+		ti := engine.TaskInfo(m)
 		info.Args, _ = json.Marshal(ti.ArgsRepr)
 		info.Kwargs, _ = json.Marshal(ti.KwargsRepr)
 	} else {
 		info.Args, info.Kwargs = rawList(m.Args), rawObject(m.KwargsOrder, m.Kwargs)
 	}
-	if ns := j.startedAt.Load(); ns != 0 {
+	if ns := j.StartedAt; ns != 0 {
 		ts := float64(ns) / 1e9
-		pid := w.pid
+		pid := c.e.PID()
 		info.TimeStart, info.WorkerPID = &ts, &pid
 	}
 	return info
@@ -195,46 +193,22 @@ func rawObject(order []string, kv map[string]json.RawMessage) json.RawMessage {
 	return b.Bytes()
 }
 
-// activeJobs are the running jobs, oldest first.
-func (w *Worker) activeJobs() []*job {
-	var out []*job
-	w.active.Range(func(_, v any) bool {
-		out = append(out, v.(*job))
-		return true
-	})
-	sort.Slice(out, func(a, b int) bool { return out[a].startedAt.Load() < out[b].startedAt.Load() })
-	return out
-}
-
-// reservedJobs are the jobs received and not started: waiting for their ETA (eta) or not.
-func (w *Worker) reservedJobs(eta bool) []*job {
-	var out []*job
-	w.reserved.Range(func(k, _ any) bool {
-		if j := k.(*job); j.eta.Load() == eta {
-			out = append(out, j)
-		}
-		return true
-	})
-	sort.Slice(out, func(a, b int) bool { return out[a].received.Before(out[b].received) })
-	return out
-}
-
 func (c *controller) active(_ context.Context, args json.RawMessage) (any, error) {
 	a, err := control.DecodeActiveArgs(args)
 	if err != nil {
 		return nil, err
 	}
 	out := []control.RequestInfo{}
-	for _, j := range c.w.activeJobs() {
-		out = append(out, c.w.requestInfo(j, a.Safe))
+	for _, j := range c.e.ActiveJobs() {
+		out = append(out, c.requestInfo(j, a.Safe))
 	}
 	return out, nil
 }
 
 func (c *controller) reserved(context.Context, json.RawMessage) (any, error) {
 	out := []control.RequestInfo{}
-	for _, j := range c.w.reservedJobs(false) {
-		out = append(out, c.w.requestInfo(j, false))
+	for _, j := range c.e.ReservedJobs(false) {
+		out = append(out, c.requestInfo(j, false))
 	}
 	return out, nil
 }
@@ -243,9 +217,9 @@ func (c *controller) reserved(context.Context, json.RawMessage) (any, error) {
 // them (6).
 func (c *controller) scheduled(context.Context, json.RawMessage) (any, error) {
 	out := []control.ScheduledInfo{}
-	for _, j := range c.w.reservedJobs(true) {
-		s := control.ScheduledInfo{Priority: 6, Request: c.w.requestInfo(j, false)}
-		if eta := j.msg.ETA; eta != nil {
+	for _, j := range c.e.ReservedJobs(true) {
+		s := control.ScheduledInfo{Priority: 6, Request: c.requestInfo(j, false)}
+		if eta := j.Msg.ETA; eta != nil {
 			t := protocol.FormatTime(*eta)
 			s.ETA = &t
 		}
@@ -266,10 +240,10 @@ func (c *controller) registered(_ context.Context, args json.RawMessage) (any, e
 		items = []string{"exchange", "routing_key", "rate_limit"}
 	}
 	out := []string{}
-	for _, name := range c.w.reg.Names() {
+	for _, name := range c.e.Tasks().Names() {
 		var attrs []string
 		for _, item := range items {
-			if v, ok := c.w.taskAttr(name, item); ok {
+			if v, ok := taskAttr(c.e, name, item); ok {
 				attrs = append(attrs, item+"="+v)
 			}
 		}
@@ -283,12 +257,12 @@ func (c *controller) registered(_ context.Context, args json.RawMessage) (any, e
 }
 
 // taskAttr is str() of a Celery task attribute of a registered task, when it is set.
-func (w *Worker) taskAttr(task, attr string) (string, bool) {
-	def, ok := w.reg.lookup(task)
+func taskAttr(w *engine.Engine, task, attr string) (string, bool) {
+	def, ok := w.Tasks().Lookup(task)
 	if !ok {
 		return "", false
 	}
-	o := def.opts
+	o := def.Options
 	dur := func(d *time.Duration) (string, bool) {
 		if d == nil {
 			return "", false
@@ -306,16 +280,15 @@ func (w *Worker) taskAttr(task, attr string) (string, bool) {
 	}
 	switch attr {
 	case "rate_limit":
-		if v, ok := w.rates.Load(task); ok {
-			return v.(string), true
+		if v, ok := w.RateLimitOf(task); ok {
+			return v, true
 		}
 	case "time_limit", "soft_time_limit":
-		if v, ok := w.limits.Load(task); ok {
-			l := v.(timeLimits)
+		if hard, soft, ok := w.TimeLimitsOf(task); ok {
 			if attr == "time_limit" {
-				return dur(l.hard)
+				return dur(hard)
 			}
-			return dur(l.soft)
+			return dur(soft)
 		}
 		if attr == "time_limit" {
 			return dur(o.TimeLimit)
@@ -354,9 +327,9 @@ func pyFloat(f float64) string {
 }
 
 func (c *controller) revoked(ctx context.Context, _ json.RawMessage) (any, error) {
-	ids, err := c.w.RevokedIDs(ctx)
+	ids, err := c.e.RevokedIDs(ctx)
 	if err != nil {
-		c.w.log.Warn("inspect revoked: the revoke store did not answer; listing the ids known in memory", "error", err)
+		c.e.Logger().Warn("inspect revoked: the revoke store did not answer; listing the ids known in memory", "error", err)
 	}
 	if ids == nil {
 		ids = []string{}
@@ -376,15 +349,15 @@ func (c *controller) queryTask(_ context.Context, args json.RawMessage) (any, er
 		want[id] = true
 	}
 	out := map[string][2]any{}
-	for _, j := range c.w.activeJobs() {
-		if want[j.msg.ID] {
-			out[j.msg.ID] = [2]any{"active", c.w.requestInfo(j, false)}
+	for _, j := range c.e.ActiveJobs() {
+		if want[j.Msg.ID] {
+			out[j.Msg.ID] = [2]any{"active", c.requestInfo(j, false)}
 		}
 	}
 	for _, eta := range []bool{false, true} {
-		for _, j := range c.w.reservedJobs(eta) {
-			if _, done := out[j.msg.ID]; want[j.msg.ID] && !done {
-				out[j.msg.ID] = [2]any{"reserved", c.w.requestInfo(j, false)}
+		for _, j := range c.e.ReservedJobs(eta) {
+			if _, done := out[j.Msg.ID]; want[j.Msg.ID] && !done {
+				out[j.Msg.ID] = [2]any{"reserved", c.requestInfo(j, false)}
 			}
 		}
 	}
@@ -394,7 +367,7 @@ func (c *controller) queryTask(_ context.Context, args json.RawMessage) (any, er
 // activeQueues is kombu's Queue.as_dict(recurse=True) of every queue consumed.
 func (c *controller) activeQueues(context.Context, json.RawMessage) (any, error) {
 	out := []map[string]any{}
-	for _, q := range c.w.Queues() {
+	for _, q := range c.e.Queues() {
 		var exchange any
 		if q.Exchange != "" {
 			typ := q.ExchangeType
@@ -438,14 +411,13 @@ func (c *controller) clock(context.Context, json.RawMessage) (any, error) {
 
 // report is the text of `celery report`, for this Go worker.
 func (c *controller) report(context.Context, json.RawMessage) (any, error) {
-	w := c.w
 	sw := events.DefaultSoftware()
 	results := "disabled://"
-	if w.cfg.ResultBackend != "" {
-		results = confrender.MaskURL(w.cfg.ResultBackend)
+	if c.o.ResultBackend != "" {
+		results = confrender.MaskURL(c.o.ResultBackend)
 	}
 	text := fmt.Sprintf("\nsoftware -> %s:%s (Celery 5.2 protocol) %s\nplatform -> system:%s arch:%s/%s\n"+
 		"loader -> celery.loaders.app.AppLoader (Go)\nsettings -> transport:%s results:%s\n\nbroker_url: %s\n",
-		sw.Ident, sw.Version, runtime.Version(), sw.System, runtime.GOOS, runtime.GOARCH, transportName(w.cfg.BrokerURL), results, confrender.MaskURL(w.cfg.BrokerURL))
+		sw.Ident, sw.Version, runtime.Version(), sw.System, runtime.GOOS, runtime.GOARCH, transportName(c.o.BrokerURL), results, confrender.MaskURL(c.o.BrokerURL))
 	return control.OK(text), nil
 }

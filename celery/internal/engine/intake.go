@@ -1,7 +1,7 @@
 // This file holds the worker's intake: decoding deliveries, dead-lettering the undecodable,
 // accepting (or revoking) messages and reserving them.
 
-package celery
+package engine
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 
 // intake decides what to do with a batch of deliveries, in order: dead-letter, revoke, hold or run.
 // The revoked ids of the batch are checked in one round trip to the revoke store.
-func (w *Worker) intake(batch []*broker.Delivery) {
+func (w *Engine) intake(batch []*broker.Delivery) {
 	jobs := make([]*job, 0, len(batch))
 	for _, d := range batch {
 		if j := w.decode(d); j != nil {
@@ -35,7 +35,7 @@ func (w *Worker) intake(batch []*broker.Delivery) {
 
 // decode turns a delivery into a job, or handles it (a message that cannot run, an unknown task)
 // and returns nil.
-func (w *Worker) decode(d *broker.Delivery) *job {
+func (w *Engine) decode(d *broker.Delivery) *job {
 	if w.stopping.Load() {
 		_ = d.Reject(true)
 		return nil
@@ -56,7 +56,7 @@ func (w *Worker) decode(d *broker.Delivery) *job {
 	if w.metrics != nil {
 		w.metrics.TaskReceived(msg.Task)
 	}
-	def, ok := w.reg.lookup(msg.Task)
+	def, ok := w.reg.Lookup(msg.Task)
 	if !ok {
 		w.unknownTask(d, msg)
 		w.sendTaskEvent(func() events.Event {
@@ -71,7 +71,7 @@ func (w *Worker) decode(d *broker.Delivery) *job {
 }
 
 // countDeadLetter tells the metrics about a message sent to the dead-letter queue.
-func (w *Worker) countDeadLetter(reason string) {
+func (w *Engine) countDeadLetter(reason string) {
 	if w.metrics != nil {
 		w.metrics.DeadLettered(reason)
 	}
@@ -79,7 +79,7 @@ func (w *Worker) countDeadLetter(reason string) {
 
 // accept1 takes a decoded job: revoked and expired ones are discarded (as Celery's strategy does,
 // before task-received), due ones go to the pool, others are held or parked until their ETA.
-func (w *Worker) accept1(j *job, revoked bool) {
+func (w *Engine) accept1(j *job, revoked bool) {
 	msg := j.msg
 	if revoked {
 		w.discardRevoked(j)
@@ -88,7 +88,7 @@ func (w *Worker) accept1(j *job, revoked bool) {
 	if w.expired(j) {
 		return
 	}
-	w.sendTaskEvent(func() events.Event { return events.NewTaskReceived(taskInfo(msg)) })
+	w.sendTaskEvent(func() events.Event { return events.NewTaskReceived(TaskInfo(msg)) })
 	if w.infoOn() {
 		w.log.Info(fmt.Sprintf("Task %s[%s] received", msg.Task, msg.ID), "task", msg.Task, "task_id", msg.ID)
 	}
@@ -109,13 +109,13 @@ func (w *Worker) accept1(j *job, revoked bool) {
 }
 
 // reserve records a job the worker holds but has not started (inspect reserved, scheduled).
-func (w *Worker) reserve(j *job) {
+func (w *Engine) reserve(j *job) {
 	w.reserved.Store(j, struct{}{})
 	w.nReserved.Add(1)
 }
 
 // unreserve forgets a reserved job: it started, or went back to the broker.
-func (w *Worker) unreserve(j *job) {
+func (w *Engine) unreserve(j *job) {
 	if _, ok := w.reserved.LoadAndDelete(j); ok {
 		w.nReserved.Add(-1)
 	}
@@ -125,7 +125,7 @@ func (w *Worker) unreserve(j *job) {
 }
 
 // admit passes a due job through its task's rate limit to the pool.
-func (w *Worker) admit(j *job) {
+func (w *Engine) admit(j *job) {
 	if !j.rated {
 		j.rated = true
 		if wait := w.rateWait(j.def); wait > 0 {

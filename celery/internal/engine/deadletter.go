@@ -1,4 +1,4 @@
-package celery
+package engine
 
 import (
 	"context"
@@ -11,20 +11,9 @@ import (
 	"github.com/forumads/forumads/celery/protocol"
 )
 
-// Headers the worker adds to a dead-lettered message, visible in the RabbitMQ management UI (the
-// names of package broker, kept here for the programs that read them).
-const (
-	HeaderDeadLetterReason = broker.HeaderDeadLetterReason
-	HeaderOriginalQueue    = broker.HeaderOriginalQueue
-	HeaderOriginalExchange = broker.HeaderOriginalExchange
-	HeaderOriginalKey      = broker.HeaderOriginalKey
-	HeaderDeadLetteredBy   = broker.HeaderDeadLetteredBy
-	HeaderDeadLetteredAt   = broker.HeaderDeadLetteredAt
-)
-
 // badMessage handles a message that cannot be run: it is logged, a FAILURE explaining why is stored
 // when the task id is known, and the message goes to the dead-letter queue, never back to its queue.
-func (w *Worker) badMessage(d *broker.Delivery, msg *protocol.TaskMessage, err error) {
+func (w *Engine) badMessage(d *broker.Delivery, msg *protocol.TaskMessage, err error) {
 	id, name := d.CorrelationID, ""
 	if msg != nil {
 		id, name = msg.ID, msg.Task
@@ -59,7 +48,7 @@ func (w *Worker) badMessage(d *broker.Delivery, msg *protocol.TaskMessage, err e
 // unknownTask handles a message for a task this worker does not have, as Celery does (FAILURE
 // NotRegistered), but keeps the message in the dead-letter queue so it can be replayed once a worker
 // that knows the task is deployed.
-func (w *Worker) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
+func (w *Engine) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
 	w.log.Error(fmt.Sprintf("Received unregistered task of type %s. %s.",
 		pyRepr(msg.Task), upperFirst(w.deadLetterFate())), "task", msg.Task, "task_id", msg.ID, "queue", d.Queue)
 	if w.backend != nil {
@@ -73,7 +62,7 @@ func (w *Worker) unknownTask(d *broker.Delivery, msg *protocol.TaskMessage) {
 }
 
 // deadLetterer is the broker's dead-letter policy, or nil when it keeps no dead letters.
-func (w *Worker) deadLetterer() broker.DeadLetterer {
+func (w *Engine) deadLetterer() broker.DeadLetterer {
 	if dl, ok := w.br.(broker.DeadLetterer); ok && w.br.Capabilities().DeadLetter {
 		return dl
 	}
@@ -81,11 +70,11 @@ func (w *Worker) deadLetterer() broker.DeadLetterer {
 }
 
 // deadLetterFate says what happens to a message deadLetter is given, for logs and tracebacks.
-func (w *Worker) deadLetterFate() string {
+func (w *Engine) deadLetterFate() string {
 	if w.deadLetterer() == nil {
 		return "the message was rejected: the broker keeps no dead letters"
 	}
-	return fmt.Sprintf("the message was moved to the dead-letter queue %q", w.cfg.WorkerDeadLetterQueue)
+	return fmt.Sprintf("the message was moved to the dead-letter queue %q", w.cfg.DeadLetterQueue)
 }
 
 func upperFirst(s string) string {
@@ -99,8 +88,8 @@ func upperFirst(s string) string {
 // to the dead-letter queue (broker.DeadLetterer), then acknowledges the original. If the copy cannot
 // be confirmed the original is returned to its queue instead, so nothing is lost. A broker without
 // dead-lettering gets the message rejected without requeue.
-func (w *Worker) deadLetter(d *broker.Delivery, reason string) {
-	dlq := w.cfg.WorkerDeadLetterQueue
+func (w *Engine) deadLetter(d *broker.Delivery, reason string) {
+	dlq := w.cfg.DeadLetterQueue
 	dler := w.deadLetterer()
 	if dler == nil {
 		w.log.Error("the broker keeps no dead letters; dropping the message", "reason", reason, "queue", d.Queue)
@@ -131,7 +120,7 @@ func (w *Worker) deadLetter(d *broker.Delivery, reason string) {
 // queue), so that no message stays unacknowledged longer than that (RabbitMQ's consumer_timeout
 // closes channels holding one for 30 minutes). A broker without delayed delivery gets the message
 // held until its ETA instead.
-func (w *Worker) park(j *job) {
+func (w *Engine) park(j *job) {
 	d := j.d
 	pk, ok := w.br.(broker.Parker)
 	if !ok || !w.br.Capabilities().DelayedDelivery {
@@ -164,3 +153,5 @@ func headerSummary(h map[string]any) string {
 	}
 	return s
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,7 +1,7 @@
 // This file holds mingle: the hello command a worker answers and Mingle, which asks the other
 // workers at startup for their revoked ids and logical clock.
 
-package celery
+package workerctl
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/control"
+	"github.com/forumads/forumads/celery/internal/engine"
 )
 
 // hello answers a Python worker's mingle: its revoked ids join the store, and the reply carries
@@ -25,22 +26,14 @@ func (c *controller) hello(ctx context.Context, args json.RawMessage) (any, erro
 	if a.FromNode == c.mb.Node() {
 		return nil, nil
 	}
-	w := c.w
-	w.log.Info("sync with "+a.FromNode, "revoked", len(a.Revoked))
-	if len(a.Revoked) > 0 {
-		exp := w.now().Add(w.revokeTTL())
-		for _, id := range a.Revoked {
-			w.revoked.Add(id, exp)
-		}
-		if w.revokes != nil {
-			if err := w.revokes.Revoke(ctx, a.Revoked, false, ""); err != nil {
-				w.log.Warn("the revoked ids of "+a.FromNode+" are kept in memory only", "error", err)
-			}
-		}
+	w, log := c.e, c.e.Logger()
+	log.Info("sync with "+a.FromNode, "revoked", len(a.Revoked))
+	if err := w.LearnRevoked(ctx, a.Revoked); err != nil {
+		log.Warn("the revoked ids of "+a.FromNode+" are kept in memory only", "error", err)
 	}
 	ids, err := w.RevokedIDs(ctx)
 	if err != nil {
-		w.log.Warn("hello: the revoke store did not answer; sending the ids known in memory", "error", err)
+		log.Warn("hello: the revoke store did not answer; sending the ids known in memory", "error", err)
 	}
 	// Celery's LimitedSet wants a float: the time the id was added, on the monotonic clock
 	// (seconds since boot on Linux). Every id is sent as added now: it stays revoked there for
@@ -68,15 +61,16 @@ func monotonicSeconds() float64 {
 	return v
 }
 
-// Mingle does what a Python worker does when it starts (mingle): it broadcasts hello with the
+// Mingle does what a Python worker does when it starts (mingle): w broadcasts hello with the
 // revoked ids it knows, through cl, and waits a second for the other workers' answers; the ids
 // they answer with are revoked here (and in the store), and their clocks move mb's. Workers
 // that do not answer hello (without mingle) are skipped. It returns how many nodes answered.
-func (w *Worker) Mingle(ctx context.Context, cl *control.Client, mb *control.Mailbox) (int, error) {
-	w.log.Info("mingle: searching for neighbors")
+func Mingle(ctx context.Context, w *engine.Engine, cl *control.Client, mb *control.Mailbox) (int, error) {
+	log := w.Logger()
+	log.Info("mingle: searching for neighbors")
 	ids, err := w.RevokedIDs(ctx)
 	if err != nil {
-		w.log.Warn("mingle: the revoke store did not answer; sending the ids known in memory", "error", err)
+		log.Warn("mingle: the revoke store did not answer; sending the ids known in memory", "error", err)
 	}
 	ts := json.RawMessage(strconv.FormatFloat(monotonicSeconds(), 'f', 6, 64))
 	ours := make(map[string]json.RawMessage, len(ids))
@@ -95,7 +89,7 @@ func (w *Worker) Mingle(ctx context.Context, cl *control.Client, mb *control.Mai
 		}
 		r, err := decodeHelloReply(raw)
 		if err != nil {
-			w.log.Debug("mingle: no sync with "+node, "error", err)
+			log.Debug("mingle: no sync with "+node, "error", err)
 			continue
 		}
 		synced++
@@ -107,21 +101,13 @@ func (w *Worker) Mingle(ctx context.Context, cl *control.Client, mb *control.Mai
 		learned = append(learned, r.Revoked...)
 	}
 	if synced == 0 {
-		w.log.Info("mingle: all alone")
+		log.Info("mingle: all alone")
 		return 0, nil
 	}
-	w.log.Info(fmt.Sprintf("mingle: sync with %d nodes", synced), "revoked", len(learned))
-	if len(learned) > 0 {
-		exp := w.now().Add(w.revokeTTL())
-		for _, id := range learned {
-			w.revoked.Add(id, exp)
-		}
-		if w.revokes != nil {
-			if err := w.revokes.Revoke(ctx, learned, false, ""); err != nil {
-				w.log.Warn("mingle: the revoked ids learned are kept in memory only", "error", err)
-			}
-		}
+	log.Info(fmt.Sprintf("mingle: sync with %d nodes", synced), "revoked", len(learned))
+	if err := w.LearnRevoked(ctx, learned); err != nil {
+		log.Warn("mingle: the revoked ids learned are kept in memory only", "error", err)
 	}
-	w.log.Info("mingle: sync complete")
+	log.Info("mingle: sync complete")
 	return synced, nil
 }

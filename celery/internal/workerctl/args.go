@@ -1,4 +1,4 @@
-package celery
+package workerctl
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package celery
+package engine
 
 import (
 	"context"
@@ -13,31 +13,16 @@ import (
 	"github.com/forumads/forumads/celery/revoke"
 )
 
-// TerminatedError is the cause of a running task's context cancelled by a revoke with terminate
-// (`celery control revoke --terminate`). The task ends as REVOKED with TaskRevokedError('terminated')
-// whatever it returns; a task that ignores its context is waited for.
-type TerminatedError struct {
-	Signal string // the signal asked for, such as SIGTERM (a Go task has no process to signal)
-}
-
-func (e *TerminatedError) Error() string { return "task terminated by revoke (" + e.Signal + ")" }
-
-// ExcType makes it Celery's Terminated.
-func (e *TerminatedError) ExcType() string { return "Terminated" }
-
-// ExcModule is celery.exceptions.
-func (e *TerminatedError) ExcModule() string { return "celery.exceptions" }
-
 // revokeBreak is how long the revoke store is not asked after it failed (intake then relies on
 // the ids known in memory), so that a Redis outage does not slow every task down.
 const revokeBreak = 5 * time.Second
 
 // revokeTTL is how long a revoked id stays revoked.
-func (w *Worker) revokeTTL() time.Duration {
+func (w *Engine) revokeTTL() time.Duration {
 	if w.revokes != nil {
 		return w.revokes.TTL()
 	}
-	d := seconds(w.cfg.WorkerRevokeExpires, revoke.DefaultTTL)
+	d := w.cfg.RevokeExpires
 	if d <= 0 {
 		d = revoke.DefaultTTL
 	}
@@ -45,21 +30,21 @@ func (w *Worker) revokeTTL() time.Duration {
 }
 
 // revokeMax bounds the revoked ids kept in memory.
-func (w *Worker) revokeMax() int {
-	if w.cfg.WorkerRevokeMax > 0 {
-		return w.cfg.WorkerRevokeMax
+func (w *Engine) revokeMax() int {
+	if w.cfg.RevokeMax > 0 {
+		return w.cfg.RevokeMax
 	}
 	return revoke.DefaultMaxSize
 }
 
 // Revoke marks the task ids revoked, as the revoke control command does: a message with one of
 // these ids is not run (it is stored as REVOKED and acknowledged). With terminate, the tasks this
-// worker is running are stopped too (their context is cancelled with a *TerminatedError) and end
+// worker is running are stopped too (their context is cancelled with Errors.Terminated) and end
 // as REVOKED; signal is a name such as "SIGTERM" or "KILL" ("" = SIGTERM; see revoke.ParseSignal).
 // It returns the ids of the tasks it stopped or will not start. The ids are kept in memory and,
 // with a revoke store, in it for every worker sharing it; a store error is returned after the ids were
 // revoked here.
-func (w *Worker) Revoke(ctx context.Context, ids []string, terminate bool, signal string) ([]string, error) {
+func (w *Engine) Revoke(ctx context.Context, ids []string, terminate bool, signal string) ([]string, error) {
 	for _, id := range ids {
 		if id == "" {
 			return nil, errors.New("revoke: empty task id")
@@ -99,13 +84,13 @@ func (w *Worker) Revoke(ctx context.Context, ids []string, terminate bool, signa
 }
 
 // terminateRunning stops the running task with this id; it reports whether there was one.
-func (w *Worker) terminateRunning(id, signal string) bool {
+func (w *Engine) terminateRunning(id, signal string) bool {
 	v, ok := w.active.Load(id)
 	if !ok {
 		return false
 	}
 	j := v.(*job)
-	if j.terminate(signal) {
+	if j.terminate(signal, w.errs.Terminated(signal)) {
 		signum, _ := revoke.SignalNumber(signal)
 		w.log.Info(fmt.Sprintf("Terminating %s (%d)", id, signum), "task_id", id, "signal", signal)
 	}
@@ -113,7 +98,7 @@ func (w *Worker) terminateRunning(id, signal string) bool {
 }
 
 // isReserved reports whether a job with this id is held here, not yet started.
-func (w *Worker) isReserved(id string) bool {
+func (w *Engine) isReserved(id string) bool {
 	found := false
 	w.reserved.Range(func(k, _ any) bool {
 		found = k.(*job).msg.ID == id
@@ -124,7 +109,7 @@ func (w *Worker) isReserved(id string) bool {
 
 // revokedBeforeStart reports whether a job about to start is revoked: known here, or, for a job
 // that was held (ETA, rate limit) and so may have missed a notice, in the store.
-func (w *Worker) revokedBeforeStart(j *job) bool {
+func (w *Engine) revokedBeforeStart(j *job) bool {
 	if w.revoked.Has(j.msg.ID, w.now()) {
 		return true
 	}
@@ -137,7 +122,7 @@ func (w *Worker) revokedBeforeStart(j *job) bool {
 // areRevoked answers for each id whether it is revoked: known in memory, else (one round trip
 // for all) in the revoke store. When the store cannot be asked the answer is the memory's, and
 // the store is left alone for revokeBreak: revokes never stop task processing.
-func (w *Worker) areRevoked(ids []string) []bool {
+func (w *Engine) areRevoked(ids []string) []bool {
 	out := make([]bool, len(ids))
 	now := w.now()
 	missing := 0
@@ -173,7 +158,7 @@ func (w *Worker) areRevoked(ids []string) []bool {
 
 // watchRevokes follows the store's revoke notices until ctx ends: revoked ids are remembered, and
 // a running task revoked with terminate is stopped, whichever worker received the command.
-func (w *Worker) watchRevokes(ctx context.Context) {
+func (w *Engine) watchRevokes(ctx context.Context) {
 	delay := 100 * time.Millisecond
 	for failures := 0; ; failures++ {
 		ch, err := w.revokes.Subscribe(ctx)
@@ -208,7 +193,7 @@ func (w *Worker) watchRevokes(ctx context.Context) {
 
 // discardRevoked settles a revoked job that will not run: REVOKED with TaskRevokedError('revoked')
 // is stored and the message acknowledged, as Celery's Request.revoked() does.
-func (w *Worker) discardRevoked(j *job) {
+func (w *Engine) discardRevoked(j *job) {
 	m := j.msg
 	w.stats.Revoked.Add(1)
 	w.unreserve(j)
@@ -224,7 +209,7 @@ func (w *Worker) discardRevoked(j *job) {
 // storeRevoked stores REVOKED with TaskRevokedError(reason) and, for a chord header member,
 // counts its chord part as REVOKED (which fails the chord), as Celery's backend.mark_as_revoked
 // does for a revoked, expired or terminated request.
-func (w *Worker) storeRevoked(j *job, reason string) {
+func (w *Engine) storeRevoked(j *job, reason string) {
 	exc := exceptionJSON("TaskRevokedError", "celery.exceptions", reason)
 	w.store(j, protocol.ResultMeta{Status: protocol.StateRevoked, Result: exc})
 	w.chordPart(j.msg, protocol.StateRevoked, exc)
@@ -232,7 +217,7 @@ func (w *Worker) storeRevoked(j *job, reason string) {
 
 // revokedWhileRunning settles a task terminated by a revoke: REVOKED with
 // TaskRevokedError('terminated'), whatever it returned, and its message acknowledged.
-func (w *Worker) revokedWhileRunning(j *job, o taskSettings, signal string, runtime time.Duration) {
+func (w *Engine) revokedWhileRunning(j *job, o taskSettings, signal string, runtime time.Duration) {
 	m := j.msg
 	w.stats.Revoked.Add(1)
 	signum, _ := revoke.SignalNumber(signal)
@@ -248,7 +233,7 @@ func (w *Worker) revokedWhileRunning(j *job, o taskSettings, signal string, runt
 
 // RevokedIDs lists the revoked ids: the store's (when there is one and it answers) and those
 // known in memory, without duplicates, sorted.
-func (w *Worker) RevokedIDs(ctx context.Context) ([]string, error) {
+func (w *Engine) RevokedIDs(ctx context.Context) ([]string, error) {
 	ids := w.revoked.List(w.now())
 	var err error
 	if w.revokes != nil {

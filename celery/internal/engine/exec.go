@@ -1,14 +1,13 @@
 // This file holds task execution: processing a reserved job, its effective settings, running the
-// task function with its time limits, and the Request a task sees.
+// task with its time limits, and UpdateState for a running task.
 
-package celery
+package engine
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -18,7 +17,7 @@ import (
 )
 
 // process runs one job on a pool goroutine.
-func (w *Worker) process(j *job) {
+func (w *Engine) process(j *job) {
 	w.unreserve(j)
 	if w.stopping.Load() || j.d.Generation < w.gen.Load() {
 		if !w.stopping.Load() {
@@ -35,7 +34,7 @@ func (w *Worker) process(j *job) {
 		return
 	}
 	o := w.taskOpts(j)
-	if o.acksLate && j.d.Redelivered && w.cfg.WorkerDeduplicateSuccess && w.alreadySucceeded(j) {
+	if o.acksLate && j.d.Redelivered && w.cfg.DeduplicateSuccess && w.alreadySucceeded(j) {
 		w.log.Info(fmt.Sprintf("Task %s[%s] was already successfully executed: discarding the redelivered message", j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
 		w.settle(j, j.d.Ack)
 		return
@@ -78,12 +77,12 @@ func (w *Worker) process(j *job) {
 		res, _ := json.Marshal(map[string]any{"pid": w.pid, "hostname": w.hostname})
 		w.store(j, protocol.ResultMeta{Status: protocol.StateStarted, Result: res})
 	}
-	result, err, abandoned := w.run(j, o)
-	w.finish(j, o, result, err, abandoned)
+	out, abandoned := w.run(j, o)
+	w.finish(j, o, out, abandoned)
 }
 
 // countStart counts a started task by name (stats "total").
-func (w *Worker) countStart(task string) {
+func (w *Engine) countStart(task string) {
 	c, ok := w.totals.Load(task)
 	if !ok {
 		c, _ = w.totals.LoadOrStore(task, new(atomic.Int64))
@@ -94,7 +93,7 @@ func (w *Worker) countStart(task string) {
 // ranBefore reports whether a redelivered message's task already ran: this worker started it
 // (same id and retry count) or its result is final in the backend. Without acks_late the message
 // was acknowledged before the task ran, so a redelivery only means the ack was lost in flight.
-func (w *Worker) ranBefore(j *job) bool {
+func (w *Engine) ranBefore(j *job) bool {
 	if w.started.Has(startKey(j.msg)) {
 		return true
 	}
@@ -111,7 +110,7 @@ func startKey(m *protocol.TaskMessage) string { return m.ID + "/" + strconv.Itoa
 
 // alreadySucceeded reports whether the backend holds a SUCCESS for the job's id
 // (worker_deduplicate_successful_tasks).
-func (w *Worker) alreadySucceeded(j *job) bool {
+func (w *Engine) alreadySucceeded(j *job) bool {
 	if w.backend == nil {
 		return false
 	}
@@ -127,16 +126,16 @@ type taskSettings struct {
 	hard, soft                                                        time.Duration
 }
 
-func (w *Worker) taskOpts(j *job) taskSettings {
-	t := j.def.opts
+func (w *Engine) taskOpts(j *job) taskSettings {
+	t := j.def.Options
 	s := taskSettings{
-		acksLate:      pick(t.AcksLate, w.cfg.TaskAcksLate),
-		acksOnFailure: pick(t.AcksOnFailureOrTimeout, *w.cfg.TaskAcksOnFailure),
-		rejectOnLost:  pick(t.RejectOnWorkerLost, w.cfg.TaskRejectOnLost),
-		trackStarted:  pick(t.TrackStarted, w.cfg.TaskTrackStarted),
-		ignoreResult:  pick(t.IgnoreResult, w.cfg.TaskIgnoreResult) || j.msg.IgnoreResult,
-		hard:          seconds(w.cfg.TaskTimeLimit, 0),
-		soft:          seconds(w.cfg.TaskSoftTimeLimit, 0),
+		acksLate:      pick(t.AcksLate, w.cfg.AcksLate),
+		acksOnFailure: pick(t.AcksOnFailureOrTimeout, w.cfg.AcksOnFailure),
+		rejectOnLost:  pick(t.RejectOnWorkerLost, w.cfg.RejectOnLost),
+		trackStarted:  pick(t.TrackStarted, w.cfg.TrackStarted),
+		ignoreResult:  pick(t.IgnoreResult, w.cfg.IgnoreResult) || j.msg.IgnoreResult,
+		hard:          w.cfg.TimeLimit,
+		soft:          w.cfg.SoftTimeLimit,
 	}
 	if t.TimeLimit != nil {
 		s.hard = *t.TimeLimit
@@ -144,11 +143,11 @@ func (w *Worker) taskOpts(j *job) taskSettings {
 	if t.SoftTimeLimit != nil {
 		s.soft = *t.SoftTimeLimit
 	}
-	if v, ok := w.limits.Load(j.def.name); ok {
+	if v, ok := w.limits.Load(j.def.Name); ok {
 		// Set by the time_limit control command: like Celery's task attributes, a limit it left
 		// unset falls back to the configured one.
 		l := v.(timeLimits)
-		s.hard, s.soft = seconds(w.cfg.TaskTimeLimit, 0), seconds(w.cfg.TaskSoftTimeLimit, 0)
+		s.hard, s.soft = w.cfg.TimeLimit, w.cfg.SoftTimeLimit
 		if l.hard != nil {
 			s.hard = *l.hard
 		}
@@ -174,57 +173,35 @@ func pick(v *bool, def bool) bool {
 
 // run executes the task body with its time limits. abandoned is true when the hard time limit
 // expired and the worker stopped waiting for the task's goroutine.
-func (w *Worker) run(j *job, o taskSettings) (result json.RawMessage, err error, abandoned bool) {
+func (w *Engine) run(j *job, o taskSettings) (out Outcome, abandoned bool) {
 	ctx, cancel := context.WithCancelCause(w.taskCtx)
 	defer cancel(nil)
 	j.setCancel(cancel)
 	if o.soft > 0 {
-		t := time.AfterFunc(o.soft, func() { cancel(ErrSoftTimeLimit) })
+		t := time.AfterFunc(o.soft, func() { cancel(w.errs.SoftTimeLimit) })
 		defer t.Stop()
 	}
-	req := w.request(j)
-	call := func() (res json.RawMessage, err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				err = &PanicError{Value: p, Stack: string(debug.Stack())}
-			}
-		}()
-		return j.def.run(ctx, req, j.msg.Args, j.msg.Kwargs)
-	}
+	call := Call{Msg: j.msg, Delivery: j.d, Engine: w}
 	if o.hard <= 0 {
-		result, err = call()
+		out = j.def.Run(ctx, call)
 	} else {
-		type outcome struct {
-			res json.RawMessage
-			err error
-		}
-		done := make(chan outcome, 1)
-		go func() {
-			r, e := call()
-			done <- outcome{r, e}
-		}()
+		done := make(chan Outcome, 1)
+		go func() { done <- j.def.Run(ctx, call) }()
 		t := time.NewTimer(o.hard)
 		defer t.Stop()
 		select {
-		case out := <-done:
-			result, err = out.res, out.err
+		case out = <-done:
 		case <-t.C:
-			cancel(ErrHardTimeLimit)
+			cancel(w.errs.HardTimeLimit)
 			w.log.Error(fmt.Sprintf("Hard time limit (%gs) exceeded for %s[%s]; its goroutine is abandoned (its context is cancelled)",
 				o.hard.Seconds(), j.msg.Task, j.msg.ID), "task_id", j.msg.ID)
-			return nil, &timeLimitError{hard: true, limit: o.hard}, true
+			return Outcome{Err: &timeLimitError{hard: true, limit: o.hard}}, true
 		}
 	}
-	if err != nil && errors.Is(context.Cause(ctx), ErrSoftTimeLimit) && !isSignal(err) {
-		err = &timeLimitError{limit: o.soft, cause: err}
+	if out.Err != nil && errors.Is(context.Cause(ctx), w.errs.SoftTimeLimit) && out.Signal.Kind == Fail {
+		out.Err = &timeLimitError{limit: o.soft, cause: out.Err}
 	}
-	return result, err, false
-}
-
-func isSignal(err error) bool {
-	var r *RetryError
-	var rj *RejectError
-	return errors.As(err, &r) || errors.As(err, &rj) || errors.Is(err, ErrIgnore)
+	return out, false
 }
 
 // timeLimitError is a task stopped by a time limit; Python sees billiard's exceptions.
@@ -242,30 +219,17 @@ func (e *timeLimitError) Error() string {
 }
 func (e *timeLimitError) Unwrap() error { return e.cause }
 
-func (w *Worker) request(j *job) *Request {
-	m := j.msg
-	r := &Request{
-		ID: m.ID, Task: m.Task, Shadow: m.Shadow, Retries: m.Retries, ETA: m.ETA, Expires: m.Expires,
-		RootID: m.RootID, ParentID: m.ParentID, GroupID: m.GroupID, GroupIndex: m.GroupIndex,
-		Origin: m.Origin, Hostname: w.hostname, Headers: m.ExtraHeaders,
-		DeliveryInfo: DeliveryInfo{Exchange: j.d.Exchange, RoutingKey: j.d.RoutingKey, Queue: j.d.Queue,
-			Priority: j.d.Priority, Redelivered: j.d.Redelivered},
-		state: w,
-	}
-	return r
-}
+// HasBackend reports whether results are stored (UpdateState needs it).
+func (w *Engine) HasBackend() bool { return w.backend != nil }
 
-// updateState implements Request.UpdateState.
-func (w *Worker) updateState(ctx context.Context, req *Request, state string, meta any) error {
+// UpdateState stores a custom state with its JSON meta for a running task (the root's
+// Request.UpdateState), with the result_extended fields of the task's message.
+func (w *Engine) UpdateState(ctx context.Context, taskID, groupID, parentID, state string, raw json.RawMessage) error {
 	if w.backend == nil {
 		return errors.New("update_state: no result backend configured")
 	}
-	raw, err := marshalResult(meta)
-	if err != nil {
-		return err
-	}
-	j, _ := w.active.Load(req.ID)
-	m := protocol.ResultMeta{Status: state, Result: raw, TaskID: req.ID, GroupID: req.GroupID, ParentID: req.ParentID}
+	j, _ := w.active.Load(taskID)
+	m := protocol.ResultMeta{Status: state, Result: raw, TaskID: taskID, GroupID: groupID, ParentID: parentID}
 	if jj, ok := j.(*job); ok {
 		w.extend(jj, &m)
 	}

@@ -1,4 +1,4 @@
-package celery
+package engine
 
 import (
 	"context"
@@ -9,21 +9,21 @@ import (
 	"github.com/forumads/forumads/celery/broker"
 )
 
-// ErrPool is wrapped by the errors of Grow and Shrink; Python sees them as ValueError.
-var ErrPool = errors.New("pool")
-
-// poolError is a refused pool_grow or pool_shrink.
-type poolError struct{ msg string }
+// poolError is a refused pool_grow or pool_shrink; it wraps Errors.Pool.
+type poolError struct {
+	msg  string
+	pool error
+}
 
 func (e *poolError) Error() string   { return e.msg }
-func (e *poolError) Unwrap() error   { return ErrPool }
+func (e *poolError) Unwrap() error   { return e.pool }
 func (e *poolError) ExcType() string { return "ValueError" }
 
 // Grow adds n goroutines to the pool (the pool_grow control command) and raises the prefetch to
 // the new concurrency × worker_prefetch_multiplier, as Celery does.
-func (w *Worker) Grow(n int) error {
+func (w *Engine) Grow(n int) error {
 	if n < 1 {
-		return &poolError{fmt.Sprintf("pool_grow: n must be at least 1, got %d", n)}
+		return &poolError{fmt.Sprintf("pool_grow: n must be at least 1, got %d", n), w.errs.Pool}
 	}
 	w.poolMu.Lock()
 	w.size.Add(int64(n))
@@ -36,15 +36,15 @@ func (w *Worker) Grow(n int) error {
 
 // Shrink removes n goroutines from the pool (pool_shrink): idle ones leave at once, busy ones
 // when their task ends. The pool keeps at least one.
-func (w *Worker) Shrink(n int) error {
+func (w *Engine) Shrink(n int) error {
 	if n < 1 {
-		return &poolError{fmt.Sprintf("pool_shrink: n must be at least 1, got %d", n)}
+		return &poolError{fmt.Sprintf("pool_shrink: n must be at least 1, got %d", n), w.errs.Pool}
 	}
 	w.poolMu.Lock()
 	cur := w.size.Load()
 	if cur-int64(n) < 1 {
 		w.poolMu.Unlock()
-		return &poolError{fmt.Sprintf("Can't shrink pool: it has %d goroutines and keeps at least one", cur)}
+		return &poolError{fmt.Sprintf("Can't shrink pool: it has %d goroutines and keeps at least one", cur), w.errs.Pool}
 	}
 	w.size.Add(-int64(n))
 	if w.poolStarted && !w.poolClosed {
@@ -59,10 +59,8 @@ func (w *Worker) Shrink(n int) error {
 }
 
 // resetPrefetch sets the base prefetch from the concurrency, as Celery's _update_prefetch_count.
-func (w *Worker) resetPrefetch() {
-	cfg := w.cfg
-	cfg.WorkerConcurrency = w.Concurrency()
-	base := int64(cfg.Prefetch())
+func (w *Engine) resetPrefetch() {
+	base := int64(w.cfg.prefetchFor(w.Concurrency()))
 	if w.prefetch.Swap(base) == base || base == 0 {
 		return
 	}
@@ -81,8 +79,8 @@ type timeLimits struct{ hard, soft *time.Duration }
 // SetTimeLimit changes a task's hard and soft time limits at run time (the time_limit control
 // command); nil means the configured default, 0 no limit. A message's own timelimit header still
 // wins, as in Celery.
-func (w *Worker) SetTimeLimit(task string, soft, hard *time.Duration) error {
-	if _, ok := w.reg.lookup(task); !ok {
+func (w *Engine) SetTimeLimit(task string, soft, hard *time.Duration) error {
+	if _, ok := w.reg.Lookup(task); !ok {
 		return &NotRegisteredError{Name: task}
 	}
 	for _, d := range []*time.Duration{soft, hard} {
@@ -110,7 +108,7 @@ type queueConsumer interface {
 
 // AddConsumer starts consuming q (the add_consumer control command); consuming a queue already
 // consumed does nothing. The broker must support it (amqpbroker does).
-func (w *Worker) AddConsumer(ctx context.Context, q QueueConfig) error {
+func (w *Engine) AddConsumer(ctx context.Context, q broker.Queue) error {
 	qc, ok := w.br.(queueConsumer)
 	if !ok {
 		return fmt.Errorf("add_consumer %q: the broker (%T) cannot change its consumers", q.Name, w.br)
@@ -135,7 +133,7 @@ func (w *Worker) AddConsumer(ctx context.Context, q QueueConfig) error {
 
 // CancelConsumer stops consuming the queue (cancel_consumer); it reports whether it was consumed.
 // Messages already received are still run.
-func (w *Worker) CancelConsumer(ctx context.Context, name string) (bool, error) {
+func (w *Engine) CancelConsumer(ctx context.Context, name string) (bool, error) {
 	qc, ok := w.br.(queueConsumer)
 	if !ok {
 		return false, fmt.Errorf("cancel_consumer %q: the broker (%T) cannot change its consumers", name, w.br)
@@ -158,8 +156,8 @@ func (w *Worker) CancelConsumer(ctx context.Context, name string) (bool, error) 
 	return found, err
 }
 
-// WorkerSnapshot is what a worker holds now, for metrics and monitoring.
-type WorkerSnapshot struct {
+// Snapshot is what a worker holds now, for metrics and monitoring.
+type Snapshot struct {
 	Active      int   // tasks running
 	Reserved    int   // messages received, not running, not waiting for their ETA
 	HeldETA     int   // messages held until their ETA
@@ -170,9 +168,9 @@ type WorkerSnapshot struct {
 }
 
 // Snapshot returns the worker's counts now.
-func (w *Worker) Snapshot() WorkerSnapshot {
+func (w *Engine) Snapshot() Snapshot {
 	held := w.heldETA.Load()
-	return WorkerSnapshot{
+	return Snapshot{
 		Active: w.activeCount(), Reserved: int(max(w.nReserved.Load()-held, 0)), HeldETA: int(held),
 		Prefetch: int(w.curPrefetch.Load()), Concurrency: w.Concurrency(),
 		Started: w.stats.Started.Load(), Finished: w.done.Load(),
@@ -181,13 +179,13 @@ func (w *Worker) Snapshot() WorkerSnapshot {
 
 // HeartbeatStatus is what worker heartbeats report: the tasks running now and those started
 // since start (events.HeartbeatOptions.Status).
-func (w *Worker) HeartbeatStatus() (active, processed int) {
+func (w *Engine) HeartbeatStatus() (active, processed int) {
 	return w.activeCount(), int(w.stats.Started.Load())
 }
 
 // Alive reports, for a health check, whether Run is consuming: nil from the moment it consumes
 // until it begins to shut down.
-func (w *Worker) Alive() error {
+func (w *Engine) Alive() error {
 	if !w.alive.Load() {
 		if w.stopping.Load() {
 			return errors.New("worker: shutting down")

@@ -1,6 +1,6 @@
 // This file holds the worker's consume loop (Run) and its pool of goroutines that run tasks.
 
-package celery
+package engine
 
 import (
 	"context"
@@ -12,24 +12,15 @@ import (
 	"github.com/forumads/forumads/celery/internal/timerq"
 )
 
-// Run consumes and runs tasks until ctx ends or Shutdown is called, then shuts down warmly: it
-// stops consuming, returns messages it holds but has not started to the broker, waits for running
-// tasks to finish and acknowledges them. A cold shutdown (a second Shutdown, Shutdown's ctx ending,
-// Terminate) cancels the running tasks' contexts, after worker_soft_shutdown_timeout when that is
-// set; see Shutdown.
-//
-// Like http.Server.Serve, Run returns ErrWorkerClosed after a stop begun by Shutdown (or by the
-// shutdown control command), wrapped together with ErrWorkerShutdown when the shutdown went cold;
-// it returns nil after a warm shutdown begun by ctx, and ErrWorkerClosed at once when Shutdown was
-// called before it. Run may be called once. It never closes the broker it was given: the caller,
-// who created it, closes it after Run returns.
-func (w *Worker) Run(ctx context.Context) error {
+// Run is the root's Worker.Run (see its documentation): it consumes and runs tasks until ctx
+// ends or a shutdown begins, then shuts down (shutdown.go) and returns what runResult says.
+func (w *Engine) Run(ctx context.Context) error {
 	if w.ran.Swap(true) {
 		return errors.New("celery: Worker.Run called twice")
 	}
 	defer close(w.runDone)
 	if w.closedBy.Load() {
-		return ErrWorkerClosed
+		return w.errs.Closed
 	}
 	w.taskCtx, w.killTasks = context.WithCancelCause(context.WithoutCancel(ctx))
 	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
@@ -125,14 +116,14 @@ func (w *Worker) Run(ctx context.Context) error {
 const intakeBatch = 64
 
 // grow starts the first n pool goroutines.
-func (w *Worker) grow(n int) {
+func (w *Engine) grow(n int) {
 	w.poolMu.Lock()
 	defer w.poolMu.Unlock()
 	w.spawnLocked(n)
 }
 
 // spawnLocked starts n pool goroutines, unless the pool is not started or closed; w.poolMu is held.
-func (w *Worker) spawnLocked(n int) {
+func (w *Engine) spawnLocked(n int) {
 	if !w.poolStarted || w.poolClosed {
 		return
 	}
@@ -159,7 +150,7 @@ func (w *Worker) spawnLocked(n int) {
 const maxSingleGiveBacks = 256
 
 // giveBack returns a message the worker holds but will not run to the broker.
-func (w *Worker) giveBack(j *job) {
+func (w *Engine) giveBack(j *job) {
 	w.unreserve(j)
 	if err := j.d.Reject(true); err != nil && !errors.Is(err, broker.ErrStaleDelivery) {
 		w.log.Warn("returning a message to the queue", "task_id", j.msg.ID, "error", err)

@@ -1,4 +1,4 @@
-package celery
+package engine
 
 import (
 	"time"
@@ -8,15 +8,15 @@ import (
 )
 
 // sendTaskEvent sends the event build makes, if task events are on: it is not even built otherwise.
-func (w *Worker) sendTaskEvent(build func() events.Event) {
+func (w *Engine) sendTaskEvent(build func() events.Event) {
 	if w.events == nil || !w.events.TaskEventsEnabled() {
 		return
 	}
 	w.events.Send(build())
 }
 
-// taskInfo is what task-received (and task-sent) report about a message.
-func taskInfo(m *protocol.TaskMessage) events.TaskInfo {
+// TaskInfo is what task-received (and task-sent) report about a message.
+func TaskInfo(m *protocol.TaskMessage) events.TaskInfo {
 	ti := events.TaskInfo{ID: m.ID, Name: m.Task, ArgsRepr: m.ArgsRepr, KwargsRepr: m.KwargsRepr,
 		RootID: m.RootID, ParentID: m.ParentID, Retries: m.Retries}
 	if m.Shadow != "" {
@@ -38,7 +38,7 @@ func taskInfo(m *protocol.TaskMessage) events.TaskInfo {
 }
 
 // finished counts a job the worker is done with and tells the metrics.
-func (w *Worker) finished(j *job, outcome string, runtime time.Duration) {
+func (w *Engine) finished(j *job, outcome string, runtime time.Duration) {
 	w.done.Add(1)
 	if w.metrics != nil {
 		w.metrics.TaskFinished(j.msg.Task, outcome, runtime)

@@ -1,21 +1,6 @@
-// This file holds the conf inspect reply and ConfTable; the rendering is internal/confrender.
-
 package celery
 
-import (
-	"context"
-	"encoding/json"
-
-	"github.com/forumads/forumads/celery/internal/confrender"
-)
-
-func (c *controller) conf(_ context.Context, args json.RawMessage) (any, error) {
-	withDefaults, err := decodeConfArgs(args)
-	if err != nil {
-		return nil, err
-	}
-	return ConfTable(c.w.cfg, withDefaults), nil
-}
+import "github.com/forumads/forumads/celery/internal/confrender"
 
 // ConfTable is the reply to `celery inspect conf`: the settings by their Celery names, only
 // those that differ from the defaults unless withDefaults. Passwords in URLs are replaced with

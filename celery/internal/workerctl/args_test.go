@@ -1,4 +1,4 @@
-package celery
+package workerctl
 
 import (
 	"encoding/json"
@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/forumads/forumads/celery/broker"
-	"github.com/forumads/forumads/celery/protocol"
 )
 
 func TestControlArgDecoders(t *testing.T) {
@@ -212,64 +209,4 @@ func sameDur(a, b *time.Duration) bool {
 	}
 	d := *a - *b
 	return d >= -time.Microsecond && d <= time.Microsecond
-}
-
-func TestJobDue(t *testing.T) {
-	t.Parallel()
-	recv := time.Date(2026, 1, 2, 3, 4, 5, 900_000_000, time.UTC)
-	eta := recv.Add(time.Minute)
-	past := recv.Add(-time.Minute)
-	tests := []struct {
-		name string
-		ts   time.Time
-		eta  *time.Time
-		want time.Time
-	}{
-		{"no timestamp", time.Time{}, nil, recv},
-		{"timestamp of an earlier second", recv.Add(-10 * time.Second).Truncate(time.Second), nil, recv.Add(-10 * time.Second).Truncate(time.Second).Add(500 * time.Millisecond)},
-		{"timestamp of the same second", recv.Truncate(time.Second), nil, recv.Truncate(time.Second).Add(500 * time.Millisecond)},
-		{"timestamp never after the receipt", recv.Add(-200 * time.Millisecond).Truncate(time.Second).Add(time.Second), nil, recv},
-		{"ETA later wins", recv.Add(-time.Hour).Truncate(time.Second), &eta, eta},
-		{"ETA passed before it was sent", recv.Add(-10 * time.Second).Truncate(time.Second), &past, recv.Add(-10 * time.Second).Truncate(time.Second).Add(500 * time.Millisecond)},
-		{"ETA passed, no timestamp", time.Time{}, &past, recv},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			j := &job{d: &broker.Delivery{Timestamp: tc.ts}, msg: &protocol.TaskMessage{ETA: tc.eta}, received: recv}
-			if got := j.due(); !got.Equal(tc.want) {
-				t.Errorf("due = %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestConfTableRedacts(t *testing.T) {
-	t.Parallel()
-	five := 5.0
-	cfg := Config{BrokerURL: "amqp://u:secret@h1//;amqp://u:other@h2//", ResultBackend: "redis://:pw@r:6379/0",
-		WorkerRevokeURL: "redis://x:y@r/1", TaskDefaultQueue: "q", TaskTimeLimit: &five,
-		TaskRoutes: Routes{{Pattern: "a.*", Queue: "qa"}}}.WithDefaults()
-	got := ConfTable(cfg, false)
-	b, _ := json.Marshal(got)
-	for _, secret := range []string{"secret", "other", ":pw@", "x:y@"} {
-		if strings.Contains(string(b), secret) {
-			t.Errorf("conf shows %q: %s", secret, b)
-		}
-	}
-	if got["broker_url"] != "amqp://u:**@h1//;amqp://u:**@h2//" || got["result_backend"] != "redis://:**@r:6379/0" ||
-		got["task_time_limit"] != 5.0 || got["task_default_queue"] != "q" {
-		t.Errorf("conf: %s", b)
-	}
-	if _, ok := got["worker_prefetch_multiplier"]; ok {
-		t.Errorf("a default shown without with_defaults: %s", b)
-	}
-	routes, _ := got["task_routes"].([]any)
-	if len(routes) != 1 || routes[0].(map[string]any)["queue"] != "qa" {
-		t.Errorf("task_routes: %#v", got["task_routes"])
-	}
-	all := ConfTable(cfg, true)
-	if all["worker_prefetch_multiplier"] != 4 || all["accept_content"] == nil {
-		t.Errorf("with defaults: %v", all)
-	}
 }

@@ -1,7 +1,7 @@
 // This file holds how a task run ends: success, failure, retry, reject and lost outcomes, the
 // exception info stored for them, result storing and settling the message (ack, reject, republish).
 
-package celery
+package engine
 
 import (
 	"context"
@@ -19,9 +19,10 @@ import (
 )
 
 // finish records the outcome of a run and settles the message.
-func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err error, abandoned bool) {
+func (w *Engine) finish(j *job, o taskSettings, out Outcome, abandoned bool) {
 	runtime := w.now().Sub(j.started)
 	m := j.msg
+	result, err, sig := out.Result, out.Err, out.Signal
 	if err != nil && w.terminated.Load() {
 		w.lost(j, o, err)
 		return
@@ -31,12 +32,11 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 		return
 	}
 	if err != nil {
-		if def := j.def; def.opts.AutoRetryFor != nil && !isSignal(err) && !abandoned && def.opts.AutoRetryFor(err) {
-			err = Retry(err, Countdown(w.backoff(j)))
+		if def := j.def; def.Options.AutoRetryFor != nil && sig.Kind == Fail && !abandoned && def.Options.AutoRetryFor(err) {
+			d := w.backoff(j)
+			sig = Signal{Kind: Retry, Err: err, Countdown: &d}
 		}
 	}
-	var rerr *RetryError
-	var rj *RejectError
 	switch {
 	case err == nil:
 		w.stats.Succeeded.Add(1)
@@ -60,16 +60,16 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 		}
 		w.sendTaskEvent(func() events.Event { return events.NewTaskSucceeded(m.ID, result, runtime) })
 		w.finished(j, "success", runtime)
-	case errors.Is(err, ErrIgnore):
+	case sig.Kind == Ignore:
 		w.log.Info(fmt.Sprintf("Task %s[%s] ignored", m.Task, m.ID), "task_id", m.ID)
 		if o.acksLate {
 			w.settle(j, j.d.Ack)
 		}
 		w.finished(j, "ignored", runtime)
-	case errors.As(err, &rj):
-		w.reject(j, o, rj)
-	case errors.As(err, &rerr):
-		w.retry(j, o, rerr)
+	case sig.Kind == Reject:
+		w.reject(j, o, sig)
+	case sig.Kind == Retry:
+		w.retry(j, o, sig)
 	default:
 		w.fail(j, o, err, runtime, abandoned)
 	}
@@ -78,7 +78,7 @@ func (w *Worker) finish(j *job, o taskSettings, result json.RawMessage, err erro
 // lost handles a task stopped by a cold shutdown: with acks_late its message goes back to the
 // queue and nothing is stored (it will run again); otherwise its message is gone, and the failure
 // is stored as Celery's WorkerLostError so that callers are not left waiting.
-func (w *Worker) lost(j *job, o taskSettings, err error) {
+func (w *Engine) lost(j *job, o taskSettings, err error) {
 	m := j.msg
 	if o.acksLate {
 		w.log.Warn(fmt.Sprintf("Task %s[%s] stopped by cold shutdown; its message returns to the queue", m.Task, m.ID), "task_id", m.ID, "error", err)
@@ -96,16 +96,16 @@ func (w *Worker) lost(j *job, o taskSettings, err error) {
 		Result: exceptionJSON("WorkerLostError", "billiard.exceptions", "Worker exited prematurely: cold shutdown")})
 }
 
-func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, abandoned bool) {
+func (w *Engine) fail(j *job, o taskSettings, err error, runtime time.Duration, abandoned bool) {
 	m := j.msg
 	w.stats.Failed.Add(1)
-	info, tb := exceptionInfo(err)
+	info, tb := w.exceptionInfo(err)
 	w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", m.Task, m.ID, excRepr(info)),
 		"task", m.Task, "task_id", m.ID, "runtime", runtime.Seconds(), "error", err)
 	w.sendTaskEvent(func() events.Event { return events.NewTaskFailed(m.ID, excRepr(info), tb) })
 	w.finished(j, "failure", runtime)
 	failure := protocol.ResultMeta{Status: protocol.StateFailure, Result: protocol.ExceptionResult(info), Traceback: &tb}
-	if !(pick(j.def.opts.IgnoreResult, false) && !j.def.opts.StoreErrorsEvenIfIgnored) {
+	if !(pick(j.def.Options.IgnoreResult, false) && !j.def.Options.StoreErrorsEvenIfIgnored) {
 		w.store(j, failure)
 	}
 	if w.canvas != nil {
@@ -127,7 +127,7 @@ func (w *Worker) fail(j *job, o taskSettings, err error, runtime time.Duration, 
 	}
 }
 
-func (w *Worker) reject(j *job, o taskSettings, rj *RejectError) {
+func (w *Engine) reject(j *job, o taskSettings, rj Signal) {
 	m := j.msg
 	w.log.Warn(fmt.Sprintf("Task %s[%s] rejected (requeue=%v): %v", m.Task, m.ID, rj.Requeue, rj.Err), "task_id", m.ID)
 	w.sendTaskEvent(func() events.Event { return events.NewTaskRejected(m.ID, rj.Requeue) })
@@ -151,26 +151,26 @@ func (w *Worker) reject(j *job, o taskSettings, rj *RejectError) {
 }
 
 // retry republishes the task with retries+1 and an eta, as Task.retry does, and stores RETRY.
-func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
+func (w *Engine) retry(j *job, o taskSettings, rerr Signal) {
 	m := j.msg
-	maxRetries := DefaultMaxRetries
-	if j.def.opts.MaxRetries != nil {
-		maxRetries = *j.def.opts.MaxRetries
+	maxRetries := w.cfg.DefaultMaxRetries
+	if j.def.Options.MaxRetries != nil {
+		maxRetries = *j.def.Options.MaxRetries
 	}
 	if rerr.MaxRetries != nil {
 		maxRetries = *rerr.MaxRetries
 	}
 	if maxRetries >= 0 && m.Retries >= maxRetries {
-		var err error = &MaxRetriesExceededError{Task: m.Task, ID: m.ID, Args: protocol.ReprArgs(m.Args), Kwargs: protocol.ReprKwargs(m.KwargsOrder, m.Kwargs)}
+		err := w.errs.MaxRetriesExceeded(m.Task, m.ID, protocol.ReprArgs(m.Args), protocol.ReprKwargs(m.KwargsOrder, m.Kwargs))
 		if rerr.Err != nil {
 			err = rerr.Err
 		}
 		w.fail(j, o, err, w.now().Sub(j.started), false)
 		return
 	}
-	delay := DefaultRetryCountdown
-	if j.def.opts.DefaultRetryDelay != nil {
-		delay = *j.def.opts.DefaultRetryDelay
+	delay := w.cfg.DefaultRetryDelay
+	if j.def.Options.DefaultRetryDelay != nil {
+		delay = *j.def.Options.DefaultRetryDelay
 	}
 	if rerr.Countdown != nil {
 		delay = *rerr.Countdown
@@ -187,7 +187,7 @@ func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
 	if p := j.d.Priority; p > 0 || m.Priority != nil {
 		next.Priority = &p
 	}
-	env, err := protocol.EncodeV2(&next, protocol.EncodeOptions{Serializer: w.cfg.TaskSerializer})
+	env, err := protocol.EncodeV2(&next, protocol.EncodeOptions{Serializer: w.cfg.Serializer})
 	if err == nil {
 		env.ReplyTo = m.ReplyTo
 		pub := broker.Publishing{Exchange: j.d.Exchange, RoutingKey: j.d.RoutingKey, Envelope: env, Timestamp: w.now()}
@@ -216,7 +216,7 @@ func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
 	var res json.RawMessage
 	var tb *string
 	if rerr.Err != nil {
-		info, t := exceptionInfo(rerr.Err)
+		info, t := w.exceptionInfo(rerr.Err)
 		res, tb = protocol.ExceptionResult(info), &t
 	} else {
 		res = exceptionJSON("Retry", "celery.exceptions", reason)
@@ -229,7 +229,7 @@ func (w *Worker) retry(j *job, o taskSettings, rerr *RetryError) {
 	w.sendTaskEvent(func() events.Event {
 		exc, trace := "Retry("+pyRepr(reason)+")", ""
 		if rerr.Err != nil {
-			info, t := exceptionInfo(rerr.Err)
+			info, t := w.exceptionInfo(rerr.Err)
 			exc, trace = excRepr(info), t
 		}
 		return events.NewTaskRetried(m.ID, exc, trace)
@@ -245,13 +245,13 @@ func formatDelay(d time.Duration) string {
 }
 
 // backoff is the countdown of an automatic retry: factor·2^retries capped, with full jitter.
-func (w *Worker) backoff(j *job) time.Duration {
-	o := j.def.opts
+func (w *Engine) backoff(j *job) time.Duration {
+	o := j.def.Options
 	if o.RetryBackoff <= 0 {
 		if o.DefaultRetryDelay != nil {
 			return *o.DefaultRetryDelay
 		}
-		return DefaultRetryCountdown
+		return w.cfg.DefaultRetryDelay
 	}
 	maxB := o.RetryBackoffMax
 	if maxB <= 0 {
@@ -268,21 +268,8 @@ func (w *Worker) backoff(j *job) time.Duration {
 	return d
 }
 
-// MaxRetriesExceededError is the failure of a task that asked for more retries than allowed.
-type MaxRetriesExceededError struct{ Task, ID, Args, Kwargs string }
-
-func (e *MaxRetriesExceededError) Error() string {
-	return fmt.Sprintf("Can't retry %s[%s] args:%s kwargs:%s", e.Task, e.ID, e.Args, e.Kwargs)
-}
-
-// ExcType makes it Celery's MaxRetriesExceededError.
-func (e *MaxRetriesExceededError) ExcType() string { return "MaxRetriesExceededError" }
-
-// ExcModule is celery.exceptions, so Python raises the real class.
-func (e *MaxRetriesExceededError) ExcModule() string { return "celery.exceptions" }
-
 // exceptionInfo describes err for the result backend, with a traceback-like text.
-func exceptionInfo(err error) (protocol.ExceptionInfo, string) {
+func (w *Engine) exceptionInfo(err error) (protocol.ExceptionInfo, string) {
 	var tl *timeLimitError
 	if errors.As(err, &tl) {
 		if tl.hard {
@@ -293,15 +280,12 @@ func exceptionInfo(err error) (protocol.ExceptionInfo, string) {
 				Message: []any{fmt.Sprintf("soft time limit (%gs) exceeded", tl.limit.Seconds())}},
 			fmt.Sprintf("Go task stopped: soft time limit (%gs) exceeded: %v\n", tl.limit.Seconds(), tl.cause)
 	}
-	typ, mod, msg := ExceptionOf(err)
+	typ, mod, msg, stack := w.errs.Exception(err)
 	tb := "Traceback (most recent call last):\n  Go task error chain:\n"
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		tb += fmt.Sprintf("    %T: %s\n", e, e.Error())
 	}
-	var p *PanicError
-	if errors.As(err, &p) {
-		tb += p.Stack
-	}
+	tb += stack
 	tb += typ + ": " + msg + "\n"
 	return protocol.ExceptionInfo{Type: typ, Module: mod, Message: []any{msg}}, tb
 }
@@ -329,7 +313,7 @@ func excRepr(info protocol.ExceptionInfo) string {
 }
 
 // extend adds the result_extended fields.
-func (w *Worker) extend(j *job, m *protocol.ResultMeta) {
+func (w *Engine) extend(j *job, m *protocol.ResultMeta) {
 	if !w.cfg.ResultExtended {
 		return
 	}
@@ -348,7 +332,7 @@ func (w *Worker) extend(j *job, m *protocol.ResultMeta) {
 
 // store writes a state for the job, retrying with backoff while the backend is unreachable: a
 // finished task's result is never dropped because Redis blinked. It gives up only on cold shutdown.
-func (w *Worker) store(j *job, m protocol.ResultMeta) {
+func (w *Engine) store(j *job, m protocol.ResultMeta) {
 	if w.backend == nil {
 		return
 	}
@@ -357,7 +341,7 @@ func (w *Worker) store(j *job, m protocol.ResultMeta) {
 
 // resultMeta completes m for j's message: its ids, date_done for a ready state and, with
 // result_extended, the request fields.
-func (w *Worker) resultMeta(j *job, m protocol.ResultMeta) protocol.ResultMeta {
+func (w *Engine) resultMeta(j *job, m protocol.ResultMeta) protocol.ResultMeta {
 	m.TaskID = j.msg.ID
 	m.GroupID = j.msg.GroupID
 	m.ParentID = j.msg.ParentID
@@ -369,7 +353,7 @@ func (w *Worker) resultMeta(j *job, m protocol.ResultMeta) protocol.ResultMeta {
 	return m
 }
 
-func (w *Worker) storeMeta(m protocol.ResultMeta) {
+func (w *Engine) storeMeta(m protocol.ResultMeta) {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -401,7 +385,7 @@ func (w *Worker) storeMeta(m protocol.ResultMeta) {
 }
 
 // settle acknowledges or rejects a message, logging (not failing) when its connection is gone.
-func (w *Worker) settle(j *job, f func() error) {
+func (w *Engine) settle(j *job, f func() error) {
 	if err := f(); err != nil {
 		if errors.Is(err, broker.ErrStaleDelivery) {
 			w.log.Warn("could not settle the message: its connection was lost and the broker delivers it again", "task_id", j.msg.ID)
@@ -418,7 +402,7 @@ func (w *Worker) settle(j *job, f func() error) {
 
 // publish sends a message the worker produces (retry, dead letter, park), waiting for the confirm;
 // it keeps trying across reconnects, for at most a minute.
-func (w *Worker) publish(p broker.Publishing) error {
+func (w *Engine) publish(p broker.Publishing) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return w.br.Publish(ctx, p)
@@ -435,8 +419,8 @@ func republishHeaders(h map[string]any) map[string]any {
 		switch k {
 		case "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
 			"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
-			HeaderDeadLetterReason, HeaderOriginalQueue, HeaderOriginalExchange, HeaderOriginalKey,
-			HeaderDeadLetteredBy, HeaderDeadLetteredAt:
+			broker.HeaderDeadLetterReason, broker.HeaderOriginalQueue, broker.HeaderOriginalExchange, broker.HeaderOriginalKey,
+			broker.HeaderDeadLetteredBy, broker.HeaderDeadLetteredAt:
 			continue
 		}
 		out[k] = v

@@ -1,8 +1,9 @@
-// This file holds the worker's remote control: RegisterControl, which wires every command onto a
-// mailbox, and the control commands that change the worker (revoke, rate and time limits, consumers,
-// pool size, events, heartbeat, shutdown).
-
-package celery
+// Package workerctl answers Celery's remote control and inspect commands for a worker engine
+// (control.go: the commands that change the worker; inspect.go: the inspect replies; mingle.go:
+// hello and the startup sync; args.go: decoding the commands' arguments; conf.go: inspect conf).
+// It reads and changes the engine through the engine's exported methods only; what it needs of
+// the root's configuration comes in Options, so it imports neither the root nor its types.
+package workerctl
 
 import (
 	"context"
@@ -11,12 +12,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/control"
 	"github.com/forumads/forumads/celery/events"
+	"github.com/forumads/forumads/celery/internal/engine"
 	"github.com/forumads/forumads/celery/revoke"
 )
 
-// RegisterControl registers on mb the remote-control commands of a Celery 5.2 worker, so that
+// Register registers on mb the remote-control commands of a Celery 5.2 worker, so that
 // `celery inspect` and `celery control` (and Flower) work with this worker:
 //
 //	inspect: ping stats active reserved scheduled registered revoked query_task conf
@@ -26,8 +29,8 @@ import (
 //
 // pool_restart and autoscale answer as a Python worker without them does. Replies have Celery's
 // shapes and texts. mb must answer for the worker's node name.
-func (w *Worker) RegisterControl(mb *control.Mailbox) {
-	c := &controller{w: w, mb: mb}
+func Register(mb *control.Mailbox, e *engine.Engine, o Options) {
+	c := &controller{e: e, mb: mb, o: o}
 	handlers := map[string]control.Handler{
 		"ping":            func(context.Context, json.RawMessage) (any, error) { return control.OK("pong"), nil },
 		"stats":           c.stats,
@@ -67,10 +70,24 @@ func (w *Worker) RegisterControl(mb *control.Mailbox) {
 	}
 }
 
+// Options are what the handlers need of the worker's configuration.
+type Options struct {
+	// QueueByName declares a queue as the configuration does (add_consumer without an exchange);
+	// false when it is not in task_queues and task_create_missing_queues is off.
+	QueueByName func(name string) (broker.Queue, bool)
+	// CustomQueue completes a queue add_consumer declares with an exchange (task_queue_max_priority).
+	CustomQueue func(q broker.Queue) broker.Queue
+	// Conf is the reply of inspect conf.
+	Conf func(withDefaults bool) map[string]any
+	// BrokerURL and ResultBackend are broker_url and result_backend, for stats and report.
+	BrokerURL, ResultBackend string
+}
+
 // controller holds the command handlers of one worker's mailbox.
 type controller struct {
-	w  *Worker
+	e  *engine.Engine
 	mb *control.Mailbox
+	o  Options
 }
 
 // valueError is a refusal Python reports as ValueError.
@@ -107,10 +124,10 @@ func (c *controller) doRevoke(ctx context.Context, a control.RevokeArgs) (any, e
 			return nil, err
 		}
 	}
-	terminated, err := c.w.Revoke(ctx, a.TaskIDs, a.Terminate, a.Signal)
+	terminated, err := c.e.Revoke(ctx, a.TaskIDs, a.Terminate, a.Signal)
 	if err != nil {
 		// The ids are revoked here; only the store failed.
-		c.w.log.Warn("revoke: "+err.Error(), "task_ids", a.TaskIDs)
+		c.e.Logger().Warn("revoke: "+err.Error(), "task_ids", a.TaskIDs)
 	}
 	return control.RevokeReply(a, terminated), nil
 }
@@ -120,19 +137,19 @@ func (c *controller) rateLimit(_ context.Context, args json.RawMessage) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if err := c.w.SetRateLimit(a.TaskName, a.RateLimit); err != nil {
-		var nr *NotRegisteredError
+	if err := c.e.SetRateLimit(a.TaskName, a.RateLimit); err != nil {
+		var nr *engine.NotRegisteredError
 		if errors.As(err, &nr) {
-			c.w.log.Error("Rate limit attempt for unknown task " + a.TaskName)
+			c.e.Logger().Error("Rate limit attempt for unknown task " + a.TaskName)
 			return control.Error(control.UnknownTask), nil
 		}
 		return control.Error("Invalid rate limit string: " + control.ErrorRepr(&valueError{err.Error()})), nil
 	}
 	if a.RateLimit == "" || a.RateLimit == "0" {
-		c.w.log.Info("Rate limits disabled for tasks of type " + a.TaskName)
+		c.e.Logger().Info("Rate limits disabled for tasks of type " + a.TaskName)
 		return control.OK(control.RateLimitDisabled), nil
 	}
-	c.w.log.Info(fmt.Sprintf("New rate limit for tasks of type %s: %s.", a.TaskName, a.RateLimit))
+	c.e.Logger().Info(fmt.Sprintf("New rate limit for tasks of type %s: %s.", a.TaskName, a.RateLimit))
 	return control.OK(control.RateLimitSet), nil
 }
 
@@ -141,10 +158,10 @@ func (c *controller) timeLimit(_ context.Context, args json.RawMessage) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if err := c.w.SetTimeLimit(a.TaskName, a.Soft, a.Hard); err != nil {
-		var nr *NotRegisteredError
+	if err := c.e.SetTimeLimit(a.TaskName, a.Soft, a.Hard); err != nil {
+		var nr *engine.NotRegisteredError
 		if errors.As(err, &nr) {
-			c.w.log.Error("Change time limit attempt for unknown task " + a.TaskName)
+			c.e.Logger().Error("Change time limit attempt for unknown task " + a.TaskName)
 			return control.Error(control.UnknownTask), nil
 		}
 		return nil, err
@@ -157,23 +174,23 @@ func (c *controller) addConsumer(ctx context.Context, args json.RawMessage) (any
 	if err != nil {
 		return nil, err
 	}
-	var q QueueConfig
+	var q broker.Queue
 	if a.Exchange != "" {
-		q = QueueConfig{Name: a.Queue, Exchange: a.Exchange, ExchangeType: a.ExchangeType, RoutingKey: a.RoutingKey}
+		q = broker.Queue{Name: a.Queue, Exchange: a.Exchange, ExchangeType: a.ExchangeType, RoutingKey: a.RoutingKey}
 		if q.ExchangeType == "" {
 			q.ExchangeType = "direct"
 		}
 		if q.RoutingKey == "" {
 			q.RoutingKey = a.Queue
 		}
-		q = c.w.cfg.withMaxPriority(q)
+		q = c.o.CustomQueue(q)
 	} else {
 		var ok bool
-		if q, ok = c.w.cfg.QueueByName(a.Queue); !ok {
+		if q, ok = c.o.QueueByName(a.Queue); !ok {
 			return nil, fmt.Errorf("add_consumer: queue %q is not in task_queues and task_create_missing_queues is off", a.Queue)
 		}
 	}
-	if err := c.w.AddConsumer(ctx, q); err != nil {
+	if err := c.e.AddConsumer(ctx, q); err != nil {
 		return nil, err
 	}
 	return control.OK("add consumer " + a.Queue), nil
@@ -184,7 +201,7 @@ func (c *controller) cancelConsumer(ctx context.Context, args json.RawMessage) (
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.w.CancelConsumer(ctx, a.Queue); err != nil {
+	if _, err := c.e.CancelConsumer(ctx, a.Queue); err != nil {
 		return nil, err
 	}
 	return control.OK("no longer consuming from " + a.Queue), nil
@@ -195,7 +212,7 @@ func (c *controller) poolGrow(_ context.Context, args json.RawMessage) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if err := c.w.Grow(n); err != nil {
+	if err := c.e.Grow(n); err != nil {
 		return nil, err
 	}
 	return control.OK("pool will grow"), nil
@@ -206,29 +223,29 @@ func (c *controller) poolShrink(_ context.Context, args json.RawMessage) (any, e
 	if err != nil {
 		return nil, err
 	}
-	if err := c.w.Shrink(n); err != nil {
+	if err := c.e.Shrink(n); err != nil {
 		return nil, err
 	}
 	return control.OK("pool will shrink"), nil
 }
 
 func (c *controller) enableEvents(context.Context, json.RawMessage) (any, error) {
-	if c.w.events == nil {
+	if c.e.Events() == nil {
 		return control.Error("events are not set up on this worker"), nil
 	}
-	if c.w.events.EnableTaskEvents() {
-		c.w.log.Info("Events of group {task} enabled by remote.")
+	if c.e.Events().EnableTaskEvents() {
+		c.e.Logger().Info("Events of group {task} enabled by remote.")
 		return control.OK("task events enabled"), nil
 	}
 	return control.OK("task events already enabled"), nil
 }
 
 func (c *controller) disableEvents(context.Context, json.RawMessage) (any, error) {
-	if c.w.events == nil {
+	if c.e.Events() == nil {
 		return control.OK("task events already disabled"), nil
 	}
-	if c.w.events.DisableTaskEvents() {
-		c.w.log.Info("Events of group {task} disabled by remote.")
+	if c.e.Events().DisableTaskEvents() {
+		c.e.Logger().Info("Events of group {task} disabled by remote.")
 		return control.OK("task events disabled"), nil
 	}
 	return control.OK("task events already disabled"), nil
@@ -236,12 +253,12 @@ func (c *controller) disableEvents(context.Context, json.RawMessage) (any, error
 
 // heartbeat sends a worker-heartbeat now (freq 5, as Celery's command does); it replies null.
 func (c *controller) heartbeat(context.Context, json.RawMessage) (any, error) {
-	if c.w.events == nil {
+	if c.e.Events() == nil {
 		return nil, nil
 	}
-	active, processed := c.w.HeartbeatStatus()
+	active, processed := c.e.HeartbeatStatus()
 	la, _ := events.ReadLoadAvg()
-	c.w.events.Send(events.NewWorkerHeartbeat(events.WorkerState{Freq: 5 * time.Second, Active: active,
+	c.e.Events().Send(events.NewWorkerHeartbeat(events.WorkerState{Freq: 5 * time.Second, Active: active,
 		Processed: processed, LoadAvg: la, Software: events.DefaultSoftware()}))
 	return nil, nil
 }
@@ -252,7 +269,7 @@ func (c *controller) shutdown(_ context.Context, args json.RawMessage) (any, err
 	if err != nil {
 		return nil, err
 	}
-	c.w.log.Warn(msg)
-	c.w.beginShutdown()
+	c.e.Logger().Warn(msg)
+	c.e.BeginShutdown()
 	return control.OK(msg), nil
 }

@@ -1,4 +1,4 @@
-package celery
+package engine
 
 import (
 	"context"
@@ -11,10 +11,9 @@ import (
 	"github.com/forumads/forumads/celery/protocol"
 )
 
-// Canvas continues Celery canvases after a task has finished, as a Celery 5.2 worker does
-// (celery/app/trace.py): link callbacks, the next chain step, errbacks and chord bookkeeping. It
-// lives outside this package (canvas.WorkerCanvas implements it) because the canvas package
-// imports this one.
+// Canvas is the engine's copy of the root's Canvas seam (celery.Canvas, adapted by the root):
+// it continues Celery canvases after a task has finished, as a Celery 5.2 worker does
+// (celery/app/trace.py): link callbacks, the next chain step, errbacks and chord bookkeeping.
 type Canvas interface {
 	// Succeeded returns what msg's success with retval publishes: its link callbacks, then the
 	// next chain step; and the `children` value of msg's stored result naming them (nil: none).
@@ -59,7 +58,7 @@ type ChordDone struct {
 // publishFollowUps publishes follow-ups in order. A follow-up that cannot be published is logged
 // and retried with backoff (the task's own result is stored regardless); it is given up only on
 // cold shutdown. It returns the ids published.
-func (w *Worker) publishFollowUps(m *protocol.TaskMessage, fus []FollowUp) []string {
+func (w *Engine) publishFollowUps(m *protocol.TaskMessage, fus []FollowUp) []string {
 	var ids []string
 	for _, f := range fus {
 		backoff := 100 * time.Millisecond
@@ -85,7 +84,7 @@ func (w *Worker) publishFollowUps(m *protocol.TaskMessage, fus []FollowUp) []str
 	return ids
 }
 
-func (w *Worker) publishFollowUp(f FollowUp) error {
+func (w *Engine) publishFollowUp(f FollowUp) error {
 	if f.Prepare != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := f.Prepare(ctx)
@@ -103,7 +102,7 @@ func (w *Worker) publishFollowUp(f FollowUp) error {
 // canvasSucceeded publishes a successful task's callbacks and next chain step (before its result
 // is stored, as Celery does) and returns the `children` to store with the result. Bad canvas data
 // is logged with the task id, never panics.
-func (w *Worker) canvasSucceeded(j *job, result json.RawMessage) json.RawMessage {
+func (w *Engine) canvasSucceeded(j *job, result json.RawMessage) json.RawMessage {
 	m := j.msg
 	if w.canvas == nil || (len(m.Embed.Callbacks) == 0 && len(m.Embed.Chain) == 0) {
 		return nil
@@ -118,7 +117,7 @@ func (w *Worker) canvasSucceeded(j *job, result json.RawMessage) json.RawMessage
 
 // canvasFailed publishes a failed task's errbacks and marks its remaining chain FAILURE (with
 // their chord bookkeeping when the chain is a chord header member).
-func (w *Worker) canvasFailed(j *job, meta protocol.ResultMeta) {
+func (w *Engine) canvasFailed(j *job, meta protocol.ResultMeta) {
 	m := j.msg
 	if w.canvas == nil || (len(m.Embed.Errbacks) == 0 && len(m.Embed.Chain) == 0) {
 		return
@@ -140,18 +139,18 @@ func (w *Worker) canvasFailed(j *job, meta protocol.ResultMeta) {
 
 // chordPart does the chord bookkeeping of a finished chord header member (after its result is
 // stored) and, when it completes the chord, publishes the body or stores the body's failure.
-func (w *Worker) chordPart(m *protocol.TaskMessage, state string, result json.RawMessage) {
+func (w *Engine) chordPart(m *protocol.TaskMessage, state string, result json.RawMessage) {
 	w.chordPartStoring(m, state, result, nil)
 }
 
 // isChordMember reports whether the worker counts m's chord part when it finishes.
-func (w *Worker) isChordMember(m *protocol.TaskMessage) bool {
+func (w *Engine) isChordMember(m *protocol.TaskMessage) bool {
 	return w.canvas != nil && m.Embed.Chord != nil && m.GroupID != "" && m.ID != ""
 }
 
 // chordPartStoring is chordPart that also stores the member's own result meta (when store is not
 // nil) in the same round trip to the result backend.
-func (w *Worker) chordPartStoring(m *protocol.TaskMessage, state string, result json.RawMessage, store *protocol.ResultMeta) {
+func (w *Engine) chordPartStoring(m *protocol.TaskMessage, state string, result json.RawMessage, store *protocol.ResultMeta) {
 	if w.canvas == nil || m.Embed.Chord == nil {
 		return
 	}
