@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -77,7 +78,17 @@ func TestRedisOpsCeleryCLI(t *testing.T) {
 	cmd.Dir = testdataDir(t)
 	cmd.Env = pythonEnv(map[string]string{"PYTHONPATH": testdataDir(t), "BROKER_URL": redisBrokerURL(t),
 		"CELERY_BROKER_URL": redisBrokerURL(t), "BACKEND_URL": testenv.RedisURL()})
+	rc := redisBrokerClient(t)
+	before, _ := rc.SMembers(context.Background(), "_kombu.binding.celeryev").Result()
 	dump := startProcess(t, "celery events --dump", cmd, "starting capture")
+	t.Cleanup(func() { // kombu leaves its receiver's binding when the dump is terminated
+		after, _ := rc.SMembers(context.Background(), "_kombu.binding.celeryev").Result()
+		for _, m := range after {
+			if !slices.Contains(before, m) {
+				_ = rc.SRem(context.Background(), "_kombu.binding.celeryev", m).Err()
+			}
+		}
+	})
 	if err := dump.log.waitFor("starting capture", dump.exited, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,19 @@ func startRedisGoWorkerOn(t *testing.T, label, queues, extraCfg string, vt time.
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base := []string{"--config", path, "-Q", queues, "-n", "interop-redis-" + testenv.Suffix() + "@%h", "-l", "info"}
+	node := "interop-redis-" + testenv.Suffix() + "@%h"
+	for i, a := range args {
+		if a == "-n" && i+1 < len(args) {
+			node = args[i+1]
+		}
+	}
+	host, _ := os.Hostname()
+	member := redisbroker.DefaultSep + redisbroker.DefaultSep + strings.ReplaceAll(node, "%h", host) + ".celery.pidbox"
+	rc := redisBrokerClient(t)
+	t.Cleanup(func() { // after the worker stopped (cleanups run last first); a killed worker leaves its binding
+		_ = rc.SRem(context.Background(), "_kombu.binding.celery.pidbox", member).Err()
+	})
+	base := []string{"--config", path, "-Q", queues, "-n", node, "-l", "info"}
 	if !strings.Contains(strings.Join(args, " "), "-c") {
 		base = append(base, "-c", "8")
 	}

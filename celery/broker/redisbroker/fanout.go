@@ -162,6 +162,20 @@ func (f *Fanout) Consume(ctx context.Context, queue string) (fanout.Subscription
 		return nil, broker.ErrClosed
 	}
 	s := &subscription{f: f, q: q, c: make(chan fanout.Message, 64), closing: make(chan struct{}), done: make(chan struct{})}
+	// Close of the Broker waits for the subscription to remove its binding.
+	f.b.mu.Lock()
+	if f.b.closed {
+		f.b.mu.Unlock()
+		return nil, broker.ErrClosed
+	}
+	f.b.wg.Add(1)
+	f.b.mu.Unlock()
+	started := false
+	defer func() {
+		if !started {
+			f.b.wg.Done()
+		}
+	}()
 	if x.kind == "fanout" {
 		ps := f.b.rc.PSubscribe(ctx, f.patterns(q)...)
 		if _, err := ps.Receive(ctx); err != nil {
@@ -169,8 +183,10 @@ func (f *Fanout) Consume(ctx context.Context, queue string) (fanout.Subscription
 			return nil, fmt.Errorf("redisbroker: subscribing to %s: %w", q.Exchange, err)
 		}
 		s.ps = ps
+		started = true
 		go s.listen()
 	} else {
+		started = true
 		go s.poll()
 	}
 	return s, nil
@@ -247,6 +263,7 @@ func (s *subscription) finish(err error) {
 	})
 	close(s.c)
 	close(s.done)
+	b.wg.Done()
 }
 
 func (s *subscription) deliver(raw []byte, from string) bool {
