@@ -37,7 +37,11 @@ type Config struct {
 	// broker_url (redis://: kombu's Redis options such as visibility_timeout, see package
 	// redisbroker's ParseTransportOptions).
 	BrokerTransportOptions map[string]any `yaml:"broker_transport_options"`
-	AcceptContent          []string       `yaml:"accept_content"`
+	// DatabaseURL is Celery's database_url, the database result backends' connection: with
+	// result_backend django-db, the PostgreSQL database (postgres://…, search_path to pick a schema)
+	// holding django-celery-results' tables. The library itself never connects to it.
+	DatabaseURL   string   `yaml:"database_url"`
+	AcceptContent []string `yaml:"accept_content"`
 	// TaskSerializer is json (default), msgpack or yaml. Pickle is refused.
 	TaskSerializer    string   `yaml:"task_serializer"`
 	TaskCompression   string   `yaml:"task_compression"`

@@ -27,6 +27,7 @@ func (e *env) genFeed(argv []string) error {
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed: the same seed writes the same feed")
 	format := fs.String("format", "csv", "csv or jsonl")
 	fs.Float64Var(&o.Invalid, "invalid", 0, "fraction (0..1) of ad rows made invalid on purpose, to see row errors")
+	fs.StringVar(&o.ImageBase, "image-base", feedgen.DefaultImageBase, "origin of the serving program, which draws the ads' images at /creatives/<ad id>.svg")
 	out := fs.String("o", "-", "output file (- = stdout)")
 	if err := fs.Parse(argv); err != nil {
 		return err

@@ -178,6 +178,26 @@ func TestRunImportFeedAgainstTheDatabase(t *testing.T) {
 	if err := pg.DB.Get(&n, "SELECT count(*) FROM ads"); err != nil || n != 3*2*5 {
 		t.Fatalf("%d ads imported (%v), want 30", n, err)
 	}
+	// The images are the serving program's own placeholders, under --image-base.
+	var images []string
+	if err := pg.DB.Select(&images, "SELECT image_url FROM ads WHERE image_url IS NOT NULL ORDER BY id"); err != nil || len(images) == 0 {
+		t.Fatalf("image URLs: %v (%v)", images, err)
+	}
+	for _, u := range images {
+		if !strings.HasPrefix(u, "http://127.0.0.1:5200/creatives/ad-") || !strings.HasSuffix(u, ".svg") {
+			t.Errorf("image_url %q: want http://127.0.0.1:5200/creatives/<ad id>.svg", u)
+		}
+	}
+	other := filepath.Join(t.TempDir(), "other.csv")
+	if code, _, errs := manage(t, env, "--config", cfg, "gen-feed", "--advertisers", "3", "--image-base", "http://127.0.0.1:8080", "-o", other); code != 0 {
+		t.Fatalf("gen-feed --image-base: %s", errs)
+	}
+	if data, err := os.ReadFile(other); err != nil || !strings.Contains(string(data), "http://127.0.0.1:8080/creatives/ad-") {
+		t.Errorf("gen-feed --image-base http://127.0.0.1:8080 wrote no image under it (%v)", err)
+	}
+	if code, _, _ := manage(t, env, "--config", cfg, "gen-feed", "--image-base", "ftp://x", "-o", other); code == 0 {
+		t.Error("gen-feed --image-base ftp://x succeeded, want an error")
+	}
 	if code, _, errs := manage(t, env, "--config", cfg, "gen-stats", "--days", "1"); code != 0 {
 		t.Fatalf("gen-stats: %s", errs)
 	}

@@ -14,6 +14,12 @@ for p in manage $(awk -F': *' '/^[a-z]+:/ {print $2}' Procfile | awk '{print $2}
   go build -o "bin/$p" "./$p"
 done
 ./bin/manage schema
+# A feed from before the images were drawn locally points at picsum.photos: regenerate it, and the
+# import below replaces those image URLs in PostgreSQL.
+if [ -s samples/feed.csv ] && grep -q 'picsum\.photos' samples/feed.csv; then
+  echo "run: samples/feed.csv has images on picsum.photos: generating it again with local ones" >&2
+  rm samples/feed.csv
+fi
 if [ ! -s samples/feed.csv ]; then
   echo "run: generating samples/feed.csv (3,000 advertisers, 30,000 ads)" >&2
   ./bin/manage gen-feed -o samples/feed.csv.tmp && mv samples/feed.csv.tmp samples/feed.csv

@@ -25,6 +25,7 @@ declare -A wanted=(
   [/usr/lib/python3/dist-packages/django/__init__.py]=python3-django
   [/usr/lib/python3/dist-packages/django_celery_beat/__init__.py]=python3-django-celery-beat
   [/usr/lib/python3/dist-packages/django_celery_results/__init__.py]=python3-django-celery-results
+  [/usr/lib/python3/dist-packages/psycopg2/__init__.py]=python3-psycopg2
   [/usr/lib/python3/dist-packages/celery_progress/__init__.py]=python3-celery-progress
   [/usr/lib/python3/dist-packages/pytest/__init__.py]=python3-pytest
   [/usr/lib/python3/dist-packages/pytest_timeout.py]=python3-pytest-timeout

@@ -6,7 +6,9 @@
 // followed by its ads. Advertisers have names, https://example-advertiser-N.com sites and
 // emails there; campaigns have bids from 0.05 to 2.00, daily budgets, start dates around
 // Options.Now (some open-ended), some targeting (forums, categories, countries, placements) and
-// a few are paused or ended; ads have titles, bodies, picsum.photos images and click URLs.
+// a few are paused or ended; ads have titles, bodies, click URLs and (most of them) an image: a
+// placeholder the serving program draws itself (package ads/creative), at
+// Options.ImageBase/creatives/<ad id>.svg, so nothing the demo shows comes from another host.
 // Options.Invalid makes a fraction of the ad rows deliberately invalid, in ways the importer
 // must refuse one by one.
 package feedgen
@@ -19,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/forumads/forumads/ads/creative"
 	"github.com/forumads/forumads/ads/feed"
 )
 
@@ -29,6 +32,10 @@ const (
 	DefaultAdsPer       = 5
 	DefaultForums       = 200
 )
+
+// DefaultImageBase is the origin of the ads' images when Options.ImageBase is empty: the serving
+// program as scripts/run.sh starts it (foreman's PORT 5200).
+const DefaultImageBase = "http://127.0.0.1:5200"
 
 // DefaultNow is the date feeds are generated around when Options.Now is zero (fixed, so the
 // output does not depend on the clock).
@@ -47,6 +54,10 @@ type Options struct {
 	// k = round(1/Invalid), gets one fault (a bad URL, a missing or too long title, an unknown
 	// campaign, a bad status, a too long body, or a duplicate of the previous ad's id).
 	Invalid float64
+	// ImageBase is the origin (http:// or https://, optionally with a path) serving the ads'
+	// placeholder images: an ad's image_url is ImageBase + "/creatives/<ad id>.svg" (default
+	// DefaultImageBase).
+	ImageBase string
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -76,6 +87,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Now.IsZero() {
 		o.Now = DefaultNow
+	}
+	if o.ImageBase == "" {
+		o.ImageBase = DefaultImageBase
+	}
+	if p := feed.URLProblem(creative.URL(o.ImageBase, "x")); p != "" || strings.ContainsAny(o.ImageBase, "?#") {
+		if p == "" {
+			p = "must not have a query or a fragment"
+		}
+		return o, fmt.Errorf("feedgen: ImageBase %q: %s", o.ImageBase, p)
 	}
 	return o, nil
 }
@@ -302,7 +322,7 @@ func (g *gen) ad(a, c, n int, product string) error {
 		Status: "active",
 	}
 	if g.chance(0.8) {
-		ad.ImageURL = fmt.Sprintf("https://picsum.photos/seed/%s/300/250", id)
+		ad.ImageURL = creative.URL(g.o.ImageBase, id)
 	}
 	switch r := g.rnd.Float64(); {
 	case r < 0.06:

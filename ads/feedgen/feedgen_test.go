@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/ads/creative"
 	"github.com/forumads/forumads/ads/feed"
 	"github.com/forumads/forumads/ads/feedgen"
 )
@@ -50,7 +51,9 @@ func TestDefaults(t *testing.T) {
 
 func TestOptionErrors(t *testing.T) {
 	t.Parallel()
-	for _, o := range []feedgen.Options{{Advertisers: -1}, {AdsPer: -2}, {Invalid: 1.5}, {Invalid: -0.1}, {Format: "xml"}} {
+	for _, o := range []feedgen.Options{{Advertisers: -1}, {AdsPer: -2}, {Invalid: 1.5}, {Invalid: -0.1}, {Format: "xml"},
+		{ImageBase: "ftp://127.0.0.1"}, {ImageBase: "127.0.0.1:5200"}, {ImageBase: "http://"}, {ImageBase: "http://a b"},
+		{ImageBase: "http://127.0.0.1:5200/?x=1"}, {ImageBase: "http://127.0.0.1:5200/#top"}} {
 		if err := feedgen.Write(io.Discard, o); err == nil {
 			t.Errorf("%+v: no error", o)
 		}
@@ -141,6 +144,40 @@ func TestEveryRowIsValid(t *testing.T) {
 		}
 		if paused == 0 || targeted == 0 || openEnded == 0 || targeted == got.Campaigns {
 			t.Errorf("%s: not varied: paused %d, targeted %d, open-ended %d of %d", f, paused, targeted, openEnded, got.Campaigns)
+		}
+	}
+}
+
+// TestLocalImages: every image is the serving program's placeholder of its own ad, under the
+// default origin or the one given; none is on another host.
+func TestLocalImages(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ base, want string }{
+		{"", "http://127.0.0.1:5200/creatives/"},
+		{"http://127.0.0.1:8080/", "http://127.0.0.1:8080/creatives/"},
+		{"https://ads.example.com/static", "https://ads.example.com/static/creatives/"},
+	} {
+		o := feedgen.Options{Advertisers: 30, Seed: 3, ImageBase: tc.base}
+		rows, refused := read(t, gen(t, o), feed.CSV)
+		if refused != 0 {
+			t.Fatalf("%q: %d rows refused", tc.base, refused)
+		}
+		ads, images := 0, 0
+		for _, r := range rows {
+			if r.Kind != feed.KindAd {
+				continue
+			}
+			ads++
+			if r.Ad.ImageURL == "" {
+				continue
+			}
+			images++
+			if want := tc.want + r.Ad.ExternalID + ".svg"; r.Ad.ImageURL != want || !creative.ValidID(r.Ad.ExternalID) {
+				t.Errorf("%q: ad %s has image %q, want %q", tc.base, r.Ad.ExternalID, r.Ad.ImageURL, want)
+			}
+		}
+		if images == 0 || images == ads {
+			t.Errorf("%q: %d of %d ads have an image, want most but not all", tc.base, images, ads)
 		}
 	}
 }

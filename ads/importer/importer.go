@@ -184,10 +184,20 @@ func Import(ctx context.Context, db *sqlx.DB, source string, o Options) (Summary
 		im.log.Error("import failed", "err", err, "rows_total", sum.RowsTotal, "rows_ok", sum.RowsOK, "rows_failed", sum.RowsFailed)
 		return sum, fmt.Errorf("import %s (run %d): %w", src.display, sum.RunID, err)
 	}
+	if sum.Created+sum.Updated >= analyzeAfter {
+		// Fresh rows have no planner statistics until autovacuum comes by: without them the
+		// follow-up ads.score and ads.warm_cache joins get plans for empty tables.
+		if _, aerr := db.ExecContext(book, `ANALYZE advertisers, campaigns, ads, forums`); aerr != nil {
+			im.log.Warn("cannot analyze the imported tables", "err", aerr)
+		}
+	}
 	im.log.Info("import succeeded", "rows_total", sum.RowsTotal, "rows_ok", sum.RowsOK, "rows_failed", sum.RowsFailed,
 		"created", sum.Created, "updated", sum.Updated, "unchanged", sum.Unchanged, "seconds", sum.Seconds)
 	return sum, nil
 }
+
+// analyzeAfter is how many created or updated rows make an import ANALYZE the tables it wrote.
+const analyzeAfter = 1000
 
 // errCancelled marks an import stopped by its context.
 var errCancelled = errors.New("cancelled")

@@ -96,6 +96,14 @@ type ExtendedMeta struct {
 	// Queue is the routing key the task was delivered with; empty is written
 	// as null.
 	Queue string
+	// ArgsRepr and KwargsRepr are the request's argsrepr and kwargsrepr
+	// headers ("" when the message had none, as protocol 1 messages), and
+	// PeriodicTaskName its periodic_task_name (set by django-celery-beat).
+	// The Redis meta has no such keys, so MarshalJSON never writes them;
+	// database backends store them (django-celery-results' task_args,
+	// task_kwargs and periodic_task_name columns).
+	ArgsRepr, KwargsRepr string
+	PeriodicTaskName     string
 }
 
 // MarshalJSON writes m as Python's json.dumps does (", " and ": "

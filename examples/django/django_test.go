@@ -51,9 +51,9 @@ func projectDir(t testing.TB) string {
 // requirePython fails the test unless python3 can import what the project needs.
 func requirePython(t testing.TB) {
 	t.Helper()
-	out, err := exec.Command(pythonPath(), "-c", "import django, celery, kombu, redis, yaml; print(django.get_version())").CombinedOutput()
+	out, err := exec.Command(pythonPath(), "-c", "import django, celery, celery_progress, kombu, redis, yaml; print(django.get_version())").CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s with python3-django, python3-celery, python3-redis and python3-yaml is required (apt-get install python3-django python3-celery python3-yaml): %v\n%s",
+		t.Fatalf("%s with python3-django, python3-celery, python3-celery-progress, python3-redis and python3-yaml is required (apt-get install python3-django python3-celery python3-celery-progress python3-yaml): %v\n%s",
 			pythonPath(), err, out)
 	}
 }
@@ -472,12 +472,12 @@ func TestDjangoImportThroughGoWorker(t *testing.T) {
 		t.Errorf("the worker received %d ads.score tasks, want only Django's", n)
 	}
 
-	// The page shows the finished import with a full progress bar.
+	// The page shows the finished import with a full celery-progress bar.
 	code, body, err := get(ctx, base+"/imports/"+taskID+"/")
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("GET /imports/%s/: %d %v", taskID, code, err)
 	}
-	for _, want := range []string{`<progress id="bar" max="20" value="20">`, "SUCCESS", "19 rows ok, 1 failed, of 20", "ads.score <code>" + scoreID} {
+	for _, want := range []string{`aria-valuenow="100"`, "width: 100%;", `<div id="progress-bar-message">Success!</div>`, "SUCCESS", "19 rows ok, 1 failed, of 20", "ads.score <code>" + scoreID} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("the progress page lacks %q:\n%s", want, body)
 		}

@@ -1,7 +1,8 @@
 // Package browsertest drives a headless chromium for browser tests: it starts Debian's
 // /usr/bin/chromium with a DevTools port and speaks the Chrome DevTools Protocol over a
 // hand-rolled WebSocket client, so no module is added. A missing chromium fails the test; it is
-// never skipped.
+// never skipped. Everything the browser loads must come from 127.0.0.0/8: any other request is
+// blocked before it is sent and fails the test (see [IsLoopbackURL], [Browser.TakeBlocked]).
 package browsertest
 
 import (
@@ -35,11 +36,12 @@ const callTimeout = 30 * time.Second
 // Browser is one chromium process and a DevTools session on its first page. Its methods fail
 // the test given to Start.
 type Browser struct {
-	t    testing.TB
-	ws   *wsConn
-	mu   sync.Mutex
-	next int64
-	wait map[int64]chan reply // nil once the connection is gone
+	t     testing.TB
+	ws    *wsConn
+	guard *guard
+	mu    sync.Mutex
+	next  int64
+	wait  map[int64]chan reply // nil once the connection is gone
 
 	evMu       sync.Mutex
 	exceptions []string // Runtime.exceptionThrown parameters
@@ -79,12 +81,18 @@ func Start(t testing.TB, opts ...Option) *Browser {
 		t.Fatalf("chromium is required at %s (scripts/services.sh installs it): %v", ChromiumPath, err)
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(ChromiumPath,
+	g, err := startGuardProxy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.closeProxy) // after chromium is gone (cleanups run last first)
+	args := append([]string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
 		"--disable-dev-shm-usage", "--disable-breakpad", "--disable-crash-reporter", "--hide-scrollbars",
 		fmt.Sprintf("--window-size=%d,%d", cfg.width, cfg.height),
-		"--user-data-dir="+filepath.Join(dir, "profile"), "--remote-debugging-port=0", "about:blank")
+		"--user-data-dir=" + filepath.Join(dir, "profile"), "--remote-debugging-port=0"}, g.chromiumFlags()...)
+	cmd := exec.Command(ChromiumPath, append(args, "about:blank")...)
 	// /usr/bin/chromium is a shell wrapper: the browser and its helpers must be stopped as a
 	// group, or they outlive the test and keep writing into its profile directory.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -172,11 +180,13 @@ func Start(t testing.TB, opts ...Option) *Browser {
 	if err != nil {
 		t.Fatalf("devtools websocket: %v", err)
 	}
-	b := &Browser{t: t, ws: ws, wait: map[int64]chan reply{}}
+	b := &Browser{t: t, ws: ws, guard: g, wait: map[int64]chan reply{}}
 	go b.readLoop()
 	t.Cleanup(func() { _ = ws.close() })
 	b.Call("Page.enable", nil, nil)
 	b.Call("Runtime.enable", nil, nil)
+	b.enableFetch()
+	t.Cleanup(b.failOnBlocked) // first of the browser's cleanups: after the test's own
 	return b
 }
 
@@ -219,6 +229,8 @@ func (b *Browser) readLoop() {
 			continue
 		}
 		switch m.Method {
+		case "Fetch.requestPaused":
+			b.onRequestPaused(m.Params)
 		case "Runtime.exceptionThrown":
 			b.evMu.Lock()
 			b.exceptions = append(b.exceptions, string(m.Params))

@@ -3,6 +3,7 @@
 //
 //	CELERY_BROKER_URL      broker_url
 //	CELERY_RESULT_BACKEND  result_backend
+//	CELERY_DATABASE_URL    database_url
 //
 // Settings this implementation does not know are reported (so typos show) but do not stop a
 // program: the same file also carries settings for beat and the ads services.
@@ -60,6 +61,9 @@ func Load(path string) (*File, error) {
 	}
 	if v := os.Getenv("CELERY_RESULT_BACKEND"); v != "" {
 		f.Celery.ResultBackend = v
+	}
+	if v := os.Getenv("CELERY_DATABASE_URL"); v != "" {
+		f.Celery.DatabaseURL = v
 	}
 	f.Celery = f.Celery.WithDefaults()
 	if err := f.Celery.Validate(); err != nil {

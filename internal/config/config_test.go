@@ -40,7 +40,10 @@ database_url: postgres://x
 		*c.TaskRoutes[0].Priority != 5 || c.TaskRoutes[1].Queue != "ads" {
 		t.Fatalf("routes must keep file order: %+v", c.TaskRoutes)
 	}
-	if strings.Join(f.Unknown, ",") != "beat_schedule,database_url" || f.Settings["beat_schedule"] == nil {
+	if c.DatabaseURL != "postgres://x" {
+		t.Errorf("database_url = %q", c.DatabaseURL)
+	}
+	if strings.Join(f.Unknown, ",") != "beat_schedule" || f.Settings["beat_schedule"] == nil {
 		t.Fatalf("unknown = %v", f.Unknown)
 	}
 }
@@ -70,11 +73,12 @@ func TestLoadEnvironmentOverridesAndDefaults(t *testing.T) {
 	}
 	t.Setenv("CELERY_BROKER_URL", "amqp://env//")
 	t.Setenv("CELERY_RESULT_BACKEND", "redis://env/2")
+	t.Setenv("CELERY_DATABASE_URL", "postgres://env/db")
 	f, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Celery.BrokerURL != "amqp://env//" || f.Celery.ResultBackend != "redis://env/2" {
+	if f.Celery.BrokerURL != "amqp://env//" || f.Celery.ResultBackend != "redis://env/2" || f.Celery.DatabaseURL != "postgres://env/db" {
 		t.Fatalf("environment did not override: %+v", f.Celery)
 	}
 	if f.Celery.TaskDefaultQueue != "celery" || *f.Celery.WorkerPrefetchMultiplier != 4 {

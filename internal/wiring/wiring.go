@@ -24,6 +24,7 @@ import (
 	"github.com/forumads/forumads/celery/broker/fanout/memfanout"
 	"github.com/forumads/forumads/celery/broker/memorybroker"
 	"github.com/forumads/forumads/celery/broker/redisbroker"
+	"github.com/forumads/forumads/djangoapps/results"
 )
 
 // Broker returns the broker adapter cfg.broker_url names, picked by its scheme (the first URL's,
@@ -144,7 +145,10 @@ func Redis(url string) (*redis.Client, error) {
 //	                              other processes and are lost at exit; every memory:// backend of
 //	                              the process with the same URL is the same one
 //	sentinel://                   an error: not available yet
-//	django-db, db+...             an error: database backends are not supported
+//	django-db                     djangoapps/results on database_url (PostgreSQL with
+//	                              django-celery-results' tables; the closer closes its pool); a
+//	                              database that does not answer, or has no such tables, is an error
+//	db+...                        an error: SQLAlchemy database backends are not supported
 //
 // Any other scheme is an error naming it.
 func Backend(cfg celery.Config) (backend.Backend, io.Closer, error) {
@@ -167,12 +171,28 @@ func Backend(cfg celery.Config) (backend.Backend, io.Closer, error) {
 		return memoryBackend(url, cfg.ResultTTL()), nil, nil
 	case scheme == "sentinel":
 		return nil, nil, errors.New("result_backend: the Redis Sentinel backend (sentinel://) is not available yet; use redis://")
-	case scheme == "django-db", strings.HasPrefix(scheme, "db+"):
-		return nil, nil, fmt.Errorf("result_backend: database result backends (%s) are not supported; use redis://", scheme)
+	case scheme == "django-db":
+		return djangoBackend(cfg)
+	case strings.HasPrefix(scheme, "db+"):
+		return nil, nil, fmt.Errorf("result_backend: SQLAlchemy database result backends (%s) are not supported; use django-db or redis://", scheme)
 	case scheme == "":
 		return nil, nil, fmt.Errorf("result_backend: %q has no scheme; use redis://", url)
 	}
 	return nil, nil, fmt.Errorf("result_backend: %q backends are not supported; use redis:// (or memory:// within one process)", scheme)
+}
+
+// djangoBackend opens the django-db backend on database_url, checking its tables.
+func djangoBackend(cfg celery.Config) (backend.Backend, io.Closer, error) {
+	if strings.TrimSpace(cfg.DatabaseURL) == "" {
+		return nil, nil, errors.New("result_backend django-db: database_url is not set (the Django project's PostgreSQL database, e.g. postgres://user:password@127.0.0.1:5432/name?sslmode=disable; CELERY_DATABASE_URL overrides it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	b, err := results.Open(ctx, cfg.DatabaseURL, results.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("result_backend django-db (database_url %s): %w", Redacted(cfg.DatabaseURL), err)
+	}
+	return b, b, nil
 }
 
 var (

@@ -43,7 +43,7 @@ func TestBackendSchemes(t *testing.T) {
 		{url: "unix:///tmp/redis.sock?db=2", want: "*redisbackend.Backend"},
 		{url: "memory://", want: "*memorybackend.Backend"},
 		{url: "sentinel://127.0.0.1:26379", errParts: []string{"sentinel", "not available yet"}},
-		{url: "django-db", errParts: []string{"django-db", "not supported"}},
+		{url: "django-db", errParts: []string{"django-db", "database_url is not set"}},
 		{url: "db+postgresql://u@127.0.0.1/x", errParts: []string{"db+postgresql", "not supported"}},
 		{url: "rpc://", errParts: []string{`"rpc"`, "not supported"}},
 		{url: "mongodb://127.0.0.1/x", errParts: []string{`"mongodb"`, "not supported"}},
@@ -84,6 +84,40 @@ func TestBackendSchemes(t *testing.T) {
 	}
 	if got, err := m2.Get(ctx, "wiring-shared"); err != nil || got.Status != protocol.StateSuccess {
 		t.Fatalf("a second memory:// backend read %+v, %v; want the first one's SUCCESS", got, err)
+	}
+}
+
+// TestDjangoDBBackendErrors: result_backend django-db checks database_url at start, and says what
+// is wrong: no database there, or one without django-celery-results' tables.
+func TestDjangoDBBackendErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, dsn string
+		errParts  []string
+	}{
+		{"nothing listens", "postgres://forumads:forumads@127.0.0.1:1/forumads?sslmode=disable&connect_timeout=2",
+			[]string{"django-db", "cannot connect", "127.0.0.1:1"}},
+		{"no such database", "postgres://forumads:secretpw@127.0.0.1:5432/wiring_no_such_db?sslmode=disable",
+			[]string{"django-db", "cannot connect", "wiring_no_such_db", "forumads:**@"}},
+		{"tables missing", "postgres://forumads:forumads@127.0.0.1:5432/forumads?sslmode=disable&search_path=wiring_no_such_schema",
+			[]string{"django_celery_results_taskresult does not exist", "manage.py migrate django_celery_results"}},
+		{"not a URL", "postgres://%zz", []string{"django-db", "database_url"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, closer, err := Backend(celery.Config{ResultBackend: "django-db", DatabaseURL: tc.dsn})
+			if err == nil || b != nil || closer != nil {
+				t.Fatalf("backend %T, closer %v, err %v; want an error", b, closer, err)
+			}
+			for _, p := range tc.errParts {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("error %q does not say %q", err, p)
+				}
+			}
+			if strings.Contains(err.Error(), "secretpw") {
+				t.Errorf("error %q shows the password", err)
+			}
+		})
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package ads registers the ads system's Celery tasks, the names the Django monolith and beat send:
 //
 //	ads.import_feed(source, batch_size=None, score=True)  import an advertiser feed (path or http(s) URL)
-//	                                                      into PostgreSQL; PROGRESS {current, total} while
-//	                                                      it runs; returns the import summary
+//	                                                      into PostgreSQL; PROGRESS (celery-progress's
+//	                                                      {pending, current, total, percent, description})
+//	                                                      while it runs; returns the import summary
 //	ads.score()                                           rank the serving-eligible ads into Redis
 //	ads.warm_cache()                                      write the ranked ads' creatives and the feature
 //	                                                      switches into Redis
@@ -22,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -47,9 +49,55 @@ const (
 	WarmTimeseries = "ads.warm_timeseries"
 )
 
-// ProgressState is the custom state ads.import_feed reports while it runs; its meta is
-// {"current": rows applied, "total": rows in the feed}.
+// ProgressState is the custom state ads.import_feed reports while it runs; its meta is a [Progress].
 const ProgressState = "PROGRESS"
+
+// ProgressDescription is the description ads.import_feed's progress carries (celery-progress's
+// bar shows "<current> of <total> processed. <description>").
+const ProgressDescription = "feed rows checked and applied"
+
+// Progress is the meta of ads.import_feed's PROGRESS state, in the shape celery-progress 0.1.1's
+// ProgressRecorder.set_progress writes and its Progress.get_info, view and JavaScript read:
+// {"pending": false, "current", "total", "percent", "description"}. Current counts the feed's
+// rows applied or refused so far, Total the rows in the feed.
+type Progress struct {
+	Pending     bool    `json:"pending"`
+	Current     int64   `json:"current"`
+	Total       int64   `json:"total"`
+	Percent     float64 `json:"percent"`
+	Description string  `json:"description"`
+}
+
+// NewProgress is the Progress of current rows out of total, with celery-progress's percent:
+// current/total×100 rounded to 2 decimals (half to even, as Python's round of a Decimal), 0 when
+// total is not positive.
+func NewProgress(current, total int64, description string) Progress {
+	return Progress{Current: current, Total: total, Percent: Percent(current, total), Description: description}
+}
+
+// Percent is celery-progress's percent of current out of total: float(round(Decimal(current) /
+// Decimal(total) * 100, 2)), 0 when total <= 0. It is computed exactly in integers (for counts
+// below 2^63 / 10^4) and rounded half to even like Python's Decimal.
+func Percent(current, total int64) float64 {
+	if total <= 0 {
+		return 0
+	}
+	neg := current < 0
+	if neg {
+		current = -current
+	}
+	// hundredths of a percent: current × 10^4 / total, rounded half to even.
+	q, r := new(big.Int).QuoRem(new(big.Int).Mul(big.NewInt(current), big.NewInt(10000)), big.NewInt(total), new(big.Int))
+	switch c := new(big.Int).Lsh(r, 1).Cmp(big.NewInt(total)); {
+	case c > 0, c == 0 && q.Bit(0) == 1:
+		q.Add(q, big.NewInt(1))
+	}
+	v, _ := new(big.Rat).SetFrac(q, big.NewInt(100)).Float64()
+	if neg {
+		v = -v
+	}
+	return v
+}
 
 // Deps are what the ads tasks need.
 type Deps struct {
@@ -129,7 +177,7 @@ func (t *tasks) importFeed(ctx context.Context, task *celery.Task[ImportArgs]) (
 	}
 	var warnOnce sync.Once
 	o.Progress = func(current, total int64) {
-		err := task.UpdateState(ctx, ProgressState, map[string]int64{"current": current, "total": total})
+		err := task.UpdateState(ctx, ProgressState, NewProgress(current, total, ProgressDescription))
 		if err != nil {
 			warnOnce.Do(func() { t.d.Logger.Warn("ads.import_feed: cannot store progress", "task_id", task.ID, "error", err) })
 		}

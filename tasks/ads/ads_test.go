@@ -87,8 +87,14 @@ func TestPipelineEndToEnd(t *testing.T) {
 			if state != ads.ProgressState {
 				t.Errorf("state %q, want PROGRESS", state)
 			}
-			m := meta.(map[string]int64)
-			progress = append(progress, [2]int64{m["current"], m["total"]})
+			m, ok := meta.(ads.Progress)
+			if !ok {
+				t.Fatalf("PROGRESS meta is a %T, want ads.Progress", meta)
+			}
+			if m.Pending || m.Description != ads.ProgressDescription || m.Percent != ads.Percent(m.Current, m.Total) {
+				t.Errorf("PROGRESS meta %+v: want pending false, the description and percent of current/total", m)
+			}
+			progress = append(progress, [2]int64{m.Current, m.Total})
 			return nil
 		}})
 	if err != nil {

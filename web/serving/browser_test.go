@@ -266,3 +266,52 @@ func TestBrowser(t *testing.T) {
 	}
 	t.Logf("console errors (network failures the browser reports itself): %d", len(console))
 }
+
+// TestBrowserSampleCreatives: the demo thread shows the generated feed's images as the serving
+// program draws them (/creatives/<ad id>.svg, 300×250), with nothing requested from any other
+// host (browsertest fails the test otherwise); an ad whose image does not load shows without one.
+func TestBrowserSampleCreatives(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.putList("sidebar", "cars", cand(1, 420000), cand(2, 300000), cand(3, 250000))
+	for id, img := range map[int64]string{1: "/creatives/ad-1-0-0.svg", 2: "/creatives/ad-1-0-1.svg", 3: "/creatives/not%20an%20id.svg"} {
+		f.putCreative(rkeys.Creative{ID: id, CampaignID: 10, AdvertiserID: 100, Advertiser: "Sample", Title: "Sample ad " + itoa(id),
+			ImageURL: f.srv.URL + img, ClickURL: f.srv.URL + "/healthz"})
+	}
+	b := browsertest.Start(t)
+	b.Navigate(f.srv.URL + "/demo/thread")
+	type shown struct {
+		ID     string `json:"id"`
+		Img    string `json:"img"`
+		Width  int    `json:"width"`
+		Height int    `json:"height"`
+	}
+	var ads []shown
+	browsertest.Poll(t, "the sidebar ads with their images loaded or dropped", func() bool {
+		b.Eval(`Array.from(document.querySelectorAll('#sidebar-slot .forumads-ad')).map(e => {
+			const i = e.querySelector('img');
+			return i ? {id: e.dataset.adId, img: i.src, width: i.complete ? i.naturalWidth : -1, height: i.naturalHeight}
+			         : {id: e.dataset.adId, img: '', width: 0, height: 0};
+		})`, &ads)
+		if len(ads) != 3 {
+			return false
+		}
+		for _, a := range ads {
+			if a.Width == -1 || (a.Img != "" && a.Width == 0) {
+				return false // still loading, or broken and not yet dropped
+			}
+		}
+		return true
+	})
+	want := []shown{
+		{"1", f.srv.URL + "/creatives/ad-1-0-0.svg", 300, 250},
+		{"2", f.srv.URL + "/creatives/ad-1-0-1.svg", 300, 250},
+		{"3", "", 0, 0},
+	}
+	for i := range want {
+		if ads[i] != want[i] {
+			t.Errorf("sidebar ad %d: %+v, want %+v", i, ads[i], want[i])
+		}
+	}
+	b.Screenshot("serving-sample-creatives.png")
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	placeholder "github.com/forumads/forumads/ads/creative"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -176,4 +177,56 @@ func TestCORS(t *testing.T) {
 			t.Fatalf("Access-Control-Allow-Origin %q, want *", r.header.Get("Access-Control-Allow-Origin"))
 		}
 	})
+}
+
+// TestCreatives: the placeholder of a sample ad is served as SVG with cache headers and
+// revalidates by ETag; any other name is a JSON 404, a query a 400, another method a 405.
+func TestCreatives(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	r := f.do("GET", "/creatives/ad-12-1-3.svg", nil)
+	if r.status != http.StatusOK || r.header.Get("Content-Type") != placeholder.ContentType || !bytes.Equal(r.body, placeholder.SVG("ad-12-1-3")) {
+		t.Fatalf("GET /creatives/ad-12-1-3.svg: %d %v\n%s", r.status, r.header, r.body)
+	}
+	for name, want := range map[string]string{"Cache-Control": "public, max-age=" + CreativeMaxAge, "X-Content-Type-Options": "nosniff",
+		"Cross-Origin-Resource-Policy": "cross-origin"} {
+		if got := r.header.Get(name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "sandbox") {
+		t.Errorf("Content-Security-Policy %q: want default-src 'none' and sandbox", csp)
+	}
+	etag := r.header.Get("ETag")
+	if etag == "" {
+		t.Fatal("no ETag")
+	}
+	if r := f.do("GET", "/creatives/ad-12-1-3.svg", map[string]string{"If-None-Match": etag}); r.status != http.StatusNotModified || len(r.body) != 0 {
+		t.Errorf("revalidation: %d, %d bytes", r.status, len(r.body))
+	}
+	if r := f.do("GET", "/creatives/ad-12-1-4.svg", map[string]string{"If-None-Match": etag}); r.status != http.StatusOK {
+		t.Errorf("another ad with the first one's ETag: %d, want 200", r.status)
+	}
+	if r := f.do("HEAD", "/creatives/x.svg", nil); r.status != http.StatusOK || len(r.body) != 0 || r.header.Get("Content-Type") != placeholder.ContentType {
+		t.Errorf("HEAD: %d, %d bytes, %q", r.status, len(r.body), r.header.Get("Content-Type"))
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/creatives/ad-1.png", http.StatusNotFound},
+		{"GET", "/creatives/ad-1", http.StatusNotFound},
+		{"GET", "/creatives/.svg", http.StatusNotFound},
+		{"GET", "/creatives/a%20b.svg", http.StatusNotFound},
+		{"GET", "/creatives/%3Cscript%3E.svg", http.StatusNotFound},
+		{"GET", "/creatives/" + strings.Repeat("a", placeholder.MaxIDLen+1) + ".svg", http.StatusNotFound},
+		{"GET", "/creatives/a/b.svg", http.StatusNotFound},
+		{"GET", "/creatives/ad-1.svg?v=2", http.StatusBadRequest},
+		{"POST", "/creatives/ad-1.svg", http.StatusMethodNotAllowed},
+	} {
+		r := f.do(tc.method, tc.path, nil)
+		if r.status != tc.status || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") || !bytes.Contains(r.body, []byte(`"error"`)) {
+			t.Errorf("%s %s: %d %q %s, want %d with a JSON error", tc.method, tc.path, r.status, r.header.Get("Content-Type"), r.body, tc.status)
+		}
+	}
 }

@@ -10,6 +10,7 @@
 //	POST /v1/impression/{token}                   the same, for navigator.sendBeacon
 //	GET  /embed.js                                the embed script forum pages include
 //	GET  /demo/thread[?forum=]                    a forum thread page showing the embed
+//	GET  /creatives/{ad id}.svg                   the sample ads' placeholder images (package creative)
 //	GET  /healthz, /readyz                        liveness; readiness (Redis answers PING within 200 ms)
 //
 // Routing is github.com/gorilla/mux, each route with its methods (route variables are copied into
@@ -96,7 +97,7 @@
 // and every <div class="forumads-slot" data-forum=…>. It calls /v1/ads on the script's own origin
 // (2 s timeout), renders the ads with DOM methods and textContent only (links rel="sponsored
 // noopener"), sends each ad's impression beacon once when the slot is at least half visible, and on
-// any error renders nothing and throws nothing. Each slot's data-forumads-state ends as "filled"
+// any error renders nothing and throws nothing; an ad image that does not load is removed. Each slot's data-forumads-state ends as "filled"
 // or "empty", for pages that collapse empty slots.
 package serving
 
@@ -317,6 +318,7 @@ func (s *server) routes() *mux.Router {
 	route("/v1/impression/{token}", s.handleImpression, http.MethodGet, http.MethodPost, http.MethodOptions)
 	route("/embed.js", s.handleEmbed, http.MethodGet, http.MethodHead)
 	route("/demo/thread", s.handleDemo, http.MethodGet, http.MethodHead)
+	route("/creatives/{name}", s.handleCreative, http.MethodGet, http.MethodHead)
 	route("/healthz", httpx.Health, http.MethodGet, http.MethodHead)
 	ready := httpx.Ready(ReadyTimeout, map[string]func(context.Context) error{"redis": s.ping})
 	route("/readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -326,8 +326,10 @@ func (w *Engine) extend(j *job, m *protocol.ResultMeta) {
 		kwargs = []byte("{}")
 	}
 	name := j.msg.Task
+	ptn, _ := j.msg.ExtraHeaders["periodic_task_name"].(string)
 	m.Extended = &protocol.ExtendedMeta{Name: name, Args: args, Kwargs: kwargs, Worker: w.hostname,
-		Retries: j.msg.Retries, Queue: j.d.RoutingKey}
+		Retries: j.msg.Retries, Queue: j.d.RoutingKey,
+		ArgsRepr: j.msg.ArgsRepr, KwargsRepr: j.msg.KwargsRepr, PeriodicTaskName: ptn}
 }
 
 // store writes a state for the job, retrying with backoff while the backend is unreachable: a

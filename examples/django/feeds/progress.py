@@ -1,8 +1,10 @@
 """An import's progress as the Go worker reports it through the result backend, and recording its
 outcome in FeedImport once it is final.
 
-ads.import_feed stores state PROGRESS with meta {"current": n, "total": N} while it runs and returns
-a summary {"run_id", "rows_total", "rows_ok", "rows_failed", ...}; a failure is a FeedImportError.
+ads.import_feed stores state PROGRESS with celery-progress's meta {"pending": False, "current": n,
+"total": N, "percent", "description"} while it runs (the page's bar reads it through celery-progress's
+own view; this module reads current and total for the JSON and enqueue_import --wait) and returns a
+summary {"run_id", "rows_total", "rows_ok", "rows_failed", ...}; a failure is a FeedImportError.
 """
 import logging
 

@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
 from django.test import TestCase, TransactionTestCase
+from kombu import pools as kombu_pools
 from kombu.transport import memory
 
 from forumads_site import celeryconfig
@@ -35,6 +36,9 @@ def _reset_pools():
         app._pool = None
     if "amqp" in app.__dict__:
         app.amqp._producer_pool = None
+    # Celery takes its producer pool from kombu's process-wide registry, keyed by the broker URL:
+    # without this, the pool closed above is found again when a test returns to memory://.
+    kombu_pools.reset()
 
 
 def setUpModule():
@@ -279,20 +283,45 @@ class ProgressTests(MemoryBrokerMixin, TestCase):
                 if label in ("bad progress", "progress not a dict", "success without summary"):
                     self.assertIn("error", doc)
 
-    def test_html_page_has_a_progress_bar(self):
+    def test_html_page_draws_a_celery_progress_bar(self):
         src = self.new_source()
-        self.store(src.last_task_id, "PROGRESS", {"current": 7, "total": 20})
+        self.store(src.last_task_id, "PROGRESS", GO_PROGRESS)
         resp = self.client.get(f"/imports/{src.last_task_id}/")
         self.assertEqual(resp.status_code, 200)
         html = resp.content.decode()
-        self.assertIn('<progress id="bar" max="20" value="7">', html)
+        # celery-progress's markup, its script, and its view's URL for this task.
+        self.assertIn('id="progress-bar" class="progress-bar"', html)
+        self.assertIn('aria-valuenow="35"', html)
+        self.assertIn("width: 35%;", html)
+        self.assertIn('<div id="progress-bar-message">7 of 20 processed.</div>', html)
+        self.assertIn('<script src="/static/celery_progress/celery_progress.js"></script>', html)
+        self.assertIn(f'const progressUrl = "/celery-progress/{src.last_task_id}/";', html)
+        self.assertIn("CeleryProgressBar.initProgressBar(progressUrl", html)
         self.assertIn("PROGRESS", html)
         self.assertIn('<meta http-equiv="refresh"', html, "without JavaScript the page refreshes itself")
         self.assertIn(f"/imports/{src.last_task_id}.json", html)
         self.store(src.last_task_id, "FAILURE", RuntimeError("line 3: bid must be positive"))
         html = self.client.get(f"/imports/{src.last_task_id}/").content.decode()
         self.assertIn("RuntimeError: line 3: bid must be positive", html)
+        self.assertIn("Uh-Oh, something went wrong!", html)
         self.assertNotIn('<meta http-equiv="refresh"', html, "a finished import's page stops refreshing")
+
+    def test_initial_bar(self):
+        from .views import BAR_COLORS, initial_bar
+        cases = [
+            ("pending", {"state": "PENDING", "ready": False, "current": None, "total": None}, "0", "progress",
+             "Waiting for task to start..."),
+            ("started", {"state": "STARTED", "ready": False, "current": None, "total": None}, "0", "progress", "Task started..."),
+            ("progress", {"state": "PROGRESS", "ready": False, "current": 2, "total": 3}, "66.67", "progress", "2 of 3 processed."),
+            ("success", {"state": "SUCCESS", "ready": True, "current": 3, "total": 3, "result": {}}, "100", "success", "Success!"),
+            ("failure", {"state": "FAILURE", "ready": True, "current": None, "total": None, "error": "FeedImportError: x"},
+             "100", "error", "Uh-Oh, something went wrong! FeedImportError: x"),
+            ("success without summary", {"state": "SUCCESS", "ready": True, "current": None, "total": None, "error": "not a summary"},
+             "100", "error", "Uh-Oh, something went wrong! not a summary"),
+        ]
+        for label, doc, percent, color, message in cases:
+            with self.subTest(label):
+                self.assertEqual(initial_bar(doc), {"percent": percent, "color": BAR_COLORS[color], "message": message})
 
     def test_unknown_and_invalid_task_ids(self):
         cases = [("unknown", "6f1c0000-0000-0000-0000-000000000000", 404, "no import was sent"),
@@ -319,6 +348,61 @@ class ProgressTests(MemoryBrokerMixin, TestCase):
         src = self.new_source()
         html = self.client.get("/").content.decode()
         self.assertIn(f"/imports/{src.last_task_id}/", html)
+
+
+#: The PROGRESS meta the Go worker's ads.import_feed stores (tasks/ads.Progress): celery-progress's.
+GO_PROGRESS = {"pending": False, "current": 7, "total": 20, "percent": 35, "description": "feed rows checked and applied"}
+
+
+class CeleryProgressViewTests(MemoryBrokerMixin, TestCase):
+    """celery-progress's own view (celery_progress.urls at /celery-progress/) on what the Go worker
+    stores: the PROGRESS meta, the import's summary, a FeedImportError."""
+
+    def get(self, task_id):
+        resp = self.client.get(f"/celery-progress/{task_id}/")
+        self.assertEqual(resp.status_code, 200)
+        self.assertEqual(resp["Content-Type"], "application/json")
+        self.assertIn("no-cache", resp["Cache-Control"])
+        return resp.json()
+
+    def test_states_as_celery_progress_reads_them(self):
+        summary = {"run_id": 1, "source": "/srv/feeds/a.csv", "status": "succeeded", "rows_total": 20, "rows_ok": 19,
+                   "rows_failed": 1, "created": 19, "updated": 0, "unchanged": 0, "notices": 0, "kinds": {}}
+        done = {"pending": False, "current": 100, "total": 100, "percent": 100}
+        cases = [
+            ("pending", None, None, {"state": "PENDING", "complete": False, "success": None,
+                                     "progress": {"pending": True, "current": 0, "total": 100, "percent": 0}}),
+            ("progress", "PROGRESS", GO_PROGRESS, {"state": "PROGRESS", "complete": False, "success": None, "progress": GO_PROGRESS}),
+            ("success", "SUCCESS", summary, {"state": "SUCCESS", "complete": True, "success": True, "progress": done,
+                                             "result": summary}),
+            ("failure", "FAILURE", RuntimeError("line 3: bid must be positive"),
+             {"state": "FAILURE", "complete": True, "success": False, "progress": done, "result": "line 3: bid must be positive"}),
+        ]
+        for label, state, result, want in cases:
+            with self.subTest(label):
+                src = self.new_source()
+                if state:
+                    self.store(src.last_task_id, state, result)
+                self.assertEqual(self.get(src.last_task_id), want)
+
+    def test_unknown_and_invalid_task_ids(self):
+        # Celery cannot tell an unknown id from a task still queued: celery-progress answers PENDING
+        # ("Waiting for task to start..."), as for any id. The import page itself is a 404 for an id
+        # no import was sent with (ProgressTests.test_unknown_and_invalid_task_ids), so it never
+        # shows a bar that waits forever.
+        self.assertEqual(self.get("6f1c0000-0000-0000-0000-000000000000")["progress"]["pending"], True)
+        for bad in ("bad%20id", "a.b", "..", "x/y"):
+            with self.subTest(bad):
+                self.assertEqual(self.client.get(f"/celery-progress/{bad}/").status_code, 404)
+
+    def test_a_task_id_celery_progress_cannot_take_is_followed_without_its_bar(self):
+        src = self.new_source()
+        FeedImport.objects.filter(task_id=src.last_task_id).update(task_id="job.1:2")
+        resp = self.client.get("/imports/job.1:2/")
+        self.assertEqual(resp.status_code, 200)
+        html = resp.content.decode()
+        self.assertIn("const progressUrl = null;", html)
+        self.assertIn("celery-progress cannot follow this task id", html)
 
 
 class EnqueueImportCommandTests(MemoryBrokerMixin, TransactionTestCase):

@@ -1,9 +1,17 @@
-"""The import progress page, its JSON, and a list of the sources."""
+"""The import progress page, its JSON, and a list of the sources.
+
+The page draws its bar with celery-progress: its JavaScript (static celery_progress/celery_progress.js,
+CeleryProgressBar.initProgressBar) polls its own view (/celery-progress/<task_id>/, from
+celery_progress.urls), which reads the PROGRESS state the Go worker stores. Once the bar is complete
+the page reads /imports/<task_id>.json, which records the outcome (and so sends ads.score).
+"""
+import json
 import logging
 import re
 
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 
 from . import progress
 from .models import FeedImport, FeedSource
@@ -54,7 +62,35 @@ def import_progress(request, task_id):
     if imp is None:
         return HttpResponse(msg + "\n", status=code, content_type="text/plain; charset=utf-8")
     doc, code = _current(imp)
-    return render(request, "feeds/import_progress.html", {"imp": imp, "doc": doc}, status=code)
+    try:
+        progress_url = reverse("celery_progress:task_status", args=[imp.task_id])
+    except NoReverseMatch:  # celery-progress's URL takes [\w-]+ only; ours allow . and : too
+        progress_url = None
+    ctx = {"imp": imp, "doc": doc, "bar": initial_bar(doc), "progress_url_json": json.dumps(progress_url)}
+    return render(request, "feeds/import_progress.html", ctx, status=code)
+
+
+#: celery_progress.js's bar colours, for the bar as the page is first drawn.
+BAR_COLORS = {"progress": "#68a9ef", "success": "#76ce60", "error": "#dc4f63"}
+
+
+def initial_bar(doc):
+    """The bar as celery-progress's JavaScript would draw doc's state: {percent, color, message}
+    (percent as text: "0", "35", "66.67"), so the page is right before its first poll, and without
+    JavaScript."""
+    state, current, total = doc["state"], doc.get("current"), doc.get("total")
+    if state == "SUCCESS" and "error" not in doc:
+        return {"percent": "100", "color": BAR_COLORS["success"], "message": "Success!"}
+    if doc.get("ready"):
+        return {"percent": "100", "color": BAR_COLORS["error"],
+                "message": "Uh-Oh, something went wrong! " + (doc.get("error") or state)}
+    if state == "PROGRESS" and total:
+        percent = round(current * 100 / total, 2)
+        return {"percent": f"{percent:g}", "color": BAR_COLORS["progress"],
+                "message": f"{current} of {total} processed."}
+    if state == "PENDING":
+        return {"percent": "0", "color": BAR_COLORS["progress"], "message": "Waiting for task to start..."}
+    return {"percent": "0", "color": BAR_COLORS["progress"], "message": "Task started..."}
 
 
 def index(request):

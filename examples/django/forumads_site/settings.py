@@ -5,10 +5,14 @@ Environment:
     DJANGO_DEBUG          1/true/yes/on turns DEBUG on (default off)
     DJANGO_ALLOWED_HOSTS  comma-separated host names (default 127.0.0.1,localhost)
     DJANGO_DB_PATH        the SQLite database file (default db.sqlite3 beside manage.py)
+    DJANGO_DATABASE_URL   postgres://user:password@host:port/name[?search_path=schema]: use this
+                          PostgreSQL database (python3-psycopg2) instead of SQLite, e.g. the one the
+                          Go worker's django-db result backend writes (its database_url)
     FORUMADS_CONFIG, CELERY_BROKER_URL, CELERY_RESULT_BACKEND: see forumads_site/celeryconfig.py
 """
 import os
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -38,7 +42,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # celery-progress (Debian's python3-celery-progress): its view at /celery-progress/<task_id>/
+    # and its static celery_progress.js draw the import's bar from the Go worker's PROGRESS state.
+    "celery_progress",
     "feeds.apps.FeedsConfig",
+    "django_celery_results",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +87,31 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+
+
+
+def _postgres(url):
+    """DATABASES["default"] for a postgres:// URL; its search_path parameter picks the schema."""
+    u = urlsplit(url)
+    if u.scheme not in ("postgres", "postgresql") or not u.path.strip("/"):
+        raise ImproperlyConfigured(f"DJANGO_DATABASE_URL={url!r}: want postgres://user:password@host:port/name")
+    query = {k: v[-1] for k, v in parse_qs(u.query).items()}
+    options = {k: query[k] for k in ("sslmode",) if k in query}
+    if query.get("search_path"):
+        options["options"] = "-c search_path=" + query["search_path"]
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(u.path.strip("/")),
+        "USER": unquote(u.username or ""),
+        "PASSWORD": unquote(u.password or ""),
+        "HOST": u.hostname or "",
+        "PORT": str(u.port or ""),
+        "OPTIONS": options,
+    }
+
+
+if os.environ.get("DJANGO_DATABASE_URL"):
+    DATABASES = {"default": _postgres(os.environ["DJANGO_DATABASE_URL"])}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

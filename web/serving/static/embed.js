@@ -8,6 +8,9 @@
   var d = document, w = window, TIMEOUT = 2000, DONE = 'data-forumads-done', STATE = 'data-forumads-state';
   var self = d.currentScript;
 
+  function drop(node) {
+    return function () { if (node.parentNode) node.parentNode.removeChild(node); };
+  }
   function el(tag, cls) {
     var e = d.createElement(tag);
     if (cls) e.className = cls;
@@ -97,6 +100,7 @@
         var img = el('img', 'forumads-img');
         img.alt = '';
         img.loading = 'lazy';
+        img.onerror = drop(il); // an image that does not load leaves no broken picture
         img.src = a.image_url;
         il.appendChild(img);
         item.appendChild(il);
