@@ -50,7 +50,8 @@ type Config struct {
 	// BrokerTransportOptions and ResultBackendTransportOptions are Celery's
 	// broker_transport_options and result_backend_transport_options, read by the adapter of
 	// broker_url and result_backend (for Redis and Sentinel: master_name, sentinel_kwargs,
-	// password, socket timeouts; see package redisconn). The repository's other Redis settings
+	// password, socket timeouts, see package redisconn; for the Redis broker also kombu's options
+	// such as visibility_timeout, see redisbroker.ParseTransportOptions). The repository's other Redis settings
 	// (beat_state_url, worker_revoke_url, ads_redis_url) read result_backend_transport_options.
 	BrokerTransportOptions        map[string]any `yaml:"broker_transport_options"`
 	ResultBackendTransportOptions map[string]any `yaml:"result_backend_transport_options"`

@@ -25,8 +25,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/internal/wiring"
 )
 
 const deadletterUsage = `usage:
@@ -68,10 +70,18 @@ func newSelection(all bool, ids []string) (broker.DeadLetterSelection, error) {
 	return broker.DeadLetterSelection{All: all, IDs: ids}, nil
 }
 
-// dialDLQ returns the broker's dead-letter API for broker_url; each URL is tried once per
-// command, and nothing is connected until the command runs.
-func dialDLQ(brokerURL string) (broker.DeadLetterQueues, func(), error) {
-	b, err := amqpbroker.New(brokerURL, amqpbroker.Options{ConnectionName: "manage deadletter", Logger: slog.New(slog.DiscardHandler)})
+// dialDLQ returns the broker's dead-letter API for cfg's broker_url: RabbitMQ's (each URL tried
+// once per command, nothing connected until the command runs) or, for redis://, the Redis
+// broker's (with broker_transport_options).
+func dialDLQ(cfg celery.Config) (broker.DeadLetterQueues, func(), error) {
+	if s, _, _ := strings.Cut(strings.TrimSpace(cfg.BrokerURL), "://"); s == "redis" || s == "rediss" {
+		b, err := wiring.Broker(cfg, "manage deadletter", slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, nil, err
+		}
+		return b.(broker.DeadLetterQueues), func() { _ = b.Close() }, nil
+	}
+	b, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{ConnectionName: "manage deadletter", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -143,7 +153,7 @@ func (e *env) deadletter(ctx context.Context, argv []string) error {
 	if to != nil && *to == *queue {
 		return usageError{fmt.Sprintf("--to %q is the dead-letter queue itself", *to)}
 	}
-	q, closeQ, err := dialDLQ(e.file.Celery.BrokerURL)
+	q, closeQ, err := dialDLQ(e.file.Celery)
 	if err != nil {
 		return err
 	}

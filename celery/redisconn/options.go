@@ -27,6 +27,17 @@ type TransportOptions struct {
 	MaxConnections int
 }
 
+// connectionOptions are the transport option keys ParseTransportOptions reads.
+var connectionOptions = map[string]bool{
+	"master_name": true, "password": true, "min_other_sentinels": true, "sentinel_kwargs": true,
+	"socket_timeout": true, "socket_connect_timeout": true, "max_connections": true,
+}
+
+// IsConnectionOption reports whether key is a transport option this package reads (master_name,
+// password, sentinel_kwargs, socket timeouts, …), so that a transport reading the same mapping
+// (the Redis broker's visibility_timeout, …) does not report it as unknown.
+func IsConnectionOption(key string) bool { return connectionOptions[key] }
+
 // ParseTransportOptions reads the connection options of a transport options mapping; other keys
 // are left to their users. A value of the wrong type is an error naming the option.
 func ParseTransportOptions(m map[string]any) (TransportOptions, error) {

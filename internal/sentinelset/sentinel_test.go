@@ -12,6 +12,7 @@ import (
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/beat"
 	"github.com/forumads/forumads/celery/beat/redisbeat"
+	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/celery/redisconn"
 	"github.com/forumads/forumads/celery/revoke/redisrevoke"
@@ -135,5 +136,75 @@ func TestStartupErrors(t *testing.T) {
 	defer cancel()
 	if err := rc.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
 		t.Errorf("a wrong master password: %v", err)
+	}
+}
+
+// TestRedisBrokerThroughSentinel: broker_url sentinel://… with master_name in
+// broker_transport_options gives the Redis broker on the Sentinel-named master: a message published
+// through it is consumed and acknowledged, and its queue list is on the master, in the URL's database.
+func TestRedisBrokerThroughSentinel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cfg := celery.Config{BrokerURL: set.URL(5), BrokerTransportOptions: set.TransportOptions()}
+	b, err := wiring.Broker(cfg, "sentinelset-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, ok := b.(*wiring.RedisBroker); !ok {
+		t.Fatalf("broker_url %s gave %T, want the Redis broker", cfg.BrokerURL, b)
+	}
+	q := broker.Queue{Name: "sentinelset." + testenv.Suffix()}
+	if err := b.Declare(ctx, q); err != nil {
+		t.Fatalf("declare through Sentinel: %v", err)
+	}
+	master, err := set.Master()
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: master, Password: Password, DB: 5})
+	defer direct.Close()
+	defer func() {
+		keys, _ := direct.Keys(context.Background(), "*"+q.Name+"*").Result()
+		if len(keys) > 0 {
+			direct.Del(context.Background(), keys...)
+		}
+		bindings, _ := direct.Keys(context.Background(), "_kombu.binding.*").Result()
+		for _, set := range bindings {
+			members, _ := direct.SMembers(context.Background(), set).Result()
+			for _, m := range members {
+				if strings.Contains(m, q.Name) {
+					direct.SRem(context.Background(), set, m)
+				}
+			}
+		}
+	}()
+	env := protocol.Envelope{ContentType: "application/json", ContentEncoding: "utf-8", Body: []byte(`[[], {}, {}]`),
+		Headers: map[string]any{"id": "sentinelset-" + testenv.Suffix(), "task": "sentinel.tick"}}
+	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Envelope: env, Declare: &q}); err != nil {
+		t.Fatalf("publish through Sentinel: %v", err)
+	}
+	if n, err := direct.LLen(ctx, q.Name).Result(); err != nil || n != 1 {
+		t.Fatalf("list %s on the master %s db 5: %d messages, %v; want 1", q.Name, master, n, err)
+	}
+	deliveries, err := b.Consume(ctx, []broker.Queue{q}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-deliveries:
+		if d == nil || d.Headers["task"] != "sentinel.tick" {
+			t.Fatalf("consumed %+v, want the published message", d)
+		}
+		if err := d.Ack(); err != nil {
+			t.Fatalf("ack through Sentinel: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("nothing consumed through Sentinel")
+	}
+	if err := b.StopConsuming(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range deliveries {
 	}
 }

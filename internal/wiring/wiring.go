@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/forumads/forumads/celery/broker/fanout"
 	"github.com/forumads/forumads/celery/broker/fanout/memfanout"
 	"github.com/forumads/forumads/celery/broker/memorybroker"
+	"github.com/forumads/forumads/celery/broker/redisbroker"
 	"github.com/forumads/forumads/celery/redisconn"
 	"github.com/forumads/forumads/djangoapps/results"
 )
@@ -30,9 +32,10 @@ import (
 // Broker returns the broker adapter cfg.broker_url names, picked by its scheme (the first URL's,
 // for a ';'-separated failover list): amqp://, amqps:// and pyamqp:// open RabbitMQ (lazily: no
 // connection is made until the first use), memory:// a connection to the process's
-// memorybroker (memorybroker.Shared: a client and a worker of one process reach the same queues); redis://,
-// rediss:// and sentinel:// are refused until the Redis broker exists, and any other scheme is
-// refused naming it. name is the connection name shown by RabbitMQ.
+// memorybroker (memorybroker.Shared: a client and a worker of one process reach the same queues), redis://
+// and rediss:// kombu's Redis transport (redisbroker, on a client of its own that Close closes, with
+// broker_transport_options); sentinel:// is refused until Sentinel support exists, and any other
+// scheme is refused naming it. name is the connection name shown by RabbitMQ.
 func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, error) {
 	raw, scheme, err := brokerScheme(cfg.BrokerURL)
 	if err != nil {
@@ -40,6 +43,13 @@ func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, er
 	}
 	if scheme == "memory" {
 		return memorybroker.Shared().Connect(), nil
+	}
+	if scheme == "redis" {
+		b, err := redisBroker(cfg, raw, log)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return b, nil
 	}
 	b, err := amqpbroker.New(raw, amqpOptions(cfg, name, log))
 	if err != nil {
@@ -72,6 +82,13 @@ func Fanout(cfg celery.Config, name string, log *slog.Logger) (fanout.Transport,
 	if scheme == "memory" {
 		return sharedFanout(), nil, nil
 	}
+	if scheme == "redis" {
+		b, err := redisBroker(cfg, raw, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return b.Fanout(), b, nil
+	}
 	f, err := amqpbroker.NewFanout(raw, amqpOptions(cfg, name, log))
 	if err != nil {
 		return nil, nil, err
@@ -80,9 +97,9 @@ func Fanout(cfg celery.Config, name string, log *slog.Logger) (fanout.Transport,
 }
 
 // brokerScheme checks broker_url (the first URL's scheme, for a ';'-separated failover list) and
-// returns it trimmed with its adapter's scheme: "amqp" (amqp://, amqps://, pyamqp://) or "memory".
-// redis://, rediss:// and sentinel:// are refused until the Redis broker exists, and any other
-// scheme is refused naming it.
+// returns it trimmed with its adapter's scheme: "amqp" (amqp://, amqps://, pyamqp://), "redis"
+// (redis://, rediss://) or "memory". sentinel:// is refused until Sentinel support exists, and any
+// other scheme is refused naming it.
 func brokerScheme(url string) (raw, scheme string, err error) {
 	raw = strings.TrimSpace(url)
 	first, _, _ := strings.Cut(raw, ";")
@@ -102,10 +119,15 @@ func brokerScheme(url string) (raw, scheme string, err error) {
 			return "", "", errors.New("broker_url: memory:// cannot be part of a failover list")
 		}
 		return raw, "memory", nil
-	case "redis", "rediss", "sentinel":
-		return "", "", fmt.Errorf("broker_url: the Redis broker (%s://) is not available yet; use amqp:// (RabbitMQ) or memory://", scheme)
+	case "redis", "rediss":
+		if strings.Contains(raw, ";") {
+			return "", "", errors.New("broker_url: redis:// cannot be part of a failover list (Redis fails over with sentinel://)")
+		}
+		return raw, "redis", nil
+	case "sentinel":
+		return raw, "redis", nil // the list is the Sentinels'; redisconn reads it with master_name
 	default:
-		return "", "", fmt.Errorf("broker_url: unknown scheme %q (amqp://, amqps://, pyamqp:// or memory://)", scheme)
+		return "", "", fmt.Errorf("broker_url: unknown scheme %q (amqp://, amqps://, pyamqp://, redis://, rediss:// or memory://)", scheme)
 	}
 }
 
@@ -260,4 +282,50 @@ func Ping(ctx context.Context, rc redis.UniversalClient) error {
 		return errors.New("no redis")
 	}
 	return rc.Ping(ctx).Err()
+}
+
+// RedisBroker is the Redis broker of broker_url redis:// with the client it owns: Close closes
+// both. The adapter's optional interfaces (DeadLetterer, Parker, BatchPublisher) are promoted.
+type RedisBroker struct {
+	*redisbroker.Broker
+	client *redis.Client
+}
+
+// Close closes the broker (its consumers give back what they hold), then its client.
+func (b *RedisBroker) Close() error {
+	err := b.Broker.Close()
+	if cerr := b.client.Close(); err == nil && cerr != nil && !errors.Is(cerr, redis.ErrClosed) {
+		err = cerr
+	}
+	return err
+}
+
+// redisBroker opens the Redis broker of url with cfg's broker_transport_options; unknown options
+// are logged (Celery ignores them too), wrong ones are an error naming the option.
+func redisBroker(cfg celery.Config, url string, log *slog.Logger) (*RedisBroker, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	opts, unknown, err := redisbroker.ParseTransportOptions(cfg.BrokerTransportOptions)
+	if err != nil {
+		return nil, err
+	}
+	unknown = slices.DeleteFunc(unknown, redisconn.IsConnectionOption)
+	if len(unknown) > 0 {
+		log.Warn("broker_transport_options: options the Redis transport does not know are ignored", "options", unknown)
+	}
+	if _, set := cfg.BrokerTransportOptions["deadletter_queue"]; !set && cfg.WorkerDeadLetterQueue != "" {
+		opts.DeadLetterQueue = cfg.WorkerDeadLetterQueue
+	}
+	opts.Logger = log
+	rc, err := BrokerRedis(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := redisbroker.New(rc, opts)
+	if err != nil {
+		_ = rc.Close()
+		return nil, err
+	}
+	return &RedisBroker{Broker: b, client: rc}, nil
 }

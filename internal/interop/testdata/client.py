@@ -211,6 +211,8 @@ def dead_letter(task_id):
                 ch.basic_reject(m.delivery_tag, requeue=True)
             if found is not None:
                 props = {k: v for k, v in found.properties.items() if k != "application_headers"}
+                # kombu's Redis transport keeps the content type beside the properties, py-amqp in them.
+                props.setdefault("content_type", found.content_type)
                 return {"headers": found.headers or {}, "properties": props, "body_len": len(found.body)}
             time.sleep(0.1)
     return None

@@ -1,0 +1,362 @@
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/forumads/forumads/celery/broker"
+)
+
+// consumer is one Consume call: its prefetch, and the messages it took and has not settled.
+type consumer struct {
+	b        *Broker
+	names    []string
+	out      chan *broker.Delivery
+	wake     chan struct{}
+	done     chan struct{} // closed on StopConsuming or loss: no more deliveries
+	doneOnce sync.Once
+	stopCtx  func() bool
+
+	mu       sync.Mutex
+	prefetch int
+	held     map[uint64]*held
+	tag      uint64
+	next     int // the queue looked at first, so every queue gets its turn
+	stopped  bool
+	lost     bool
+}
+
+// held is a message taken (recorded in the unacked hash) and not settled yet.
+type held struct {
+	kombuTag  string
+	queue     string
+	exchange  string
+	key       string
+	payload   []byte // the list entry as taken
+	delivered bool
+}
+
+// Consume records the queues' bindings and delivers their messages: each is taken from its list
+// and recorded in kombu's unacked hash and unacked_index in one atomic step (see takeScript), the
+// lists read in kombu's order (priority steps, then the queues taking turns), at most prefetch
+// unsettled at a time (0 = unlimited). When ctx ends or the Broker is closed, what is unsettled
+// goes back to the head of its queue marked redelivered and settling it reports
+// broker.ErrStaleDelivery; StopConsuming ends the deliveries but keeps settling possible.
+func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch int) (<-chan *broker.Delivery, error) {
+	if prefetch < 0 {
+		return nil, fmt.Errorf("redisbroker: consuming: negative prefetch %d", prefetch)
+	}
+	if len(queues) == 0 {
+		return nil, errors.New("redisbroker: consuming: no queues")
+	}
+	c := &consumer{b: b, out: make(chan *broker.Delivery), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		prefetch: prefetch, held: map[uint64]*held{}}
+	for _, q := range queues {
+		if err := b.Declare(ctx, q); err != nil {
+			return nil, err
+		}
+		c.names = append(c.names, q.Name)
+	}
+	b.sweepQuarantine(ctx)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, broker.ErrClosed
+	}
+	b.consumers[c] = struct{}{}
+	b.wg.Add(1) // run
+	if !b.maintain {
+		b.maintain = true
+		b.wg.Add(2)
+		go b.maintenance()
+		go b.ackBatcher()
+	}
+	b.mu.Unlock()
+	c.stopCtx = context.AfterFunc(ctx, c.lose)
+	go c.run()
+	return c.out, nil
+}
+
+func (c *consumer) run() {
+	b := c.b
+	defer b.wg.Done()
+	defer close(c.out)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+		case <-b.closing:
+		}
+		cancel()
+	}()
+	wait := time.Millisecond
+	failures := 0
+	for {
+		n := c.room()
+		if n == 0 {
+			select {
+			case <-c.wake:
+				continue
+			case <-c.done:
+				return
+			}
+		}
+		ds, err := c.take(ctx, n)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			if failures == 1 || failures%100 == 0 {
+				b.log.Warn("redisbroker: cannot take messages, retrying", "queues", c.names, "error", err, "failures", failures)
+			}
+			if !b.sleep(ctx, min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)) {
+				return
+			}
+			continue
+		}
+		if failures > 0 {
+			b.log.Info("redisbroker: taking messages again", "queues", c.names)
+			failures = 0
+		}
+		if len(ds) == 0 {
+			select {
+			case <-c.wake:
+			case <-c.done:
+				return
+			case <-time.After(wait):
+			}
+			wait = min(wait*2, b.opts.PollInterval)
+			continue
+		}
+		wait = time.Millisecond
+		for i, d := range ds {
+			select {
+			case c.out <- d:
+				c.mu.Lock()
+				if h, ok := c.held[d.DeliveryTag]; ok {
+					h.delivered = true
+				}
+				c.mu.Unlock()
+			case <-c.done:
+				for _, rest := range ds[i:] {
+					c.untake(rest.DeliveryTag)
+				}
+				return
+			}
+		}
+	}
+}
+
+// room is how many messages the consumer may take now: 0 when stopped or at its prefetch.
+func (c *consumer) room() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped || c.lost {
+		return 0
+	}
+	if c.prefetch == 0 {
+		return 64
+	}
+	room := max(c.prefetch-len(c.held), 0)
+	if len(c.held) > 0 && room < max(1, c.prefetch/4) {
+		return 0 // take in batches: wait until a quarter of the prefetch is free (settling wakes us)
+	}
+	return room
+}
+
+// take runs takeScript over the consumer's lists and turns what it took into deliveries; entries
+// that cannot be read are parked in the dead-letter queue.
+func (c *consumer) take(ctx context.Context, n int) ([]*broker.Delivery, error) {
+	b := c.b
+	c.mu.Lock()
+	order := make([]string, 0, len(c.names))
+	for i := range c.names {
+		order = append(order, c.names[(c.next+i)%len(c.names)])
+	}
+	c.next = (c.next + 1) % len(c.names)
+	c.mu.Unlock()
+	keys := []string{b.key(b.opts.UnackedKey), b.key(b.opts.UnackedIndexKey), b.quarantineKey()}
+	for _, s := range b.opts.PrioritySteps {
+		for _, q := range order {
+			keys = append(keys, b.list(q, s))
+		}
+	}
+	now := strconv.FormatFloat(float64(time.Now().UnixMicro())/1e6, 'f', 6, 64)
+	res, err := takeScript.Run(ctx, b.rc, keys, now, n).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	var out []*broker.Delivery
+	for i := 0; i+1 < len(res); i += 2 {
+		list, raw := res[i], []byte(res[i+1])
+		if list == "" {
+			b.parkUnreadable(ctx, raw, "", "", "not a kombu envelope (no JSON object with properties.delivery_tag)")
+			continue
+		}
+		queue := b.queueOfList(list)
+		m, err := DecodeMessage(raw)
+		if err != nil {
+			b.parkUnreadable(ctx, raw, queue, tagOf(raw), err.Error())
+			continue
+		}
+		c.mu.Lock()
+		if c.lost {
+			c.mu.Unlock()
+			b.restoreTag(ctx, &held{kombuTag: m.DeliveryTag, queue: queue, exchange: m.Exchange, key: m.RoutingKey, payload: raw}, false)
+			continue
+		}
+		c.tag++
+		tag := c.tag
+		c.held[tag] = &held{kombuTag: m.DeliveryTag, queue: queue, exchange: m.Exchange, key: m.RoutingKey, payload: raw}
+		c.mu.Unlock()
+		out = append(out, &broker.Delivery{Envelope: m.Envelope, Queue: queue, Exchange: m.Exchange,
+			RoutingKey: m.RoutingKey, Redelivered: m.Redelivered, DeliveryTag: tag, Generation: 1,
+			Timestamp: m.Timestamp, Acker: acker{c: c, tag: tag}})
+	}
+	return out, nil
+}
+
+// untake gives back a message taken but never handed out (the consumer stopped meanwhile).
+func (c *consumer) untake(tag uint64) {
+	c.mu.Lock()
+	h, ok := c.held[tag]
+	delete(c.held, tag)
+	c.mu.Unlock()
+	if ok {
+		c.b.restoreTag(context.Background(), h, false)
+	}
+}
+
+func (c *consumer) closeDone() { c.doneOnce.Do(func() { close(c.done) }) }
+
+// lose ends the consumer as a lost connection does: its unsettled messages go back to the head of
+// their queues, marked redelivered.
+func (c *consumer) lose() {
+	c.mu.Lock()
+	if c.lost {
+		c.mu.Unlock()
+		return
+	}
+	c.lost = true
+	hs := c.held
+	c.held = map[uint64]*held{}
+	c.mu.Unlock()
+	c.closeDone()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, h := range hs {
+		c.b.restoreTag(ctx, h, false)
+	}
+	b := c.b
+	b.mu.Lock()
+	delete(b.consumers, c)
+	b.mu.Unlock()
+	c.stopCtx()
+}
+
+// settle acknowledges or rejects delivery tag.
+func (c *consumer) settle(tag uint64, ack, requeue bool) error {
+	c.mu.Lock()
+	if c.lost {
+		c.mu.Unlock()
+		return broker.ErrStaleDelivery
+	}
+	h, ok := c.held[tag]
+	if !ok {
+		c.mu.Unlock()
+		return broker.ErrAlreadySettled
+	}
+	delete(c.held, tag)
+	c.mu.Unlock()
+	defer c.poke()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := c.b
+	switch {
+	case ack:
+		return b.ackTag(ctx, h)
+	case requeue:
+		if ok, err := b.restoreTag(ctx, h, true); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("redisbroker: requeue of %s: %w (its visibility timeout passed and it was restored)", h.kombuTag, broker.ErrStaleDelivery)
+		}
+		return nil
+	default:
+		return b.rejectTag(ctx, h)
+	}
+}
+
+func (c *consumer) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// acker settles one delivery of a consumer.
+type acker struct {
+	c   *consumer
+	tag uint64
+}
+
+func (a acker) Ack() error                { return a.c.settle(a.tag, true, false) }
+func (a acker) Reject(requeue bool) error { return a.c.settle(a.tag, false, requeue) }
+
+// StopConsuming ends the deliveries of every Consume call (their channels close); what they hold
+// stays settleable until their context ends or the Broker is closed.
+func (b *Broker) StopConsuming(context.Context) error {
+	b.mu.Lock()
+	var cs []*consumer
+	for c := range b.consumers {
+		cs = append(cs, c)
+	}
+	b.mu.Unlock()
+	for _, c := range cs {
+		c.mu.Lock()
+		c.stopped = true
+		c.mu.Unlock()
+		c.closeDone()
+	}
+	return nil
+}
+
+// SetPrefetch changes the prefetch of every Consume call (0 = unlimited).
+func (b *Broker) SetPrefetch(n int) error {
+	if n < 0 {
+		return fmt.Errorf("redisbroker: negative prefetch %d", n)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return broker.ErrClosed
+	}
+	for c := range b.consumers {
+		c.mu.Lock()
+		c.prefetch = n
+		c.mu.Unlock()
+		c.poke()
+	}
+	return nil
+}
+
+// heldTags are the kombu tags every consumer holds now (for the visibility refresh).
+func (b *Broker) heldTags() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for c := range b.consumers {
+		c.mu.Lock()
+		for _, h := range c.held {
+			out = append(out, h.kombuTag)
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
