@@ -34,8 +34,8 @@ import (
 // connection is made until the first use), memory:// a connection to the process's
 // memorybroker (memorybroker.Shared: a client and a worker of one process reach the same queues), redis://
 // and rediss:// kombu's Redis transport (redisbroker, on a client of its own that Close closes, with
-// broker_transport_options); sentinel:// is refused until Sentinel support exists, and any other
-// scheme is refused naming it. name is the connection name shown by RabbitMQ.
+// broker_transport_options), a sentinel:// list the same transport on the master the Sentinels name
+// (master_name in broker_transport_options); any other scheme is refused naming it. name is the connection name shown by RabbitMQ.
 func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, error) {
 	raw, scheme, err := brokerScheme(cfg.BrokerURL)
 	if err != nil {
@@ -45,7 +45,7 @@ func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, er
 		return memorybroker.Shared().Connect(), nil
 	}
 	if scheme == "redis" {
-		b, err := redisBroker(cfg, raw, log)
+		b, err := redisBroker(cfg, log)
 		if err != nil {
 			return nil, err // not a typed nil in the interface
 		}
@@ -83,7 +83,7 @@ func Fanout(cfg celery.Config, name string, log *slog.Logger) (fanout.Transport,
 		return sharedFanout(), nil, nil
 	}
 	if scheme == "redis" {
-		b, err := redisBroker(cfg, raw, log)
+		b, err := redisBroker(cfg, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -98,8 +98,7 @@ func Fanout(cfg celery.Config, name string, log *slog.Logger) (fanout.Transport,
 
 // brokerScheme checks broker_url (the first URL's scheme, for a ';'-separated failover list) and
 // returns it trimmed with its adapter's scheme: "amqp" (amqp://, amqps://, pyamqp://), "redis"
-// (redis://, rediss://) or "memory". sentinel:// is refused until Sentinel support exists, and any
-// other scheme is refused naming it.
+// (redis://, rediss://, a sentinel:// list) or "memory"; any other scheme is refused naming it.
 func brokerScheme(url string) (raw, scheme string, err error) {
 	raw = strings.TrimSpace(url)
 	first, _, _ := strings.Cut(raw, ";")
@@ -127,7 +126,7 @@ func brokerScheme(url string) (raw, scheme string, err error) {
 	case "sentinel":
 		return raw, "redis", nil // the list is the Sentinels'; redisconn reads it with master_name
 	default:
-		return "", "", fmt.Errorf("broker_url: unknown scheme %q (amqp://, amqps://, pyamqp://, redis://, rediss:// or memory://)", scheme)
+		return "", "", fmt.Errorf("broker_url: unknown scheme %q (amqp://, amqps://, pyamqp://, redis://, rediss://, sentinel:// or memory://)", scheme)
 	}
 }
 
@@ -300,9 +299,10 @@ func (b *RedisBroker) Close() error {
 	return err
 }
 
-// redisBroker opens the Redis broker of url with cfg's broker_transport_options; unknown options
-// are logged (Celery ignores them too), wrong ones are an error naming the option.
-func redisBroker(cfg celery.Config, url string, log *slog.Logger) (*RedisBroker, error) {
+// redisBroker opens the Redis broker of cfg.broker_url (redis://, rediss:// or a sentinel:// list,
+// on the client BrokerRedis gives) with cfg's broker_transport_options; unknown options are logged
+// (Celery ignores them too), wrong ones are an error naming the option.
+func redisBroker(cfg celery.Config, log *slog.Logger) (*RedisBroker, error) {
 	if log == nil {
 		log = slog.Default()
 	}
