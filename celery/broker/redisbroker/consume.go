@@ -30,14 +30,19 @@ type consumer struct {
 	lost     bool
 }
 
+// outBuffer is the room of a consumer's delivery channel: a batch taken in one script run reaches
+// the engine's intake together (one revoke lookup for all of them, their acks batched), where an
+// unbuffered channel handed them over one at a time. What the buffer holds is held, as any delivery:
+// the prefetch bounds it.
+const outBuffer = 256
+
 // held is a message taken (recorded in the unacked hash) and not settled yet.
 type held struct {
-	kombuTag  string
-	queue     string
-	exchange  string
-	key       string
-	payload   []byte // the list entry as taken
-	delivered bool
+	kombuTag string
+	queue    string
+	exchange string
+	key      string
+	payload  []byte // the list entry as taken
 }
 
 // Consume records the queues' bindings and delivers their messages: each is taken from its list
@@ -53,7 +58,7 @@ func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch in
 	if len(queues) == 0 {
 		return nil, errors.New("redisbroker: consuming: no queues")
 	}
-	c := &consumer{b: b, out: make(chan *broker.Delivery), wake: make(chan struct{}, 1), done: make(chan struct{}),
+	c := &consumer{b: b, out: make(chan *broker.Delivery, outBuffer), wake: make(chan struct{}, 1), done: make(chan struct{}),
 		prefetch: prefetch, held: map[uint64]*held{}}
 	for _, q := range queues {
 		if err := b.Declare(ctx, q); err != nil {
@@ -138,11 +143,6 @@ func (c *consumer) run() {
 		for i, d := range ds {
 			select {
 			case c.out <- d:
-				c.mu.Lock()
-				if h, ok := c.held[d.DeliveryTag]; ok {
-					h.delivered = true
-				}
-				c.mu.Unlock()
 			case <-c.done:
 				for _, rest := range ds[i:] {
 					c.untake(rest.DeliveryTag)
