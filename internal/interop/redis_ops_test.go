@@ -192,6 +192,14 @@ func TestRedisKillGoWorkerAcksLate(t *testing.T) {
 	cfg := "task_acks_late: true\n"
 	vt := 3 * time.Second
 	first := startRedisGoWorkerOn(t, "to be killed", queue, cfg, vt, "-c", "4")
+	// Mingle runs beside the ready worker and waits a second for hello replies on its reply queue
+	// <oid>.reply.celery.pidbox; a worker killed meanwhile leaves that binding in
+	// _kombu.binding.reply.celery.pidbox for good (as a killed kombu worker does: it removes it
+	// after collecting). Its reply subscription is closed, the binding removed, before it logs the end.
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		l := first.log.String()
+		return strings.Contains(l, "mingle: all alone") || strings.Contains(l, "mingle: sync complete")
+	}, "the first worker's mingle to end")
 	c, _ := redisGoClient(t)
 	var rs []*celery.AsyncResult
 	for range 24 {
