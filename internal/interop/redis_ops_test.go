@@ -39,7 +39,7 @@ func redisCelery(t *testing.T, args ...string) string {
 	return out.String()
 }
 
-// TestRedisOpsCeleryCLI: `celery inspect ping/stats/active`, `celery control revoke` and `celery
+// TestRedisOpsCeleryCLI: `celery inspect ping/stats/conf/active`, `celery control revoke` and `celery
 // events --dump` (Python Celery 5.2, kombu's Redis transport) against a Go worker on Redis.
 func TestRedisOpsCeleryCLI(t *testing.T) {
 	t.Parallel()
@@ -60,6 +60,9 @@ func TestRedisOpsCeleryCLI(t *testing.T) {
 		t.Errorf("inspect ping printed %q", out)
 	}
 	has(t, "stats", redisCelery(t, "inspect", "stats", "-d", node, "--timeout", "5"), "->  "+node+": OK", `"max-concurrency": 2`)
+	// The transport options the worker was configured with (visibility_timeout: 60), not {}.
+	has(t, "conf", redisCelery(t, "inspect", "conf", "-d", node, "--timeout", "5"), "->  "+node+": OK",
+		`"broker_transport_options": {`, `"visibility_timeout": 60`)
 
 	sleeper := send(t, c, queue, "diag.sleep", []any{30}, nil)
 	testenv.Eventually(t, 30*time.Second, func() bool {

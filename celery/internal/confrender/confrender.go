@@ -1,8 +1,8 @@
 // Package confrender renders a worker's settings for `celery inspect conf`: each setting by its
 // Celery name (the field's yaml tag), as JSON-ready values, only those that differ from the
 // defaults unless asked for all, with passwords in URLs and settings named like secrets masked
-// (Celery's maskurl and HIDDEN_SETTINGS). It works on any settings struct, so that it needs
-// nothing from the root package.
+// (Celery's maskurl and HIDDEN_SETTINGS), also inside mappings (the transport options' password).
+// It works on any settings struct, so that it needs nothing from the root package.
 package confrender
 
 import (
@@ -29,7 +29,8 @@ type Options struct {
 // inspect conf`: setting name → JSON-ready value. defaults is the same struct with the defaults
 // filled in; a setting equal to its default is left out unless o.WithDefaults. Passwords in the
 // URLs of settings named *_url and result_backend become "**" (amqp://guest:**@host//) and
-// settings named like secrets (password, token, secret...) "********". Fields without a yaml name
+// settings named like secrets (password, token, secret...) "********", as are such keys in the
+// mappings a setting holds (see maskNested). Fields without a yaml name
 // are left out. Table panics if cfg and defaults are not structs of one type.
 func Table(cfg, defaults any, o Options) map[string]any {
 	v := reflect.ValueOf(cfg)
@@ -55,7 +56,7 @@ func Table(cfg, defaults any, o Options) map[string]any {
 		if !o.WithDefaults && reflect.DeepEqual(f.Interface(), d.Field(i).Interface()) {
 			continue
 		}
-		val := plain(f)
+		val := maskNested(plain(f))
 		switch {
 		case strings.HasSuffix(name, "_url") || name == "result_backend":
 			if s, ok := val.(string); ok {
@@ -67,6 +68,28 @@ func Table(cfg, defaults any, o Options) map[string]any {
 		out[name] = val
 	}
 	return out
+}
+
+// maskNested masks, in the mappings inside a setting's value (such as broker_transport_options
+// and its sentinel_kwargs), the values of keys named like secrets, as Celery's
+// filter_hidden_settings does by recursing into mappings: {password: "********"}. A nil value
+// stays nil.
+func maskNested(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if _, isMap := e.(map[string]any); !isMap && e != nil && hiddenSetting.MatchString(k) {
+				x[k] = "********"
+			} else {
+				x[k] = maskNested(e)
+			}
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = maskNested(e)
+		}
+	}
+	return v
 }
 
 // plain turns a setting into JSON-ready values named by their yaml tags.

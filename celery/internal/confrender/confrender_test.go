@@ -27,6 +27,7 @@ type settings struct {
 	Internal      string            `yaml:"-"`
 	Untagged      string            // no yaml name: not a setting
 	Headers       map[string]string `yaml:"headers"`
+	Transport     map[string]any    `yaml:"broker_transport_options"`
 }
 
 func defaults() settings {
@@ -73,6 +74,42 @@ func TestTableMasksSecrets(t *testing.T) {
 	if got["broker_url"] != "amqp://u:**@h1//;amqp://u:**@h2//" || got["result_backend"] != "redis://:**@r:6379/0" ||
 		got["redis_password"] != "********" || got["api_token"] != "********" {
 		t.Errorf("Table = %s", b)
+	}
+}
+
+// Inside a mapping (broker_transport_options and its sentinel_kwargs) secret-named keys are masked
+// at any depth, as Celery's filter_hidden_settings does, and the other keys are shown as they are.
+func TestTableMasksSecretsInMappings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		transport map[string]any
+		want      string
+	}{
+		{"password", map[string]any{"password": "hunter2", "visibility_timeout": 10},
+			`{"password":"********","visibility_timeout":10}`},
+		{"sentinel password", map[string]any{"master_name": "m", "sentinel_kwargs": map[string]any{"password": "s3", "socket_timeout": 1}},
+			`{"master_name":"m","sentinel_kwargs":{"password":"********","socket_timeout":1}}`},
+		{"unset password", map[string]any{"password": nil}, `{"password":null}`},
+		{"in a list", map[string]any{"hosts": []any{map[string]any{"api_token": "t0k"}}}, `{"hosts":[{"api_token":"********"}]}`},
+		{"a mapping named like a secret is shown masked inside", map[string]any{"passwords": map[string]any{"a": 1, "secret": "x"}},
+			`{"passwords":{"a":1,"secret":"********"}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := defaults()
+			cfg.Transport = tc.transport
+			before, _ := json.Marshal(tc.transport)
+			b, err := json.Marshal(Table(cfg, defaults(), Options{})["broker_transport_options"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.want {
+				t.Errorf("broker_transport_options = %s, want %s", b, tc.want)
+			}
+			if after, _ := json.Marshal(tc.transport); string(after) != string(before) {
+				t.Errorf("the configuration itself was masked: %s, was %s", after, before)
+			}
+		})
 	}
 }
 
