@@ -400,7 +400,18 @@ func outcomeField(t *testing.T, report []byte, field string) outcome {
 // subtest.
 func TestPythonClientGoWorker(t *testing.T) {
 	t.Parallel()
-	pool := newClientPool(t, 16)
+	runPythonClientCases(t, 16, "", func(protocol int) *goWorker {
+		return startGoWorker(t, fmt.Sprintf("protocol %d", protocol))
+	})
+}
+
+// runPythonClientCases runs every case of pyCases with client.py, for protocol 2 and 1, each
+// protocol against its own Go worker from start, at most poolSize clients at once, and then checks
+// each in its subtest protocolN/case. brokerURL is the broker client.py publishes to; "" is
+// RabbitMQ (testenv.AMQPURL), the one the Go worker of startGoWorker consumes.
+func runPythonClientCases(t *testing.T, poolSize int, brokerURL string, start func(protocol int) *goWorker) {
+	t.Helper()
+	pool := newClientPool(t, poolSize)
 	type started struct {
 		tc  pyCase
 		run *clientRun
@@ -409,12 +420,16 @@ func TestPythonClientGoWorker(t *testing.T) {
 	workers := map[int]*goWorker{}
 	runs := map[int][]started{}
 	for _, protocol := range protocols {
-		w := startGoWorker(t, fmt.Sprintf("protocol %d", protocol))
+		w := start(protocol)
 		workers[protocol] = w
 		for _, tc := range pyCases() {
 			var env map[string]string
 			if tc.env != nil {
 				env = tc.env(t)
+			}
+			if brokerURL != "" {
+				env = withEnv(env, "BROKER_URL", brokerURL)
+				env["CELERY_BROKER_URL"] = brokerURL // pythonEnv pins it to RabbitMQ otherwise
 			}
 			runs[protocol] = append(runs[protocol], started{tc, pool.start(w, protocol, tc.name, env)})
 		}
@@ -428,4 +443,13 @@ func TestPythonClientGoWorker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withEnv is env with k set to v, unless env sets k itself.
+func withEnv(env map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for a, b := range env {
+		out[a] = b
+	}
+	return out
 }

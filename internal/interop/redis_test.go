@@ -137,44 +137,9 @@ func startRedisGoWorkerOn(t *testing.T, label, queues, extraCfg string, vt time.
 // (protocol 2 and 1) over kombu's Redis transport, and a Go worker on the same Redis runs them.
 func TestRedisPythonClientGoWorker(t *testing.T) {
 	t.Parallel()
-	pool := newClientPool(t, 8)
-	type started struct {
-		tc  pyCase
-		run *clientRun
-	}
-	protocols := []int{2, 1}
-	workers := map[int]*goWorker{}
-	runs := map[int][]started{}
-	for _, protocol := range protocols {
-		w := startRedisGoWorker(t, fmt.Sprintf("protocol %d", protocol), 30*time.Second, "")
-		workers[protocol] = w
-		for _, tc := range pyCases() {
-			var env map[string]string
-			if tc.env != nil {
-				env = tc.env(t)
-			}
-			env = withEnv(env, "BROKER_URL", redisBrokerURL(t))
-			env["CELERY_BROKER_URL"] = redisBrokerURL(t) // pythonEnv pins it to RabbitMQ otherwise
-			runs[protocol] = append(runs[protocol], started{tc, pool.start(w, protocol, tc.name, env)})
-		}
-	}
-	for _, protocol := range protocols {
-		t.Run(fmt.Sprintf("protocol%d", protocol), func(t *testing.T) {
-			for _, s := range runs[protocol] {
-				t.Run(s.tc.name, func(t *testing.T) {
-					s.tc.check(t, workers[protocol], protocol, s.run.report(t))
-				})
-			}
-		})
-	}
-}
-
-func withEnv(env map[string]string, k, v string) map[string]string {
-	out := map[string]string{k: v}
-	for a, b := range env {
-		out[a] = b
-	}
-	return out
+	runPythonClientCases(t, 8, redisBrokerURL(t), func(protocol int) *goWorker {
+		return startRedisGoWorker(t, fmt.Sprintf("protocol %d", protocol), 30*time.Second, "")
+	})
 }
 
 // startRedisPythonWorker starts a Celery 5.2 worker of the testdata module app on the Redis broker
