@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -109,17 +110,20 @@ func TestRedisOpsCeleryCLI(t *testing.T) {
 }
 
 // TestRedisMixedPoolDrains: two Python Celery 5.2 workers and two Go workers consume one Redis
-// queue; 5,000 diag.add tasks sent by the Go client all succeed, none lost, each once.
+// queue; 5,000 diag.add tasks sent by the Go client all succeed, none lost, each run once, and
+// both kinds of worker ran some.
 func TestRedisMixedPoolDrains(t *testing.T) {
 	t.Parallel()
 	const n = 5000
 	queue := testenv.Name(t, "mixed.redis")
 	deleteRedisQueuesAtCleanup(t, queue)
+	var pys, gos []*process
 	for i := range 2 {
-		startRedisPythonWorker(t, "diagapp", queue, fmt.Sprintf("python worker %d on redis", i), "--prefetch-multiplier", "4")
+		pys = append(pys, startRedisPythonWorker(t, "diagapp", queue, fmt.Sprintf("python worker %d on redis", i), "--prefetch-multiplier", "4"))
 	}
 	for i := range 2 {
 		w := startRedisGoWorkerOn(t, fmt.Sprintf("mixed %d", i), queue, "", time.Minute, "-c", "4")
+		gos = append(gos, w)
 		t.Cleanup(func() {
 			if err := w.stop(30 * time.Second); err != nil {
 				t.Errorf("go worker: warm shutdown should exit 0: %v", err)
@@ -165,7 +169,45 @@ func TestRedisMixedPoolDrains(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%d of %d tasks did not succeed (first: %v): %v", len(missing), n, missing[:min(len(missing), 5)], err)
 	}
+	// Each once, and by both kinds of worker: the workers' "Task diag.add[<id>] succeeded" lines
+	// (Celery's and the Go worker's), which may follow the stored result by a moment.
+	runs := map[string]int{}
+	ran := map[string]int{}
+	count := func() int {
+		clear(runs)
+		clear(ran)
+		total := 0
+		for kind, ps := range map[string][]*process{"python": pys, "go": gos} {
+			for _, p := range ps {
+				for _, m := range succeededLine.FindAllStringSubmatch(p.log.String(), -1) {
+					runs[m[1]]++
+					ran[kind]++
+					total++
+				}
+			}
+		}
+		return total
+	}
+	if err := testenv.Poll(10*time.Second, func() (bool, error) { return count() >= n, nil }); err != nil {
+		t.Errorf("the workers logged %d task successes, want %d: %v", count(), n, err)
+	}
+	var twice []string
+	for _, id := range ids {
+		if runs[id] != 1 {
+			twice = append(twice, fmt.Sprintf("%s ran %d times", id, runs[id]))
+		}
+	}
+	if len(twice) > 0 {
+		t.Errorf("%d tasks did not run exactly once (first: %v)", len(twice), twice[:min(len(twice), 5)])
+	}
+	if ran["python"] == 0 || ran["go"] == 0 {
+		t.Errorf("the pool was not mixed: Python workers ran %d tasks, Go workers %d", ran["python"], ran["go"])
+	}
+	t.Logf("Python workers ran %d tasks, Go workers %d", ran["python"], ran["go"])
 }
+
+// succeededLine is the INFO line Celery and the Go worker log for a task that succeeded.
+var succeededLine = regexp.MustCompile(`Task diag\.add\[([0-9a-f-]{36})\] succeeded in`)
 
 // heldFor lists the unacked hash entries (Redis broker database) of messages from queue.
 func heldFor(t *testing.T, queue string) int {
