@@ -3,6 +3,9 @@ package redisbroker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,10 +60,11 @@ func deadLetters(t *testing.T, b *redisbroker.Broker, dlq string) []redisbroker.
 // TestBadEntriesAreParked: list entries that are not kombu envelopes, or whose body is not the
 // base64 it claims, are moved to the dead-letter queue wrapped with the reason and their queue (the
 // entry itself as the body), leave nothing in the unacked hash, and the consumer goes on with the
-// next message.
+// next message; each is logged at ERROR with its queue, the reason and where it was parked.
 func TestBadEntriesAreParked(t *testing.T) {
 	t.Parallel()
-	b := open(t, redisbroker.Options{})
+	var l logs
+	b := open(t, redisbroker.Options{Logger: l.logger()})
 	rc, p := b.Client(), b.Options().KeyPrefix
 	q := "bad.entries"
 	badBase64 := `{"body": "!!not base64!!", "content-type": "application/json", "headers": {"id": "x"}, "properties": {"delivery_tag": "tag-bad-b64", "body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": "bad.entries"}}}`
@@ -94,8 +98,21 @@ func TestBadEntriesAreParked(t *testing.T) {
 			t.Errorf("dead letter %d: body %q reason %q; want %q and a reason saying %q", i, dls[i].Body, reason, w.body, w.reason)
 		}
 	}
-	if orig := dls[2].Headers[broker.HeaderOriginalQueue]; orig != q {
-		t.Errorf("the bad base64 entry's original queue is %v, want %s", orig, q)
+	for i, d := range dls {
+		if orig := d.Headers[broker.HeaderOriginalQueue]; orig != q {
+			t.Errorf("dead letter %d: original queue %v, want %s", i, orig, q)
+		}
+	}
+	recs := l.records(t, "ERROR", "a list entry cannot be read")
+	if len(recs) != len(want) {
+		t.Fatalf("%d ERROR records of an unreadable entry, want %d: %v", len(recs), len(want), recs)
+	}
+	for i, r := range recs {
+		if r["queue"] != q || !strings.Contains(fmt.Sprint(r["reason"]), want[i].reason) ||
+			r["parked_in"] != redisbroker.DefaultDeadLetterQueue || r["entry"] != strconv.Quote(want[i].body) {
+			t.Errorf("log record %d: %v; want queue %s, a reason saying %q, parked_in %s and the entry",
+				i, r, q, want[i].reason, redisbroker.DefaultDeadLetterQueue)
+		}
 	}
 	if n, _ := rc.HLen(ctx(t), p+"unacked").Result(); n != 0 {
 		t.Errorf("%d entries left in the unacked hash", n)
@@ -119,7 +136,8 @@ func mustConsume(t *testing.T, b *redisbroker.Broker, queue string, prefetch int
 // saying so, instead of being dropped as kombu drops it.
 func TestBindingNamingNoQueue(t *testing.T) {
 	t.Parallel()
-	b := open(t, redisbroker.Options{})
+	var l logs
+	b := open(t, redisbroker.Options{Logger: l.logger()})
 	rc, p := b.Client(), b.Options().KeyPrefix
 	set := p + "_kombu.binding.ex"
 	if err := rc.SAdd(ctx(t), set, "k"+redisbroker.DefaultSep+redisbroker.DefaultSep, "garbage", "k"+redisbroker.DefaultSep+redisbroker.DefaultSep+"real").Err(); err != nil {
@@ -144,6 +162,22 @@ func TestBindingNamingNoQueue(t *testing.T) {
 	if len(dls) != 1 || string(dls[0].Body) != "nowhere" || !strings.Contains(dls[0].Headers[broker.HeaderDeadLetterReason].(string), "no queue is bound") ||
 		dls[0].Headers[broker.HeaderOriginalExchange] != "ex" {
 		t.Fatalf("dead letters %+v, want the unroutable message with its reason", dls)
+	}
+	bad := l.records(t, "ERROR", "a binding names no queue")
+	var members []string
+	for _, r := range bad {
+		if r["set"] != set {
+			t.Errorf("log record %v: want set %s", r, set)
+		}
+		members = append(members, fmt.Sprint(r["member"]))
+	}
+	slices.Sort(members)
+	members = slices.Compact(members)
+	if want := []string{`"garbage"`, fmt.Sprintf("%q", "k"+redisbroker.DefaultSep+redisbroker.DefaultSep)}; !slices.Equal(members, want) {
+		t.Errorf("bad bindings logged: %q, want %q", members, want)
+	}
+	if parked := l.records(t, "WARN", "no queue is bound to exchange \"ex\" for routing key \"k\"; parked"); len(parked) != 1 {
+		t.Errorf("%d WARN records of the unroutable message parked, want 1", len(parked))
 	}
 }
 

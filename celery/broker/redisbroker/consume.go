@@ -193,13 +193,13 @@ func (c *consumer) take(ctx context.Context, n int) ([]*broker.Delivery, error) 
 		return nil, err
 	}
 	var out []*broker.Delivery
-	for i := 0; i+1 < len(res); i += 2 {
-		list, raw := res[i], []byte(res[i+1])
-		if list == "" {
-			b.parkUnreadable(ctx, raw, "", "", "not a kombu envelope (no JSON object with properties.delivery_tag)")
+	for i := 0; i+2 < len(res); i += 3 {
+		list, raw, taken := res[i], []byte(res[i+1]), res[i+2] == "1"
+		queue := b.queueOfList(list)
+		if !taken {
+			b.parkUnreadable(ctx, raw, queue, "", "not a kombu envelope (no JSON object with properties.delivery_tag)")
 			continue
 		}
-		queue := b.queueOfList(list)
 		m, err := DecodeMessage(raw)
 		if err != nil {
 			b.parkUnreadable(ctx, raw, queue, tagOf(raw), err.Error())

@@ -1,7 +1,10 @@
 package redisbroker_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -76,3 +79,41 @@ func open(t testing.TB, opts redisbroker.Options) *redisbroker.Broker {
 }
 
 func redisZ(member string, score float64) redis.Z { return redis.Z{Score: score, Member: member} }
+
+// logs collects a Broker's log records (slog's JSON lines) for a test to read.
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// logger is a Logger writing to l at every level.
+func (l *logs) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// records are the records logged at level whose message contains msg.
+func (l *logs) records(t testing.TB, level, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var r map[string]any
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m, _ := r["msg"].(string); r["level"] == level && bytes.Contains([]byte(m), []byte(msg)) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

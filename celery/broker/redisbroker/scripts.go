@@ -9,7 +9,8 @@ import "github.com/redis/go-redis/v9"
 // leaves every message either in its list or in the unacked hash, where any kombu or Go worker
 // restores it once the visibility timeout has passed. An entry that is not a JSON object with a
 // string properties.delivery_tag is moved to the quarantine list KEYS[3] in the same step.
-// The reply is a flat list of (list, entry) pairs; a quarantined entry has list "".
+// The reply is a flat list of (list, entry, taken) triples: taken is "1" for a message recorded as
+// unacknowledged, "0" for an entry moved to the quarantine list (its list says where it was).
 var takeScript = redis.NewScript(`
 local out = {}
 local want = tonumber(ARGV[2])
@@ -25,8 +26,9 @@ for i = 4, #KEYS do
     end
     if type(tag) ~= 'string' or tag == '' then
       redis.call('LPUSH', KEYS[3], item)
-      table.insert(out, '')
+      table.insert(out, KEYS[i])
       table.insert(out, item)
+      table.insert(out, '0')
     else
       local ex, rk = '', ''
       local di = m['properties']['delivery_info']
@@ -38,6 +40,7 @@ for i = 4, #KEYS do
       redis.call('HSET', KEYS[1], tag, '[' .. item .. ', ' .. cjson.encode(ex) .. ', ' .. cjson.encode(rk) .. ']')
       table.insert(out, KEYS[i])
       table.insert(out, item)
+      table.insert(out, '1')
       got = got + 1
     end
   end
