@@ -2,6 +2,7 @@ package sentinelset
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,17 +11,21 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/ads/rkeys"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/beat"
 	"github.com/forumads/forumads/celery/beat/redisbeat"
-	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/broker/redisbroker"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/internal/testenv"
 	"github.com/forumads/forumads/internal/wiring"
@@ -51,8 +56,136 @@ type addArgs struct {
 // sending after the switch, and the serving API never answered 5xx (degraded answers are allowed
 // while the master is gone). It logs the measured disruption: kill to the Sentinels naming a new
 // master, the longest run of failing result-backend writes, and the window of degraded ad
-// answers.
+// answers. It runs twice: with the tasks and beat's messages on RabbitMQ (amqp), and on the Redis
+// broker through the same Sentinels (redis: broker_url sentinel://…, database 6), where the
+// killed master also held the queues.
 func TestFailover(t *testing.T) {
+	for _, fb := range []failoverBroker{amqpFailover(), redisFailover()} {
+		t.Run(fb.name, func(t *testing.T) { testFailover(t, fb) })
+	}
+}
+
+// failoverBroker is the broker TestFailover's tasks and beat's messages travel on.
+type failoverBroker struct {
+	name string
+	// configure sets broker_url (and its options) in cfg.
+	configure func(cfg *celery.Config)
+	// cleanup removes the queues at the test's end.
+	cleanup func(t *testing.T, queues ...string)
+	// slots drains a queue and returns the beat_slot headers of its messages, sorted.
+	slots func(t *testing.T, queue string) []string
+	// held counts the messages of queue taken and not acknowledged (nil: the broker drops them
+	// with the connection, nothing to check).
+	held func(t *testing.T, queue string) int
+}
+
+func amqpFailover() failoverBroker {
+	return failoverBroker{name: "amqp",
+		configure: func(cfg *celery.Config) { cfg.BrokerURL = testenv.AMQPURL() },
+		cleanup:   func(t *testing.T, queues ...string) { testenv.DeleteQueuesAtCleanup(t, queues...) },
+		slots:     drainSlots,
+	}
+}
+
+// redisBrokerDB is the Sentinel set's database TestFailover's redis run uses as the broker.
+const redisBrokerDB = 6
+
+func redisFailover() failoverBroker {
+	return failoverBroker{name: "redis",
+		configure: func(cfg *celery.Config) {
+			cfg.BrokerURL, cfg.BrokerTransportOptions = set.URL(redisBrokerDB), set.TransportOptions()
+		},
+		cleanup: func(t *testing.T, queues ...string) { t.Cleanup(func() { deleteRedisQueues(t, queues...) }) },
+		slots:   drainRedisSlots,
+		held:    heldRedis,
+	}
+}
+
+// brokerClient is a client on the Sentinel-named master's broker database.
+func brokerClient(t *testing.T) *redis.Client {
+	t.Helper()
+	master, err := set.Master()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return redis.NewClient(&redis.Options{Addr: master, Password: Password, DB: redisBrokerDB})
+}
+
+// deleteRedisQueues removes what the queues left on the Redis broker: their lists, bindings and
+// unacked entries (none should be left: that is checked by the test).
+func deleteRedisQueues(t *testing.T, queues ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rc := brokerClient(t)
+	defer rc.Close()
+	for _, q := range queues {
+		keys, _ := rc.Keys(ctx, q+"*").Result()
+		if len(keys) > 0 {
+			rc.Del(ctx, keys...)
+		}
+		sets, _ := rc.Keys(ctx, "_kombu.binding.*").Result()
+		for _, s := range sets {
+			members, _ := rc.SMembers(ctx, s).Result()
+			for _, m := range members {
+				if strings.HasSuffix(m, redisbroker.DefaultSep+q) {
+					rc.SRem(ctx, s, m)
+				}
+			}
+		}
+	}
+}
+
+// heldRedis counts the unacked hash's entries (kombu's [message, exchange, routing key]) of
+// messages routed to queue.
+func heldRedis(t *testing.T, queue string) int {
+	t.Helper()
+	rc := brokerClient(t)
+	defer rc.Close()
+	entries, err := rc.HGetAll(context.Background(), "unacked").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		var parts []json.RawMessage
+		var rk string
+		if json.Unmarshal([]byte(e), &parts) == nil && len(parts) == 3 && json.Unmarshal(parts[2], &rk) == nil && rk == queue {
+			n++
+		}
+	}
+	return n
+}
+
+// drainRedisSlots takes every message of queue's list on the Redis broker and returns their
+// beat_slot headers.
+func drainRedisSlots(t *testing.T, queue string) []string {
+	t.Helper()
+	rc := brokerClient(t)
+	defer rc.Close()
+	var slots []string
+	for {
+		raw, err := rc.RPop(context.Background(), queue).Bytes()
+		if err == redis.Nil {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading %s: %v", queue, err)
+		}
+		m, err := redisbroker.DecodeMessage(raw)
+		if err != nil {
+			t.Fatalf("a message on %s: %v", queue, err)
+		}
+		s, _ := m.Headers[beat.SlotHeader].(string)
+		if s == "" {
+			t.Errorf("a message on %s without %s: %v", queue, beat.SlotHeader, m.Headers)
+		}
+		slots = append(slots, s)
+	}
+	slices.Sort(slots)
+	return slots
+}
+
+func testFailover(t *testing.T, fb failoverBroker) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -60,10 +193,11 @@ func TestFailover(t *testing.T) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	queue, tickQueue := testenv.Name(t, "sentinel"), testenv.Name(t, "sentinel-beat")
-	testenv.DeleteQueuesAtCleanup(t, queue, tickQueue)
+	fb.cleanup(t, queue, tickQueue)
 	one := 1
-	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: queue, WorkerConcurrency: 8, WorkerPrefetchMultiplier: &one,
+	cfg := celery.Config{TaskDefaultQueue: queue, WorkerConcurrency: 8, WorkerPrefetchMultiplier: &one,
 		ResultBackend: set.URL(5), ResultBackendTransportOptions: set.TransportOptions(), TaskAcksLate: true}
+	fb.configure(&cfg)
 
 	// The worker, storing results through Sentinel as the worker program wires it.
 	be, beClose, err := wiring.Backend(cfg)
@@ -73,7 +207,7 @@ func TestFailover(t *testing.T) {
 	defer beClose.Close()
 	reg := celery.NewRegistry()
 	celery.Register(reg, "sentinel.add", func(_ context.Context, t *celery.Task[addArgs]) (int, error) { return t.Args.X + t.Args.Y, nil })
-	wbr := amqpBroker(t, cfg, "sentinel-worker", log)
+	wbr := openBroker(t, cfg, "sentinel-worker", log)
 	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: be, Hostname: "celery@sentinel-test", Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +221,7 @@ func TestFailover(t *testing.T) {
 			t.Errorf("worker.Run: %v", err)
 		}
 	}()
-	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: amqpBroker(t, cfg, "sentinel-client", log)})
+	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: openBroker(t, cfg, "sentinel-client", log)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +238,7 @@ func TestFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rc.Close()
-		pub, err := beat.NewClientPublisher(cfg, amqpBroker(t, cfg, fmt.Sprintf("sentinel-beat-%d", i), log))
+		pub, err := beat.NewClientPublisher(cfg, openBroker(t, cfg, fmt.Sprintf("sentinel-beat-%d", i), log))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,10 +366,16 @@ func TestFailover(t *testing.T) {
 	if missing > 0 || len(sent) < 200 {
 		t.Fatalf("%d of %d tasks not stored (want all, and at least 200 sent)", missing, len(sent))
 	}
+	if fb.held != nil {
+		// acks_late: the last acknowledgements follow the last results by a moment.
+		if err := testenv.Poll(10*time.Second, func() (bool, error) { return fb.held(t, queue) == 0, nil }); err != nil {
+			t.Errorf("%d messages still unacknowledged 10 s after every task was stored (an ack lost in the failover): %v", fb.held(t, queue), err)
+		}
+	}
 
 	stopBeats()
 	beats.Wait()
-	slots := drainSlots(t, tickQueue)
+	slots := fb.slots(t, tickQueue)
 	seen := map[string]int{}
 	after := 0
 	for _, s := range slots {
@@ -263,20 +403,20 @@ func TestFailover(t *testing.T) {
 	if load.other.Load() > 0 {
 		t.Errorf("serving API: %d answers neither 200 nor 5xx (or failed requests)", load.other.Load())
 	}
-	t.Logf("sentinel-failover: kills=%d tasks=%d beat_slots=%d (%d after the switch) serving_requests=%d degraded=%d",
-		len(switches), len(sent), len(slots), after, load.ok.Load()+load.degraded.Load(), load.degraded.Load())
+	t.Logf("sentinel-failover: broker=%s kills=%d tasks=%d beat_slots=%d (%d after the switch) serving_requests=%d degraded=%d",
+		fb.name, len(switches), len(sent), len(slots), after, load.ok.Load()+load.degraded.Load(), load.degraded.Load())
 	killedAt = append(killedAt, time.Now())
 	for i, d := range switches {
-		t.Logf("sentinel-failover: kill %d: Sentinels named a new master after %.2fs; result backend: longest time between two successful writes %.2fs; serving: longest time without a normal (not degraded) answer %.2fs",
-			i+1, d.Seconds(), probe.gap.longest(killedAt[i], killedAt[i+1]).Seconds(), load.gap.longest(killedAt[i], killedAt[i+1]).Seconds())
+		t.Logf("sentinel-failover: broker=%s kill %d: Sentinels named a new master after %.2fs; result backend: longest time between two successful writes %.2fs; serving: longest time without a normal (not degraded) answer %.2fs",
+			fb.name, i+1, d.Seconds(), probe.gap.longest(killedAt[i], killedAt[i+1]).Seconds(), load.gap.longest(killedAt[i], killedAt[i+1]).Seconds())
 	}
-	t.Logf("sentinel-failover: %d failed probe writes in all", probe.failed.Load())
+	t.Logf("sentinel-failover: broker=%s %d failed probe writes in all", fb.name, probe.failed.Load())
 }
 
-// amqpBroker is a RabbitMQ connection closed at the test's end.
-func amqpBroker(t *testing.T, cfg celery.Config, name string, log *slog.Logger) *amqpbroker.Broker {
+// openBroker is cfg's broker as the programs wire it, closed at the test's end.
+func openBroker(t *testing.T, cfg celery.Config, name string, log *slog.Logger) broker.Broker {
 	t.Helper()
-	b, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: name})
+	b, err := wiring.Broker(cfg, name, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,8 +214,13 @@ func (b *Broker) unroutable(p broker.Publishing) broker.Publishing {
 // Publish pushes p (kombu's envelope, a delivery tag of its own per queue) onto the left end of
 // every queue it routes to, in the list of its priority, as kombu's _put does; several queues are
 // written in one transaction. p.Declare is declared first. A message to a fanout exchange is
-// PUBLISHed on its channel instead (see [Fanout]).
+// PUBLISHed on its channel instead (see [Fanout]). While Redis cannot be reached or is no master
+// (a Sentinel failover) it retries until ctx ends (see retryTransient).
 func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
+	return b.retryTransient(ctx, "publishing", func() error { return b.publishOnce(ctx, p) })
+}
+
+func (b *Broker) publishOnce(ctx context.Context, p broker.Publishing) error {
 	if b.isClosed() {
 		return broker.ErrClosed
 	}
@@ -254,7 +259,8 @@ func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
 	return nil
 }
 
-// PublishMany publishes every message in one transaction, in order (broker.BatchPublisher).
+// PublishMany publishes every message in one transaction, in order (broker.BatchPublisher);
+// each step retries as Publish does.
 func (b *Broker) PublishMany(ctx context.Context, ps []broker.Publishing) error {
 	if b.isClosed() {
 		return broker.ErrClosed
@@ -266,7 +272,7 @@ func (b *Broker) PublishMany(ctx context.Context, ps []broker.Publishing) error 
 	var pushes []push
 	for _, p := range ps {
 		if p.Declare != nil {
-			if err := b.Declare(ctx, *p.Declare); err != nil {
+			if err := b.retryTransient(ctx, "declaring", func() error { return b.Declare(ctx, *p.Declare) }); err != nil {
 				return err
 			}
 		}
@@ -276,8 +282,11 @@ func (b *Broker) PublishMany(ctx context.Context, ps []broker.Publishing) error 
 			}
 			continue
 		}
-		queues, err := b.route(ctx, p.Exchange, p.RoutingKey)
-		if err != nil {
+		var queues []string
+		if err := b.retryTransient(ctx, "routing", func() (err error) {
+			queues, err = b.route(ctx, p.Exchange, p.RoutingKey)
+			return err
+		}); err != nil {
 			return err
 		}
 		if len(queues) == 0 {
@@ -295,11 +304,14 @@ func (b *Broker) PublishMany(ctx context.Context, ps []broker.Publishing) error 
 		n := min(len(pushes), 1000)
 		batch := pushes[:n]
 		pushes = pushes[n:]
-		if _, err := b.rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-			for _, p := range batch {
-				pipe.LPush(ctx, p.list, p.raw)
-			}
-			return nil
+		if err := b.retryTransient(ctx, "publishing", func() error {
+			_, err := b.rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+				for _, p := range batch {
+					pipe.LPush(ctx, p.list, p.raw)
+				}
+				return nil
+			})
+			return err
 		}); err != nil {
 			return fmt.Errorf("redisbroker: publishing: %w", err)
 		}

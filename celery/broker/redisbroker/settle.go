@@ -79,15 +79,19 @@ func (b *Broker) ackBatcher() {
 	}
 }
 
-// ackNow sends the acks of batch in one transaction and answers each request.
+// ackNow sends the acks of batch in one transaction and answers each request; while Redis cannot
+// be reached it retries (see retryTransient) until ctx ends.
 func (b *Broker) ackNow(ctx context.Context, batch []ackReq) error {
 	dels := make([]*redis.IntCmd, len(batch))
-	_, err := b.rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		for i, r := range batch {
-			pipe.ZRem(ctx, b.key(b.opts.UnackedIndexKey), r.tag)
-			dels[i] = pipe.HDel(ctx, b.key(b.opts.UnackedKey), r.tag)
-		}
-		return nil
+	err := b.retryTransient(ctx, "acknowledging", func() error {
+		_, err := b.rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			for i, r := range batch {
+				pipe.ZRem(ctx, b.key(b.opts.UnackedIndexKey), r.tag)
+				dels[i] = pipe.HDel(ctx, b.key(b.opts.UnackedKey), r.tag)
+			}
+			return nil
+		})
+		return err
 	})
 	for i, r := range batch {
 		res := ackResult{err: err}
