@@ -135,6 +135,11 @@ func load(path, scheduler string) (*loaded, error) {
 	case !beat.IsDefaultScheduler(st.Scheduler):
 		return nil, fmt.Errorf("beat_scheduler %q: want %s (Redis state) or %s (django-celery-beat's tables)",
 			st.Scheduler, beat.DefaultScheduler, beatdb.SchedulerName)
+	default:
+		// celery.backend_cleanup at 4:00 when results expire in a backend that keeps them.
+		if l.entries, err = beat.InstallDefaultEntries(l.entries, file.Celery.ResultBackend, file.Celery.ResultTTL(), loc); err != nil {
+			return nil, err
+		}
 	}
 	return l, nil
 }
