@@ -10,6 +10,9 @@
 // tables, each slot is sent once (the row itself is the lock; no second store to keep in step with
 // the database, and nothing is held between statements).
 //
+// At start, [DB.InstallDefaultEntries] and [DB.UpdateFromDict] write the celery.backend_cleanup
+// entry and beat_schedule's entries into the tables as the Python scheduler's setup_schedule does.
+//
 // # Rows
 //
 //   - interval (every × days/hours/minutes/seconds/microseconds): slots are last_run_at + k×every;
