@@ -31,5 +31,6 @@
 // A row that cannot be used (invalid JSON args/kwargs/headers, an unknown or malformed task name,
 // a crontab field or time zone that does not parse, a schedule row that is missing, no schedule
 // or more than one) is logged at ERROR with its id and left out; the other rows run. Every query
-// is a single short statement: the tables are never left locked.
+// is a single short statement (the start's UpdateFromDict: one short transaction per entry): the
+// tables are never left locked.
 package beatdb
