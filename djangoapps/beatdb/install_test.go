@@ -1,9 +1,15 @@
 package beatdb_test
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/forumads/forumads/celery/beat"
+	"github.com/forumads/forumads/djangoapps/beatdb"
 )
 
 // pythonSetup makes the Python DatabaseScheduler's rows: constructing it runs setup_schedule
@@ -97,5 +103,51 @@ func TestStartWritesTheScheduleAsPython(t *testing.T) {
 		t.Fatalf("last_update not set: %v", lu[0])
 	} else if tm, err := time.Parse(time.RFC3339Nano, s); err != nil || tm.Before(before.Add(-time.Second)) {
 		t.Errorf("last_update %s (%v), want after the start at %s", s, err, before)
+	}
+}
+
+// TestUpdateFromDictBadEntries: an entry that cannot be a row (an interval that is not whole
+// seconds; expire_seconds onto a row whose expires is set, which the model refuses) is logged at
+// ERROR with its name and returned; the other entries are still written; nothing stays locked.
+func TestUpdateFromDictBadEntries(t *testing.T) {
+	pg := capturedTables(t)
+	pg.DB.MustExec(`INSERT INTO django_celery_beat_intervalschedule (id, every, period) VALUES (1, 60, 'seconds')`)
+	pg.DB.MustExec(`INSERT INTO django_celery_beat_periodictask (name, task, args, kwargs, enabled, total_run_count,
+		date_changed, description, interval_id, one_off, headers, expires) VALUES ('celery.backend_cleanup', 'x', '[]', '{}', true, 0,
+		now(), '', 1, false, '{}', now() + interval '1 day')`)
+	var logs bytes.Buffer
+	d := beatdb.New(pg.DB, beatdb.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	cleanup, err := beat.BackendCleanupEntry(time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := []*beat.Entry{
+		{Name: "half-seconds", Task: "diag.add", Every: 1500 * time.Millisecond},
+		cleanup,
+		{Name: "good", Task: "diag.add", Every: time.Minute},
+	}
+	err = d.UpdateFromDict(context.Background(), entries)
+	for _, tc := range []struct{ name, why string }{
+		{"half-seconds", "not whole seconds"},
+		{"celery.backend_cleanup", "both expires and expire_seconds"},
+	} {
+		if err == nil || !strings.Contains(err.Error(), `"`+tc.name+`"`) || !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("error %v does not name %s: %s", err, tc.name, tc.why)
+		}
+		if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "entry="+tc.name) {
+			t.Errorf("%s not logged at ERROR:\n%s", tc.name, logs.String())
+		}
+	}
+	var rows []string
+	if err := pg.DB.Select(&rows, `SELECT name || ' ' || task || ' ' || coalesce(expire_seconds::text, '-') FROM django_celery_beat_periodictask ORDER BY name`); err != nil {
+		t.Fatal(err)
+	}
+	if want := "celery.backend_cleanup x -|good diag.add -"; strings.Join(rows, "|") != want {
+		t.Errorf("rows %q, want %q", strings.Join(rows, "|"), want)
+	}
+	var locks int
+	if err := pg.DB.Get(&locks, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+		WHERE c.relnamespace = current_schema()::regnamespace AND l.pid <> pg_backend_pid()`); err != nil || locks != 0 {
+		t.Errorf("%d locks left on the tables (%v)", locks, err)
 	}
 }
