@@ -400,7 +400,15 @@ func outcomeField(t *testing.T, report []byte, field string) outcome {
 // subtest.
 func TestPythonClientGoWorker(t *testing.T) {
 	t.Parallel()
-	pool := newClientPool(t, 16)
+	runPyCases(t, 16, func(label string) *goWorker { return startGoWorker(t, label) }, nil)
+}
+
+// runPyCases runs every pyCase from Python clients (pool of poolSize client.py at once) against
+// one Go worker per protocol (2 and 1) that start gives, then checks each case in its subtest
+// protocolN/<case>. env, when not nil, adjusts each case's environment (such as the broker URL).
+func runPyCases(t *testing.T, poolSize int, start func(label string) *goWorker, env func(map[string]string) map[string]string) {
+	t.Helper()
+	pool := newClientPool(t, poolSize)
 	type started struct {
 		tc  pyCase
 		run *clientRun
@@ -409,14 +417,17 @@ func TestPythonClientGoWorker(t *testing.T) {
 	workers := map[int]*goWorker{}
 	runs := map[int][]started{}
 	for _, protocol := range protocols {
-		w := startGoWorker(t, fmt.Sprintf("protocol %d", protocol))
+		w := start(fmt.Sprintf("protocol %d", protocol))
 		workers[protocol] = w
 		for _, tc := range pyCases() {
-			var env map[string]string
+			var e map[string]string
 			if tc.env != nil {
-				env = tc.env(t)
+				e = tc.env(t)
 			}
-			runs[protocol] = append(runs[protocol], started{tc, pool.start(w, protocol, tc.name, env)})
+			if env != nil {
+				e = env(e)
+			}
+			runs[protocol] = append(runs[protocol], started{tc, pool.start(w, protocol, tc.name, e)})
 		}
 	}
 	for _, protocol := range protocols {

@@ -191,7 +191,12 @@ func TestRedisKillGoWorkerAcksLate(t *testing.T) {
 	deleteRedisQueuesAtCleanup(t, queue)
 	cfg := "task_acks_late: true\n"
 	vt := 3 * time.Second
-	first := startRedisGoWorkerOn(t, "to be killed", queue, cfg, vt, "-c", "4")
+	// Without mingle: a Go worker mingles in the background after "worker ready" (a Python one
+	// before it consumes), declaring a reply queue <oid>.reply.celery.pidbox for a second; killed
+	// in that second, it leaves that queue's member in _kombu.binding.reply.celery.pidbox, which
+	// only the subscription's Close removes (as kombu's basic_cancel of an auto-delete queue does),
+	// and which no one else can tell from a live one.
+	first := startRedisGoWorkerOn(t, "to be killed", queue, cfg, vt, "-c", "4", "--without-mingle")
 	c, _ := redisGoClient(t)
 	var rs []*celery.AsyncResult
 	for range 24 {

@@ -137,36 +137,12 @@ func startRedisGoWorkerOn(t *testing.T, label, queues, extraCfg string, vt time.
 // (protocol 2 and 1) over kombu's Redis transport, and a Go worker on the same Redis runs them.
 func TestRedisPythonClientGoWorker(t *testing.T) {
 	t.Parallel()
-	pool := newClientPool(t, 8)
-	type started struct {
-		tc  pyCase
-		run *clientRun
-	}
-	protocols := []int{2, 1}
-	workers := map[int]*goWorker{}
-	runs := map[int][]started{}
-	for _, protocol := range protocols {
-		w := startRedisGoWorker(t, fmt.Sprintf("protocol %d", protocol), 30*time.Second, "")
-		workers[protocol] = w
-		for _, tc := range pyCases() {
-			var env map[string]string
-			if tc.env != nil {
-				env = tc.env(t)
-			}
+	runPyCases(t, 8, func(label string) *goWorker { return startRedisGoWorker(t, label, 30*time.Second, "") },
+		func(env map[string]string) map[string]string {
 			env = withEnv(env, "BROKER_URL", redisBrokerURL(t))
 			env["CELERY_BROKER_URL"] = redisBrokerURL(t) // pythonEnv pins it to RabbitMQ otherwise
-			runs[protocol] = append(runs[protocol], started{tc, pool.start(w, protocol, tc.name, env)})
-		}
-	}
-	for _, protocol := range protocols {
-		t.Run(fmt.Sprintf("protocol%d", protocol), func(t *testing.T) {
-			for _, s := range runs[protocol] {
-				t.Run(s.tc.name, func(t *testing.T) {
-					s.tc.check(t, workers[protocol], protocol, s.run.report(t))
-				})
-			}
+			return env
 		})
-	}
 }
 
 func withEnv(env map[string]string, k, v string) map[string]string {

@@ -30,7 +30,8 @@ type Options struct {
 // filled in; a setting equal to its default is left out unless o.WithDefaults. Passwords in the
 // URLs of settings named *_url and result_backend become "**" (amqp://guest:**@host//) and
 // settings named like secrets (password, token, secret...) "********". Fields without a yaml name
-// are left out. Table panics if cfg and defaults are not structs of one type.
+// are left out. Mappings are censored key by key (so a password inside broker_transport_options is
+// masked, the other options shown). Table panics if cfg and defaults are not structs of one type.
 func Table(cfg, defaults any, o Options) map[string]any {
 	v := reflect.ValueOf(cfg)
 	d := reflect.ValueOf(defaults)
@@ -55,18 +56,32 @@ func Table(cfg, defaults any, o Options) map[string]any {
 		if !o.WithDefaults && reflect.DeepEqual(f.Interface(), d.Field(i).Interface()) {
 			continue
 		}
-		val := plain(f)
-		switch {
-		case strings.HasSuffix(name, "_url") || name == "result_backend":
-			if s, ok := val.(string); ok {
-				val = MaskURL(s)
-			}
-		case hiddenSetting.MatchString(name) && val != nil:
-			val = "********"
-		}
-		out[name] = val
+		out[name] = censor(name, plain(f))
 	}
 	return out
+}
+
+// censor masks val, the value of the setting (or mapping key) name: a mapping is censored key by
+// key, as Celery's filter_hidden_settings recurses into Mapping values, so that
+// broker_transport_options shows its options with sentinel_kwargs.password and password hidden;
+// URLs under *_url and result_backend keep all but their passwords; secret-named values become
+// "********" unless unset (nil).
+func censor(name string, val any) any {
+	if m, ok := val.(map[string]any); ok {
+		for k, v := range m {
+			m[k] = censor(k, v)
+		}
+		return m
+	}
+	switch {
+	case strings.HasSuffix(name, "_url") || name == "result_backend":
+		if s, ok := val.(string); ok {
+			return MaskURL(s)
+		}
+	case hiddenSetting.MatchString(name) && val != nil:
+		return "********"
+	}
+	return val
 }
 
 // plain turns a setting into JSON-ready values named by their yaml tags.

@@ -27,6 +27,7 @@ type settings struct {
 	Internal      string            `yaml:"-"`
 	Untagged      string            // no yaml name: not a setting
 	Headers       map[string]string `yaml:"headers"`
+	Transport     map[string]any    `yaml:"broker_transport_options"`
 }
 
 func defaults() settings {
@@ -73,6 +74,42 @@ func TestTableMasksSecrets(t *testing.T) {
 	if got["broker_url"] != "amqp://u:**@h1//;amqp://u:**@h2//" || got["result_backend"] != "redis://:**@r:6379/0" ||
 		got["redis_password"] != "********" || got["api_token"] != "********" {
 		t.Errorf("Table = %s", b)
+	}
+}
+
+// broker_transport_options is shown with its options, and secrets inside it (at any depth) masked
+// as Celery's filter_hidden_settings masks them: it recurses into every mapping and censors each key.
+func TestTableCensorsTransportOptionsKeyByKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts map[string]any
+		want string // the JSON of broker_transport_options
+	}{
+		{"plain options shown", map[string]any{"visibility_timeout": 10, "fanout_prefix": true},
+			`{"fanout_prefix":true,"visibility_timeout":10}`},
+		{"sentinel passwords masked", map[string]any{"master_name": "mymaster", "password": "redis-pw",
+			"sentinel_kwargs": map[string]any{"password": "sentinel-pw", "socket_timeout": 0.5}},
+			`{"master_name":"mymaster","password":"********","sentinel_kwargs":{"password":"********","socket_timeout":0.5}}`},
+		{"url inside masked", map[string]any{"backup_url": "redis://:pw@h:6379/0", "api_token": "t"},
+			`{"api_token":"********","backup_url":"redis://:**@h:6379/0"}`},
+		{"unset secret stays null", map[string]any{"password": nil}, `{"password":null}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := defaults()
+			cfg.Transport = tc.opts
+			got := Table(cfg, defaults(), Options{})
+			b, err := json.Marshal(got["broker_transport_options"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.want {
+				t.Errorf("broker_transport_options = %s, want %s", b, tc.want)
+			}
+			if raw, _ := json.Marshal(tc.opts); strings.Contains(string(raw), "**") {
+				t.Errorf("Table masked the worker's own settings, not a copy: %s", raw)
+			}
+		})
 	}
 }
 
