@@ -9,8 +9,9 @@
 //
 // With beat_scheduler (or -S) django_celery_beat.schedulers:DatabaseScheduler (or `django`), the
 // schedule is django-celery-beat's tables in the PostgreSQL database beat_database_url (env
-// BEAT_DATABASE_URL) names, re-read when the admin changes it; beat_schedule is then not used and
-// no Redis is needed (see djangoapps/beatdb).
+// BEAT_DATABASE_URL) names, re-read when the admin changes it; at start beat_schedule's entries
+// (and, with result_expires, celery.backend_cleanup) are written into those tables as the Python
+// DatabaseScheduler does, and no Redis is needed (see djangoapps/beatdb).
 //
 // CELERY_BROKER_URL and CELERY_RESULT_BACKEND override broker_url and result_backend; REDIS_URL is
 // the state store when beat_state_url is not set. SIGHUP reloads the schedule; SIGTERM or SIGINT
@@ -135,6 +136,11 @@ func load(path, scheduler string) (*loaded, error) {
 	case !beat.IsDefaultScheduler(st.Scheduler):
 		return nil, fmt.Errorf("beat_scheduler %q: want %s (Redis state) or %s (django-celery-beat's tables)",
 			st.Scheduler, beat.DefaultScheduler, beatdb.SchedulerName)
+	default:
+		// celery.backend_cleanup at 4:00 when results expire in a backend that keeps them.
+		if l.entries, err = beat.InstallDefaultEntries(l.entries, file.Celery.ResultBackend, file.Celery.ResultTTL(), loc); err != nil {
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -173,9 +179,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 		store, ping = source, source.Ping
 		cfg.settings.StateURL = cfg.db.DatabaseURL // for the banner
-		if len(cfg.entries) > 0 {
-			log.Warn(fmt.Sprintf("beat: beat_schedule has %d entries, which the database scheduler does not run: add them as periodic tasks in the Django admin", len(cfg.entries)))
-		}
 	} else {
 		rc, err := wiring.AppRedis(cfg.file.Celery, cfg.settings.StateURL, log)
 		if err != nil {
@@ -208,6 +211,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
+	if source != nil {
+		// As the Python DatabaseScheduler's setup_schedule: the celery.backend_cleanup row (with
+		// result_expires), then beat_schedule's entries, written into the tables. A row that cannot
+		// be written is logged with its name; the others run.
+		ictx, icancel := context.WithTimeout(ctx, 30*time.Second)
+		_ = source.InstallDefaultEntries(ictx, cfg.file.Celery.ResultTTL(), cfg.loc)
+		_ = source.UpdateFromDict(ictx, cfg.entries)
+		icancel()
+	}
 	br, err := wiring.Broker(cfg.file.Celery, "beat", log)
 	if err != nil {
 		log.Error("beat: " + err.Error())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/forumads/forumads/celery/beat"
 	"github.com/forumads/forumads/internal/testenv"
@@ -436,5 +437,73 @@ func TestShippedSchedule(t *testing.T) {
 	}
 	if cfg.settings.MissedRuns != beat.MissedOnce || cfg.settings.KeyPrefix != "celery-beat:" {
 		t.Errorf("settings %+v", cfg.settings)
+	}
+}
+
+// TestBackendCleanupEntry: as Celery's install_default_entries, the plain beat adds
+// celery.backend_cleanup (crontab 0 4 * * * in the timezone setting, expires 12 h) when results
+// expire in a backend that does not expire them itself, and not otherwise; an entry of that name
+// in beat_schedule is kept as written.
+func TestBackendCleanupEntry(t *testing.T) {
+	t.Setenv("REDIS_URL", testenv.RedisURL())
+	t.Setenv("CELERY_RESULT_BACKEND", "")
+	own := map[string]any{"celery.backend_cleanup": map[string]any{"task": "celery.backend_cleanup", "schedule": 3600}}
+	for _, tc := range []struct {
+		name     string
+		settings map[string]any
+		schedule map[string]any
+		want     string // the entry's schedule; "" = no entry
+	}{
+		{"django-db", map[string]any{"result_backend": "django-db"}, nil, "<crontab: 0 4 * * * (m/h/dM/MY/d)>"},
+		{"no result backend", map[string]any{}, nil, "<crontab: 0 4 * * * (m/h/dM/MY/d)>"},
+		{"redis expires keys", map[string]any{"result_backend": "redis://127.0.0.1:6379/0"}, nil, ""},
+		{"results never expire", map[string]any{"result_backend": "django-db", "result_expires": 0}, nil, ""},
+		{"beat_schedule has one", map[string]any{"result_backend": "django-db"}, own, "<freq: 1.00 hours>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			settings := map[string]any{"timezone": "Europe/Berlin", "beat_schedule": tc.schedule}
+			for k, v := range tc.settings {
+				settings[k] = v
+			}
+			data, err := yaml.Marshal(settings)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "celeryconfig.yaml")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := load(path, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got *beat.Entry
+			for _, e := range cfg.entries {
+				if e.Name == beat.BackendCleanup {
+					got = e
+				}
+			}
+			switch {
+			case tc.want == "" && got != nil:
+				t.Fatalf("entry %s installed: %s", got.Name, got.ScheduleString())
+			case tc.want == "":
+				return
+			case got == nil:
+				t.Fatalf("no %s entry among %d", beat.BackendCleanup, len(cfg.entries))
+			case got.Task != beat.BackendCleanup || got.ScheduleString() != tc.want:
+				t.Fatalf("entry %s %s, want task %s %s", got.Task, got.ScheduleString(), beat.BackendCleanup, tc.want)
+			}
+			if got.Crontab == nil {
+				return // the user's own entry
+			}
+			if got.Options.Expires != 12*time.Hour {
+				t.Errorf("expires %s, want 12h", got.Options.Expires)
+			}
+			berlin, _ := time.LoadLocation("Europe/Berlin")
+			next := got.Crontab.Next(time.Date(2026, 7, 1, 12, 0, 0, 0, berlin))
+			if want := time.Date(2026, 7, 2, 4, 0, 0, 0, berlin); !next.Equal(want) {
+				t.Errorf("next run %s, want %s (4:00 Berlin time)", next, want)
+			}
+		})
 	}
 }

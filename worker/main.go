@@ -188,6 +188,11 @@ func run(args []string, stderr io.Writer) int {
 		log.Error(err.Error())
 		return 1
 	}
+	// celery.backend_cleanup, which beat sends at 4:00: django-db deletes expired results.
+	if err := canvas.RegisterBackendCleanup(reg, backend, log); err != nil {
+		log.Error(err.Error())
+		return 1
+	}
 	if f.suiteTasks {
 		closeSuite, err := registerSuite(reg, cfg, br, backend, log)
 		if err != nil {

@@ -178,3 +178,21 @@ func TestBadStartExits(t *testing.T) {
 		})
 	}
 }
+
+// TestBackendCleanupIsRegistered: the worker program runs Celery's built-in
+// celery.backend_cleanup (as beat sends it at 4:00): on the Redis result backend, whose keys
+// expire by themselves, it succeeds with None.
+func TestBackendCleanupIsRegistered(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 60*time.Second)
+	e := newEnv(t)
+	w := startWorker(t, "cleanup", workerSpec{queue: e.queue})
+	w.waitReady()
+	id := e.send(ctx, "celery.backend_cleanup")
+	e.waitState(ctx, id, "SUCCESS", w)
+	m := e.results(ctx, []string{id})[0]
+	if m.Status != "SUCCESS" || string(m.Result) != "null" {
+		t.Fatalf("celery.backend_cleanup: %s %s, want SUCCESS null", m.Status, m.Result)
+	}
+	w.stop()
+}

@@ -10,6 +10,9 @@
 // tables, each slot is sent once (the row itself is the lock; no second store to keep in step with
 // the database, and nothing is held between statements).
 //
+// At start, [DB.InstallDefaultEntries] and [DB.UpdateFromDict] write the celery.backend_cleanup
+// entry and beat_schedule's entries into the tables as the Python scheduler's setup_schedule does.
+//
 // # Rows
 //
 //   - interval (every × days/hours/minutes/seconds/microseconds): slots are last_run_at + k×every;
@@ -28,5 +31,6 @@
 // A row that cannot be used (invalid JSON args/kwargs/headers, an unknown or malformed task name,
 // a crontab field or time zone that does not parse, a schedule row that is missing, no schedule
 // or more than one) is logged at ERROR with its id and left out; the other rows run. Every query
-// is a single short statement: the tables are never left locked.
+// is a single short statement (the start's UpdateFromDict: one short transaction per entry): the
+// tables are never left locked.
 package beatdb

@@ -31,14 +31,17 @@ type Options struct {
 	PollInterval time.Duration
 	// MaxOpenConns bounds the connections Open's pool keeps (default 10). Ignored by New.
 	MaxOpenConns int
+	// Expires is result_expires: Cleanup deletes the results done longer ago (0: never).
+	Expires time.Duration
 }
 
 // Backend is the django-db result backend on one PostgreSQL database. It implements
 // backend.Backend and is safe for concurrent use.
 type Backend struct {
-	db   *sqlx.DB
-	poll time.Duration
-	now  func() time.Time
+	db      *sqlx.DB
+	poll    time.Duration
+	expires time.Duration
+	now     func() time.Time
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -75,7 +78,7 @@ func New(db *sqlx.DB, opts Options) *Backend {
 	if poll <= 0 {
 		poll = DefaultPollInterval
 	}
-	return &Backend{db: db, poll: poll, now: time.Now}
+	return &Backend{db: db, poll: poll, expires: opts.Expires, now: time.Now}
 }
 
 // Check reports whether the database answers and has django-celery-results' three tables.
@@ -363,24 +366,4 @@ func (b *Backend) Wait(ctx context.Context, id string) (protocol.ResultMeta, err
 		}
 		t.Reset(b.poll)
 	}
-}
-
-// Cleanup deletes the task and group results done before expires ago, as Celery's
-// celery.backend_cleanup task does for this backend (TaskResult and GroupResult delete_expired).
-// It returns how many rows it deleted. expires <= 0 deletes nothing.
-func (b *Backend) Cleanup(ctx context.Context, expires time.Duration) (int64, error) {
-	if expires <= 0 {
-		return 0, nil
-	}
-	before := b.now().Add(-expires).UTC()
-	var total int64
-	for _, table := range []string{TaskTable, GroupTable} {
-		res, err := b.db.ExecContext(ctx, "DELETE FROM "+table+" WHERE date_done < $1", before)
-		if err != nil {
-			return total, fmt.Errorf("results: cleanup %s: %w", table, err)
-		}
-		n, _ := res.RowsAffected()
-		total += n
-	}
-	return total, nil
 }

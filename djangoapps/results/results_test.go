@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend"
+	"github.com/forumads/forumads/celery/canvas"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/djangoapps/results"
 )
@@ -214,35 +216,54 @@ func TestChordCounterRows(t *testing.T) {
 	}
 }
 
-// TestCleanupDeletesExpiredResults is celery.backend_cleanup on this backend.
+// TestCleanupDeletesExpiredResults is celery.backend_cleanup on this backend: with result_expires
+// set, the task and group rows whose date_done is older are deleted (the counts say so) and the
+// fresh ones stay; without it nothing goes.
 func TestCleanupDeletesExpiredResults(t *testing.T) {
 	t.Parallel()
-	s := migratedSchema(t)
-	b := results.New(s.DB, results.Options{})
-	old := time.Now().Add(-48 * time.Hour)
-	for _, m := range []protocol.ResultMeta{{TaskID: "old", Status: protocol.StateSuccess, DateDone: &old},
-		{TaskID: "new", Status: protocol.StateSuccess}} {
-		if err := b.Store(ctx(t), m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.SaveGroup(ctx(t), "g", []string{"new"}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := b.Cleanup(ctx(t), 24*time.Hour)
-	if err != nil || n != 1 {
-		t.Fatalf("Cleanup = %d, %v; want 1 row", n, err)
-	}
-	for id, want := range map[string]string{"old": protocol.StatePending, "new": protocol.StateSuccess} {
-		if got, err := b.Get(ctx(t), id); err != nil || got.Status != want {
-			t.Errorf("Get(%s) = %s, %v; want %s", id, got.Status, err, want)
-		}
-	}
-	if _, err := b.RestoreGroup(ctx(t), "g"); err != nil {
-		t.Errorf("the fresh group went too: %v", err)
-	}
-	if n, err := b.Cleanup(ctx(t), 0); err != nil || n != 0 {
-		t.Errorf("Cleanup(0) = %d, %v; want nothing deleted", n, err)
+	for _, tc := range []struct {
+		name              string
+		expires           time.Duration
+		tasks, groups     int64
+		oldTask, oldGroup bool // still there after Cleanup
+	}{
+		{"expires 1 day", 24 * time.Hour, 1, 1, false, false},
+		{"never expires", 0, 0, 0, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := migratedSchema(t)
+			b := results.New(s.DB, results.Options{Expires: tc.expires})
+			old := time.Now().Add(-48 * time.Hour)
+			for _, m := range []protocol.ResultMeta{{TaskID: "old", Status: protocol.StateSuccess, DateDone: &old},
+				{TaskID: "new", Status: protocol.StateSuccess}} {
+				if err := b.Store(ctx(t), m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, g := range []string{"gold", "gnew"} {
+				if err := b.SaveGroup(ctx(t), g, []string{"new"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.DB.MustExec(`UPDATE `+results.GroupTable+` SET date_done = $1 WHERE group_id = 'gold'`, old)
+			tasks, groups, err := b.Cleanup(ctx(t))
+			if err != nil || tasks != tc.tasks || groups != tc.groups {
+				t.Fatalf("Cleanup = %d tasks, %d groups, %v; want %d, %d", tasks, groups, err, tc.tasks, tc.groups)
+			}
+			for id, want := range map[string]bool{"old": tc.oldTask, "new": true} {
+				got, err := b.Get(ctx(t), id)
+				if err != nil || (got.Status == protocol.StateSuccess) != want {
+					t.Errorf("Get(%s) = %s, %v; want there: %v", id, got.Status, err, want)
+				}
+			}
+			for g, want := range map[string]bool{"gold": tc.oldGroup, "gnew": true} {
+				var n int
+				if err := s.DB.Get(&n, `SELECT count(*) FROM `+results.GroupTable+` WHERE group_id = $1`, g); err != nil || (n == 1) != want {
+					t.Errorf("group %s: %d rows, %v; want there: %v", g, n, err, want)
+				}
+			}
+		})
 	}
 }
 
@@ -265,5 +286,41 @@ func TestValuesTheTableRefusesAreNotRetried(t *testing.T) {
 	}
 	if err := b.Store(ctx(t), protocol.ResultMeta{TaskID: "ok", Status: protocol.StateSuccess}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBackendCleanupTask: the built-in task celery.backend_cleanup, as a worker registers it,
+// returns None and deletes the expired rows on django-db; on a backend that expires results
+// itself (none here: a worker without a result backend) it does nothing and still succeeds.
+func TestBackendCleanupTask(t *testing.T) {
+	t.Parallel()
+	s := migratedSchema(t)
+	b := results.New(s.DB, results.Options{Expires: time.Hour})
+	old := time.Now().Add(-2 * time.Hour)
+	if err := b.Store(ctx(t), protocol.ResultMeta{TaskID: "old", Status: protocol.StateSuccess, DateDone: &old}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		backend any
+		oldLeft int
+	}{
+		{"no result backend", nil, 1},
+		{"django-db", b, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := celery.NewRegistry()
+			if err := canvas.RegisterBackendCleanup(reg, tc.backend, nil); err != nil {
+				t.Fatal(err)
+			}
+			res, err := reg.Apply(ctx(t), canvas.TaskBackendCleanup, nil, nil)
+			if err != nil || string(res) != "null" {
+				t.Fatalf("celery.backend_cleanup() = %s, %v; want null", res, err)
+			}
+			var n int
+			if err := s.DB.Get(&n, `SELECT count(*) FROM `+results.TaskTable+` WHERE task_id = 'old'`); err != nil || n != tc.oldLeft {
+				t.Errorf("expired row: %d left, %v; want %d", n, err, tc.oldLeft)
+			}
+		})
 	}
 }

@@ -400,16 +400,13 @@ func outcomeField(t *testing.T, report []byte, field string) outcome {
 // subtest.
 func TestPythonClientGoWorker(t *testing.T) {
 	t.Parallel()
-	runPythonClientCases(t, 16, "", func(protocol int) *goWorker {
-		return startGoWorker(t, fmt.Sprintf("protocol %d", protocol))
-	})
+	runPyCases(t, 16, func(label string) *goWorker { return startGoWorker(t, label) }, nil)
 }
 
-// runPythonClientCases runs every case of pyCases with client.py, for protocol 2 and 1, each
-// protocol against its own Go worker from start, at most poolSize clients at once, and then checks
-// each in its subtest protocolN/case. brokerURL is the broker client.py publishes to; "" is
-// RabbitMQ (testenv.AMQPURL), the one the Go worker of startGoWorker consumes.
-func runPythonClientCases(t *testing.T, poolSize int, brokerURL string, start func(protocol int) *goWorker) {
+// runPyCases runs every pyCase from Python clients (pool of poolSize client.py at once) against
+// one Go worker per protocol (2 and 1) that start gives, then checks each case in its subtest
+// protocolN/<case>. env, when not nil, adjusts each case's environment (such as the broker URL).
+func runPyCases(t *testing.T, poolSize int, start func(label string) *goWorker, env func(map[string]string) map[string]string) {
 	t.Helper()
 	pool := newClientPool(t, poolSize)
 	type started struct {
@@ -420,18 +417,17 @@ func runPythonClientCases(t *testing.T, poolSize int, brokerURL string, start fu
 	workers := map[int]*goWorker{}
 	runs := map[int][]started{}
 	for _, protocol := range protocols {
-		w := start(protocol)
+		w := start(fmt.Sprintf("protocol %d", protocol))
 		workers[protocol] = w
 		for _, tc := range pyCases() {
-			var env map[string]string
+			var e map[string]string
 			if tc.env != nil {
-				env = tc.env(t)
+				e = tc.env(t)
 			}
-			if brokerURL != "" {
-				env = withEnv(env, "BROKER_URL", brokerURL)
-				env["CELERY_BROKER_URL"] = brokerURL // pythonEnv pins it to RabbitMQ otherwise
+			if env != nil {
+				e = env(e)
 			}
-			runs[protocol] = append(runs[protocol], started{tc, pool.start(w, protocol, tc.name, env)})
+			runs[protocol] = append(runs[protocol], started{tc, pool.start(w, protocol, tc.name, e)})
 		}
 	}
 	for _, protocol := range protocols {
@@ -443,13 +439,4 @@ func runPythonClientCases(t *testing.T, poolSize int, brokerURL string, start fu
 			}
 		})
 	}
-}
-
-// withEnv is env with k set to v, unless env sets k itself.
-func withEnv(env map[string]string, k, v string) map[string]string {
-	out := map[string]string{k: v}
-	for a, b := range env {
-		out[a] = b
-	}
-	return out
 }

@@ -137,9 +137,20 @@ func startRedisGoWorkerOn(t *testing.T, label, queues, extraCfg string, vt time.
 // (protocol 2 and 1) over kombu's Redis transport, and a Go worker on the same Redis runs them.
 func TestRedisPythonClientGoWorker(t *testing.T) {
 	t.Parallel()
-	runPythonClientCases(t, 8, redisBrokerURL(t), func(protocol int) *goWorker {
-		return startRedisGoWorker(t, fmt.Sprintf("protocol %d", protocol), 30*time.Second, "")
-	})
+	runPyCases(t, 8, func(label string) *goWorker { return startRedisGoWorker(t, label, 30*time.Second, "") },
+		func(env map[string]string) map[string]string {
+			env = withEnv(env, "BROKER_URL", redisBrokerURL(t))
+			env["CELERY_BROKER_URL"] = redisBrokerURL(t) // pythonEnv pins it to RabbitMQ otherwise
+			return env
+		})
+}
+
+func withEnv(env map[string]string, k, v string) map[string]string {
+	out := map[string]string{k: v}
+	for a, b := range env {
+		out[a] = b
+	}
+	return out
 }
 
 // startRedisPythonWorker starts a Celery 5.2 worker of the testdata module app on the Redis broker

@@ -248,7 +248,7 @@ func djangoBackend(cfg celery.Config) (backend.Backend, io.Closer, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	b, err := results.Open(ctx, cfg.DatabaseURL, results.Options{})
+	b, err := results.Open(ctx, cfg.DatabaseURL, results.Options{Expires: cfg.ResultTTL()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("result_backend django-db (database_url %s): %w", Redacted(cfg.DatabaseURL), err)
 	}

@@ -1,8 +1,8 @@
 // Package confrender renders a worker's settings for `celery inspect conf`: each setting by its
 // Celery name (the field's yaml tag), as JSON-ready values, only those that differ from the
 // defaults unless asked for all, with passwords in URLs and settings named like secrets masked
-// (Celery's maskurl and HIDDEN_SETTINGS), also inside mappings (the transport options' password).
-// It works on any settings struct, so that it needs nothing from the root package.
+// (Celery's maskurl and HIDDEN_SETTINGS). It works on any settings struct, so that it needs
+// nothing from the root package.
 package confrender
 
 import (
@@ -29,9 +29,9 @@ type Options struct {
 // inspect conf`: setting name → JSON-ready value. defaults is the same struct with the defaults
 // filled in; a setting equal to its default is left out unless o.WithDefaults. Passwords in the
 // URLs of settings named *_url and result_backend become "**" (amqp://guest:**@host//) and
-// settings named like secrets (password, token, secret...) "********", as are such keys in the
-// mappings a setting holds (see maskNested). Fields without a yaml name
-// are left out. Table panics if cfg and defaults are not structs of one type.
+// settings named like secrets (password, token, secret...) "********". Fields without a yaml name
+// are left out. Mappings are censored key by key (so a password inside broker_transport_options is
+// masked, the other options shown). Table panics if cfg and defaults are not structs of one type.
 func Table(cfg, defaults any, o Options) map[string]any {
 	v := reflect.ValueOf(cfg)
 	d := reflect.ValueOf(defaults)
@@ -56,40 +56,32 @@ func Table(cfg, defaults any, o Options) map[string]any {
 		if !o.WithDefaults && reflect.DeepEqual(f.Interface(), d.Field(i).Interface()) {
 			continue
 		}
-		val := maskNested(plain(f))
-		switch {
-		case strings.HasSuffix(name, "_url") || name == "result_backend":
-			if s, ok := val.(string); ok {
-				val = MaskURL(s)
-			}
-		case hiddenSetting.MatchString(name) && val != nil:
-			val = "********"
-		}
-		out[name] = val
+		out[name] = censor(name, plain(f))
 	}
 	return out
 }
 
-// maskNested masks, in the mappings inside a setting's value (such as broker_transport_options
-// and its sentinel_kwargs), the values of keys named like secrets, as Celery's
-// filter_hidden_settings does by recursing into mappings: {password: "********"}. A nil value
-// stays nil.
-func maskNested(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if _, isMap := e.(map[string]any); !isMap && e != nil && hiddenSetting.MatchString(k) {
-				x[k] = "********"
-			} else {
-				x[k] = maskNested(e)
-			}
+// censor masks val, the value of the setting (or mapping key) name: a mapping is censored key by
+// key, as Celery's filter_hidden_settings recurses into Mapping values, so that
+// broker_transport_options shows its options with sentinel_kwargs.password and password hidden;
+// URLs under *_url and result_backend keep all but their passwords; secret-named values become
+// "********" unless unset (nil).
+func censor(name string, val any) any {
+	if m, ok := val.(map[string]any); ok {
+		for k, v := range m {
+			m[k] = censor(k, v)
 		}
-	case []any:
-		for i, e := range x {
-			x[i] = maskNested(e)
-		}
+		return m
 	}
-	return v
+	switch {
+	case strings.HasSuffix(name, "_url") || name == "result_backend":
+		if s, ok := val.(string); ok {
+			return MaskURL(s)
+		}
+	case hiddenSetting.MatchString(name) && val != nil:
+		return "********"
+	}
+	return val
 }
 
 // plain turns a setting into JSON-ready values named by their yaml tags.
