@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # sentinel-failover.sh [KILLS] soaks the Sentinel failover: the failover test of
 # internal/sentinelset (a Go worker storing results through Sentinel, two beats on the Sentinel
-# store, the serving API under load) with the master SIGKILLed KILLS times (default 5; each kill
-# is followed by 5 s of traffic and the killed node's return as a replica). It prints the measured
-# disruption of every kill: kill until the Sentinels name a new master, the longest time between
-# two successful result-backend writes, the longest time the serving API gave no normal (not
-# degraded) answer. The test fails (and so does this script) if a task was lost, a beat slot sent
-# twice or the serving API answered 5xx. It starts and stops the set of scripts/redis-sentinel.sh
-# itself. About 15 s per kill plus the build.
+# store, the serving API under load), once with the tasks on RabbitMQ (broker=amqp) and once on
+# the Redis broker through the same Sentinels (broker=redis), with the master SIGKILLed KILLS
+# times in each (default 5; each kill is followed by 5 s of traffic and the killed node's return
+# as a replica). It prints the measured disruption of every kill: kill until the Sentinels name a
+# new master, the longest time between two successful result-backend writes, the longest time the
+# serving API gave no normal (not degraded) answer, the longest time between two of the client's
+# sends. The test fails (and so does this script) if a task was lost, a beat slot sent twice, the
+# serving API answered 5xx or (redis) a message stayed unacknowledged. It starts and stops the
+# set of scripts/redis-sentinel.sh itself. About 2 x 15 s per kill plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin

@@ -55,10 +55,10 @@ type addArgs struct {
 // every task is done and stored with its result, no beat slot was sent twice and beat kept
 // sending after the switch, and the serving API never answered 5xx (degraded answers are allowed
 // while the master is gone). It logs the measured disruption: kill to the Sentinels naming a new
-// master, the longest run of failing result-backend writes, and the window of degraded ad
-// answers. It runs twice: with the tasks and beat's messages on RabbitMQ (amqp), and on the Redis
-// broker through the same Sentinels (redis: broker_url sentinel://…, database 6), where the
-// killed master also held the queues.
+// master, the longest run of failing result-backend writes, the window of degraded ad answers
+// and the longest time the client's sends were held up. It runs twice: with the tasks and beat's
+// messages on RabbitMQ (amqp), and on the Redis broker through the same Sentinels (redis:
+// broker_url sentinel://…, database 6), where the killed master also held the queues.
 func TestFailover(t *testing.T) {
 	for _, fb := range []failoverBroker{amqpFailover(), redisFailover()} {
 		t.Run(fb.name, func(t *testing.T) { testFailover(t, fb) })
@@ -286,6 +286,7 @@ func testFailover(t *testing.T, fb failoverBroker) {
 	// Tasks flow (about 100 a second) from start to end.
 	var sent []*celery.AsyncResult
 	var sentMu sync.Mutex
+	var sendGap gapMeter // between two sends that went through
 	sctx, stopSending := context.WithCancel(ctx)
 	sendDone := make(chan struct{})
 	go func() {
@@ -305,6 +306,7 @@ func testFailover(t *testing.T, fb failoverBroker) {
 				}
 				return
 			}
+			sendGap.success(time.Now())
 			sentMu.Lock()
 			sent = append(sent, r)
 			sentMu.Unlock()
@@ -407,8 +409,9 @@ func testFailover(t *testing.T, fb failoverBroker) {
 		fb.name, len(switches), len(sent), len(slots), after, load.ok.Load()+load.degraded.Load(), load.degraded.Load())
 	killedAt = append(killedAt, time.Now())
 	for i, d := range switches {
-		t.Logf("sentinel-failover: broker=%s kill %d: Sentinels named a new master after %.2fs; result backend: longest time between two successful writes %.2fs; serving: longest time without a normal (not degraded) answer %.2fs",
-			fb.name, i+1, d.Seconds(), probe.gap.longest(killedAt[i], killedAt[i+1]).Seconds(), load.gap.longest(killedAt[i], killedAt[i+1]).Seconds())
+		t.Logf("sentinel-failover: broker=%s kill %d: Sentinels named a new master after %.2fs; result backend: longest time between two successful writes %.2fs; serving: longest time without a normal (not degraded) answer %.2fs; client: longest time between two sends %.2fs",
+			fb.name, i+1, d.Seconds(), probe.gap.longest(killedAt[i], killedAt[i+1]).Seconds(), load.gap.longest(killedAt[i], killedAt[i+1]).Seconds(),
+			sendGap.longest(killedAt[i], killedAt[i+1]).Seconds())
 	}
 	t.Logf("sentinel-failover: broker=%s %d failed probe writes in all", fb.name, probe.failed.Load())
 }
