@@ -23,8 +23,9 @@ type Canvas interface {
 	// Failed returns what msg's failure publishes (its errbacks) and the remaining chain
 	// elements to mark FAILURE, as messages carrying their ID, GroupID, GroupIndex, RootID and,
 	// for the last step of a chord header member, Embed.Chord (its chord part is then counted
-	// with the same failure).
-	Failed(msg *protocol.TaskMessage) ([]FollowUp, []*protocol.TaskMessage, error)
+	// with the same failure). exc is msg's stored FAILURE result (the exception's JSON), which
+	// new-style errbacks receive as their exc argument (nil: unknown, they get None).
+	Failed(msg *protocol.TaskMessage, exc json.RawMessage) ([]FollowUp, []*protocol.TaskMessage, error)
 	// ChordPartReturn reports a finished chord header member (msg.Embed.Chord set, msg.GroupID
 	// and msg.ID not empty) with its final state and stored result; when that completes the chord
 	// it returns the body to publish, or the body's FAILURE to store and its errbacks. store, when
@@ -66,8 +67,8 @@ func (h canvasHook) Succeeded(msg *protocol.TaskMessage, retval json.RawMessage)
 	return engineFollowUps(fus), children, err
 }
 
-func (h canvasHook) Failed(msg *protocol.TaskMessage) ([]engine.FollowUp, []*protocol.TaskMessage, error) {
-	fus, rest, err := h.c.Failed(msg)
+func (h canvasHook) Failed(msg *protocol.TaskMessage, exc json.RawMessage) ([]engine.FollowUp, []*protocol.TaskMessage, error) {
+	fus, rest, err := h.c.Failed(msg, exc)
 	return engineFollowUps(fus), rest, err
 }
 

@@ -40,6 +40,9 @@ func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *error
 	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), TaskDefaultQueue: queue, WorkerConcurrency: 4}
 	reg := celery.NewRegistry()
 	diag.Register(reg, diag.Deps{})
+	// A new-style errback (request, exc, traceback): diag.echo under a name of its own, so the
+	// other errbacks here stay old-style.
+	celery.Register(reg, newStyleEcho, diag.Echo, celery.RequestErrback())
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
 		out = workertest.Writer{T: t}
@@ -50,6 +53,10 @@ func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *error
 	wsend, err := canvas.NewSender(cfg, wbr, backend)
 	if err != nil {
 		t.Fatal(err)
+	}
+	wsend.Applier().RequestErrback = func(task string) bool {
+		o, ok := reg.Options(task)
+		return ok && o.RequestErrback
 	}
 	wc, err := canvas.NewWorkerCanvas(wsend, backend)
 	if err != nil {
@@ -64,6 +71,9 @@ func canvasWorker(t *testing.T, backend backend.Backend) (*canvas.Sender, *error
 	workertest.Start(t, context.Background(), w, 30*time.Second)
 	return s, errs, w
 }
+
+// newStyleEcho is diag.echo registered as a new-style errback in canvasWorker.
+const newStyleEcho = "test.echo_new_style"
 
 // errorLog keeps the worker's log lines, safe for concurrent writes.
 type errorLog struct {
@@ -150,6 +160,38 @@ func testWorkerCanvas(t *testing.T, b backend.Backend) {
 		m := waitMeta(t, b, eb)
 		if m.Status != protocol.StateSuccess || !strings.Contains(string(m.Result), res.ID) {
 			t.Fatalf("errback = %s %s, want SUCCESS echoing %s", m.Status, m.Result, res.ID)
+		}
+	})
+	// A new-style errback of a task that fails directly gets (request, exc, None) with exc the
+	// failure Celery 5.2's _call_task_errbacks passes, here the stored exception, never None.
+	t.Run("link_error_new_style", func(t *testing.T) {
+		eb := celery.NewID()
+		res := send(t, canvas.S("diag.fail", "boom").LinkError(canvas.S(newStyleEcho).TaskID(eb)))
+		failed := waitMeta(t, b, res.ID)
+		if failed.Status != protocol.StateFailure {
+			t.Fatalf("failing task = %s, want FAILURE", failed.Status)
+		}
+		m := waitMeta(t, b, eb)
+		var got diag.EchoResult
+		if err := json.Unmarshal(m.Result, &got); m.Status != protocol.StateSuccess || err != nil || len(got.Args) != 3 {
+			t.Fatalf("errback = %s %s (%v), want SUCCESS echoing (request, exc, traceback)", m.Status, m.Result, err)
+		}
+		var req struct{ ID, Task string }
+		if err := json.Unmarshal(got.Args[0], &req); err != nil || req.ID != res.ID || req.Task != "diag.fail" {
+			t.Errorf("request = %s (%v), want id %s task diag.fail", got.Args[0], err, res.ID)
+		}
+		var exc, want map[string]any
+		if err := json.Unmarshal(got.Args[1], &exc); err != nil || exc == nil {
+			t.Fatalf("exc = %s (%v), want the failure's exception", got.Args[1], err)
+		}
+		if err := json.Unmarshal(failed.Result, &want); err != nil {
+			t.Fatal(err)
+		}
+		if exc["exc_type"] != want["exc_type"] || exc["exc_message"] == nil || !strings.Contains(string(got.Args[1]), "boom") {
+			t.Errorf("exc = %s, want the stored exception %s", got.Args[1], failed.Result)
+		}
+		if string(got.Args[2]) != "null" {
+			t.Errorf("traceback = %s, want null", got.Args[2])
 		}
 	})
 	t.Run("chain_failure", func(t *testing.T) {

@@ -88,10 +88,11 @@ func childrenOf(results []Result) []Result {
 }
 
 // Failed returns msg's errbacks and its remaining chain elements (ChainFailures) as messages
-// with their ids, group headers and chord body.
-func (wc *WorkerCanvas) Failed(msg *protocol.TaskMessage) ([]celery.FollowUp, []*protocol.TaskMessage, error) {
+// with their ids, group headers and chord body. exc, msg's FAILURE result, is what new-style
+// errbacks get as their exc argument, as Celery 5.2's _call_task_errbacks passes the exception.
+func (wc *WorkerCanvas) Failed(msg *protocol.TaskMessage, exc json.RawMessage) ([]celery.FollowUp, []*protocol.TaskMessage, error) {
 	var errs []error
-	ebs, err := wc.sender.Applier().Errbacks(msg, msg.ID, false)
+	ebs, err := wc.sender.Applier().ErrbacksWith(msg, msg.ID, exc, false)
 	if err != nil {
 		errs = append(errs, err)
 	}

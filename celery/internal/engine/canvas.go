@@ -23,8 +23,9 @@ type Canvas interface {
 	// Failed returns what msg's failure publishes (its errbacks) and the remaining chain
 	// elements to mark FAILURE, as messages carrying their ID, GroupID, GroupIndex, RootID and,
 	// for the last step of a chord header member, Embed.Chord (its chord part is then counted
-	// with the same failure).
-	Failed(msg *protocol.TaskMessage) ([]FollowUp, []*protocol.TaskMessage, error)
+	// with the same failure). exc is msg's stored FAILURE result (the exception's JSON), which
+	// new-style errbacks receive as their exc argument (nil: unknown, they get None).
+	Failed(msg *protocol.TaskMessage, exc json.RawMessage) ([]FollowUp, []*protocol.TaskMessage, error)
 	// ChordPartReturn reports a finished chord header member (msg.Embed.Chord set, msg.GroupID
 	// and msg.ID not empty) with its final state and stored result; when that completes the chord
 	// it returns the body to publish, or the body's FAILURE to store and its errbacks. store, when
@@ -124,7 +125,7 @@ func (w *Engine) canvasFailed(j *job, meta protocol.ResultMeta) {
 	if w.canvas == nil || (len(m.Embed.Errbacks) == 0 && len(m.Embed.Chain) == 0) {
 		return
 	}
-	fus, rest, err := w.canvas.Failed(m)
+	fus, rest, err := w.canvas.Failed(m, meta.Result)
 	if err != nil {
 		w.log.Error(fmt.Sprintf("Task %s[%s]: its errbacks or chain could not be read: %v", m.Task, m.ID, err), "task_id", m.ID, "error", err)
 	}
