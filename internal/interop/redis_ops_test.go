@@ -209,20 +209,12 @@ func TestRedisMixedPoolDrains(t *testing.T) {
 // succeededLine is the INFO line Celery and the Go worker log for a task that succeeded.
 var succeededLine = regexp.MustCompile(`Task diag\.add\[([0-9a-f-]{36})\] succeeded in`)
 
-// heldFor lists the unacked hash entries (Redis broker database) of messages from queue.
+// heldFor counts the messages of queue held unacknowledged on the Redis broker.
 func heldFor(t *testing.T, queue string) int {
 	t.Helper()
-	entries, err := redisBrokerClient(t).HGetAll(context.Background(), "unacked").Result()
+	n, err := testenv.UnackedFor(context.Background(), redisBrokerClient(t), queue)
 	if err != nil {
 		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range entries {
-		var parts []json.RawMessage
-		var rk string
-		if json.Unmarshal([]byte(e), &parts) == nil && len(parts) == 3 && json.Unmarshal(parts[2], &rk) == nil && rk == queue {
-			n++
-		}
 	}
 	return n
 }

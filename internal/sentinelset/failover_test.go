@@ -2,7 +2,6 @@ package sentinelset
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -135,23 +134,14 @@ func deleteRedisQueues(t *testing.T, queues ...string) {
 	}
 }
 
-// heldRedis counts the unacked hash's entries (kombu's [message, exchange, routing key]) of
-// messages routed to queue.
+// heldRedis counts the messages of queue held unacknowledged on the Redis broker.
 func heldRedis(t *testing.T, queue string) int {
 	t.Helper()
 	rc := brokerClient(t)
 	defer rc.Close()
-	entries, err := rc.HGetAll(context.Background(), "unacked").Result()
+	n, err := testenv.UnackedFor(context.Background(), rc, queue)
 	if err != nil {
 		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range entries {
-		var parts []json.RawMessage
-		var rk string
-		if json.Unmarshal([]byte(e), &parts) == nil && len(parts) == 3 && json.Unmarshal(parts[2], &rk) == nil && rk == queue {
-			n++
-		}
 	}
 	return n
 }

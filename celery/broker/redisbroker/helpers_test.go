@@ -81,16 +81,7 @@ func open(t testing.TB, opts redisbroker.Options) *redisbroker.Broker {
 func redisZ(member string, score float64) redis.Z { return redis.Z{Score: score, Member: member} }
 
 // logs collects a Broker's log records (slog's JSON lines) for a test to read.
-type logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logs struct{ testenv.LogBuffer }
 
 // logger is a Logger writing to l at every level.
 func (l *logs) logger() *slog.Logger {
@@ -100,10 +91,8 @@ func (l *logs) logger() *slog.Logger {
 // records are the records logged at level whose message contains msg.
 func (l *logs) records(t testing.TB, level, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
+	for _, line := range bytes.Split([]byte(l.String()), []byte("\n")) {
 		if len(line) == 0 {
 			continue
 		}
