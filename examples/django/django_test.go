@@ -22,11 +22,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/forumads/forumads/internal/testdb"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -319,49 +317,15 @@ var receivedPattern = regexp.MustCompile(`Task [a-z_.]+\[([0-9a-f-]{36})\] recei
 // SUCCESS and records it -> post_save sends ads.score -> the worker ranks the ads into Redis.
 func TestDjangoImportThroughGoWorker(t *testing.T) {
 	t.Parallel()
-	requirePython(t)
-	testenv.AMQP(t)
-	rc := testenv.Redis(t)
-	pg := testdb.Postgres(t)
-
-	bins, cleanup, err := testenv.BuildPrograms(false, "./worker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cleanup)
-
-	importQueue, adsQueue := testenv.Name(t, "djt.import"), testenv.Name(t, "djt.ads")
-	deadLetter := importQueue + ".dlq"
-	testenv.DeleteQueuesAtCleanup(t, importQueue, adsQueue, deadLetter)
-	prefix := "t:" + testenv.Suffix() + ":"
-	t.Cleanup(func() { deletePrefix(t, prefix) })
-	config := testConfig(t, importQueue, adsQueue, deadLetter)
-
-	wcmd := exec.Command(bins["./worker"], "--config", config, "-Q", importQueue+","+adsQueue,
-		"-c", "2", "-n", "djt-"+testenv.Suffix()+"@%h", "-l", "info")
-	wcmd.Env = append(os.Environ(), "DATABASE_URL="+pg.URL, "REDIS_URL="+testenv.RedisURL(), "ADS_KEY_PREFIX="+prefix,
-		"CELERY_BROKER_URL="+testenv.AMQPURL(), "CELERY_RESULT_BACKEND="+testenv.RedisURL())
-	worker := start(t, "go worker", wcmd)
-	t.Cleanup(func() {
-		if err := worker.stop(syscall.SIGTERM, 30*time.Second); err != nil {
-			t.Errorf("go worker: a warm shutdown should exit 0: %v", err)
-		}
-		// Delete the result of every task the worker received (the import, ads.score and the
-		// ads.warm_cache that ads.score sends).
-		var keys []string
-		for _, m := range receivedPattern.FindAllStringSubmatch(worker.log.String(), -1) {
-			keys = append(keys, "celery-task-meta-"+m[1])
-		}
-		if len(keys) > 0 {
-			if err := rc.Del(context.Background(), keys...).Err(); err != nil {
-				t.Errorf("cleanup: %v", err)
-			}
-		}
-	})
+	rig := newImportRig(t, "djt")
+	pg, rc, prefix := rig.pg, rig.rc, rig.prefix
+	// Its cleanup also deletes the results of the import, ads.score and the ads.warm_cache that
+	// ads.score sends.
+	worker := rig.startWorker(t, "djt")
 	worker.waitUntil(t, "ready", 60*time.Second, func() bool { return strings.Contains(worker.log.String(), "worker ready") })
 
 	dir := t.TempDir()
-	env := djangoEnv(config, filepath.Join(dir, "db.sqlite3"))
+	env := djangoEnv(rig.config, filepath.Join(dir, "db.sqlite3"))
 	manage(t, env, 2*time.Minute, "migrate", "--noinput", "-v", "0")
 	feedPath := writeFeed(t, dir)
 
@@ -371,18 +335,9 @@ func TestDjangoImportThroughGoWorker(t *testing.T) {
 		t.Fatalf("enqueue_import printed %q, want a task id", out)
 	}
 
-	port := freePort(t)
-	server := exec.Command(pythonPath(), "manage.py", "runserver", "--noreload", fmt.Sprintf("127.0.0.1:%d", port))
-	server.Dir, server.Env = projectDir(t), env
-	web := start(t, "runserver", server)
-	t.Cleanup(func() { _ = web.stop(syscall.SIGINT, 10*time.Second) })
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	web.waitUntil(t, "serving", 60*time.Second, func() bool {
-		code, _, err := get(ctx, base+"/")
-		return err == nil && code == http.StatusOK
-	})
+	web, base := startRunserver(t, ctx, env)
 
 	// Follow the import as the page's script does, until nothing changes any more.
 	var doc progressDoc

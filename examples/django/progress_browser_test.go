@@ -6,19 +6,15 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/forumads/forumads/ads/feedgen"
 	"github.com/forumads/forumads/internal/browsertest"
-	"github.com/forumads/forumads/internal/testdb"
-	"github.com/forumads/forumads/internal/testenv"
 )
 
 // progressFeed is the generated feed of the browser test: about 100,000 rows, so the import runs
@@ -69,25 +65,10 @@ const readBar = `({...window.__bar, result: document.getElementById("celery-resu
 // ads.score sent after it are shown, and the browser asked for nothing outside 127.0.0.0/8.
 func TestDjangoProgressBarInBrowser(t *testing.T) {
 	t.Parallel()
-	requirePython(t)
-	testenv.AMQP(t)
-	rc := testenv.Redis(t)
-	pg := testdb.Postgres(t)
-	bins, cleanup, err := testenv.BuildPrograms(false, "./worker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cleanup)
-
-	importQueue, adsQueue := testenv.Name(t, "djp.import"), testenv.Name(t, "djp.ads")
-	deadLetter := importQueue + ".dlq"
-	testenv.DeleteQueuesAtCleanup(t, importQueue, adsQueue, deadLetter)
-	prefix := "t:" + testenv.Suffix() + ":"
-	t.Cleanup(func() { deletePrefix(t, prefix) })
-	config := testConfig(t, importQueue, adsQueue, deadLetter)
+	rig := newImportRig(t, "djp")
 
 	dir := t.TempDir()
-	env := djangoEnv(config, filepath.Join(dir, "db.sqlite3"))
+	env := djangoEnv(rig.config, filepath.Join(dir, "db.sqlite3"))
 	manage(t, env, 2*time.Minute, "migrate", "--noinput", "-v", "0")
 	o := progressFeed
 	o.Now = time.Now().UTC()
@@ -110,18 +91,9 @@ func TestDjangoProgressBarInBrowser(t *testing.T) {
 	}
 
 	// runserver with DEBUG off serves the apps' static files (celery_progress.js) with --insecure.
-	port := freePort(t)
-	server := exec.Command(pythonPath(), "manage.py", "runserver", "--noreload", "--insecure", fmt.Sprintf("127.0.0.1:%d", port))
-	server.Dir, server.Env = projectDir(t), env
-	web := start(t, "runserver", server)
-	t.Cleanup(func() { _ = web.stop(syscall.SIGINT, 10*time.Second) })
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	web.waitUntil(t, "serving", 60*time.Second, func() bool {
-		code, _, err := get(ctx, base+"/")
-		return err == nil && code == http.StatusOK
-	})
+	_, base := startRunserver(t, ctx, env, "--insecure")
 
 	out, _ := manage(t, env, time.Minute, "enqueue_import", feedPath, "--name", "generated feed")
 	taskID := strings.TrimSpace(out)
@@ -136,25 +108,7 @@ func TestDjangoProgressBarInBrowser(t *testing.T) {
 	b.WaitFor(`(() => { const polls = performance.getEntriesByType("resource").filter((e) => e.name.includes("/celery-progress/`+taskID+`/")).length;
 		return polls >= 2 && document.getElementById("progress-bar-message").textContent === "Waiting for task to start..."; })()`, nil)
 
-	wcmd := exec.Command(bins["./worker"], "--config", config, "-Q", importQueue+","+adsQueue,
-		"-c", "2", "-n", "djp-"+testenv.Suffix()+"@%h", "-l", "info")
-	wcmd.Env = append(os.Environ(), "DATABASE_URL="+pg.URL, "REDIS_URL="+testenv.RedisURL(), "ADS_KEY_PREFIX="+prefix,
-		"CELERY_BROKER_URL="+testenv.AMQPURL(), "CELERY_RESULT_BACKEND="+testenv.RedisURL())
-	worker := start(t, "go worker", wcmd)
-	t.Cleanup(func() {
-		if err := worker.stop(syscall.SIGTERM, 30*time.Second); err != nil {
-			t.Errorf("go worker: a warm shutdown should exit 0: %v", err)
-		}
-		var keys []string
-		for _, m := range receivedPattern.FindAllStringSubmatch(worker.log.String(), -1) {
-			keys = append(keys, "celery-task-meta-"+m[1])
-		}
-		if len(keys) > 0 {
-			if err := rc.Del(context.Background(), keys...).Err(); err != nil {
-				t.Errorf("cleanup: %v", err)
-			}
-		}
-	})
+	worker := rig.startWorker(t, "djp")
 
 	// Until the import and the ads.score sent after it are done (the bounds only stop a hang).
 	var seen barSeen
@@ -248,12 +202,12 @@ func TestDjangoProgressBarInBrowser(t *testing.T) {
 		t.Errorf("celery-progress's view of the finished import: %s", body)
 	}
 	var ads int
-	if err := pg.DB.Get(&ads, "SELECT count(*) FROM ads"); err != nil || ads != counts.Ads-failed {
+	if err := rig.pg.DB.Get(&ads, "SELECT count(*) FROM ads"); err != nil || ads != counts.Ads-failed {
 		t.Errorf("%d ads in PostgreSQL (%v), want %d", ads, err, counts.Ads-failed)
 	}
 	// A row with a bad image URL is refused with its line, field and reason; the others landed.
 	var badImages []string
-	if err := pg.DB.Select(&badImages, `SELECT reason FROM import_errors WHERE field = 'image_url' ORDER BY line`); err != nil ||
+	if err := rig.pg.DB.Select(&badImages, `SELECT reason FROM import_errors WHERE field = 'image_url' ORDER BY line`); err != nil ||
 		len(badImages) == 0 || !strings.Contains(badImages[0], "must start with http:// or https://") {
 		t.Errorf("import_errors for image_url: %q (%v), want the bad image URLs refused with the reason", badImages, err)
 	}
