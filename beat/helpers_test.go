@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -163,41 +162,14 @@ func (p *proc) waitLog(t *testing.T, timeout time.Duration, s string) {
 }
 
 // consumer collects the messages of a queue.
-type consumer struct {
-	mu   sync.Mutex
-	msgs []amqp.Delivery
-}
+type consumer struct{ *testenv.Collector }
 
 func consume(t *testing.T, queue string) *consumer {
 	t.Helper()
-	conn := testenv.AMQP(t)
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	ds, err := ch.Consume(queue, "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &consumer{}
-	go func() {
-		for d := range ds {
-			c.mu.Lock()
-			c.msgs = append(c.msgs, d)
-			c.mu.Unlock()
-		}
-	}()
-	return c
+	return &consumer{testenv.Collect(t, queue)}
 }
 
-func (c *consumer) snapshot() []amqp.Delivery {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]amqp.Delivery(nil), c.msgs...)
-}
+func (c *consumer) snapshot() []amqp.Delivery { return c.Deliveries() }
 
 func (c *consumer) waitN(t *testing.T, timeout time.Duration, n int, match func(amqp.Delivery) bool) []amqp.Delivery {
 	t.Helper()
