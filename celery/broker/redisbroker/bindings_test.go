@@ -189,3 +189,52 @@ func TestPublishSendsBindingOncePerConnection(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPublishDeclared publishes one small message with its queue declared, through the
+// default exchange, as the Go client does: declare_every_time is the old way (SADD, then the
+// push: two round trips) as the baseline of the same run; once_per_connection is Publish's
+// (the binding sent once, then one LPUSH per message). Round trips per publish are reported.
+func BenchmarkPublishDeclared(b *testing.B) {
+	for _, every := range []bool{true, false} {
+		name := "once_per_connection"
+		if every {
+			name = "declare_every_time"
+		}
+		b.Run(name, func(b *testing.B) {
+			opts, err := redis.ParseURL(testenv.RedisURL())
+			if err != nil {
+				b.Fatal(err)
+			}
+			opts.DB = testDB
+			rc := redis.NewClient(opts)
+			defer rc.Close()
+			tl := &tally{cmds: map[string]int{}}
+			rc.AddHook(tl)
+			br, err := redisbroker.New(rc, redisbroker.Options{KeyPrefix: prefix(b)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer br.Close()
+			q := broker.Queue{Name: "bench", Exchange: "bench", RoutingKey: "bench"}
+			p := plain(q.Name, "x")
+			ctx := context.Background()
+			tl.take()
+			b.ResetTimer()
+			for range b.N {
+				if every {
+					if err := br.Declare(ctx, q); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					p.Declare = &q
+				}
+				if err := br.Publish(ctx, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			trips, _ := tl.take()
+			b.ReportMetric(float64(trips)/float64(b.N), "round-trips/op")
+		})
+	}
+}
