@@ -253,10 +253,7 @@ func (b *Broker) publishOnce(ctx context.Context, p broker.Publishing) error {
 	if err != nil {
 		return err
 	}
-	if len(queues) == 0 {
-		p, queues = b.unroutable(p), []string{b.opts.DeadLetterQueue}
-	}
-	es, err := b.entries(p, queues)
+	queues, es, err := b.destinations(p, queues)
 	if err != nil {
 		return err
 	}
@@ -264,6 +261,16 @@ func (b *Broker) publishOnce(ctx context.Context, p broker.Publishing) error {
 		return fmt.Errorf("redisbroker: publishing to %v: %w", queues, err)
 	}
 	return nil
+}
+
+// destinations are the queues p goes to and its entries for them: the queues it routes to, or,
+// when it routes nowhere, the dead-letter queue, with headers saying so (see unroutable).
+func (b *Broker) destinations(p broker.Publishing, queues []string) ([]string, []entry, error) {
+	if len(queues) == 0 {
+		p, queues = b.unroutable(p), []string{b.opts.DeadLetterQueue}
+	}
+	es, err := b.entries(p, queues)
+	return queues, es, err
 }
 
 // entries are p encoded for each queue (a delivery tag of its own each), in the list of its
@@ -313,10 +320,7 @@ func (b *Broker) PublishMany(ctx context.Context, ps []broker.Publishing) error 
 		}); err != nil {
 			return err
 		}
-		if len(queues) == 0 {
-			p, queues = b.unroutable(p), []string{b.opts.DeadLetterQueue}
-		}
-		es, err := b.entries(p, queues)
+		_, es, err := b.destinations(p, queues)
 		if err != nil {
 			return err
 		}
