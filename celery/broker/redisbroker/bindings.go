@@ -16,8 +16,9 @@ type binding struct{ set, member string }
 // bindingCache remembers the bindings this Broker has added (SADD) since its client last dialed a
 // connection, as kombu's maybe_declare remembers declared entities per connection: a publish that
 // declares its queue sends the SADD only the first time, and again after any reconnection (a Redis
-// restart or a Sentinel failover may have lost the set). gen counts the reconnections, so that a
-// SADD sent before one is not remembered after it.
+// restart or a Sentinel failover may have lost the set). go-redis does not say why it dials, so a
+// connection added to a pool counts too: it costs one more SADD, nothing else. gen counts the
+// dials, so that a SADD sent before one is not remembered after it.
 type bindingCache struct {
 	gen  uint64
 	have map[binding]struct{}
