@@ -15,7 +15,8 @@
 // first message and the last store their result; in ignore_result mode the others carry
 // ignore_result. The clock starts when the first message's result key exists and stops when the
 // last one's does (ignore_result), or when every result key exists (redis_results): the rate is
-// the N-1 tasks between them. Queues are FIFO and both workers start tasks in delivery order, so
+// the N-1 tasks between them. The fill is timed apart and printed as the Go client's publish rate
+// (one SendTask after the other, as a caller without batching publishes). Queues are FIFO and both workers start tasks in delivery order, so
 // process start-up, imports and connecting are excluded on both sides alike. Afterwards the queue
 // must be empty and every result SUCCESS. Redis keys and queues of the run are deleted at the end.
 // REDIS_URL (default redis://127.0.0.1:6379/0) holds the results; the Redis broker is database 12
@@ -155,6 +156,7 @@ func drain(ctx context.Context, o options, rc, brc *redis.Client, br broker.Brok
 	}
 	defer rc.Del(context.Background(), keys...)
 	defer cleanupQueue(br, brc, kind, queue)
+	sendStart := time.Now()
 	for i, id := range ids {
 		opts := []celery.SendOption{celery.WithQueue(queue), celery.WithTaskID(id)}
 		if mode == "ignore_result" && i != 0 && i != o.n-1 {
@@ -164,6 +166,8 @@ func drain(ctx context.Context, o options, rc, brc *redis.Client, br broker.Brok
 			return 0, err
 		}
 	}
+	fmt.Printf("  (filling: the Go client published %d on %s at %.0f/s, one SendTask at a time)\n",
+		o.n, kind, float64(o.n)/time.Since(sendStart).Seconds())
 	p, err := startWorker(o, who, brokerURL, queue)
 	if err != nil {
 		return 0, err

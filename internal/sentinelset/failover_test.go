@@ -152,11 +152,10 @@ func drainRedisSlots(t *testing.T, queue string) []string {
 	t.Helper()
 	rc := brokerClient(t)
 	defer rc.Close()
-	var slots []string
-	for {
+	return collectSlots(t, queue, func() (map[string]any, bool) {
 		raw, err := rc.RPop(context.Background(), queue).Bytes()
 		if err == redis.Nil {
-			break
+			return nil, false
 		}
 		if err != nil {
 			t.Fatalf("reading %s: %v", queue, err)
@@ -165,9 +164,23 @@ func drainRedisSlots(t *testing.T, queue string) []string {
 		if err != nil {
 			t.Fatalf("a message on %s: %v", queue, err)
 		}
-		s, _ := m.Headers[beat.SlotHeader].(string)
+		return m.Headers, true
+	})
+}
+
+// collectSlots returns the beat_slot headers of the messages next gives (their headers; false
+// when queue is empty), sorted; a message without one is an error.
+func collectSlots(t *testing.T, queue string, next func() (map[string]any, bool)) []string {
+	t.Helper()
+	var slots []string
+	for {
+		h, ok := next()
+		if !ok {
+			break
+		}
+		s, _ := h[beat.SlotHeader].(string)
 		if s == "" {
-			t.Errorf("a message on %s without %s: %v", queue, beat.SlotHeader, m.Headers)
+			t.Errorf("a message on %s without %s: %v", queue, beat.SlotHeader, h)
 		}
 		slots = append(slots, s)
 	}
@@ -535,21 +548,11 @@ func drainSlots(t *testing.T, queue string) []string {
 		t.Fatal(err)
 	}
 	defer ch.Close()
-	var slots []string
-	for {
+	return collectSlots(t, queue, func() (map[string]any, bool) {
 		d, ok, err := ch.Get(queue, true)
 		if err != nil {
 			t.Fatalf("reading %s: %v", queue, err)
 		}
-		if !ok {
-			break
-		}
-		s, _ := d.Headers[beat.SlotHeader].(string)
-		if s == "" {
-			t.Errorf("a message on %s without %s: %v", queue, beat.SlotHeader, d.Headers)
-		}
-		slots = append(slots, s)
-	}
-	slices.Sort(slots)
-	return slots
+		return d.Headers, ok
+	})
 }

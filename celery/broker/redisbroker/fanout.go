@@ -109,37 +109,34 @@ func (f *Fanout) Publish(ctx context.Context, p broker.Publishing) error {
 	if b.isClosed() {
 		return broker.ErrClosed
 	}
-	if p.Declare != nil {
-		if err := b.Declare(ctx, *p.Declare); err != nil {
-			return err
-		}
+	d, err := b.declFor(p.Declare)
+	if err != nil {
+		return err
 	}
 	raw, err := b.encode(p, "")
 	if err != nil {
 		return err
 	}
 	if p.Exchange != "" && b.exchangeType(p.Exchange) == "fanout" {
-		if err := b.rc.Publish(ctx, b.key(b.topic(p.Exchange, p.RoutingKey)), raw).Err(); err != nil {
-			return fmt.Errorf("redisbroker: publishing to %s: %w", p.Exchange, err)
-		}
-		return nil
+		return b.broadcast(ctx, p, raw, d)
 	}
-	queues, err := b.route(ctx, p.Exchange, p.RoutingKey)
+	queues, d, err := b.routeDecl(ctx, p.Exchange, p.RoutingKey, d)
 	if err != nil {
 		return err
 	}
 	if len(queues) == 0 {
 		b.log.Debug("redisbroker: a broadcast message routes to no queue; dropped as kombu drops it",
 			"exchange", p.Exchange, "routing_key", p.RoutingKey)
-		return nil
-	}
-	_, err = b.rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, q := range queues {
-			pipe.LPush(ctx, b.list(q, int(p.Priority)), raw)
+		if bd := d.pending(); bd != nil { // the default exchange with no key: declare all the same
+			return b.Declare(ctx, *p.Declare)
 		}
 		return nil
-	})
-	return err
+	}
+	es := make([]entry, len(queues))
+	for i, q := range queues {
+		es[i] = entry{b.list(q, int(p.Priority)), raw}
+	}
+	return b.push(ctx, es, d)
 }
 
 // Send is Publish: Redis answers every write, there is no separate confirm to skip.

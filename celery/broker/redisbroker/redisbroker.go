@@ -33,10 +33,15 @@ type Broker struct {
 	maintain  bool // the maintenance and ack-batching goroutines run
 	acks      chan ackReq
 	wg        sync.WaitGroup
+
+	bindMu   sync.Mutex
+	bindings bindingCache // the bindings sent since the client last dialed
 }
 
 // New returns a Broker on rc. The options are validated (see [ParseTransportOptions]); nothing is
-// sent to Redis until the first use.
+// sent to Redis until the first use. It adds a hook to rc that sees each connection rc dials, so
+// that a publish re-sends its queue's binding after a reconnection (a hook cannot be removed: use
+// one client per Broker).
 func New(rc redis.UniversalClient, opts Options) (*Broker, error) {
 	if rc == nil {
 		return nil, errors.New("redisbroker: no Redis client")
@@ -48,9 +53,11 @@ func New(rc redis.UniversalClient, opts Options) (*Broker, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Broker{rc: rc, opts: opts, log: opts.Logger, closing: make(chan struct{}),
+	b := &Broker{rc: rc, opts: opts, log: opts.Logger, closing: make(chan struct{}),
 		queues: map[string]broker.Queue{}, exchanges: map[string]string{}, consumers: map[*consumer]struct{}{},
-		acks: make(chan ackReq)}, nil
+		acks: make(chan ackReq), bindings: bindingCache{have: map[binding]struct{}{}}}
+	rc.AddHook(redialHook{b})
+	return b, nil
 }
 
 // Options returns the options in force (defaults filled in).
@@ -71,21 +78,20 @@ func (b *Broker) Capabilities() broker.Capabilities {
 // Declare records q and, for a named exchange, adds kombu's binding member
 // ("<routing key><sep><pattern><sep><queue>") to the set "_kombu.binding.<exchange>". Redis
 // keeps no queue arguments: re-declaring a queue with other arguments through the same Broker is
-// refused (as RabbitMQ refuses it), but another process is not told.
+// refused (as RabbitMQ refuses it), but another process is not told. Declare always sends the
+// SADD; a publish that declares its queue (broker.Publishing.Declare) sends it once per connection.
 func (b *Broker) Declare(ctx context.Context, q broker.Queue) error {
-	if err := b.declareLocal(q); err != nil {
+	b.bindMu.Lock()
+	gen := b.bindings.gen
+	b.bindMu.Unlock()
+	bd, ok, err := b.bindingOf(q)
+	if err != nil || !ok {
 		return err
 	}
-	if q.Exchange == "" {
-		return nil
-	}
-	pattern := ""
-	if b.exchangeType(q.Exchange) == "topic" {
-		pattern = kombuTopicPattern(q.RoutingKey)
-	}
-	if err := b.rc.SAdd(ctx, b.bindingKey(q.Exchange), b.member(q.RoutingKey, pattern, q.Name)).Err(); err != nil {
+	if err := b.rc.SAdd(ctx, bd.set, bd.member).Err(); err != nil {
 		return fmt.Errorf("redisbroker: declaring queue %q: %w", q.Name, err)
 	}
+	b.bound(&bd, gen)
 	return nil
 }
 
@@ -162,6 +168,11 @@ func (b *Broker) route(ctx context.Context, exchange, routingKey string) ([]stri
 	if err != nil {
 		return nil, fmt.Errorf("redisbroker: reading the bindings of exchange %q: %w", exchange, err)
 	}
+	return b.match(exchange, routingKey, members), nil
+}
+
+// match is the queues of the binding members of exchange that routingKey matches (see route).
+func (b *Broker) match(exchange, routingKey string, members []string) []string {
 	slices.Sort(members)
 	kind := b.exchangeType(exchange)
 	var out []string
@@ -185,7 +196,7 @@ func (b *Broker) route(ctx context.Context, exchange, routingKey string) ([]stri
 			out = append(out, queue)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // ErrUnroutable is wrapped when a rejected message's dead-letter exchange routes it nowhere.
@@ -213,7 +224,10 @@ func (b *Broker) unroutable(p broker.Publishing) broker.Publishing {
 
 // Publish pushes p (kombu's envelope, a delivery tag of its own per queue) onto the left end of
 // every queue it routes to, in the list of its priority, as kombu's _put does; several queues are
-// written in one transaction. p.Declare is declared first. A message to a fanout exchange is
+// written in one transaction. p.Declare is declared first, its binding sent only the first time
+// on the current connections (kombu's maybe_declare), in the same round trip as the message: a
+// publish through the default exchange is one round trip, one to a named exchange two (reading
+// its bindings, as kombu's _lookup does, then the push). A message to a fanout exchange is
 // PUBLISHed on its channel instead (see [Fanout]). While Redis cannot be reached or is no master
 // (a Sentinel failover) it retries until ctx ends (see retryTransient).
 func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
@@ -224,57 +238,74 @@ func (b *Broker) publishOnce(ctx context.Context, p broker.Publishing) error {
 	if b.isClosed() {
 		return broker.ErrClosed
 	}
-	if p.Declare != nil {
-		if err := b.Declare(ctx, *p.Declare); err != nil {
-			return err
-		}
+	d, err := b.declFor(p.Declare)
+	if err != nil {
+		return err
 	}
 	if p.Exchange != "" && b.exchangeType(p.Exchange) == "fanout" {
 		raw, err := b.encode(p, "")
 		if err != nil {
 			return err
 		}
-		return b.rc.Publish(ctx, b.key(b.topic(p.Exchange, p.RoutingKey)), raw).Err()
+		return b.broadcast(ctx, p, raw, d)
 	}
-	queues, err := b.route(ctx, p.Exchange, p.RoutingKey)
+	queues, d, err := b.routeDecl(ctx, p.Exchange, p.RoutingKey, d)
 	if err != nil {
 		return err
 	}
-	if len(queues) == 0 {
-		p, queues = b.unroutable(p), []string{b.opts.DeadLetterQueue}
-	}
-	_, err = b.rc.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, q := range queues {
-			raw, err := b.encode(p, "")
-			if err != nil {
-				return err
-			}
-			pipe.LPush(ctx, b.list(q, int(p.Priority)), raw)
-		}
-		return nil
-	})
+	queues, es, err := b.destinations(p, queues)
 	if err != nil {
+		return err
+	}
+	if err := b.push(ctx, es, d); err != nil {
 		return fmt.Errorf("redisbroker: publishing to %v: %w", queues, err)
 	}
 	return nil
 }
 
+// destinations are the queues p goes to and its entries for them: the queues it routes to, or,
+// when it routes nowhere, the dead-letter queue, with headers saying so (see unroutable).
+func (b *Broker) destinations(p broker.Publishing, queues []string) ([]string, []entry, error) {
+	if len(queues) == 0 {
+		p, queues = b.unroutable(p), []string{b.opts.DeadLetterQueue}
+	}
+	es, err := b.entries(p, queues)
+	return queues, es, err
+}
+
+// entries are p encoded for each queue (a delivery tag of its own each), in the list of its
+// priority.
+func (b *Broker) entries(p broker.Publishing, queues []string) ([]entry, error) {
+	es := make([]entry, len(queues))
+	for i, q := range queues {
+		raw, err := b.encode(p, "")
+		if err != nil {
+			return nil, err
+		}
+		es[i] = entry{b.list(q, int(p.Priority)), raw}
+	}
+	return es, nil
+}
+
 // PublishMany publishes every message in one transaction, in order (broker.BatchPublisher);
-// each step retries as Publish does.
+// each step retries as Publish does. Bindings are sent once per connection, as Publish sends them.
 func (b *Broker) PublishMany(ctx context.Context, ps []broker.Publishing) error {
 	if b.isClosed() {
 		return broker.ErrClosed
 	}
-	type push struct {
-		list string
-		raw  []byte
-	}
-	var pushes []push
+	var pushes []entry
 	for _, p := range ps {
-		if p.Declare != nil {
-			if err := b.retryTransient(ctx, "declaring", func() error { return b.Declare(ctx, *p.Declare) }); err != nil {
-				return err
+		d, err := b.declFor(p.Declare)
+		if err != nil {
+			return err
+		}
+		if bd := d.pending(); bd != nil {
+			if err := b.retryTransient(ctx, "declaring", func() error {
+				return b.rc.SAdd(ctx, bd.set, bd.member).Err()
+			}); err != nil {
+				return fmt.Errorf("redisbroker: declaring queue %q: %w", p.Declare.Name, err)
 			}
+			b.bound(bd, d.gen)
 		}
 		if p.Exchange != "" && b.exchangeType(p.Exchange) == "fanout" {
 			if err := b.Publish(ctx, p); err != nil {
@@ -289,16 +320,11 @@ func (b *Broker) PublishMany(ctx context.Context, ps []broker.Publishing) error 
 		}); err != nil {
 			return err
 		}
-		if len(queues) == 0 {
-			p, queues = b.unroutable(p), []string{b.opts.DeadLetterQueue}
+		_, es, err := b.destinations(p, queues)
+		if err != nil {
+			return err
 		}
-		for _, q := range queues {
-			raw, err := b.encode(p, "")
-			if err != nil {
-				return err
-			}
-			pushes = append(pushes, push{b.list(q, int(p.Priority)), raw})
-		}
+		pushes = append(pushes, es...)
 	}
 	for len(pushes) > 0 {
 		n := min(len(pushes), 1000)
@@ -317,6 +343,22 @@ func (b *Broker) PublishMany(ctx context.Context, ps []broker.Publishing) error 
 		}
 	}
 	return nil
+}
+
+// broadcast PUBLISHes raw on the channel of p's fanout exchange, with d's pending binding in the
+// same round trip.
+func (b *Broker) broadcast(ctx context.Context, p broker.Publishing, raw []byte, d decl) error {
+	_, err := b.rc.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		if bd := d.pending(); bd != nil {
+			pipe.SAdd(ctx, bd.set, bd.member)
+		}
+		pipe.Publish(ctx, b.key(b.topic(p.Exchange, p.RoutingKey)), raw)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisbroker: publishing to %s: %w", p.Exchange, err)
+	}
+	return b.confirm(ctx, d)
 }
 
 func (b *Broker) encode(p broker.Publishing, tag string) ([]byte, error) {
