@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,24 +135,41 @@ func New(brokerURL string, opts Options) (*Broker, error) {
 		dialing: make(chan struct{}, 1), exchanges: map[string]exchangeDecl{}}, nil
 }
 
-// ParseURLs turns a Celery broker_url into amqp091-go URIs.
+// ParseURLs turns a Celery broker_url into amqp091-go URIs. An entry that is not a URL or has
+// another scheme than amqp://, amqps://, pyamqp:// or librabbitmq:// is an error naming it (its
+// position in the list, and the entry without its password): a failover list is never shortened
+// silently.
 func ParseURLs(brokerURL string) ([]string, error) {
 	var out []string
-	for _, raw := range strings.Split(brokerURL, ";") {
+	entries := strings.Split(brokerURL, ";")
+	for n, raw := range entries {
 		raw = strings.TrimSpace(raw)
 		if raw == "" {
 			continue
 		}
+		where := fmt.Sprintf("broker_url %s", redactEntry(raw))
+		if len(entries) > 1 {
+			where = fmt.Sprintf("broker_url entry %d of %d (%s)", n+1, len(entries), redactEntry(raw))
+		}
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("broker_url: %w", err)
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				err = uerr.Err // its message repeats the URL, password included
+			}
+			return nil, fmt.Errorf("%s: not a URL: %v", where, err)
 		}
 		switch u.Scheme {
 		case "amqp", "pyamqp", "librabbitmq":
 			u.Scheme = "amqp"
 		case "amqps":
 		default:
-			return nil, fmt.Errorf("broker_url: unsupported scheme %q (amqp:// or amqps://)", u.Scheme)
+			return nil, fmt.Errorf("%s: unsupported scheme %q (amqp:// or amqps://)", where, u.Scheme)
+		}
+		if u.Port() != "" {
+			if _, err := strconv.ParseUint(u.Port(), 10, 16); err != nil {
+				return nil, fmt.Errorf("%s: port %q is not a number up to 65535", where, u.Port())
+			}
 		}
 		// kombu: the path minus its first slash is the vhost; none means "/".
 		vhost := strings.TrimPrefix(u.Path, "/")
@@ -172,6 +190,31 @@ func ParseURLs(brokerURL string) ([]string, error) {
 		return nil, errors.New("broker_url: empty")
 	}
 	return out, nil
+}
+
+// redactEntry is a broker_url entry for an error message: its password replaced by xxxxx, even
+// when the entry does not parse as a URL.
+func redactEntry(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+		return u.Redacted()
+	}
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	authority := rest
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPassword := strings.Cut(authority[:at], ":")
+	if !hasPassword {
+		return raw
+	}
+	return prefix + user + ":xxxxx" + rest[at:]
 }
 
 // Redacted is the URL of the node the broker is connected to (or was last, or will try first)
