@@ -303,10 +303,16 @@ func (b *Broker) connection(ctx context.Context) (*amqp.Connection, uint64, erro
 			return nil, 0, fmt.Errorf("connecting to broker: %w", context.Cause(ctx))
 		case <-b.closing:
 			return nil, 0, broker.ErrClosed
-		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff)/2+1))):
+		case <-time.After(jittered(backoff)):
 		}
 		backoff = min(backoff*2, b.opts.MaxBackoff)
 	}
+}
+
+// jittered is a random delay in [d/2, d]: spread so that the clients of a restarted broker do not
+// all come back at once, and never above d, so MaxBackoff is a cap.
+func jittered(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // live returns the live connection (ok), or broker.ErrClosed.

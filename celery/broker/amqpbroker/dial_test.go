@@ -319,3 +319,14 @@ func TestFailoverRotationUnderConcurrentUse(t *testing.T) {
 	}
 	t.Logf("%d publishes across %d connections, %d messages stored", workers*each, b.Connects(), info.Messages)
 }
+
+func TestJitteredStaysWithinTheCap(t *testing.T) {
+	t.Parallel()
+	for _, d := range []time.Duration{time.Millisecond, 100 * time.Millisecond, time.Second} {
+		for range 1000 {
+			if j := jittered(d); j < d/2 || j > d {
+				t.Fatalf("jittered(%v) = %v, want within [%v, %v]", d, j, d/2, d)
+			}
+		}
+	}
+}
