@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -165,6 +166,12 @@ func ParseURLs(brokerURL string) ([]string, error) {
 		case "amqps":
 		default:
 			return nil, fmt.Errorf("%s: unsupported scheme %q (amqp:// or amqps://)", where, u.Scheme)
+		}
+		if _, rest, _ := strings.Cut(raw, ":"); u.Opaque != "" || !strings.HasPrefix(rest, "//") {
+			return nil, fmt.Errorf("%s: not a URL of the form amqp://user:password@host:port/vhost", where)
+		}
+		if strings.ContainsFunc(raw, unicode.IsSpace) {
+			return nil, fmt.Errorf("%s: contains whitespace", where)
 		}
 		if u.Port() != "" {
 			if _, err := strconv.ParseUint(u.Port(), 10, 16); err != nil {

@@ -49,6 +49,9 @@ func TestParseURLsNamesTheBadEntryWithoutItsPassword(t *testing.T) {
 		{"control character", "amqp://a//;amqp://u:pw1@b\x7f//", "broker_url entry 2 of 2 (amqp://u:xxxxx@b"},
 		{"no scheme", "amqp://a//; u:pw1@b:5672",
 			`broker_url entry 2 of 2 (u:xxxxx@b:5672)`},
+		{"no // after the scheme", "amqp://a//;amqp:u:pw1@b", "broker_url entry 2 of 2 (amqp:xxxxx@b): not a URL of the form"},
+		{"one slash after the scheme", "amqp:/h//", "broker_url amqp:/h//: not a URL of the form"},
+		{"whitespace", "amqp://u:pw1@h/v?x= 1", "broker_url amqp://u:xxxxx@h/v?x= 1: contains whitespace"},
 		{"middle entry", "amqp://a//;amqp://u:pw1@[::1//;amqp://c//",
 			`broker_url entry 2 of 3 (amqp://u:xxxxx@[::1//): not a URL: missing ']' in host`},
 	} {
