@@ -40,6 +40,17 @@ type Config struct {
 	// BrokerNativeDelayedDeliveryQueueType is the x-queue-type of the celery_delayed_0…27 queues
 	// of native delayed delivery (Celery 5.5): "quorum" (the default) or "classic".
 	BrokerNativeDelayedDeliveryQueueType string `yaml:"broker_native_delayed_delivery_queue_type"`
+	// BrokerConnectionTimeout is broker_connection_timeout in seconds (default 4): the bound on
+	// each node's TCP connect and AMQP handshake, so a hung node of the list is skipped quickly.
+	BrokerConnectionTimeout *float64 `yaml:"broker_connection_timeout"`
+	// BrokerConnectionRetryOnStartup is broker_connection_retry_on_startup (default true): retry
+	// the first connect with backoff; false makes a failed first connect an error at once.
+	BrokerConnectionRetryOnStartup *bool `yaml:"broker_connection_retry_on_startup"`
+	// BrokerConnectionMaxRetries is broker_connection_max_retries (default 100; 0 or null: retry
+	// forever), the connection attempts a first connect makes before the program gives up.
+	BrokerConnectionMaxRetries *int `yaml:"broker_connection_max_retries"`
+	// BrokerHeartbeat is broker_heartbeat in seconds (default 120; 0 asks for no heartbeats).
+	BrokerHeartbeat *float64 `yaml:"broker_heartbeat"`
 
 	ResultBackend string `yaml:"result_backend"`
 	// DatabaseURL is Celery's database_url, the database result backends' connection: with
@@ -180,6 +191,35 @@ func (rs Routes) internal() routing.Routes {
 	return out
 }
 
+// Celery's defaults for the broker connection (celery/app/defaults.py).
+const (
+	DefaultBrokerConnectionTimeout    = 4 * time.Second
+	DefaultBrokerHeartbeat            = 120 * time.Second
+	DefaultBrokerConnectionMaxRetries = 100
+)
+
+// BrokerConnection is the broker connection settings with Celery's defaults filled in.
+type BrokerConnection struct {
+	// Timeout is broker_connection_timeout; Heartbeat broker_heartbeat (0: none asked for).
+	Timeout, Heartbeat time.Duration
+	// MaxRetries is broker_connection_max_retries (0: forever).
+	MaxRetries int
+	// RetryOnStartup is broker_connection_retry_on_startup.
+	RetryOnStartup bool
+}
+
+// BrokerConnectionSettings returns broker_connection_timeout, broker_heartbeat,
+// broker_connection_max_retries and broker_connection_retry_on_startup, defaults filled in.
+func (c Config) BrokerConnectionSettings() BrokerConnection {
+	bc := BrokerConnection{Timeout: seconds(c.BrokerConnectionTimeout, DefaultBrokerConnectionTimeout),
+		Heartbeat: seconds(c.BrokerHeartbeat, DefaultBrokerHeartbeat), MaxRetries: DefaultBrokerConnectionMaxRetries,
+		RetryOnStartup: c.BrokerConnectionRetryOnStartup == nil || *c.BrokerConnectionRetryOnStartup}
+	if c.BrokerConnectionMaxRetries != nil {
+		bc.MaxRetries = *c.BrokerConnectionMaxRetries
+	}
+	return bc
+}
+
 func seconds(f *float64, def time.Duration) time.Duration {
 	if f == nil {
 		return def
@@ -301,6 +341,15 @@ func (c Config) Validate() error {
 		if f.v != nil && !(*f.v >= 0) {
 			return fmt.Errorf("%s: must be >= 0 seconds, got %v", f.name, *f.v)
 		}
+	}
+	if t := c.BrokerConnectionTimeout; t != nil && !(*t > 0) {
+		return fmt.Errorf("broker_connection_timeout: must be > 0 seconds, got %v", *t)
+	}
+	if h := c.BrokerHeartbeat; h != nil && !(*h >= 0 && *h <= 65535) {
+		return fmt.Errorf("broker_heartbeat: must be 0 (none) to 65535 seconds, got %v", *h)
+	}
+	if m := c.BrokerConnectionMaxRetries; m != nil && *m < 0 {
+		return fmt.Errorf("broker_connection_max_retries: must be >= 0 (0: retry forever), got %d", *m)
 	}
 	if c.WorkerRevokeMax < 0 {
 		return fmt.Errorf("worker_revoke_max: must be >= 0, got %d", c.WorkerRevokeMax)

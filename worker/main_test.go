@@ -179,6 +179,52 @@ func TestBadStartExits(t *testing.T) {
 	}
 }
 
+// TestUnreachableBrokerAtStartupExits: with broker_connection_max_retries, or with
+// broker_connection_retry_on_startup off, a worker whose broker never answers gives up with an
+// ERROR that names the broker (without its password) and the setting, and exits with status 1.
+func TestUnreachableBrokerAtStartupExits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, settings, reason string
+	}{
+		{"max retries", "broker_connection_max_retries: 2\n", "gave up after 3 attempts: broker_connection_max_retries is 2"},
+		{"no retry on startup", "broker_connection_retry_on_startup: false\n", "gave up after 1 attempts: broker_connection_retry_on_startup is off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := filepath.Join(t.TempDir(), "celeryconfig.yaml")
+			if err := os.WriteFile(cfg, []byte("task_default_queue: never-used\n"+tc.settings), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, workerBin, "--config", cfg, "--metrics-addr", "")
+			cmd.Env = append(os.Environ(), "CELERY_BROKER_URL=amqp://guest:s3cret@127.0.0.1:1//", "CELERY_RESULT_BACKEND=")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = io.Discard, &out
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("the worker kept retrying (killed after 2 minutes); output:\n%s", out.String())
+			}
+			if code := cmd.ProcessState.ExitCode(); err == nil || code != 1 {
+				t.Fatalf("exit code %d, want 1; output:\n%s", code, out.String())
+			}
+			var last string
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.Contains(l, "ERROR/MainProcess] worker stopped with an error") {
+					last = l
+				}
+			}
+			if !strings.Contains(last, "amqp://guest:xxxxx@127.0.0.1:1/") || !strings.Contains(last, tc.reason) {
+				t.Fatalf("no ERROR naming the broker and %q; output:\n%s", tc.reason, out.String())
+			}
+			if strings.Contains(out.String(), "s3cret") {
+				t.Fatalf("the password is in the output:\n%s", out.String())
+			}
+		})
+	}
+}
+
 // TestBackendCleanupIsRegistered: the worker program runs Celery's built-in
 // celery.backend_cleanup (as beat sends it at 4:00): on the Redis result backend, whose keys
 // expire by themselves, it succeeds with None.

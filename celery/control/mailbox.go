@@ -119,7 +119,7 @@ func (m *Mailbox) Run(ctx context.Context) error {
 		if !connected || errors.Is(err, broker.ErrClosed) {
 			return fmt.Errorf("control: mailbox of %s: %w", m.node, err)
 		}
-		m.log.Warn("control mailbox lost its broker connection, reconnecting", "error", err, "in", delay)
+		m.log.Warn("control mailbox lost its broker connection, reconnecting", "node", m.node, "error", err, "in", delay)
 		if !backoff(ctx, delay) {
 			return nil
 		}

@@ -42,8 +42,8 @@ type Options struct {
 	// Logger receives what the mailbox does (default slog.Default()).
 	Logger *slog.Logger
 	// MinBackoff and MaxBackoff bound the delay before a mailbox sets up again after its
-	// subscription ended (defaults 100ms and 5s); the transport has its own backoff for
-	// reconnecting.
+	// subscription ended (defaults 100ms and 1s, so a worker answers `celery inspect ping` about
+	// a second after its broker is back); the transport has its own backoff for reconnecting.
 	MinBackoff, MaxBackoff time.Duration
 	// Now is the clock used to expire requests (default time.Now).
 	Now func() time.Time
@@ -70,7 +70,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.MinBackoff = 100 * time.Millisecond
 	}
 	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 5 * time.Second
+		o.MaxBackoff = DefaultMaxBackoff
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
@@ -117,9 +117,18 @@ func declareExchanges(ctx context.Context, tr fanout.Transport, o Options) error
 	return tr.DeclareExchange(ctx, o.ReplyExchange(), "direct", false, false)
 }
 
-// backoff waits before the next attempt; false when ctx ended first.
+// DefaultMaxBackoff is the longest a mailbox waits before setting up again.
+const DefaultMaxBackoff = time.Second
+
+// jittered is a random delay in [d/2, d]: spread so that the nodes of a cluster do not all come
+// back at once, and never above d (the cap).
+func jittered(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// backoff waits before the next attempt (jittered(d)); false when ctx ended first.
 func backoff(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d + time.Duration(rand.Int64N(int64(d)/2+1)))
+	t := time.NewTimer(jittered(d))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

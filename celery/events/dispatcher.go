@@ -331,7 +331,7 @@ func (d *Dispatcher) publish(batch []Event) {
 	if !d.declared {
 		if err := d.declare(ctx); err != nil {
 			d.failed.Add(uint64(n))
-			d.log.Warn("events lost: cannot declare the event exchange", "events", n, "error", err)
+			d.log.Warn("events lost: cannot declare the event exchange", "node", d.o.Hostname, "events", n, "error", err)
 			return
 		}
 		d.declared = true
@@ -347,7 +347,7 @@ func (d *Dispatcher) publish(batch []Event) {
 		// The exchange may have been deleted (a 404 closes the channel): declare it again next time.
 		d.declared = false
 		d.failed.Add(uint64(n))
-		d.log.Warn("events lost: publishing failed", "events", n, "routing_key", key, "error", err)
+		d.log.Warn("events lost: publishing failed", "node", d.o.Hostname, "events", n, "routing_key", key, "error", err)
 		return
 	}
 	d.sent.Add(uint64(n))

@@ -107,6 +107,9 @@ func Parse(data []byte) (*File, error) {
 				return nil, err
 			}
 			f.Celery.BrokerURL = urls
+		case k.Value == "broker_connection_max_retries" && v.Tag == "!!null":
+			// Celery's None: retry forever, as 0.
+			f.Celery.BrokerConnectionMaxRetries = new(int)
 		case known[k.Value]:
 		default:
 			f.Unknown = append(f.Unknown, k.Value)
@@ -115,7 +118,8 @@ func Parse(data []byte) (*File, error) {
 	// Decode the known settings strictly so that a wrong type names its setting.
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
-		if !known[k.Value] || (k.Value == "broker_url" && v.Kind == yaml.SequenceNode) {
+		if !known[k.Value] || (k.Value == "broker_url" && v.Kind == yaml.SequenceNode) ||
+			(k.Value == "broker_connection_max_retries" && v.Tag == "!!null") {
 			continue
 		}
 		single := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{k, v}}

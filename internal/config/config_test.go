@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -179,5 +181,55 @@ func TestBrokerURLFailoverList(t *testing.T) {
 		if len(f.Unknown) != 0 {
 			t.Errorf("Parse(%q): unknown settings %v", tc.doc, f.Unknown)
 		}
+	}
+}
+
+// TestBrokerConnectionSettings: broker_connection_timeout, broker_heartbeat,
+// broker_connection_max_retries (null is Celery's None: forever, as 0) and
+// broker_connection_retry_on_startup are read with Celery's defaults, and impossible values are
+// refused naming the setting.
+func TestBrokerConnectionSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, doc string
+		want      celery.BrokerConnection
+		err       string
+	}{
+		{"defaults", "", celery.BrokerConnection{Timeout: 4 * time.Second, Heartbeat: 120 * time.Second, MaxRetries: 100, RetryOnStartup: true}, ""},
+		{"all set", "broker_connection_timeout: 0.5\nbroker_heartbeat: 10\nbroker_connection_max_retries: 3\nbroker_connection_retry_on_startup: false\n",
+			celery.BrokerConnection{Timeout: 500 * time.Millisecond, Heartbeat: 10 * time.Second, MaxRetries: 3}, ""},
+		{"heartbeat off", "broker_heartbeat: 0\n", celery.BrokerConnection{Timeout: 4 * time.Second, MaxRetries: 100, RetryOnStartup: true}, ""},
+		{"max retries null is forever", "broker_connection_max_retries: null\n",
+			celery.BrokerConnection{Timeout: 4 * time.Second, Heartbeat: 120 * time.Second, RetryOnStartup: true}, ""},
+		{"max retries 0 is forever", "broker_connection_max_retries: 0\n",
+			celery.BrokerConnection{Timeout: 4 * time.Second, Heartbeat: 120 * time.Second, RetryOnStartup: true}, ""},
+		{"timeout 0", "broker_connection_timeout: 0\n", celery.BrokerConnection{}, "broker_connection_timeout: must be > 0"},
+		{"negative heartbeat", "broker_heartbeat: -1\n", celery.BrokerConnection{}, "broker_heartbeat: must be 0 (none) to 65535"},
+		{"negative retries", "broker_connection_max_retries: -2\n", celery.BrokerConnection{}, "broker_connection_max_retries: must be >= 0"},
+		{"retries not a number", "broker_connection_max_retries: many\n", celery.BrokerConnection{}, "broker_connection_max_retries (line 1)"},
+		{"retry on startup not a bool", "broker_connection_retry_on_startup: maybe\n", celery.BrokerConnection{}, "broker_connection_retry_on_startup (line 1)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := Parse([]byte(tc.doc))
+			if err == nil {
+				err = f.Celery.WithDefaults().Validate()
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(f.Unknown) != 0 {
+				t.Fatalf("unknown settings %v", f.Unknown)
+			}
+			if got := f.Celery.BrokerConnectionSettings(); got != tc.want {
+				t.Fatalf("BrokerConnectionSettings = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -59,11 +59,23 @@ func Broker(cfg celery.Config, name string, log *slog.Logger) (broker.Broker, er
 }
 
 // amqpOptions are the RabbitMQ adapter's options from Celery's settings: the failover strategy of
-// a broker_url list, worker_detect_quorum_queues and broker_native_delayed_delivery_queue_type.
+// a broker_url list, worker_detect_quorum_queues, broker_native_delayed_delivery_queue_type and
+// the broker connection settings (broker_connection_timeout, broker_heartbeat,
+// broker_connection_max_retries, broker_connection_retry_on_startup).
 func amqpOptions(cfg celery.Config, name string, log *slog.Logger) amqpbroker.Options {
-	return amqpbroker.Options{Logger: log, ConnectionName: name, FailoverStrategy: cfg.BrokerFailoverStrategy,
+	bc := cfg.BrokerConnectionSettings()
+	o := amqpbroker.Options{Logger: log, ConnectionName: name, FailoverStrategy: cfg.BrokerFailoverStrategy,
 		NoQuorumDetection:        cfg.WorkerDetectQuorumQueues != nil && !*cfg.WorkerDetectQuorumQueues,
-		DelayedDeliveryQueueType: cfg.BrokerNativeDelayedDeliveryQueueType}
+		DelayedDeliveryQueueType: cfg.BrokerNativeDelayedDeliveryQueueType,
+		ConnectionTimeout:        bc.Timeout, Heartbeat: bc.Heartbeat, MaxRetries: bc.MaxRetries,
+		NoRetryOnStartup: !bc.RetryOnStartup}
+	if bc.Heartbeat == 0 {
+		o.Heartbeat = -1 // amqpbroker's "none asked for"
+	}
+	if bc.MaxRetries == 0 {
+		o.MaxRetries = -1 // amqpbroker's "forever"
+	}
+	return o
 }
 
 // sharedFanout is the process's in-memory broadcast transport of broker_url memory://, as

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -160,6 +161,7 @@ func TestBrokerSchemes(t *testing.T) {
 		{"", "", "empty"},
 		{"  ", "", "empty"},
 		{"amqp://h:notaport//", "", "broker_url"},
+		{"amqp://a//;redis://u:pw@b//", "", "broker_url entry 2 of 2 (redis://u:xxxxx@b//)"},
 	} {
 		b, err := Broker(celery.Config{BrokerURL: tc.url}, "wiring-test", nil)
 		if tc.adapter == "" {
@@ -255,5 +257,31 @@ func TestRedisClients(t *testing.T) {
 	}
 	if _, err := Redis("http://127.0.0.1/"); err == nil || !strings.Contains(err.Error(), `unknown scheme "http"`) {
 		t.Errorf("unknown scheme: %v", err)
+	}
+}
+
+// TestAMQPOptionsFromBrokerConnectionSettings: Celery's broker connection settings reach the
+// RabbitMQ adapter, Celery's 0s (no heartbeat, retry forever) as the adapter's negatives.
+func TestAMQPOptionsFromBrokerConnectionSettings(t *testing.T) {
+	t.Parallel()
+	f := func(v float64) *float64 { return &v }
+	i := func(v int) *int { return &v }
+	no := false
+	for _, tc := range []struct {
+		name               string
+		cfg                celery.Config
+		timeout, heartbeat time.Duration
+		maxRetries         int
+		noRetryOnStartup   bool
+	}{
+		{"defaults", celery.Config{}, 4 * time.Second, 120 * time.Second, 100, false},
+		{"set", celery.Config{BrokerConnectionTimeout: f(1.5), BrokerHeartbeat: f(30), BrokerConnectionMaxRetries: i(7),
+			BrokerConnectionRetryOnStartup: &no}, 1500 * time.Millisecond, 30 * time.Second, 7, true},
+		{"zeros", celery.Config{BrokerHeartbeat: f(0), BrokerConnectionMaxRetries: i(0)}, 4 * time.Second, -1, -1, false},
+	} {
+		o := amqpOptions(tc.cfg, "n", nil)
+		if o.ConnectionTimeout != tc.timeout || o.Heartbeat != tc.heartbeat || o.MaxRetries != tc.maxRetries || o.NoRetryOnStartup != tc.noRetryOnStartup {
+			t.Errorf("%s: options %+v", tc.name, o)
+		}
 	}
 }

@@ -14,10 +14,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -28,8 +30,21 @@ import (
 // Options configure a Broker. Zero values mean the defaults.
 type Options struct {
 	Logger *slog.Logger
-	// Heartbeat is the AMQP heartbeat interval (default 10s, as amqp091-go).
+	// Heartbeat is broker_heartbeat, the AMQP heartbeat interval asked for (default 120s, as
+	// Celery; the server may lower it). Negative asks for none, which amqp091-go cannot do: it
+	// then takes the server's interval (New logs a warning).
 	Heartbeat time.Duration
+	// ConnectionTimeout is broker_connection_timeout: the bound on each node's TCP connect and
+	// AMQP handshake (default 4s), so a hung node of a failover list is skipped quickly.
+	ConnectionTimeout time.Duration
+	// MaxRetries is broker_connection_max_retries for the first connect (default 100; negative:
+	// forever, Celery's 0 or None): after that many failed attempts over the nodes of the list,
+	// operations fail with a *ConnectError instead of retrying. Reconnects after a connection was
+	// made retry forever.
+	MaxRetries int
+	// NoRetryOnStartup is broker_connection_retry_on_startup off: a first connect that fails on
+	// every node of the list is a *ConnectError at once.
+	NoRetryOnStartup bool
 	// ConnectionName is shown in the RabbitMQ management UI.
 	ConnectionName string
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms and 1s: a worker
@@ -66,8 +81,9 @@ type Broker struct {
 	exDone    map[string]bool         // exchanges declared on the current connection
 	closed    bool
 	closing   chan struct{}
-	nextURL   int
-	url       int // index in urls of the live (or last) connection
+	nextURL   int           // index in urls (modulo) of the next node to dial; b.mu
+	url       int           // index in urls of the live (or last) connection; b.mu
+	dialing   chan struct{} // holds a token while one goroutine dials (outside b.mu)
 	connects  atomic.Int64
 	consumers []*consumer
 	pubMu     sync.Mutex // serialises channel (re)opening for publishing
@@ -104,31 +120,63 @@ func New(brokerURL string, opts Options) (*Broker, error) {
 	default:
 		return nil, fmt.Errorf("broker_native_delayed_delivery_queue_type: unknown queue type %q (classic or quorum)", opts.DelayedDeliveryQueueType)
 	}
-	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = 10 * time.Second
+	switch {
+	case opts.Heartbeat == 0:
+		opts.Heartbeat = DefaultHeartbeat
+	case opts.Heartbeat < 0:
+		opts.Logger.Warn("broker_heartbeat 0: amqp091-go cannot turn heartbeats off, using the interval the server proposes")
+	}
+	if opts.ConnectionTimeout <= 0 {
+		opts.ConnectionTimeout = DefaultConnectionTimeout
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = DefaultMaxRetries
 	}
 	return &Broker{urls: urls, opts: opts, log: opts.Logger, closing: make(chan struct{}),
-		exchanges: map[string]exchangeDecl{}}, nil
+		dialing: make(chan struct{}, 1), exchanges: map[string]exchangeDecl{}}, nil
 }
 
-// ParseURLs turns a Celery broker_url into amqp091-go URIs.
+// ParseURLs turns a Celery broker_url into amqp091-go URIs. An entry that is not a URL or has
+// another scheme than amqp://, amqps://, pyamqp:// or librabbitmq:// is an error naming it (its
+// position in the list, and the entry without its password): a failover list is never shortened
+// silently.
 func ParseURLs(brokerURL string) ([]string, error) {
 	var out []string
-	for _, raw := range strings.Split(brokerURL, ";") {
+	entries := strings.Split(brokerURL, ";")
+	for n, raw := range entries {
 		raw = strings.TrimSpace(raw)
 		if raw == "" {
 			continue
 		}
+		where := fmt.Sprintf("broker_url %s", redactEntry(raw))
+		if len(entries) > 1 {
+			where = fmt.Sprintf("broker_url entry %d of %d (%s)", n+1, len(entries), redactEntry(raw))
+		}
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("broker_url: %w", err)
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				err = uerr.Err // its message repeats the URL, password included
+			}
+			return nil, fmt.Errorf("%s: not a URL: %v", where, err)
 		}
 		switch u.Scheme {
 		case "amqp", "pyamqp", "librabbitmq":
 			u.Scheme = "amqp"
 		case "amqps":
 		default:
-			return nil, fmt.Errorf("broker_url: unsupported scheme %q (amqp:// or amqps://)", u.Scheme)
+			return nil, fmt.Errorf("%s: unsupported scheme %q (amqp:// or amqps://)", where, u.Scheme)
+		}
+		if _, rest, _ := strings.Cut(raw, ":"); u.Opaque != "" || !strings.HasPrefix(rest, "//") {
+			return nil, fmt.Errorf("%s: not a URL of the form amqp://user:password@host:port/vhost", where)
+		}
+		if strings.ContainsFunc(raw, unicode.IsSpace) {
+			return nil, fmt.Errorf("%s: contains whitespace", where)
+		}
+		if u.Port() != "" {
+			if _, err := strconv.ParseUint(u.Port(), 10, 16); err != nil {
+				return nil, fmt.Errorf("%s: port %q is not a number up to 65535", where, u.Port())
+			}
 		}
 		// kombu: the path minus its first slash is the vhost; none means "/".
 		vhost := strings.TrimPrefix(u.Path, "/")
@@ -149,6 +197,31 @@ func ParseURLs(brokerURL string) ([]string, error) {
 		return nil, errors.New("broker_url: empty")
 	}
 	return out, nil
+}
+
+// redactEntry is a broker_url entry for an error message: its password replaced by xxxxx, even
+// when the entry does not parse as a URL.
+func redactEntry(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+		return u.Redacted()
+	}
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	authority := rest
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPassword := strings.Cut(authority[:at], ":")
+	if !hasPassword {
+		return raw
+	}
+	return prefix + user + ":xxxxx" + rest[at:]
 }
 
 // Redacted is the URL of the node the broker is connected to (or was last, or will try first)
@@ -179,56 +252,118 @@ func (b *Broker) Connected() bool {
 }
 
 // connection returns the live connection and its generation, connecting (with backoff) if needed.
+// One goroutine dials at a time, without holding b.mu: a slow or hung node never blocks callers
+// that only look at the broker's state (Connected, Redacted, Close) or that have a connection.
 func (b *Broker) connection(ctx context.Context) (*amqp.Connection, uint64, error) {
 	backoff := b.opts.MinBackoff
+	failures := 0
 	for {
-		b.mu.Lock()
-		if b.closed {
-			b.mu.Unlock()
+		if c, g, ok, err := b.live(); ok || err != nil {
+			return c, g, err
+		}
+		select {
+		case b.dialing <- struct{}{}:
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("connecting to broker: %w", context.Cause(ctx))
+		case <-b.closing:
 			return nil, 0, broker.ErrClosed
 		}
-		if b.conn != nil && !b.conn.IsClosed() {
-			c, g := b.conn, b.gen
-			b.mu.Unlock()
-			return c, g, nil
+		// Another goroutine may have connected while this one waited for its turn.
+		if c, g, ok, err := b.live(); ok || err != nil {
+			<-b.dialing
+			return c, g, err
 		}
-		c, tried, err := b.dial()
-		if err == nil {
-			b.conn = c
-			b.gen++
-			b.declared = map[string]bool{}
-			b.exDone = map[string]bool{}
-			b.pub = nil
-			n := b.connects.Add(1)
-			g := b.gen
-			notify := c.NotifyClose(make(chan *amqp.Error, 1))
-			b.mu.Unlock()
-			if n > 1 {
-				b.log.Info("connected to broker again", "broker", tried, "generation", g)
-				if b.opts.OnReconnect != nil {
-					b.opts.OnReconnect()
-				}
-			} else {
-				b.log.Info("connected to broker", "broker", tried)
-			}
-			go b.watch(c, g, notify)
-			return c, g, nil
-		}
+		b.mu.Lock()
+		i := b.nextURL % len(b.urls)
+		b.nextURL = i + 1
 		b.mu.Unlock()
-		b.log.Warn("cannot connect to broker, retrying", "broker", tried, "error", err, "in", backoff)
-		if b.nextURL%len(b.urls) != 0 {
+		startup := b.connects.Load() == 0
+		tried := redact(b.urls[i])
+		c, err := b.dialURL(i)
+		if err == nil {
+			g, err := b.install(c, i, tried)
+			<-b.dialing
+			if err != nil {
+				return nil, 0, err
+			}
+			return c, g, nil
+		}
+		<-b.dialing
+		failures++
+		if startup {
+			if b.opts.NoRetryOnStartup && failures >= len(b.urls) {
+				return nil, 0, &ConnectError{Broker: tried, Attempts: failures, Reason: "broker_connection_retry_on_startup is off", Err: err}
+			}
+			if b.opts.MaxRetries > 0 && failures > b.opts.MaxRetries {
+				return nil, 0, &ConnectError{Broker: tried, Attempts: failures,
+					Reason: fmt.Sprintf("broker_connection_max_retries is %d", b.opts.MaxRetries), Err: err}
+			}
+		}
+		if i+1 < len(b.urls) {
 			// More nodes of the failover list to try before waiting.
+			b.log.Warn("cannot connect to broker, trying the next node", "broker", tried, "error", err, "next", redact(b.urls[i+1]))
 			continue
 		}
+		b.log.Warn("cannot connect to broker, retrying", "broker", tried, "error", err, "in", backoff, "attempt", failures)
 		select {
 		case <-ctx.Done():
 			return nil, 0, fmt.Errorf("connecting to broker: %w", context.Cause(ctx))
 		case <-b.closing:
 			return nil, 0, broker.ErrClosed
-		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff)/2+1))):
+		case <-time.After(jittered(backoff)):
 		}
 		backoff = min(backoff*2, b.opts.MaxBackoff)
 	}
+}
+
+// jittered is a random delay in [d/2, d]: spread so that the clients of a restarted broker do not
+// all come back at once, and never above d, so MaxBackoff is a cap.
+func jittered(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// live returns the live connection (ok), or broker.ErrClosed.
+func (b *Broker) live() (*amqp.Connection, uint64, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, 0, false, broker.ErrClosed
+	}
+	if b.conn != nil && !b.conn.IsClosed() {
+		return b.conn, b.gen, true, nil
+	}
+	return nil, 0, false, nil
+}
+
+// install makes c, just dialled to urls[i], the live connection, unless the broker was closed
+// during the dial.
+func (b *Broker) install(c *amqp.Connection, i int, tried string) (uint64, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		_ = c.Close()
+		return 0, broker.ErrClosed
+	}
+	b.conn = c
+	b.url = i
+	b.gen++
+	b.declared = map[string]bool{}
+	b.exDone = map[string]bool{}
+	b.pub = nil
+	n := b.connects.Add(1)
+	g := b.gen
+	notify := c.NotifyClose(make(chan *amqp.Error, 1))
+	b.mu.Unlock()
+	if n > 1 {
+		b.log.Info("connected to broker again", "broker", tried, "generation", g, "heartbeat", c.Config.Heartbeat)
+		if b.opts.OnReconnect != nil {
+			b.opts.OnReconnect()
+		}
+	} else {
+		b.log.Info("connected to broker", "broker", tried, "heartbeat", c.Config.Heartbeat)
+	}
+	go b.watch(c, g, notify)
+	return g, nil
 }
 
 // watch marks the connection lost when it closes.
@@ -245,33 +380,12 @@ func (b *Broker) watch(c *amqp.Connection, gen uint64, notify chan *amqp.Error) 
 	}
 }
 
-// dial connects to the next URL of the failover list (b.mu held) and returns it, redacted.
-func (b *Broker) dial() (*amqp.Connection, string, error) {
-	i := b.nextURL % len(b.urls)
-	u := b.urls[i]
-	b.nextURL++
-	props := amqp.NewConnectionProperties()
-	if b.opts.ConnectionName != "" {
-		props.SetClientConnectionName(b.opts.ConnectionName)
-	}
-	cfg := amqp.Config{
-		Heartbeat:  b.opts.Heartbeat,
-		Locale:     "en_US",
-		Properties: props,
-		Dial:       amqpwire.Dialer(nil, amqpwire.Options{OnEvent: b.opts.OnWireRewrite}),
-	}
-	c, err := amqp.DialConfig(u, cfg)
-	if err == nil {
-		b.url = i
-	}
-	return c, redact(u), err
-}
-
 // retryable waits a moment and reports whether an operation should be tried again after err:
 // yes for a lost connection or channel, no for the broker refusing what was asked.
 func (b *Broker) retryable(ctx context.Context, err error) bool {
 	var inv invalidQueueError
-	if errors.As(err, &inv) {
+	var gaveUp *ConnectError
+	if errors.As(err, &inv) || errors.As(err, &gaveUp) {
 		return false
 	}
 	var aerr *amqp.Error

@@ -35,6 +35,60 @@ func TestParseURLs(t *testing.T) {
 	}
 }
 
+func TestParseURLsNamesTheBadEntryWithoutItsPassword(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"unknown scheme in a list", "amqp://u:pw1@a//;redis://u:pw2@b:6379/0",
+			`broker_url entry 2 of 2 (redis://u:xxxxx@b:6379/0): unsupported scheme "redis"`},
+		{"unparsable port", "amqp://u:pw1@a:56x72//;amqp://u:pw2@b//",
+			`broker_url entry 1 of 2 (amqp://u:xxxxx@a:56x72//): not a URL: invalid port ":56x72" after host`},
+		{"port out of range", "amqp://u:pw1@a:99999//",
+			`broker_url amqp://u:xxxxx@a:99999//: port "99999" is not a number up to 65535`},
+		{"control character", "amqp://a//;amqp://u:pw1@b\x7f//", "broker_url entry 2 of 2 (amqp://u:xxxxx@b"},
+		{"no scheme", "amqp://a//; u:pw1@b:5672",
+			`broker_url entry 2 of 2 (u:xxxxx@b:5672)`},
+		{"no // after the scheme", "amqp://a//;amqp:u:pw1@b", "broker_url entry 2 of 2 (amqp:xxxxx@b): not a URL of the form"},
+		{"one slash after the scheme", "amqp:/h//", "broker_url amqp:/h//: not a URL of the form"},
+		{"whitespace", "amqp://u:pw1@h/v?x= 1", "broker_url amqp://u:xxxxx@h/v?x= 1: contains whitespace"},
+		{"middle entry", "amqp://a//;amqp://u:pw1@[::1//;amqp://c//",
+			`broker_url entry 2 of 3 (amqp://u:xxxxx@[::1//): not a URL: missing ']' in host`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ParseURLs(tc.in)
+			if err == nil {
+				t.Fatalf("ParseURLs(%q) accepted a bad entry", tc.in)
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "pw") {
+				t.Fatalf("ParseURLs(%q) = %q, want it to contain %q and no password", tc.in, err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseURLs(f *testing.F) {
+	for _, s := range []string{"amqp://guest:guest@127.0.0.1:5672//", "amqp://a//;pyamqp://u:p@b:1/v",
+		"redis://h", "amqp://u:p@h:x//", "amqps://[::1]:5671/%2F", ";;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		urls, err := ParseURLs(in)
+		if err != nil {
+			if len(urls) != 0 {
+				t.Fatalf("ParseURLs(%q) returned URLs with an error", in)
+			}
+			return
+		}
+		for _, u := range urls {
+			if _, err := amqp.ParseURI(u); err != nil {
+				t.Fatalf("ParseURLs(%q) gave %q, which amqp091-go refuses: %v", in, u, err)
+			}
+		}
+	})
+}
+
 func TestTableValueFitsPyAMQP(t *testing.T) {
 	t.Parallel()
 	in := map[string]any{"small": 7, "big": 1 << 40, "neg": -(1 << 40), "u8": uint8(3), "list": []any{1, "a"}, "nested": map[string]any{"n": 2}}

@@ -177,7 +177,7 @@ type dlq struct {
 }
 
 // openDLQ connects for one dead-letter call: each broker URL is tried once, in turn, through
-// amqpwire (b.dial), without the reconnect loop of the worker's connection.
+// amqpwire (b.dialURL), without the reconnect loop of the worker's connection.
 func (b *Broker) openDLQ(queue string) (*dlq, error) {
 	if queue == "" {
 		return nil, errors.New("dead letters: the dead-letter queue name is empty")
@@ -189,8 +189,10 @@ func (b *Broker) openDLQ(queue string) (*dlq, error) {
 			b.mu.Unlock()
 			return nil, broker.ErrClosed
 		}
-		conn, _, err := b.dial()
+		i := b.nextURL % len(b.urls)
+		b.nextURL = i + 1
 		b.mu.Unlock()
+		conn, err := b.dialURL(i) // outside b.mu, bounded by broker_connection_timeout
 		if err == nil {
 			return &dlq{conn: conn, queue: queue}, nil
 		}
