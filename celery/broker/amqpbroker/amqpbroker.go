@@ -45,6 +45,12 @@ type Options struct {
 	// NoRetryOnStartup is broker_connection_retry_on_startup off: a first connect that fails on
 	// every node of the list is a *ConnectError at once.
 	NoRetryOnStartup bool
+	// ConfirmTimeout bounds the wait for a publisher confirm (default 15s). A confirm that does
+	// not come in time counts as lost in transit: the channel is dropped (its confirm sequence can
+	// no longer be trusted) and the message is published again on a fresh one, so it may be
+	// duplicated, never lost. Seen when a quorum queue's leader dies: RabbitMQ 3.10 left the
+	// channel open and never confirmed what it had been sent.
+	ConfirmTimeout time.Duration
 	// ConnectionName is shown in the RabbitMQ management UI.
 	ConnectionName string
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 100ms and 1s: a worker
@@ -125,6 +131,9 @@ func New(brokerURL string, opts Options) (*Broker, error) {
 		opts.Heartbeat = DefaultHeartbeat
 	case opts.Heartbeat < 0:
 		opts.Logger.Warn("broker_heartbeat 0: amqp091-go cannot turn heartbeats off, using the interval the server proposes")
+	}
+	if opts.ConfirmTimeout <= 0 {
+		opts.ConfirmTimeout = DefaultConfirmTimeout
 	}
 	if opts.ConnectionTimeout <= 0 {
 		opts.ConnectionTimeout = DefaultConnectionTimeout

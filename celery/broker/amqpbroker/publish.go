@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -42,6 +43,30 @@ func (b *Broker) publisher(ctx context.Context) (*amqp.Channel, uint64, error) {
 	}
 	b.mu.Unlock()
 	return ch, gen, nil
+}
+
+// DefaultConfirmTimeout is Options.ConfirmTimeout's default.
+const DefaultConfirmTimeout = 15 * time.Second
+
+// errNoConfirm is the cause of a publish whose confirm did not come within ConfirmTimeout.
+var errNoConfirm = errors.New("publishing: no confirm from the broker in time")
+
+// dropPublisher forgets ch as the publishing channel, if it still is, and closes it: after a
+// missing confirm its delivery-tag sequence may differ from the broker's, so no later confirm
+// on it could be trusted. The close waits at most ConfirmTimeout (a channel the broker does not
+// answer ends with its connection).
+func (b *Broker) dropPublisher(ch *amqp.Channel) {
+	b.mu.Lock()
+	if b.pub == ch {
+		b.pub = nil
+	}
+	b.mu.Unlock()
+	closed := make(chan struct{})
+	go func() { _ = ch.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(b.opts.ConfirmTimeout):
+	}
 }
 
 // ensureTopology declares p's queue (once per connection) and re-declares its exchange after a
@@ -136,16 +161,32 @@ func (b *Broker) publishWindow(ctx context.Context, ps []broker.Publishing) erro
 		}
 		var failed []int
 		var lastErr error
+		wctx, cancel := context.WithTimeoutCause(ctx, b.opts.ConfirmTimeout, errNoConfirm)
+		timedOut, nacked := false, false
 		for k, conf := range confs {
-			ok, err := conf.WaitContext(ctx)
+			ok, err := conf.WaitContext(wctx)
 			switch {
 			case err != nil && ctx.Err() != nil:
+				cancel()
 				return fmt.Errorf("waiting for publish confirms: %w", context.Cause(ctx))
+			case err != nil && wctx.Err() != nil:
+				timedOut = true
+				failed, lastErr = append(failed, pending[k]), errNoConfirm
 			case err != nil:
 				failed, lastErr = append(failed, pending[k]), err
 			case !ok:
+				nacked = true
 				failed, lastErr = append(failed, pending[k]), errors.New("publishing: broker nacked the message")
 			}
+		}
+		cancel()
+		if nacked && !timedOut {
+			b.dropPublisher(ch)
+		}
+		if timedOut {
+			b.log.Warn("no publisher confirm in time: publishing again on a new channel", "broker", b.Redacted(),
+				"messages", len(failed), "confirm_timeout", b.opts.ConfirmTimeout)
+			b.dropPublisher(ch)
 		}
 		failed = append(failed, pending[len(confs):]...) // never sent
 		if sendErr != nil {
@@ -189,10 +230,18 @@ func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
 			}
 			return fmt.Errorf("publishing: %w", err)
 		}
-		ok, err := conf.WaitContext(ctx)
+		wctx, cancel := context.WithTimeoutCause(ctx, b.opts.ConfirmTimeout, errNoConfirm)
+		ok, err := conf.WaitContext(wctx)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("waiting for publish confirm: %w", context.Cause(ctx))
+			}
+			if wctx.Err() != nil {
+				b.log.Warn("no publisher confirm in time: publishing again on a new channel", "broker", b.Redacted(),
+					"task_id", p.Headers["id"], "confirm_timeout", b.opts.ConfirmTimeout)
+				b.dropPublisher(ch)
+				continue
 			}
 			// The channel closed before the confirm: the broker may or may not have the message.
 			// Publishing again can duplicate it but never loses it.
@@ -202,6 +251,9 @@ func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
 			return err
 		}
 		if !ok {
+			// A nack (or the channel closing under the confirm): publish again on a fresh channel,
+			// as one whose queue client lost its leader can go on nacking.
+			b.dropPublisher(ch)
 			if b.retryable(ctx, errors.New("nacked")) {
 				continue
 			}

@@ -2,6 +2,7 @@ package amqpbroker
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -128,5 +129,77 @@ func TestPublishManyAcrossAConnectionLoss(t *testing.T) {
 		if body != strconv.Itoa(i) {
 			t.Fatalf("message %d is %q: lost or reordered", i, body)
 		}
+	}
+}
+
+// TestPublishRepublishesWhenNoConfirmComes: RabbitMQ never sees a publish (the proxy swallows its
+// frames), so its confirm can never come, while the connection stays up. After ConfirmTimeout the
+// broker drops that channel, publishes again on a fresh one and returns; the queue holds the
+// message exactly once and the drop is logged. Without the timeout the publish would wait for
+// the missing confirm until its context ended.
+func TestPublishRepublishesWhenNoConfirmComes(t *testing.T) {
+	t.Parallel()
+	for _, many := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Publish", true: "PublishMany"}[many], func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			proxy, url := tcpproxy.StartURL(t, testenv.AMQPURL(), "5672")
+			var logs testenv.LogBuffer
+			b, err := New(url, Options{ConnectionName: "amqpbroker-confirm-test", Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+				MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, ConfirmTimeout: 500 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+			q := directQueue(t)
+			q.Exchange, q.RoutingKey = "", ""
+			if err := b.Declare(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+			// Open the confirm channel first, so the test's frames are the only ones swallowed.
+			if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name + ".nowhere"}); err != nil {
+				t.Fatal(err)
+			}
+			before := b.Connects()
+			ps := numbered(q, 1)
+			proxy.DropUpstream(true)
+			done := make(chan error, 1)
+			go func() {
+				if many {
+					done <- b.PublishMany(ctx, ps)
+				} else {
+					done <- b.Publish(ctx, ps[0])
+				}
+			}()
+			// The whole message is written (and swallowed) once the dropped count stops growing.
+			for last := int64(-1); ; {
+				n := proxy.Dropped()
+				if n > 0 && n == last {
+					break
+				}
+				last = n
+				select {
+				case err := <-done:
+					t.Fatalf("the publish returned (%v) before its message could reach RabbitMQ", err)
+				case <-ctx.Done():
+					t.Fatalf("the message was not written: %d bytes", n)
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			proxy.DropUpstream(false)
+			if err := <-done; err != nil {
+				t.Fatalf("a publish whose confirm never came: %v", err)
+			}
+			if got := drain(t, q.Name); len(got) != 1 || got[0] != "0" {
+				t.Fatalf("queue holds %q, want the message once", got)
+			}
+			if b.Connects() != before {
+				t.Errorf("the broker reconnected (%d -> %d connects): only the channel should have been replaced", before, b.Connects())
+			}
+			if logs.Count("no publisher confirm in time") == 0 {
+				t.Errorf("the dropped channel was not logged:\n%s", logs.String())
+			}
+		})
 	}
 }
