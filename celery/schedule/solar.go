@@ -125,7 +125,7 @@ func (s *Solar) Next(after time.Time) time.Time {
 const solarMinYear, solarMaxYear = 1000, 3000
 
 // NextEvent is the first occurrence of the event strictly after after, in UTC to the
-// microsecond. Where the sun does not cross the event's horizon during a day (polar day or
+// millisecond. Where the sun does not cross the event's horizon during a day (polar day or
 // night), the search goes on from the next solar midnight (the sun's antitransit), day by day;
 // after SolarSearchDays without an occurrence it returns an error wrapping ErrNoSolarEvent.
 func (s *Solar) NextEvent(after time.Time) (time.Time, error) {
@@ -172,11 +172,12 @@ func toDays(t time.Time) float64 {
 	return (float64(t.Unix()-j2000.Unix()) + float64(t.Nanosecond())/1e9) / 86400
 }
 
+// fromDays is the instant d, to the millisecond (beat's slots are milliseconds: beat_slot).
 func fromDays(d float64) time.Time {
 	sec := d * 86400
 	whole := math.Floor(sec)
-	us := math.Round((sec - whole) * 1e6)
-	return time.Unix(j2000.Unix()+int64(whole), int64(us)*1000).UTC()
+	ms := math.Round((sec - whole) * 1e3)
+	return time.Unix(j2000.Unix()+int64(whole), int64(ms)*1e6).UTC()
 }
 
 const (
