@@ -201,8 +201,9 @@ type sunPos struct {
 	ra, dec, gast, dist float64
 }
 
-// deltaT is TT-UT in seconds (Espenak and Meeus' polynomial for 2005-2050; its error, some
-// seconds, moves the sun by less than 0.0001 degree).
+// deltaT is TT-UT in seconds (Espenak and Meeus' polynomial for 2005-2050; its error there, some
+// seconds, moves the sun by less than 0.0001 degree; centuries away it is off by up to an hour,
+// 0.04 degree of solar longitude, seconds of event time).
 func deltaT(d float64) float64 {
 	y := 2000 + d/365.25
 	u := y - 2000
