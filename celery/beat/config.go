@@ -212,8 +212,16 @@ func parseScheduleField(e *Entry, v *yaml.Node, loc *time.Location) error {
 		}
 		return nil
 	case yaml.MappingNode:
+		if len(v.Content) == 2 && v.Content[0].Value == "solar" {
+			sol, err := parseSolar(v.Content[1])
+			if err != nil {
+				return err
+			}
+			e.Schedule = sol
+			return nil
+		}
 		if len(v.Content) != 2 || v.Content[0].Value != "crontab" {
-			return fmt.Errorf("line %d: want seconds or {crontab: {minute, hour, day_of_week, day_of_month, month_of_year}}", v.Line)
+			return fmt.Errorf("line %d: want seconds, {crontab: {minute, hour, day_of_week, day_of_month, month_of_year}} or {solar: {event, lat, lon}}", v.Line)
 		}
 		c := v.Content[1]
 		if c.Kind != yaml.MappingNode {
@@ -253,6 +261,52 @@ func parseScheduleField(e *Entry, v *yaml.Node, loc *time.Location) error {
 		return nil
 	}
 	return fmt.Errorf("line %d: want seconds or {crontab: {...}}", v.Line)
+}
+
+// parseSolar reads `{solar: {event: sunset, lat: 52.52, lon: 13.4}}`: celery.schedules.solar's
+// arguments, all three required.
+func parseSolar(c *yaml.Node) (*schedule.Solar, error) {
+	if c.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: solar: want a mapping with event, lat and lon", c.Line)
+	}
+	var (
+		event    string
+		lat, lon float64
+		seen     = map[string]bool{}
+	)
+	for i := 0; i+1 < len(c.Content); i += 2 {
+		k, v := c.Content[i].Value, c.Content[i+1]
+		seen[k] = true
+		switch k {
+		case "event":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!str" {
+				return nil, fmt.Errorf("line %d: solar.event: want an event name", v.Line)
+			}
+			event = v.Value
+		case "lat", "lon":
+			f, err := strconv.ParseFloat(v.Value, 64)
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!int" && v.Tag != "!!float" || err != nil {
+				return nil, fmt.Errorf("line %d: solar.%s: want a number of degrees", v.Line, k)
+			}
+			if k == "lat" {
+				lat = f
+			} else {
+				lon = f
+			}
+		default:
+			return nil, fmt.Errorf("solar.%s: unknown field (want event, lat, lon)", k)
+		}
+	}
+	for _, k := range []string{"event", "lat", "lon"} {
+		if !seen[k] {
+			return nil, fmt.Errorf("line %d: solar.%s: missing", c.Line, k)
+		}
+	}
+	sol, err := schedule.ParseSolar(event, lat, lon)
+	if err != nil {
+		return nil, fmt.Errorf("solar: %w", err)
+	}
+	return sol, nil
 }
 
 // crontabValue accepts a string, an int or a list of them (joined with commas).

@@ -60,6 +60,28 @@ half:
 	}
 }
 
+// TestParseScheduleSolar reads `schedule: {solar: {event, lat, lon}}` into Celery's solar
+// schedule: its repr, and a first run that is the event's next occurrence (sunset in Berlin).
+func TestParseScheduleSolar(t *testing.T) {
+	es, err := ParseSchedule(scheduleNode(t, `
+dusk:
+  task: lights.on
+  schedule: {solar: {event: sunset, lat: 52.52, lon: 13}}
+`), time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := es[0]
+	if e.Schedule == nil || e.ScheduleString() != "<solar: sunset at latitude 52.52, longitude: 13.0>" {
+		t.Fatalf("schedule %v", e.ScheduleString())
+	}
+	// Celery 5.2 with ephem: solar("sunset", 52.52, 13).remaining_estimate from 2026-12-07 00:00 UTC.
+	want := time.Date(2026, 12, 7, 14, 54, 37, 658e6, time.UTC)
+	if got := e.Schedule.Next(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)); got.Sub(want).Abs() > time.Minute {
+		t.Errorf("next sunset %s, Celery %s", got, want)
+	}
+}
+
 func TestParseScheduleErrors(t *testing.T) {
 	for _, tc := range []struct{ name, doc, entry, field string }{
 		{"unknown field", "a: {task: t, schedule: 1, retries: 3}", "a", "retries"},
@@ -74,6 +96,12 @@ func TestParseScheduleErrors(t *testing.T) {
 		{"bad option", "e: {task: t, schedule: 5, options: {countdown: 3}}", "e", "options"},
 		{"bad priority", "e: {task: t, schedule: 5, options: {priority: 300}}", "e", "options"},
 		{"args not list", "f: {task: t, schedule: 5, args: 3}", "f", "args"},
+		{"solar unknown event", "g: {task: t, schedule: {solar: {event: moonrise, lat: 1, lon: 2}}}", "g", "schedule"},
+		{"solar latitude out of range", "g: {task: t, schedule: {solar: {event: sunset, lat: 91, lon: 2}}}", "g", "schedule"},
+		{"solar longitude missing", "g: {task: t, schedule: {solar: {event: sunset, lat: 1}}}", "g", "schedule"},
+		{"solar latitude not a number", "g: {task: t, schedule: {solar: {event: sunset, lat: north, lon: 2}}}", "g", "schedule"},
+		{"solar typo", "g: {task: t, schedule: {solar: {event: sunset, lat: 1, long: 2}}}", "g", "schedule"},
+		{"solar not a mapping", "g: {task: t, schedule: {solar: sunset}}", "g", "schedule"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseSchedule(scheduleNode(t, tc.doc), time.UTC)

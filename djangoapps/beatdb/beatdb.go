@@ -76,7 +76,7 @@ SELECT p.id, p.name, p.task, p.args, p.kwargs, p.queue, p.exchange, p.routing_ke
        p.expires, p.expire_seconds, p.one_off, p.start_time, p.last_run_at, p.total_run_count, p.date_changed,
        p.interval_id, i.every AS interval_every, i.period AS interval_period,
        p.crontab_id, c.minute, c.hour, c.day_of_week, c.day_of_month, c.month_of_year, c.timezone,
-       p.solar_id, s.event AS solar_event,
+       p.solar_id, s.event AS solar_event, s.latitude::float8 AS solar_latitude, s.longitude::float8 AS solar_longitude,
        p.clocked_id, k.clocked_time
   FROM django_celery_beat_periodictask p
   LEFT JOIN django_celery_beat_intervalschedule i ON i.id = p.interval_id

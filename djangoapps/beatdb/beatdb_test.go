@@ -3,10 +3,13 @@ package beatdb_test
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/forumads/forumads/celery/schedule"
 	"github.com/forumads/forumads/internal/testenv"
 )
 
@@ -152,7 +155,7 @@ func TestTwoGoBeatsSendEachSlotOnce(t *testing.T) {
 
 // TestBadRowsAreSkippedOthersRun gives the Go beat rows it cannot run (invalid JSON args and
 // headers, a task outside beat_known_tasks, a crontab minute of 61, an interval row that is
-// missing, a solar schedule): each is logged with its id and skipped, the good row runs, the table
+// missing, a solar schedule with an unknown event): each is logged with its id and skipped, the good row runs, the table
 // is never left locked, and a row fixed through the model runs without a restart.
 func TestBadRowsAreSkippedOthersRun(t *testing.T) {
 	d := newDjango(t)
@@ -164,7 +167,7 @@ func TestBadRowsAreSkippedOthersRun(t *testing.T) {
 		map[string]any{"op": "interval", "name": "unknown task", "task": "nosuch.task", "every": 1, "period": "seconds"},
 		map[string]any{"op": "crontab", "name": "bad cron", "task": "diag.echo", "minute": "61"},
 		map[string]any{"op": "interval", "name": "orphan", "task": "diag.echo", "every": 1, "period": "seconds"},
-		map[string]any{"op": "solar", "name": "sunrise", "task": "diag.echo", "event": "sunrise", "latitude": "52.52", "longitude": "13.40"},
+		map[string]any{"op": "solar", "name": "sunrise", "task": "diag.echo", "event": "moonrise", "latitude": "52.52", "longitude": "13.40"},
 	)
 	// A PeriodicTask whose interval row is gone: only possible without the foreign key.
 	var fks []string
@@ -179,7 +182,7 @@ func TestBadRowsAreSkippedOthersRun(t *testing.T) {
 
 	b := d.goBeat(t, "go beat", map[string]any{"beat_known_tasks": []string{"diag.*"}})
 	testenv.Eventually(t, 30*time.Second, func() bool { return len(q.of("diag.add")) >= 3 }, "the good row was not sent")
-	for i, want := range []string{"", "args", "headers", "unknown task", "crontab", "interval schedule row 987654 is missing", "solar"} {
+	for i, want := range []string{"", "args", "headers", "unknown task", "crontab", "interval schedule row 987654 is missing", `solar event "moonrise" is invalid`} {
 		if i == 0 {
 			continue
 		}
@@ -270,4 +273,63 @@ func TestRowsAsPythonDatabaseSchedulerWritesThem(t *testing.T) {
 	if pyOnce.Enabled || pyOnce.TotalRunCount != 0 || pyOnce.LastRunAt != nil {
 		t.Errorf("Python left its one-off row %+v; the Go beat is checked against disabled, 0, NULL", pyOnce)
 	}
+}
+
+// TestGoBeatRunsSolarSchedule makes a SolarSchedule (sunset) through the model at a longitude
+// where the sun sets some seconds from now, runs the Go beat, and checks that it sends the row
+// once, for the slot Celery's solar computes there, and writes last_run_at and total_run_count.
+func TestGoBeatRunsSolarSchedule(t *testing.T) {
+	d := newDjango(t)
+	q := d.consume(t, d.queue)
+	const lat = "41.9"
+	target := time.Now().Add(20 * time.Second)
+	lon, slot := sunsetNear(t, lat, target)
+	d.models(t, map[string]any{"op": "solar", "name": "sunset", "task": "diag.echo", "event": "sunset",
+		"latitude": lat, "longitude": lon, "args": `["sun"]`})
+	b := d.goBeat(t, "go beat", nil)
+	testenv.Eventually(t, 60*time.Second, func() bool { return len(q.of("diag.echo")) >= 1 },
+		"the solar row was not sent for sunset at %s (latitude %s, longitude %s)", slot, lat, lon)
+	b.stop(t)
+	time.Sleep(500 * time.Millisecond) // a second message would have arrived
+	msgs := q.of("diag.echo")
+	if len(msgs) != 1 || !msgs[0].Slot.Equal(slot) || msgs[0].Got.Before(slot) || string(msgs[0].Args) != `["sun"]` {
+		t.Fatalf("sent %+v; want one run for the slot %s, not before it", msgs, slot)
+	}
+	if r := d.get(t, "sunset"); r.TotalRunCount != 1 || r.LastRunAt == nil || !r.LastRunAt.Truncate(time.Millisecond).Equal(slot) {
+		t.Errorf("row after the run: total_run_count %d last_run_at %v; want 1, %s", r.TotalRunCount, r.LastRunAt, slot)
+	}
+}
+
+// sunsetNear returns a longitude (six decimals, as SolarSchedule stores it) where the sun sets at
+// latitude lat close to target, and that sunset.
+func sunsetNear(t *testing.T, lat string, target time.Time) (string, time.Time) {
+	t.Helper()
+	la, err := strconv.ParseFloat(lat, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lon := 0.0
+	text := "0.000000"
+	var at time.Time
+	for range 6 {
+		s, err := schedule.ParseSolar("sunset", la, lon)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at = s.Next(target.Add(-12 * time.Hour))
+		// One degree east is four minutes earlier.
+		lon += at.Sub(target).Hours() / 24 * 360
+		lon = math.Mod(lon+540, 360) - 180
+		text = strconv.FormatFloat(lon, 'f', 6, 64)
+		lon, _ = strconv.ParseFloat(text, 64)
+	}
+	s, err := schedule.ParseSolar("sunset", la, lon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at = s.Next(target.Add(-12 * time.Hour))
+	if d := at.Sub(target).Abs(); d > 2*time.Second {
+		t.Fatalf("no longitude found for a sunset at %s: %s at %s", target, at, text)
+	}
+	return text, at
 }

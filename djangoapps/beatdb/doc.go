@@ -3,8 +3,8 @@
 // Django admin run on the Go beat unchanged.
 //
 // [DB] is both a [beat.Source] (the enabled rows of django_celery_beat_periodictask with their
-// interval, crontab, clocked schedules; re-read whenever django_celery_beat_periodictasks.last_update
-// moves, as the Python scheduler does) and a [beat.Store] whose slot claims are the row writes the
+// interval, crontab, solar and clocked schedules; re-read whenever
+// django_celery_beat_periodictasks.last_update moves, as the Python scheduler does) and a [beat.Store] whose slot claims are the row writes the
 // Python scheduler makes: claiming a slot sets last_run_at to the slot and adds one to
 // total_run_count in a single conditional UPDATE, so that however many Go beats run on the same
 // tables, each slot is sent once (the row itself is the lock; no second store to keep in step with
@@ -21,7 +21,9 @@
 //   - crontab, in the row's own time zone (CrontabSchedule.timezone).
 //   - clocked: one run at clocked_time (sent at once when it is already past), one_off as the
 //     model requires.
-//   - solar rows are logged and skipped: the Go beat does not compute solar events.
+//   - solar (event, latitude, longitude): Celery's celery.schedules.solar, computed in Go
+//     ([schedule.Solar], within seconds of the ephem times Python's beat uses); the first slot is
+//     the first event after beat read the row (or after last_run_at).
 //   - enabled=false rows are not read; one_off rows are disabled after their run exactly as
 //     ModelEntry.is_due does (enabled=false, total_run_count=0, last_run_at=NULL, last_update
 //     bumped); start_time holds every run back until the first slot at or after it;
@@ -29,8 +31,9 @@
 //     priority and headers are the publish options; args and kwargs are JSON.
 //
 // A row that cannot be used (invalid JSON args/kwargs/headers, an unknown or malformed task name,
-// a crontab field or time zone that does not parse, a schedule row that is missing, no schedule
-// or more than one) is logged at ERROR with its id and left out; the other rows run. Every query
+// a crontab field or time zone that does not parse, a solar event Celery does not know or a
+// latitude/longitude out of range, a schedule row that is missing, no schedule or more than one)
+// is logged at ERROR with its id and left out; the other rows run. Every query
 // is a single short statement (the start's UpdateFromDict: one short transaction per entry): the
 // tables are never left locked.
 package beatdb

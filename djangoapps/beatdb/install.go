@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/celery/beat"
+	"github.com/forumads/forumads/celery/schedule"
 )
 
 // InstallDefaultEntries is the Python DatabaseScheduler's install_default_entries: with
@@ -30,8 +31,8 @@ func (d *DB) InstallDefaultEntries(ctx context.Context, resultExpires time.Durat
 
 // UpdateFromDict is the Python DatabaseScheduler's update_from_dict (ModelEntry.from_entry): each
 // entry becomes the django_celery_beat_periodictask row of its name, created or updated (task;
-// its schedule as an interval row of whole seconds or a crontab row with its time zone, reused
-// when one with the same fields exists; args, kwargs and headers as JSON; queue, exchange,
+// its schedule as an interval row of whole seconds, a crontab row with its time zone or a solar
+// row, reused when one with the same fields exists; args, kwargs and headers as JSON; queue, exchange,
 // routing_key, priority; expire_seconds from the expires option), leaving enabled, one_off,
 // start_time, description and the run counts of an existing row as they are; then last_update
 // moves so that every beat re-reads the schedule. Each entry is one short transaction. An entry
@@ -69,8 +70,19 @@ func (d *DB) updateEntry(ctx context.Context, e *beat.Entry) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }() // a no-op after Commit
-	var intervalID, crontabID sql.NullInt64
+	var intervalID, crontabID, solarID sql.NullInt64
+	sol, _ := e.Schedule.(*schedule.Solar)
 	switch {
+	case sol != nil:
+		d.queries.Add(1)
+		err = tx.GetContext(ctx, &solarID, `
+WITH found AS (
+  SELECT id FROM django_celery_beat_solarschedule WHERE event = $1 AND latitude = $2 AND longitude = $3 ORDER BY id LIMIT 1),
+made AS (
+  INSERT INTO django_celery_beat_solarschedule (event, latitude, longitude)
+  SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM found)
+  RETURNING id)
+SELECT id FROM found UNION ALL SELECT id FROM made`, sol.Event(), sol.Latitude(), sol.Longitude())
 	case e.Crontab != nil && e.Schedule == nil:
 		spec, tz := e.Crontab.Spec(), e.Crontab.Location().String()
 		for _, f := range []*string{&spec.Minute, &spec.Hour, &spec.DayOfWeek, &spec.DayOfMonth, &spec.MonthOfYear} {
@@ -106,7 +118,7 @@ made AS (
   RETURNING id)
 SELECT id FROM found UNION ALL SELECT id FROM made`, int64(e.Every/time.Second))
 	default:
-		return fmt.Errorf("schedule %s cannot be stored as an interval or crontab row", e.ScheduleString())
+		return fmt.Errorf("schedule %s cannot be stored as an interval, crontab or solar row", e.ScheduleString())
 	}
 	if err != nil {
 		return fmt.Errorf("schedule row: %w", err)
@@ -115,15 +127,15 @@ SELECT id FROM found UNION ALL SELECT id FROM made`, int64(e.Every/time.Second))
 	res, err := tx.ExecContext(ctx, `
 INSERT INTO django_celery_beat_periodictask AS p (name, task, args, kwargs, queue, exchange, routing_key, priority, headers,
     expire_seconds, interval_id, crontab_id, solar_id, clocked_id, enabled, total_run_count, date_changed, description, one_off)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, true, 0, now(), '', false)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, true, 0, now(), '', false)
 ON CONFLICT (name) DO UPDATE SET task = EXCLUDED.task, args = EXCLUDED.args, kwargs = EXCLUDED.kwargs,
     queue = EXCLUDED.queue, exchange = EXCLUDED.exchange, routing_key = EXCLUDED.routing_key, priority = EXCLUDED.priority,
     headers = EXCLUDED.headers, expire_seconds = EXCLUDED.expire_seconds, interval_id = EXCLUDED.interval_id,
-    crontab_id = EXCLUDED.crontab_id, solar_id = NULL, clocked_id = NULL, date_changed = now(),
+    crontab_id = EXCLUDED.crontab_id, solar_id = EXCLUDED.solar_id, clocked_id = NULL, date_changed = now(),
     last_run_at = CASE WHEN p.enabled THEN p.last_run_at END
   WHERE p.expires IS NULL OR EXCLUDED.expire_seconds IS NULL`,
 		e.Name, e.Task, args, kwargs, nullable(e.Options.Queue), nullable(e.Options.Exchange), nullable(e.Options.RoutingKey),
-		priority, headers, expireSeconds, intervalID, crontabID)
+		priority, headers, expireSeconds, intervalID, crontabID, solarID)
 	if err != nil {
 		return fmt.Errorf("periodic task row: %w", err)
 	}

@@ -20,7 +20,7 @@ import os, sys
 import django
 sys.path.insert(0, os.getcwd())
 django.setup()
-from celery.schedules import crontab
+from celery.schedules import crontab, solar
 from forumads_site.celery import app
 app.conf.timezone = "Europe/Berlin"
 app.conf.result_expires = 600
@@ -29,6 +29,7 @@ app.conf.beat_schedule = {
                   "options": {"queue": "q1", "priority": 5}},
     "berlin-morning": {"task": "ads.import_feed", "schedule": crontab(minute="30", hour="6"),
                        "args": ["samples/feed.csv"], "options": {"exchange": "ex", "routing_key": "rk"}},
+    "berlin-sunset": {"task": "diag.echo", "schedule": solar("sunset", 52.52, 13.405)},
 }
 from django_celery_beat.schedulers import DatabaseScheduler
 DatabaseScheduler(app=app)
@@ -45,10 +46,12 @@ SELECT json_build_object('name', p.name, 'task', p.task, 'args', p.args, 'kwargs
     'expire_seconds', p.expire_seconds, 'expires', p.expires, 'enabled', p.enabled, 'one_off', p.one_off,
     'description', p.description, 'start_time', p.start_time, 'every', i.every, 'period', i.period,
     'minute', c.minute, 'hour', c.hour, 'day_of_week', c.day_of_week, 'day_of_month', c.day_of_month,
-    'month_of_year', c.month_of_year, 'timezone', c.timezone, 'solar', p.solar_id, 'clocked', p.clocked_id)::text
+    'month_of_year', c.month_of_year, 'timezone', c.timezone, 'event', s.event, 'latitude', s.latitude,
+    'longitude', s.longitude, 'clocked', p.clocked_id)::text
   FROM django_celery_beat_periodictask p
   LEFT JOIN django_celery_beat_intervalschedule i ON i.id = p.interval_id
   LEFT JOIN django_celery_beat_crontabschedule c ON c.id = p.crontab_id
+  LEFT JOIN django_celery_beat_solarschedule s ON s.id = p.solar_id
  ORDER BY p.name`)
 	if err != nil {
 		t.Fatal(err)
@@ -58,15 +61,15 @@ SELECT json_build_object('name', p.name, 'task', p.task, 'args', p.args, 'kwargs
 
 // TestStartWritesTheScheduleAsPython: at start the Go beat on django-celery-beat's tables writes
 // the celery.backend_cleanup row (result_expires set) and beat_schedule's entries (interval,
-// crontab in the timezone setting, args/kwargs JSON, queue/exchange/routing_key/priority) exactly
+// crontab in the timezone setting, solar, args/kwargs JSON, queue/exchange/routing_key/priority) exactly
 // as the Python DatabaseScheduler's setup_schedule writes them on another copy of the tables, and
 // moves last_update; a second start reuses the schedule rows instead of adding more.
 func TestStartWritesTheScheduleAsPython(t *testing.T) {
 	goSide, pySide := newDjango(t), newDjango(t)
 	pySide.python(t, time.Minute, nil, "-c", pythonSetup)
 	want := scheduleRows(t, pySide)
-	if len(want) != 3 {
-		t.Fatalf("Python wrote %d rows, want 3:\n%s", len(want), strings.Join(want, "\n"))
+	if len(want) != 4 {
+		t.Fatalf("Python wrote %d rows, want 4:\n%s", len(want), strings.Join(want, "\n"))
 	}
 	settings := map[string]any{
 		"timezone":       "Europe/Berlin",
@@ -77,6 +80,7 @@ func TestStartWritesTheScheduleAsPython(t *testing.T) {
 				"options": map[string]any{"queue": "q1", "priority": 5}},
 			"berlin-morning": map[string]any{"task": "ads.import_feed", "schedule": map[string]any{"crontab": map[string]any{"minute": "30", "hour": "6"}},
 				"args": []any{"samples/feed.csv"}, "options": map[string]any{"exchange": "ex", "routing_key": "rk"}},
+			"berlin-sunset": map[string]any{"task": "diag.echo", "schedule": map[string]any{"solar": map[string]any{"event": "sunset", "lat": 52.52, "lon": 13.405}}},
 		},
 	}
 	before := time.Now()
@@ -88,15 +92,18 @@ func TestStartWritesTheScheduleAsPython(t *testing.T) {
 			t.Fatalf("start %d: Go wrote\n%s\nPython wrote\n%s", run+1, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
-	var n struct{ Crontabs, Intervals int }
+	var n struct{ Crontabs, Intervals, Solars int }
 	if err := goSide.pg.DB.Get(&n.Crontabs, `SELECT count(*) FROM django_celery_beat_crontabschedule`); err != nil {
 		t.Fatal(err)
 	}
 	if err := goSide.pg.DB.Get(&n.Intervals, `SELECT count(*) FROM django_celery_beat_intervalschedule`); err != nil {
 		t.Fatal(err)
 	}
-	if n.Crontabs != 2 || n.Intervals != 1 {
-		t.Errorf("after two starts: %d crontab and %d interval rows, want 2 and 1 (reused)", n.Crontabs, n.Intervals)
+	if err := goSide.pg.DB.Get(&n.Solars, `SELECT count(*) FROM django_celery_beat_solarschedule`); err != nil {
+		t.Fatal(err)
+	}
+	if n.Crontabs != 2 || n.Intervals != 1 || n.Solars != 1 {
+		t.Errorf("after two starts: %d crontab, %d interval and %d solar rows, want 2, 1 and 1 (reused)", n.Crontabs, n.Intervals, n.Solars)
 	}
 	lu := goSide.models(t, map[string]any{"op": "last_update"})
 	if s, _ := lu[0]["last_update"].(string); s == "" {

@@ -48,8 +48,10 @@ type Row struct {
 	MonthOfYear sql.NullString `db:"month_of_year"`
 	Timezone    sql.NullString `db:"timezone"`
 
-	SolarID    sql.NullInt64  `db:"solar_id"`
-	SolarEvent sql.NullString `db:"solar_event"`
+	SolarID        sql.NullInt64   `db:"solar_id"`
+	SolarEvent     sql.NullString  `db:"solar_event"`
+	SolarLatitude  sql.NullFloat64 `db:"solar_latitude"`
+	SolarLongitude sql.NullFloat64 `db:"solar_longitude"`
 
 	ClockedID   sql.NullInt64 `db:"clocked_id"`
 	ClockedTime sql.NullTime  `db:"clocked_time"`
@@ -70,9 +72,6 @@ func (e *RowError) Error() string {
 
 // Unwrap returns the cause.
 func (e *RowError) Unwrap() error { return e.Err }
-
-// ErrSolarUnsupported is the cause of the RowError of a solar row.
-var ErrSolarUnsupported = errors.New("solar schedules are not supported by the Go beat (row skipped)")
 
 // periods are IntervalSchedule.PERIOD_CHOICES.
 var periods = map[string]time.Duration{
@@ -191,10 +190,14 @@ func rowSchedule(r Row, fail func(string, string, ...any) error) (schedule.Sched
 		}
 		return clocked{at: r.ClockedTime.Time}, nil
 	}
-	if !r.SolarEvent.Valid {
+	if !r.SolarEvent.Valid || !r.SolarLatitude.Valid || !r.SolarLongitude.Valid {
 		return nil, fail("solar_id", "solar schedule row %d is missing", r.SolarID.Int64)
 	}
-	return nil, &RowError{ID: r.ID, Name: r.Name, Field: "solar_id", Err: fmt.Errorf("%w: event %s", ErrSolarUnsupported, r.SolarEvent.String)}
+	sol, err := schedule.ParseSolar(r.SolarEvent.String, r.SolarLatitude.Float64, r.SolarLongitude.Float64)
+	if err != nil {
+		return nil, fail("solar_id", "solar %d: %v", r.SolarID.Int64, err)
+	}
+	return sol, nil
 }
 
 // cronField is a CrontabSchedule column as Celery's crontab reads it: spaces are ignored

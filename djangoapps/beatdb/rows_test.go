@@ -32,6 +32,14 @@ func cronRow() Row {
 		Timezone: null("Europe/Berlin")}
 }
 
+func num(f float64) sql.NullFloat64 { return sql.NullFloat64{Float64: f, Valid: true} }
+
+// solarRow is a valid solar row: sunrise in Berlin.
+func solarRow() Row {
+	return Row{ID: 4, Name: "berlin sunrise", Task: "tasks.sun", Args: "[]", Kwargs: "{}", DateChanged: changed,
+		SolarID: id(1), SolarEvent: null("sunrise"), SolarLatitude: num(52.52), SolarLongitude: num(13.405)}
+}
+
 func TestParseRowSchedules(t *testing.T) {
 	t.Parallel()
 	last := time.Date(2026, 12, 1, 10, 0, 0, 123456000, time.UTC)
@@ -154,7 +162,10 @@ func TestParseRowRefusesBadRows(t *testing.T) {
 			*r = cronRow()
 			r.Task, r.Minute = "tasks.cron", sql.NullString{}
 		}},
-		{"solar", "solar_id", func(r *Row) { r.IntervalID, r.SolarID, r.SolarEvent = sql.NullInt64{}, id(1), null("sunrise") }},
+		{"solar unknown event", "solar_id", func(r *Row) { *r = solarRow(); r.SolarEvent = null("moonrise") }},
+		{"solar latitude out of range", "solar_id", func(r *Row) { *r = solarRow(); r.SolarLatitude = num(91) }},
+		{"solar longitude out of range", "solar_id", func(r *Row) { *r = solarRow(); r.SolarLongitude = num(-180.5) }},
+		{"missing solar row", "solar_id", func(r *Row) { *r = solarRow(); r.SolarEvent, r.SolarLatitude = sql.NullString{}, sql.NullFloat64{} }},
 		{"missing clocked row", "clocked_id", func(r *Row) { r.IntervalID, r.ClockedID = sql.NullInt64{}, id(4) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,10 +181,45 @@ func TestParseRowRefusesBadRows(t *testing.T) {
 			}
 		})
 	}
-	r := intervalRow()
-	r.IntervalID, r.SolarID, r.SolarEvent = sql.NullInt64{}, id(1), null("sunset")
-	if _, err := ParseRow(r, nil); !errors.Is(err, ErrSolarUnsupported) {
-		t.Errorf("solar row: %v, want ErrSolarUnsupported", err)
+}
+
+// TestParseRowSolar reads a SolarSchedule row (sunrise and civil dusk in Berlin) into Celery's
+// solar schedule: its slots are the events Celery 5.2 with ephem computes for that place (to 60 s),
+// one a day, and a bad event is an error naming the row and the valid events.
+func TestParseRowSolar(t *testing.T) {
+	t.Parallel()
+	after := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		event string
+		want  []string // Celery's solar(event, 52.52, 13.405).remaining_estimate, chained
+	}{
+		{"sunrise", []string{"2026-12-07T07:02:20.069Z", "2026-12-08T07:03:32.409Z"}},
+		{"dusk_civil", []string{"2026-12-07T15:33:55.188Z", "2026-12-08T15:33:41.977Z"}},
+	} {
+		r := solarRow()
+		r.SolarEvent = null(tc.event)
+		e, err := ParseRow(r, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.event, err)
+		}
+		if want := "<solar: " + tc.event + " at latitude 52.52, longitude: 13.405>"; e.ScheduleString() != want {
+			t.Errorf("schedule %q, want %q", e.ScheduleString(), want)
+		}
+		at := after
+		for i, w := range tc.want {
+			want, _ := time.Parse(time.RFC3339Nano, w)
+			got := e.Schedule.Next(at)
+			if d := got.Sub(want).Abs(); d > time.Minute {
+				t.Errorf("%s slot %d after %s: %s, Celery %s", tc.event, i, at, got, want)
+			}
+			at = got
+		}
+	}
+	r := solarRow()
+	r.SolarEvent = null("noon")
+	_, err := ParseRow(r, nil)
+	if err == nil || !strings.Contains(err.Error(), "id=4") || !strings.Contains(err.Error(), `"noon" is invalid, must be one of dawn_astronomical,`) {
+		t.Errorf("bad event: %v", err)
 	}
 }
 
