@@ -373,8 +373,8 @@ func TestQuorumQueueSurvivesNodeKills(t *testing.T) {
 				break
 			}
 		}
-		return fmt.Sprintf("%d of %d tasks sent and confirmed; queue %s: %s\n%s\nlog:\n%s", confirmed.Load(), total, queue, q,
-			probePublish(queue), logs.tail(40))
+		return fmt.Sprintf("%d of %d tasks sent and confirmed; queue %s: %s\nthe client's channels as RabbitMQ sees them: %s\n%s\nlog:\n%s",
+			confirmed.Load(), total, queue, q, clientChannels("cluster-client"), probePublish(queue), logs.tail(40))
 	}
 
 	// drainAcross publishes tasks from..to and kills victim with kill -9 once a third of them
@@ -519,6 +519,62 @@ func startWorker(t *testing.T, cfg celery.Config, brokerURL, hostname string, ba
 			t.Errorf("worker %s did not stop", hostname)
 		}
 	})
+}
+
+// clientChannels is what the management API of the first live node shows of the channels of the
+// connection named conn: its node, confirm mode, and the publishes and confirms RabbitMQ counted.
+func clientChannels(conn string) string {
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(n node, path string, v any) error {
+		req, _ := http.NewRequest("GET", n.mgmt+path, nil)
+		req.SetBasicAuth("guest", "guest")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	for _, n := range nodes {
+		var chans []struct {
+			Node        string `json:"node"`
+			Confirm     bool   `json:"confirm"`
+			Unconfirmed int    `json:"messages_unconfirmed"`
+			Stats       struct {
+				Publish int `json:"publish"`
+				Confirm int `json:"confirm"`
+			} `json:"message_stats"`
+			Conn struct {
+				Name string `json:"name"`
+			} `json:"connection_details"`
+		}
+		if err := get(n, "/api/channels", &chans); err != nil {
+			continue
+		}
+		var conns []struct {
+			Name  string `json:"name"`
+			Props struct {
+				Name string `json:"connection_name"`
+			} `json:"client_properties"`
+		}
+		if err := get(n, "/api/connections", &conns); err != nil {
+			continue
+		}
+		var out []string
+		for _, c := range conns {
+			if c.Props.Name != conn {
+				continue
+			}
+			for _, ch := range chans {
+				if ch.Conn.Name == c.Name {
+					out = append(out, fmt.Sprintf("[%s confirm=%v published=%d confirmed=%d unconfirmed=%d]",
+						ch.Node, ch.Confirm, ch.Stats.Publish, ch.Stats.Confirm, ch.Unconfirmed))
+				}
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	return "no live node answered"
 }
 
 // probePublish publishes one message (not a task: the workers dead-letter it) to queue's exchange
