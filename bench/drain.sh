@@ -6,7 +6,8 @@
 # How the clock starts and stops is documented in bench/drain/main.go.
 #
 # It finishes in under 5 minutes. DRAIN_ROUNDS=k (default 1) repeats the drain runs k times,
-# interleaved, and summarises each rate by its median: about 90 s more per round.
+# interleaved, and summarises each rate by its median: about 90 s more per round. DRAIN_ACKS_LATE=1
+# runs the Go worker with task_acks_late.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -25,4 +26,4 @@ go build -o "$tmp/drain" ./bench/drain
 # drain has its own deadline (-timeout) and cleans up on SIGTERM; timeout(1) is the last resort.
 limit=$((150 + 120 * rounds))
 timeout --kill-after=15s "${limit}s" "$tmp/drain" -n "$n" -rounds "$rounds" -worker "$tmp/worker" -pytasks bench \
-  -timeout "$((limit - 20))s"
+  -timeout "$((limit - 20))s" ${DRAIN_ACKS_LATE:+-acks-late}

@@ -2,7 +2,11 @@ package celery_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,4 +210,84 @@ func TestWorkerWithoutParkerHoldsFarETA(t *testing.T) {
 	if how := <-pb.settled; how != "ack" {
 		t.Fatalf("the held message was settled with %q, want ack", how)
 	}
+}
+
+// A warm shutdown waits for a running acks_late task and then acknowledges its message on the
+// consuming channel: the message is gone from the queue, not given back to run a second time (the
+// memory and Redis brokers return a consumer's unsettled messages when its context ends).
+func TestWorkerWarmShutdownAcksRunningAcksLateTask(t *testing.T) {
+	t.Parallel()
+	mb := memorybroker.New()
+	t.Cleanup(func() { _ = mb.Close() })
+	started, release := make(chan struct{}), make(chan struct{})
+	var runs atomic.Int64
+	reg := celery.NewRegistry()
+	celery.Register(reg, "t.slow", func(_ context.Context, _ *celery.Task[struct{}]) (int, error) {
+		if runs.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		return 1, nil
+	})
+	one := 1
+	cfg := celery.Config{BrokerURL: "memory://", TaskDefaultQueue: "mem.warm", WorkerConcurrency: 1,
+		WorkerPrefetchMultiplier: &one, TaskAcksLate: true}
+	wc := mb.Connect()
+	br := &stopSignalBroker{Broker: wc, stopped: make(chan struct{})}
+	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: br, Hostname: "celery@mem",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: mb.Connect()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := client.SendTask(ctx, "t.slow", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("the worker stopped before the task started: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the task did not start")
+	}
+	stop() // warm shutdown while the task runs
+	select {
+	case <-br.stopped: // the consumers are cancelled; the task still runs
+	case <-ctx.Done():
+		t.Fatal("the warm shutdown did not stop consuming")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := wc.Close(); err != nil { // what is still unacknowledged goes back to the queue
+		t.Fatal(err)
+	}
+	if n, err := mb.Ready(cfg.TaskDefaultQueue); err != nil || n != 0 {
+		t.Fatalf("the queue holds %d messages (%v) after the task ran and the worker stopped: its ack was lost", n, err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("the task ran %d times, want 1", n)
+	}
+}
+
+// stopSignalBroker closes stopped once StopConsuming has returned.
+type stopSignalBroker struct {
+	broker.Broker
+	stopped chan struct{}
+	once    sync.Once
+}
+
+func (s *stopSignalBroker) StopConsuming(ctx context.Context) error {
+	err := s.Broker.StopConsuming(ctx)
+	s.once.Do(func() { close(s.stopped) })
+	return err
 }

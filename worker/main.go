@@ -9,9 +9,10 @@
 //	       [--metrics-addr 127.0.0.1:9808]
 //
 // CELERY_BROKER_URL and CELERY_RESULT_BACKEND override the file's broker_url and result_backend;
-// WORKER_METRICS_ADDR is the default of --metrics-addr. The first SIGTERM or SIGINT (or `celery
-// control shutdown`) starts a warm shutdown (stop consuming, finish running tasks, exit 0); a
-// second signal, or SIGQUIT, is a cold shutdown (running tasks get worker_soft_shutdown_timeout,
+// WORKER_METRICS_ADDR is the default of --metrics-addr; WORKER_CPUPROFILE and WORKER_MEMPROFILE
+// name files for pprof CPU and allocation profiles of the run, written at exit. The first SIGTERM
+// or SIGINT (or `celery control shutdown`) starts a warm shutdown (stop consuming, finish running
+// tasks, exit 0); a second signal, or SIGQUIT, is a cold shutdown (running tasks get worker_soft_shutdown_timeout,
 // then their contexts are cancelled; exit 1). See celery.Worker.Shutdown.
 //
 // Operators use Python Celery's own tools against it: `celery inspect` and `celery control`
@@ -131,6 +132,12 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
+	}
+	stopProfiles, err := startProfiles()
+	defer stopProfiles()
+	if err != nil {
+		log.Error(err.Error())
+		return 1
 	}
 	file, err := config.Load(f.config)
 	if err != nil {

@@ -547,5 +547,8 @@ func (b *bench) configFile() (string, error) {
 	path := filepath.Join(b.tmp, "celeryconfig.yaml")
 	body := fmt.Sprintf("broker_url: %s\nresult_backend: %s\naccept_content: [json]\nworker_concurrency: %d\nworker_prefetch_multiplier: %d\nworker_dead_letter_queue: %s\n",
 		strconv.Quote(b.o.amqpURL), strconv.Quote(b.o.redisURL), b.o.goConc, b.o.multiplier, strconv.Quote("bench.deadletter."+b.sfx))
+	if b.o.acksLate {
+		body += "task_acks_late: true\n"
+	}
 	return path, os.WriteFile(path, []byte(body), 0o600)
 }

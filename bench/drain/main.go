@@ -7,7 +7,7 @@
 //
 // Usage:
 //
-//	drain -worker path/to/worker [-n 20000] [-eta 10000] [-runs ignore,redis,eta] [-rounds 1] [-pytasks bench] [-timeout 4m]
+//	drain -worker path/to/worker [-n 20000] [-eta 10000] [-runs ignore,redis,eta] [-rounds 1] [-pytasks bench] [-acks-late] [-timeout 4m]
 //
 // AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/) and REDIS_URL (default
 // redis://127.0.0.1:6379/0) choose the services.
@@ -52,7 +52,8 @@
 // Prefetch: the Go worker runs with -c 25 and worker_prefetch_multiplier 4 (prefetch 100), the
 // Python worker with -c 2 and Celery's default multiplier 4 (prefetch 8), the bare consumer with
 // basic.qos(100), acknowledging each message, and again acknowledging every 50th message with
-// multiple=true. All use global QoS, as Celery does on RabbitMQ.
+// multiple=true. All use global QoS, as Celery does on RabbitMQ. With -acks-late the Go worker
+// runs with task_acks_late: each ack follows its task (and its stored result).
 //
 // Each run also reports the CPU time, per task and in CPUs busy over the run, of the consumer (the
 // worker's process group, Python's pool included; the bench process for the bare consumer), of
@@ -96,6 +97,7 @@ type options struct {
 	python, pytasks   string
 	goConc, pyConc    int
 	multiplier        int
+	acksLate          bool
 	amqpURL, redisURL string
 	runs              map[string]bool
 	timeout           time.Duration
@@ -115,6 +117,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.goConc, "c", 25, "Go worker concurrency")
 	fs.IntVar(&o.pyConc, "pyc", 2, "Python worker concurrency (prefork processes)")
 	fs.IntVar(&o.multiplier, "multiplier", 4, "worker_prefetch_multiplier of both workers")
+	fs.BoolVar(&o.acksLate, "acks-late", false, "run the Go worker with task_acks_late (ack after the task ran and its result is stored)")
 	runs := fs.String("runs", "ignore,redis,eta", "what to run: ignore (= go-ignore,python-ignore,bare,bare-multi), redis (= go-redis,python-redis), eta, or those names")
 	fs.DurationVar(&o.timeout, "timeout", 4*time.Minute, "deadline of the whole run")
 	if err := fs.Parse(args); err != nil {

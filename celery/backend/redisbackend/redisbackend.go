@@ -103,7 +103,8 @@ type Backend struct {
 	ttl     int64 // seconds; 0 means no TTL
 	now     func() time.Time
 	maxSize int
-	parts   *partBatcher // chord parts counted together (OnChordPartReturn)
+	parts   *partBatcher  // chord parts counted together (OnChordPartReturn)
+	stores  *storeBatcher // concurrent Stores written together
 
 	// afterInitialGet, when set by tests, runs in Wait after the GET that
 	// follows SUBSCRIBE.
@@ -120,7 +121,8 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 			ttl = 1
 		}
 	}
-	return &Backend{client: client, prefix: opts.KeyPrefix, ttl: ttl, now: time.Now, maxSize: maxValueSize, parts: &partBatcher{}}
+	return &Backend{client: client, prefix: opts.KeyPrefix, ttl: ttl, now: time.Now, maxSize: maxValueSize, parts: &partBatcher{},
+		stores: &storeBatcher{}}
 }
 
 // TaskKey returns the key (and channel) of a task's result:
@@ -179,9 +181,11 @@ func (b *Backend) encode(meta protocol.ResultMeta) (string, []byte, error) {
 	return TaskKey(b.prefix, meta.TaskID), val, nil
 }
 
-// Store writes meta under its task's key and publishes it, in one atomic
-// round trip, unless a SUCCESS result is already stored: then nothing is
-// written and the error wraps ErrAlreadySucceeded. Any state is stored as
+// Store writes meta under its task's key and publishes it, atomically (one
+// script), unless a SUCCESS result is already stored: then nothing is
+// written and the error wraps ErrAlreadySucceeded. It returns once Redis
+// has answered; the results of concurrent Stores share one pipelined round
+// trip. Any state is stored as
 // given (STARTED, RETRY, custom states with their meta as the result). A
 // ready state without DateDone gets the current time. Errors are
 // *StoreError.
@@ -190,8 +194,9 @@ func (b *Backend) Store(ctx context.Context, meta protocol.ResultMeta) error {
 	if err != nil {
 		return &StoreError{TaskID: meta.TaskID, Err: err}
 	}
-	n, err := storeScript.Run(ctx, b.client, []string{key}, val, b.ttl).Int64()
-	return storeOutcome(meta.TaskID, n, err)
+	p := &pendingStore{key: key, val: val}
+	b.stores.store(ctx, b, p)
+	return storeOutcome(meta.TaskID, p.n, p.err)
 }
 
 // storeOutcome turns the script's reply into Store's error.

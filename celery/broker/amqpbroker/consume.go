@@ -156,6 +156,18 @@ var errStopped = errors.New("consumer stopped")
 
 func (c *consumer) run(ctx context.Context, srcs []source, gen uint64) {
 	defer close(c.out)
+	// Reopening ends with ctx or StopConsuming: a warm shutdown stops consuming while Consume's
+	// context lives on (acks_late tasks still settle on the channel), and must not wait for a
+	// broker that is down.
+	openCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+		case <-openCtx.Done():
+		}
+		cancel()
+	}()
 	for {
 		c.forward(ctx, srcs, gen)
 		c.mu.Lock()
@@ -171,9 +183,9 @@ func (c *consumer) run(ctx context.Context, srcs []source, gen uint64) {
 			_ = ch.Close()
 		}
 		var err error
-		srcs, gen, err = c.open(ctx)
+		srcs, gen, err = c.open(openCtx)
 		if err != nil {
-			if !errors.Is(err, errStopped) && !errors.Is(err, broker.ErrClosed) && ctx.Err() == nil {
+			if !errors.Is(err, errStopped) && !errors.Is(err, broker.ErrClosed) && openCtx.Err() == nil {
 				c.b.log.Error("consuming stopped", "error", err)
 			}
 			return

@@ -66,9 +66,9 @@ type Engine struct {
 	size        atomic.Int64
 	shrink      chan struct{}
 
-	revoked    *idset.Expiring // revoked ids known here (from the store, notices, broadcasts)
-	breakUntil atomic.Int64    // unix ns until which the revoke store is not asked (it failed)
-	reserved   sync.Map        // *job -> struct{}: received, neither started nor given back
+	revoked    *idset.Expiring           // revoked ids known here (from the store, notices, broadcasts)
+	breakUntil atomic.Int64              // unix ns until which the revoke store is not asked (it failed)
+	reserved   lockedMap[*job, struct{}] // received, neither started nor given back
 	nReserved  atomic.Int64
 	heldETA    atomic.Int64
 	limits     sync.Map     // task name -> timeLimits set by the time_limit command
@@ -100,7 +100,7 @@ type Engine struct {
 	taskCtx     context.Context // parent of every task context; cancelled by a cold shutdown
 	killTasks   context.CancelCauseFunc
 	running     sync.WaitGroup
-	active      sync.Map // task id -> *job
+	active      lockedMap[string, *job] // task id -> running job
 	held        atomic.Int64
 	curPrefetch atomic.Int64
 
@@ -255,7 +255,5 @@ func (w *Engine) Concurrency() int { return int(w.size.Load()) }
 func (w *Engine) basePrefetch() int { return int(w.prefetch.Load()) }
 
 func (w *Engine) activeCount() int {
-	n := 0
-	w.active.Range(func(any, any) bool { n++; return true })
-	return n
+	return w.active.Len()
 }

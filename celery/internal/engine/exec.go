@@ -228,10 +228,9 @@ func (w *Engine) UpdateState(ctx context.Context, taskID, groupID, parentID, sta
 	if w.backend == nil {
 		return errors.New("update_state: no result backend configured")
 	}
-	j, _ := w.active.Load(taskID)
 	m := protocol.ResultMeta{Status: state, Result: raw, TaskID: taskID, GroupID: groupID, ParentID: parentID}
-	if jj, ok := j.(*job); ok {
-		w.extend(jj, &m)
+	if j, ok := w.active.Load(taskID); ok {
+		w.extend(j, &m)
 	}
 	return w.backend.Store(ctx, m)
 }

@@ -85,11 +85,10 @@ func (w *Engine) Revoke(ctx context.Context, ids []string, terminate bool, signa
 
 // terminateRunning stops the running task with this id; it reports whether there was one.
 func (w *Engine) terminateRunning(id, signal string) bool {
-	v, ok := w.active.Load(id)
+	j, ok := w.active.Load(id)
 	if !ok {
 		return false
 	}
-	j := v.(*job)
 	if j.terminate(signal, w.errs.Terminated(signal)) {
 		signum, _ := revoke.SignalNumber(signal)
 		w.log.Info(fmt.Sprintf("Terminating %s (%d)", id, signum), "task_id", id, "signal", signal)
@@ -100,8 +99,8 @@ func (w *Engine) terminateRunning(id, signal string) bool {
 // isReserved reports whether a job with this id is held here, not yet started.
 func (w *Engine) isReserved(id string) bool {
 	found := false
-	w.reserved.Range(func(k, _ any) bool {
-		found = k.(*job).msg.ID == id
+	w.reserved.Range(func(k *job, _ struct{}) bool {
+		found = k.msg.ID == id
 		return !found
 	})
 	return found

@@ -38,11 +38,13 @@ func (w *Engine) Run(ctx context.Context) error {
 	w.poolMu.Unlock()
 	w.grow(int(w.size.Load()))
 	var watchers sync.WaitGroup
+	watchCtx, stopWatching := context.WithCancel(consumeCtx)
+	defer stopWatching()
 	if w.revokes != nil {
 		watchers.Add(1)
 		go func() {
 			defer watchers.Done()
-			w.watchRevokes(consumeCtx)
+			w.watchRevokes(watchCtx)
 		}()
 	}
 	coldDone := make(chan struct{})
@@ -83,10 +85,15 @@ func (w *Engine) Run(ctx context.Context) error {
 	w.log.Warn("worker: Warm shutdown: no new tasks are taken; waiting for running tasks", "running", w.activeCount())
 	w.stopping.Store(true)
 	w.alive.Store(false)
+	// StopConsuming ends the deliveries and keeps the channel open: running acks_late tasks are
+	// acknowledged on it. Consume's context ends only after them (the deferred stopConsume), as
+	// some brokers (memory, Redis) give a consumer's unsettled messages back when it ends; only
+	// when StopConsuming failed does it end now, so that the intake ends.
 	if err := w.br.StopConsuming(context.Background()); err != nil {
 		w.log.Warn("cancelling consumers", "error", err)
+		stopConsume()
 	}
-	stopConsume()
+	stopWatching()
 	<-intakeDone
 	watchers.Wait()
 	// Held messages (ETA, rate limit) go back to their queue. A few are rejected one by one, so other

@@ -33,8 +33,8 @@ func (j *job) view() JobView {
 // ActiveJobs are the running jobs, oldest first.
 func (w *Engine) ActiveJobs() []JobView {
 	var out []*job
-	w.active.Range(func(_, v any) bool {
-		out = append(out, v.(*job))
+	w.active.Range(func(_ string, v *job) bool {
+		out = append(out, v)
 		return true
 	})
 	sort.Slice(out, func(a, b int) bool { return out[a].startedAt.Load() < out[b].startedAt.Load() })
@@ -45,8 +45,8 @@ func (w *Engine) ActiveJobs() []JobView {
 // order received.
 func (w *Engine) ReservedJobs(eta bool) []JobView {
 	var out []*job
-	w.reserved.Range(func(k, _ any) bool {
-		if j := k.(*job); j.eta.Load() == eta {
+	w.reserved.Range(func(j *job, _ struct{}) bool {
+		if j.eta.Load() == eta {
 			out = append(out, j)
 		}
 		return true
