@@ -48,9 +48,41 @@ func (a *Applier) applyChain(sig Signature, in Incoming) ([]Outgoing, Result, er
 	if err != nil {
 		return nil, Result{}, err
 	}
+	// group_id, group_index and chord (a chain that is a chord header member, or a chord body
+	// Celery's chord.run gave them) belong to the last step only, as Celery's prepare_steps
+	// freezes the last task with them.
+	gid, err := sig.stringOption("group_id")
+	if err != nil {
+		return nil, Result{}, err
+	}
+	var index *int
+	var gi int
+	if ok, err := sig.option("group_index", &gi); err != nil {
+		return nil, Result{}, err
+	} else if ok {
+		index = &gi
+	}
+	var chord *protocol.Signature
+	if raw, ok := sig.Options["chord"]; ok && !isNull(raw) {
+		b, err := Decode(raw)
+		if err != nil {
+			return nil, Result{}, fmt.Errorf("canvas: %s: option chord: %w", sig.Task, err)
+		}
+		chord = &b.Signature
+	}
+	if gid != "" || index != nil || chord != nil {
+		last := len(steps) - 1
+		if steps[last], err = a.member(steps[last], gid, index, chord, 0); err != nil {
+			return nil, Result{}, fmt.Errorf("canvas: chain: %w", err)
+		}
+	}
 	for i := range steps {
 		for _, k := range sig.OptionsOrder {
-			if _, ok := steps[i].Options[k]; !ok && k != "task_id" && k != "link" && k != "link_error" && k != "chain" {
+			switch k {
+			case "task_id", "link", "link_error", "chain", "group_id", "group_index", "chord":
+				continue
+			}
+			if _, ok := steps[i].Options[k]; !ok {
 				steps[i] = steps[i].clone()
 				steps[i].setRaw(k, sig.Options[k])
 			}
@@ -311,7 +343,7 @@ func (a *Applier) member(sig Signature, gid string, index *int, chord *protocol.
 	}
 	mark := func(s Signature) (Signature, error) {
 		s = s.clone()
-		if own, _ := s.stringOption("group_id"); own == "" {
+		if own, _ := s.stringOption("group_id"); own == "" && gid != "" {
 			s.setRaw("group_id", quote(gid))
 		}
 		if index != nil {

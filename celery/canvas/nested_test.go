@@ -146,3 +146,42 @@ func TestNestedShapes(t *testing.T) {
 		})
 	}
 }
+
+// TestChainMembershipOnLastStep: a chain whose options carry group_id, group_index and chord (what
+// Celery's chord.run leaves on a chord body that is a chain, when the chord is itself a header
+// member: test_replaced_nested_chord) counts in that chord through its last step only, as
+// Celery's prepare_steps freezes it; its first step is no member (its result must not complete
+// the outer chord).
+func TestChainMembershipOnLastStep(t *testing.T) {
+	t.Parallel()
+	body := Chain(S("add_to_all", 5), S("tsum")).Set("group_id", "outer").Set("group_index", 1).
+		Set("chord", S("add_to_all", 9)).Queue("q")
+	a := &Applier{NewID: seqIDs()}
+	outs, err := a.ChordBody(body.Signature, []json.RawMessage{json.RawMessage("3"), json.RawMessage("7")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outs) != 1 {
+		t.Fatalf("%d messages, want 1", len(outs))
+	}
+	first := outs[0]
+	if first.Msg.Task != "add_to_all" || first.Msg.GroupID != "" || first.Msg.GroupIndex != nil || first.Msg.Embed.Chord != nil {
+		t.Errorf("first step %s: group %q, index %v, chord %v: want no membership", first.Msg.Task, first.Msg.GroupID,
+			first.Msg.GroupIndex, first.Msg.Embed.Chord)
+	}
+	if first.Route.Queue != "q" {
+		t.Errorf("first step queue %q, want the chain's q", first.Route.Queue)
+	}
+	if len(first.Msg.Embed.Chain) != 1 {
+		t.Fatalf("embed.chain %d steps, want 1", len(first.Msg.Embed.Chain))
+	}
+	next, err := a.NextChainStep(first.Msg, json.RawMessage("[8, 12]"))
+	if err != nil || len(next) != 1 {
+		t.Fatalf("next step %v, %v", next, err)
+	}
+	last := next[0].Msg
+	if last.Task != "tsum" || last.GroupID != "outer" || last.GroupIndex == nil || *last.GroupIndex != 1 ||
+		last.Embed.Chord == nil || last.Embed.Chord.Task != "add_to_all" {
+		t.Errorf("last step %s: group %q, index %v, chord %v: want outer, 1, add_to_all", last.Task, last.GroupID, last.GroupIndex, last.Embed.Chord)
+	}
+}
