@@ -52,6 +52,19 @@ func (b *Backend) SetChordSize(ctx context.Context, gid string, size int) error 
 	return nil
 }
 
+// AddToChord counts one more part for the chord of group gid, as Celery 5.2's
+// RedisBackend.add_to_chord does for Task.add_to_chord: INCR GroupKey(gid)+".t" (the members
+// added at runtime, which OnChordPartReturn adds to the stored size).
+func (b *Backend) AddToChord(ctx context.Context, gid string) error {
+	if gid == "" {
+		return errors.New("redisbackend: add to chord: empty group id")
+	}
+	if err := b.client.Incr(ctx, GroupKey(b.prefix, gid)+".t").Err(); err != nil {
+		return fmt.Errorf("redisbackend: add to chord %s: %w", gid, err)
+	}
+	return nil
+}
+
 // OnChordPartReturn is Celery 5.2's RedisBackend.on_chord_part_return for a
 // finished chord header member. In one MULTI it runs ZADD .j
 // {json([1, tid, state, result]): group_index or +inf}, ZCOUNT .j -inf +inf,
