@@ -261,7 +261,9 @@ func (a *Applier) applyTask(sig Signature, in Incoming) (Outgoing, error) {
 	if in.ParentID != "" {
 		msg.ParentID = in.ParentID
 	}
-	if in.GroupID != "" {
+	if in.GroupID != "" && msg.GroupID == "" {
+		// As Celery's Signature._merge keeps group_id (its _IMMUTABLE_OPTIONS): a member frozen
+		// into a chord's group stays counted there when a group of its own is applied later.
 		msg.GroupID = in.GroupID
 	}
 	var gi int

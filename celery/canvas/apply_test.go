@@ -190,8 +190,6 @@ func TestApplyErrors(t *testing.T) {
 		"bad eta":            S("a").Set("eta", "tomorrow"),
 		"unknown type":       FromProtocol(protocol.Signature{Task: "x", SubtaskType: "xmap"}),
 		"group without list": FromProtocol(protocol.Signature{Task: "celery.group", SubtaskType: "group"}),
-		"group in a group":   Group(S("a"), Group(S("b"))),
-		"chord in a group":   Group(Chord(Group(S("a")), S("b"))),
 	}
 	for name, sig := range cases {
 		t.Run(name, func(t *testing.T) {

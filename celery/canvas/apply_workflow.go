@@ -48,9 +48,41 @@ func (a *Applier) applyChain(sig Signature, in Incoming) ([]Outgoing, Result, er
 	if err != nil {
 		return nil, Result{}, err
 	}
+	// group_id, group_index and chord (a chain that is a chord header member, or a chord body
+	// Celery's chord.run gave them) belong to the last step only, as Celery's prepare_steps
+	// freezes the last task with them.
+	gid, err := sig.stringOption("group_id")
+	if err != nil {
+		return nil, Result{}, err
+	}
+	var index *int
+	var gi int
+	if ok, err := sig.option("group_index", &gi); err != nil {
+		return nil, Result{}, err
+	} else if ok {
+		index = &gi
+	}
+	var chord *protocol.Signature
+	if raw, ok := sig.Options["chord"]; ok && !isNull(raw) {
+		b, err := Decode(raw)
+		if err != nil {
+			return nil, Result{}, fmt.Errorf("canvas: %s: option chord: %w", sig.Task, err)
+		}
+		chord = &b.Signature
+	}
+	if gid != "" || index != nil || chord != nil {
+		last := len(steps) - 1
+		if steps[last], err = a.member(steps[last], gid, index, chord, 0); err != nil {
+			return nil, Result{}, fmt.Errorf("canvas: chain: %w", err)
+		}
+	}
 	for i := range steps {
 		for _, k := range sig.OptionsOrder {
-			if _, ok := steps[i].Options[k]; !ok && k != "task_id" && k != "link" && k != "link_error" && k != "chain" {
+			switch k {
+			case "task_id", "link", "link_error", "chain", "group_id", "group_index", "chord":
+				continue
+			}
+			if _, ok := steps[i].Options[k]; !ok {
 				steps[i] = steps[i].clone()
 				steps[i].setRaw(k, sig.Options[k])
 			}
@@ -138,6 +170,29 @@ func (a *Applier) applyChain(sig Signature, in Incoming) ([]Outgoing, Result, er
 	return outs, *res, err
 }
 
+// unrollGroup returns a group's members with nested groups replaced by their members, as
+// Celery's group._prepared and _freeze_unroll flatten them (the nested group's options are not
+// kept).
+func unrollGroup(tasks []Signature) ([]Signature, error) {
+	var out []Signature
+	for _, t := range tasks {
+		if t.SubtaskType != TypeGroup {
+			out = append(out, t)
+			continue
+		}
+		inner, err := t.Tasks()
+		if err != nil {
+			return nil, err
+		}
+		flat, err := unrollGroup(inner)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, flat...)
+	}
+	return out, nil
+}
+
 func (a *Applier) applyGroup(sig Signature, in Incoming, inChord bool) ([]Outgoing, Result, error) {
 	sig, err := a.Freeze(sig)
 	if err != nil {
@@ -148,6 +203,9 @@ func (a *Applier) applyGroup(sig Signature, in Incoming, inChord bool) ([]Outgoi
 		return nil, Result{}, err
 	}
 	gid := sig.ID()
+	if tasks, err = unrollGroup(tasks); err != nil {
+		return nil, Result{}, fmt.Errorf("canvas: group %s: %w", gid, err)
+	}
 	gr := &GroupResult{ID: gid}
 	var outs []Outgoing
 	for i, t := range tasks {
@@ -164,17 +222,14 @@ func (a *Applier) applyGroup(sig Signature, in Incoming, inChord bool) ([]Outgoi
 			idx := i
 			sub.GroupIndex = &idx
 		}
-		switch t.SubtaskType {
-		case "":
-		case TypeChain:
-			// As Celery freezes a chain member: the group (and chord)
-			// belong to its last step, carried in that step's options.
-			if t, err = memberChain(t, gid, sub.GroupIndex, sub.Chord); err != nil {
+		if t.SubtaskType != "" {
+			// As Celery freezes a chain or chord member: the group (and chord) belong to what
+			// completes it, the last step of a chain, a chord's body, each member of a group
+			// a chain ends in; carried in their options.
+			if t, err = a.member(t, gid, sub.GroupIndex, sub.Chord, 0); err != nil {
 				return nil, Result{}, fmt.Errorf("canvas: group %s member %d: %w", gid, i, err)
 			}
 			sub.GroupID, sub.GroupIndex, sub.Chord = "", nil, nil
-		default:
-			return nil, Result{}, fmt.Errorf("canvas: group %s member %d: a %s inside a group is not supported", gid, i, t.SubtaskType)
 		}
 		o, r, err := a.Apply(t, sub)
 		if err != nil {
@@ -213,13 +268,17 @@ func (a *Applier) applyChord(sig Signature, in Incoming) ([]Outgoing, Result, er
 			header.setRaw(k, sig.Options[k])
 		}
 	}
+	size, err := chordSize(header, 0)
+	if err != nil {
+		return nil, Result{}, fmt.Errorf("canvas: chord %s: %w", header.ID(), err)
+	}
 	sub := in
 	sub.Chord = &body.Signature
 	outs, hres, err := a.applyGroup(header, sub, true)
 	if err != nil {
 		return nil, Result{}, err
 	}
-	outs[len(outs)-1].ChordSize = &ChordSize{GroupID: header.ID(), Size: len(tasks)}
+	outs[len(outs)-1].ChordSize = &ChordSize{GroupID: header.ID(), Size: size}
 	id := body.ID()
 	if body.SubtaskType == TypeChain {
 		if steps, err := flattenChain(body); err == nil && len(steps) > 0 {
@@ -229,34 +288,126 @@ func (a *Applier) applyChord(sig Signature, in Incoming) ([]Outgoing, Result, er
 	return outs, Result{ID: id, Parent: &hres}, nil
 }
 
-// memberChain returns a chain group member with group_id, group_index and
-// chord (the chord body) set on its last step.
-func memberChain(c Signature, gid string, index *int, chord *protocol.Signature) (Signature, error) {
-	steps, err := flattenChain(c)
-	if err != nil {
-		return Signature{}, err
+// maxNesting bounds how deeply canvases nest (a decoded signature cannot exhaust the stack).
+const maxNesting = 64
+
+// chordSize is Celery's chord._descend: how many finished parts complete a chord with this
+// header member. A task counts 1, a group the sum of its members, a chain its last step that
+// counts (a chain ending in a group: that group's size), a chord its body.
+func chordSize(sig Signature, depth int) (int, error) {
+	if depth > maxNesting {
+		return 0, fmt.Errorf("canvas: signatures nested deeper than %d", maxNesting)
 	}
-	if len(steps) == 0 {
-		return Signature{}, errors.New("empty chain")
+	switch sig.SubtaskType {
+	case TypeGroup, TypeChain:
+		tasks, err := sig.Tasks()
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for i := range tasks {
+			if sig.SubtaskType == TypeChain {
+				// The last step that counts, from the end.
+				i = len(tasks) - 1 - i
+			}
+			c, err := chordSize(tasks[i], depth+1)
+			if err != nil {
+				return 0, err
+			}
+			if sig.SubtaskType == TypeChain && c > 0 {
+				return c, nil
+			}
+			n += c
+		}
+		if sig.SubtaskType == TypeChain {
+			return 0, nil
+		}
+		return n, nil
+	case TypeChord:
+		body, err := sig.ChordBody()
+		if err != nil {
+			return 0, err
+		}
+		return chordSize(body, depth+1)
 	}
-	last := steps[len(steps)-1]
-	if last.SubtaskType != "" {
-		return Signature{}, fmt.Errorf("a chain ending in a %s inside a group is not supported", last.SubtaskType)
+	return 1, nil
+}
+
+// member returns sig frozen as a member of group gid (the group_index index and the chord body
+// chord, when in a chord header), as Celery's freeze(group_id=, chord=, group_index=) does: on a
+// task the options group_id (unless already set), group_index and chord; on a chain its last step;
+// on a chord its body; on a group (its own id kept or made) the group's options and each member.
+func (a *Applier) member(sig Signature, gid string, index *int, chord *protocol.Signature, depth int) (Signature, error) {
+	if depth > maxNesting {
+		return Signature{}, fmt.Errorf("signatures nested deeper than %d", maxNesting)
 	}
-	last = last.clone()
-	last.setRaw("group_id", quote(gid))
-	if index != nil {
-		last.setRaw("group_index", json.RawMessage(strconv.Itoa(*index)))
+	mark := func(s Signature) (Signature, error) {
+		s = s.clone()
+		if own, _ := s.stringOption("group_id"); own == "" && gid != "" {
+			s.setRaw("group_id", quote(gid))
+		}
+		if index != nil {
+			s.setRaw("group_index", json.RawMessage(strconv.Itoa(*index)))
+		}
+		if chord != nil {
+			b, err := chord.MarshalJSON()
+			if err != nil {
+				return Signature{}, err
+			}
+			s.setRaw("chord", b)
+		}
+		return s, nil
 	}
-	if chord != nil {
-		b, err := chord.MarshalJSON()
+	switch sig.SubtaskType {
+	case "":
+		return mark(sig)
+	case TypeChain:
+		steps, err := flattenChain(sig)
 		if err != nil {
 			return Signature{}, err
 		}
-		last.setRaw("chord", b)
+		if len(steps) == 0 {
+			return Signature{}, errors.New("empty chain")
+		}
+		if steps[len(steps)-1], err = a.member(steps[len(steps)-1], gid, index, chord, depth+1); err != nil {
+			return Signature{}, err
+		}
+		out := sig.clone()
+		out.setTasks(steps)
+		return out, nil
+	case TypeGroup:
+		g, err := a.Freeze(sig)
+		if err != nil {
+			return Signature{}, err
+		}
+		tasks, err := g.Tasks()
+		if err != nil {
+			return Signature{}, err
+		}
+		if tasks, err = unrollGroup(tasks); err != nil {
+			return Signature{}, err
+		}
+		for i := range tasks {
+			if tasks[i], err = a.member(tasks[i], gid, index, chord, depth+1); err != nil {
+				return Signature{}, err
+			}
+		}
+		g.setTasks(tasks)
+		return mark(g)
+	case TypeChord:
+		c, err := a.Freeze(sig)
+		if err != nil {
+			return Signature{}, err
+		}
+		body, err := c.ChordBody()
+		if err != nil {
+			return Signature{}, err
+		}
+		if body, err = a.member(body, gid, index, chord, depth+1); err != nil {
+			return Signature{}, err
+		}
+		c.setKwarg("body", mustJSON(body))
+		return c, nil
 	}
-	steps[len(steps)-1] = last
-	out := c.clone()
-	out.setTasks(steps)
-	return out, nil
+	return Signature{}, fmt.Errorf("subtask_type %q is not supported", sig.SubtaskType)
 }

@@ -204,6 +204,54 @@ func withHeader(sig Signature, key string, v any) Signature {
 	return sig.Set("headers", headers)
 }
 
+// ChordAdder grows a running chord: one more part completes it (Celery's backend.add_to_chord;
+// a *redisbackend.Backend is one, INCR of the chord's .t key).
+type ChordAdder interface {
+	AddToChord(ctx context.Context, gid string) error
+}
+
+// NotInChordError is AddToChord called from a task that is no chord header member: Python raises
+// it as ValueError, with Celery 5.2's message.
+type NotInChordError struct{}
+
+func (*NotInChordError) Error() string { return "Current task is not member of any chord" }
+
+// ExcType makes the error Python's ValueError.
+func (*NotInChordError) ExcType() string { return "ValueError" }
+
+// ExcModule is builtins.
+func (*NotInChordError) ExcModule() string { return "builtins" }
+
+// AddToChord adds sig to the chord the running task req is a header member of, as Celery 5.2's
+// self.add_to_chord(sig) does: sig takes req's group, group index, chord body and root id, the
+// chord counts one more part (the Sender's ChordSizer must be a [ChordAdder]: the Redis result
+// backend; Celery supports no other), and sig is published as req's child. Its result then
+// reaches the chord body with the other parts'. A req outside a chord is a [NotInChordError].
+func (s *Sender) AddToChord(ctx context.Context, req *celery.Request, sig Signature) (Result, error) {
+	if req.Embed.Chord == nil || req.GroupID == "" {
+		return Result{}, &NotInChordError{}
+	}
+	adder, ok := s.sizer.(ChordAdder)
+	if !ok {
+		return Result{}, fmt.Errorf("canvas: add to chord %s: the result backend cannot grow a chord (Celery supports it with Redis only)", req.GroupID)
+	}
+	sig = sig.Set("group_id", req.GroupID).Set("chord", FromProtocol(*req.Embed.Chord))
+	if req.GroupIndex != nil {
+		sig = sig.Set("group_index", *req.GroupIndex)
+	}
+	outs, res, err := s.applier.Apply(sig, childOf(req))
+	if err != nil {
+		return Result{}, fmt.Errorf("canvas: add to chord %s: %w", req.GroupID, err)
+	}
+	if err := adder.AddToChord(ctx, req.GroupID); err != nil {
+		return Result{}, fmt.Errorf("canvas: add to chord %s: %w", req.GroupID, err)
+	}
+	if err := s.Publish(ctx, outs); err != nil {
+		return Result{}, fmt.Errorf("canvas: add to chord %s: %w", req.GroupID, err)
+	}
+	return res, nil
+}
+
 // TaskAccumulate is Celery's built-in celery.accumulate: the body Replace gives a group.
 const TaskAccumulate = "celery.accumulate"
 

@@ -84,8 +84,8 @@ func Register(reg *celery.Registry, d Deps) error {
 		celery.RegisterE(reg, name("replace_with_chain_which_raises"), s.replaceWithChainWhichRaises),
 		celery.RegisterE(reg, name("replace_with_empty_chain"), s.replaceWithEmptyChain),
 		celery.RegisterE(reg, name("add_to_all"), s.addToAll),
-		celery.RegisterE(reg, name("add_to_all_to_chord"), addToChord),
-		celery.RegisterE(reg, name("add_chord_to_chord"), addToChord),
+		celery.RegisterE(reg, name("add_to_all_to_chord"), s.addToAllToChord),
+		celery.RegisterE(reg, name("add_chord_to_chord"), s.addChordToChord),
 		celery.RegisterE(reg, name("print_unicode"), s.printUnicode),
 		celery.RegisterE(reg, name("return_exception"), returnException),
 		celery.RegisterE(reg, name("sleeping"), sleeping),
@@ -584,17 +584,24 @@ func (s *suite) errbackNewStyle(ctx context.Context, t *celery.Task[errbackArgs]
 	return t.Args.Request.ID, nil
 }
 
-// notImplementedError is Python's NotImplementedError.
-type notImplementedError struct{ msg string }
+// addToAllToChord is add_to_all_to_chord(nums, val): it adds add(num, val) for each num to its
+// chord (Task.add_to_chord) and returns 0.
+func (s *suite) addToAllToChord(ctx context.Context, t *celery.Task[numsValArgs]) (int, error) {
+	for _, n := range t.Args.Nums {
+		if _, err := s.Sender.AddToChord(ctx, &t.Request, canvas.S(name("add"), n, t.Args.Val)); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
 
-func (e *notImplementedError) Error() string     { return e.msg }
-func (e *notImplementedError) ExcType() string   { return "NotImplementedError" }
-func (e *notImplementedError) ExcModule() string { return "builtins" }
-
-// addToChord stands for add_to_all_to_chord and add_chord_to_chord, which call Celery's
-// Task.add_to_chord: growing a running chord needs the result backend's chord counter (the Redis
-// backend's .t key), which the library does not give tasks. They fail at once with a clear error
-// instead of leaving their message unrouted.
-func addToChord(_ context.Context, t *celery.Task[numsValArgs]) (json.RawMessage, error) {
-	return nil, &notImplementedError{"add_to_chord is not supported by the Go worker: " + t.Task + " cannot extend its chord"}
+// addChordToChord is add_chord_to_chord(nums, val): it adds group(add(num, val), ...) | tsum to
+// its chord and returns 0.
+func (s *suite) addChordToChord(ctx context.Context, t *celery.Task[numsValArgs]) (int, error) {
+	subtasks := make([]canvas.Signature, len(t.Args.Nums))
+	for i, n := range t.Args.Nums {
+		subtasks[i] = canvas.S(name("add"), n, t.Args.Val)
+	}
+	_, err := s.Sender.AddToChord(ctx, &t.Request, canvas.Chain(canvas.Group(subtasks...), canvas.S(name("tsum"))))
+	return 0, err
 }

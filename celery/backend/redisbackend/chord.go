@@ -1,6 +1,7 @@
 package redisbackend
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,19 @@ func (b *Backend) SetChordSize(ctx context.Context, gid string, size int) error 
 	val := strconv.Itoa(size)
 	if err := b.setAndPublish(ctx, key, val); err != nil {
 		return fmt.Errorf("redisbackend: set chord size of group %s: %w", gid, err)
+	}
+	return nil
+}
+
+// AddToChord counts one more part for the chord of group gid, as Celery 5.2's
+// RedisBackend.add_to_chord does for Task.add_to_chord: INCR GroupKey(gid)+".t" (the members
+// added at runtime, which OnChordPartReturn adds to the stored size).
+func (b *Backend) AddToChord(ctx context.Context, gid string) error {
+	if gid == "" {
+		return errors.New("redisbackend: add to chord: empty group id")
+	}
+	if err := b.client.Incr(ctx, GroupKey(b.prefix, gid)+".t").Err(); err != nil {
+		return fmt.Errorf("redisbackend: add to chord %s: %w", gid, err)
 	}
 	return nil
 }
@@ -199,34 +213,63 @@ func DecodeChordEntry(data []byte) (taskID, state string, result json.RawMessage
 	return taskID, state, tup[3], nil
 }
 
-// joinSaved reads the results of a saved, flat GroupResult's members in
-// order (Celery's join_native).
+// joinSaved joins a saved GroupResult as Celery's join_native does: each member's stored
+// result in order, a nested group (what Celery's client saves for a header whose chain member
+// ends in a group) as the list of its members' results.
 func (b *Backend) joinSaved(ctx context.Context, saved string) ([]json.RawMessage, *ChordError) {
-	ids, err := DecodeGroupMeta([]byte(saved))
+	members, err := decodeGroupTree([]byte(saved))
 	if err != nil {
 		return nil, &ChordError{Message: "Join error: " + err.Error()}
 	}
-	results := make([]json.RawMessage, 0, len(ids))
-	for _, id := range ids {
-		meta, err := b.Get(ctx, id)
+	return b.joinMembers(ctx, members)
+}
+
+func (b *Backend) joinMembers(ctx context.Context, members []groupMember) ([]json.RawMessage, *ChordError) {
+	results := make([]json.RawMessage, 0, len(members))
+	for _, m := range members {
+		if m.group {
+			sub, cerr := b.joinMembers(ctx, m.members)
+			if cerr != nil {
+				return nil, cerr
+			}
+			list := []byte{'['}
+			for i, r := range sub {
+				if i > 0 {
+					list = append(list, ", "...)
+				}
+				list = append(list, r...)
+			}
+			results = append(results, append(list, ']'))
+			continue
+		}
+		meta, err := b.Get(ctx, m.id)
 		if err != nil {
 			return nil, &ChordError{Message: "Join error: " + err.Error()}
 		}
 		if meta.Status == protocol.StateFailure || meta.Status == protocol.StateRevoked {
-			return nil, backend.DependencyError(id, meta.Result)
+			return nil, backend.DependencyError(m.id, meta.Result)
 		}
 		if meta.Status != protocol.StateSuccess {
-			return nil, &ChordError{Message: fmt.Sprintf("Join error: member %s is %s", id, meta.Status)}
+			return nil, &ChordError{Message: fmt.Sprintf("Join error: member %s is %s", m.id, meta.Status)}
 		}
 		results = append(results, meta.Result)
 	}
 	return results, nil
 }
 
-// DecodeGroupMeta returns the member task ids of a saved GroupResult value
-// {"result": [[gid, null], [[[tid, null], null], ...]]}. Nested groups are
-// an error (they are not supported by this join).
-func DecodeGroupMeta(data []byte) ([]string, error) {
+// groupMember is one member of a saved GroupResult: a task result, or a nested group.
+type groupMember struct {
+	id      string
+	group   bool
+	members []groupMember
+}
+
+// maxGroupDepth bounds the nesting of saved groups decoded (a corrupt value cannot exhaust the stack).
+const maxGroupDepth = 32
+
+// decodeGroupTree returns the members of a saved GroupResult value {"result": <as_tuple>}, where
+// a member is [[id, parent], null] (a task) or [[id, parent], [members...]] (a nested group).
+func decodeGroupTree(data []byte) ([]groupMember, error) {
 	var v struct {
 		Result []json.RawMessage `json:"result"`
 	}
@@ -236,24 +279,58 @@ func DecodeGroupMeta(data []byte) ([]string, error) {
 	if len(v.Result) != 2 {
 		return nil, fmt.Errorf("group meta: result must be [[gid, parent], members], got %d elements", len(v.Result))
 	}
+	return decodeGroupMembers(v.Result[1], 0)
+}
+
+func decodeGroupMembers(raw json.RawMessage, depth int) ([]groupMember, error) {
+	if depth > maxGroupDepth {
+		return nil, fmt.Errorf("group meta: groups nested deeper than %d", maxGroupDepth)
+	}
 	var members [][]json.RawMessage
-	if err := json.Unmarshal(v.Result[1], &members); err != nil {
+	if err := json.Unmarshal(raw, &members); err != nil {
 		return nil, fmt.Errorf("group meta: members: %w", err)
 	}
-	ids := make([]string, 0, len(members))
+	out := make([]groupMember, 0, len(members))
 	for i, m := range members {
 		if len(m) != 2 {
-			return nil, fmt.Errorf("group meta: member %d: want [[id, parent], null]", i)
+			return nil, fmt.Errorf("group meta: member %d: want [[id, parent], null or members]", i)
 		}
 		var idParent []json.RawMessage
 		if err := json.Unmarshal(m[0], &idParent); err != nil || len(idParent) != 2 {
-			return nil, fmt.Errorf("group meta: member %d: nested groups are not supported", i)
+			return nil, fmt.Errorf("group meta: member %d: want [id, parent] first", i)
 		}
-		var id string
-		if err := json.Unmarshal(idParent[0], &id); err != nil {
+		var gm groupMember
+		if err := json.Unmarshal(idParent[0], &gm.id); err != nil {
 			return nil, fmt.Errorf("group meta: member %d: id: %w", i, err)
 		}
-		ids = append(ids, id)
+		if !isJSONNull(m[1]) {
+			sub, err := decodeGroupMembers(m[1], depth+1)
+			if err != nil {
+				return nil, fmt.Errorf("group meta: member %d: %w", i, err)
+			}
+			gm.group, gm.members = true, sub
+		}
+		out = append(out, gm)
+	}
+	return out, nil
+}
+
+func isJSONNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// DecodeGroupMeta returns the member task ids of a saved, flat GroupResult value
+// {"result": [[gid, null], [[[tid, null], null], ...]]}. A nested group is an error naming the
+// member (the chord join reads those itself).
+func DecodeGroupMeta(data []byte) ([]string, error) {
+	members, err := decodeGroupTree(data)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(members))
+	for i, m := range members {
+		if m.group {
+			return nil, fmt.Errorf("group meta: member %d: nested groups are not supported", i)
+		}
+		ids = append(ids, m.id)
 	}
 	return ids, nil
 }

@@ -482,3 +482,80 @@ func TestChordPartsGiveUpAndRetry(t *testing.T) {
 		t.Fatalf("%d completions, want exactly 1", c)
 	}
 }
+
+// TestChordJoinsSavedNestedGroup: a chord whose header Celery's client saved as a GroupResult with
+// a nested group (chord(group(chain(t, group(a, b))), body): the chain's group is a header member)
+// completes with the nested group's results as one list, as Celery's join_native gives them; a
+// failed nested member fails the chord naming it.
+func TestChordJoinsSavedNestedGroup(t *testing.T) {
+	t.Parallel()
+	failure := protocol.ExceptionResult(protocol.ExceptionInfo{Type: "ValueError", Message: []any{"boom"}, Module: "builtins"})
+	cases := []struct {
+		name    string
+		results []json.RawMessage // of a, b, c
+		states  []string
+		want    string
+		errMsg  string
+	}{
+		{name: "nested list", results: []json.RawMessage{json.RawMessage("42"), json.RawMessage("43"), json.RawMessage(`"c"`)},
+			states: []string{"SUCCESS", "SUCCESS", "SUCCESS"}, want: `[[42, 43] "c"]`},
+		{name: "nested member failed", results: []json.RawMessage{json.RawMessage("42"), failure, json.RawMessage(`"c"`)},
+			states: []string{"SUCCESS", "FAILURE", "SUCCESS"}, errMsg: "Dependency %s raised ValueError('boom')"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b, c, prefix := newBackend(t, time.Hour)
+			gid, inner := newUUID(), newUUID()
+			ids := []string{newUUID(), newUUID(), newUUID()}
+			saved := fmt.Sprintf(`{"result": [["%s", null], [[["%s", null], [[["%s", null], null], [["%s", null], null]]], [["%s", null], null]]]}`,
+				gid, inner, ids[0], ids[1], ids[2])
+			if err := c.Set(ctx, GroupKey(prefix, gid), saved, time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.SetChordSize(ctx, gid, 3); err != nil {
+				t.Fatal(err)
+			}
+			var out ChordOutcome
+			for i, id := range ids {
+				meta := protocol.ResultMeta{TaskID: id, Status: tc.states[i], Result: tc.results[i], GroupID: gid}
+				var err error
+				out, err = b.OnChordPartReturn(ctx, ChordPart{GroupID: gid, TaskID: id, GroupIndex: intp(i),
+					State: tc.states[i], Result: tc.results[i], Store: &meta})
+				if err != nil || out.Complete != (i == 2) {
+					t.Fatalf("part %d: %+v, %v", i, out, err)
+				}
+			}
+			if tc.errMsg != "" {
+				if want := fmt.Sprintf(tc.errMsg, ids[1]); out.Err == nil || out.Err.Message != want {
+					t.Fatalf("err %+v, want %q", out.Err, want)
+				}
+				return
+			}
+			var parts []string
+			for _, r := range out.Results {
+				parts = append(parts, string(r))
+			}
+			if got := "[" + strings.Join(parts, " ") + "]"; got != tc.want || out.Err != nil {
+				t.Errorf("results %s (err %+v), want %s", got, out.Err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeGroupMetaRefusesNested(t *testing.T) {
+	t.Parallel()
+	for name, data := range map[string]string{
+		"nested group":      `{"result": [["g", null], [[["g2", null], [[["a", null], null]]]]]}`,
+		"member not a list": `{"result": [["g", null], [[["a", null], 5]]]}`,
+		"too deep":          `{"result": [["g", null], ` + strings.Repeat(`[[["g", null], `, 40) + `[]` + strings.Repeat(`]]`, 40) + `]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if ids, err := DecodeGroupMeta([]byte(data)); err == nil {
+				t.Errorf("DecodeGroupMeta = %v, want an error", ids)
+			}
+		})
+	}
+}
