@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -239,59 +238,32 @@ type sent struct {
 }
 
 // queue reads what beat sends to the test's queue, in the background, until the test ends.
-type queue struct {
-	mu   sync.Mutex
-	msgs []sent
-}
+type queue struct{ *testenv.Collector }
 
 func (d *django) consume(t *testing.T, name string) *queue {
 	t.Helper()
-	conn := testenv.AMQP(t)
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	deliveries, err := ch.Consume(name, "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := &queue{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m := range deliveries {
-			s := sent{Got: time.Now(), Headers: m.Headers, Priority: m.Priority}
-			s.Task, _ = m.Headers["task"].(string)
-			s.ID, _ = m.Headers["id"].(string)
-			if v, ok := m.Headers["beat_slot"].(string); ok {
-				ms, _ := strconv.ParseInt(v, 10, 64)
-				s.Slot = time.UnixMilli(ms)
-			}
-			var body []json.RawMessage
-			if err := json.Unmarshal(m.Body, &body); err == nil && len(body) == 3 {
-				s.Args, s.Kwargs = body[0], body[1]
-			}
-			q.mu.Lock()
-			q.msgs = append(q.msgs, s)
-			q.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { _ = ch.Close(); <-done })
-	return q
+	return &queue{testenv.Collect(t, name)}
 }
 
 // of returns the messages of task, in arrival order.
 func (q *queue) of(task string) []sent {
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	var out []sent
-	for _, m := range q.msgs {
-		if m.Task == task {
-			out = append(out, m)
+	for _, m := range q.Received() {
+		s := sent{Got: m.At, Headers: m.Headers, Priority: m.Priority}
+		s.Task, _ = m.Headers["task"].(string)
+		s.ID, _ = m.Headers["id"].(string)
+		if s.Task != task {
+			continue
 		}
+		if v, ok := m.Headers["beat_slot"].(string); ok {
+			ms, _ := strconv.ParseInt(v, 10, 64)
+			s.Slot = time.UnixMilli(ms)
+		}
+		var body []json.RawMessage
+		if err := json.Unmarshal(m.Body, &body); err == nil && len(body) == 3 {
+			s.Args, s.Kwargs = body[0], body[1]
+		}
+		out = append(out, s)
 	}
 	return out
 }
