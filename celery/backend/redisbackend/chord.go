@@ -105,7 +105,7 @@ func (b *Backend) OnChordPartReturn(ctx context.Context, part ChordPart) (ChordO
 	}
 	pp := &pendingPart{jkey: jkey, tkey: tkey, skey: skey, score: score, member: string(encoded),
 		storeKey: storeKey, storeVal: storeVal}
-	if err := b.parts.count(ctx, b, pp); err != nil {
+	if err := b.parts.do(ctx, pp); err != nil {
 		return ChordOutcome{}, fmt.Errorf("redisbackend: chord part %s of group %s: %w", part.TaskID, part.GroupID, err)
 	}
 	count, total, size, stored := pp.count, pp.total, pp.size, pp.stored

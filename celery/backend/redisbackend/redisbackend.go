@@ -103,8 +103,8 @@ type Backend struct {
 	ttl     int64 // seconds; 0 means no TTL
 	now     func() time.Time
 	maxSize int
-	parts   *partBatcher  // chord parts counted together (OnChordPartReturn)
-	stores  *storeBatcher // concurrent Stores written together
+	parts   *groupCommit[*pendingPart]  // chord parts counted together (OnChordPartReturn)
+	stores  *groupCommit[*pendingStore] // concurrent Stores written together
 
 	// afterInitialGet, when set by tests, runs in Wait after the GET that
 	// follows SUBSCRIBE.
@@ -121,8 +121,10 @@ func New(client redis.UniversalClient, opts Options) *Backend {
 			ttl = 1
 		}
 	}
-	return &Backend{client: client, prefix: opts.KeyPrefix, ttl: ttl, now: time.Now, maxSize: maxValueSize, parts: &partBatcher{},
-		stores: &storeBatcher{}}
+	b := &Backend{client: client, prefix: opts.KeyPrefix, ttl: ttl, now: time.Now, maxSize: maxValueSize}
+	b.parts = &groupCommit[*pendingPart]{max: maxPartBatch, exec: b.execParts}
+	b.stores = &groupCommit[*pendingStore]{max: maxStoreBatch, exec: b.execStores}
+	return b
 }
 
 // TaskKey returns the key (and channel) of a task's result:
@@ -195,7 +197,9 @@ func (b *Backend) Store(ctx context.Context, meta protocol.ResultMeta) error {
 		return &StoreError{TaskID: meta.TaskID, Err: err}
 	}
 	p := &pendingStore{key: key, val: val}
-	b.stores.store(ctx, b, p)
+	if err := b.stores.do(ctx, p); err != nil {
+		return &StoreError{TaskID: meta.TaskID, Err: err}
+	}
 	return storeOutcome(meta.TaskID, p.n, p.err)
 }
 
