@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"reflect"
 	"sort"
 	"strings"
@@ -783,7 +782,7 @@ func TestOpsHelloAndMingle(t *testing.T) {
 // work in memory.
 func TestOpsRevokeStoreDown(t *testing.T) {
 	t.Parallel()
-	dead := redis.NewClient(&redis.Options{Addr: closedAddr(t), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	dead := redis.NewClient(&redis.Options{Addr: testenv.FreeAddr(t), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { _ = dead.Close() })
 	b := startOps(t, opsConfig{store: redisrevoke.New(dead, "t:dead:", time.Hour)})
 	ctx := ctxT(t, 60*time.Second)
@@ -808,16 +807,4 @@ func TestOpsRevokeStoreDown(t *testing.T) {
 	if b.askInto(t, "revoked", nil, &revoked); !reflect.DeepEqual(revoked, []string{id}) {
 		t.Errorf("inspect revoked with the store down = %v", revoked)
 	}
-}
-
-// closedAddr is a local address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }

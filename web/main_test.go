@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,17 +24,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 func configFile(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "celeryconfig.yaml")
@@ -49,7 +37,7 @@ func configFile(t *testing.T) string {
 // start runs the program in-process until the test ends; it returns the base URL.
 func start(t *testing.T, env map[string]string, args ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &testenv.LogBuffer{}
 	done := make(chan int, 1)

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -133,4 +134,17 @@ func FixturesDir(t testing.TB) string {
 		t.Fatalf("the Celery fixtures are required at %s: %v", dir, err)
 	}
 	return dir
+}
+
+// FreeAddr is a loopback host:port that nothing listens on right now: for a program that must
+// be given a port to listen on, or a client that must find a port closed.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
 }

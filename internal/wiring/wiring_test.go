@@ -3,7 +3,6 @@ package wiring
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/celery/redisconn"
+	"github.com/forumads/forumads/internal/testenv"
 )
 
 func TestRedacted(t *testing.T) {
@@ -37,7 +37,7 @@ func TestBackendSchemes(t *testing.T) {
 	if b != nil || closer != nil || err != nil {
 		t.Fatal("no result_backend must mean no backend")
 	}
-	closed := closedAddr(t)
+	closed := testenv.FreeAddr(t)
 	for _, tc := range []struct {
 		url       string
 		transport map[string]any // result_backend_transport_options
@@ -215,24 +215,12 @@ func TestMemoryBrokerServesTheClient(t *testing.T) {
 	}
 }
 
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // TestRedisClients: the repository's Redis settings take their Sentinel options from
 // result_backend_transport_options, the broker's from broker_transport_options, and every client
 // is the one go-redis type (a failover client is a *redis.Client too).
 func TestRedisClients(t *testing.T) {
 	t.Parallel()
-	closed := closedAddr(t)
+	closed := testenv.FreeAddr(t)
 	cfg := celery.Config{BrokerURL: "sentinel://" + closed, BrokerTransportOptions: map[string]any{"master_name": "broker-master"},
 		ResultBackendTransportOptions: map[string]any{"master_name": "results-master"}}
 	rc, err := AppRedis(cfg, "sentinel://"+closed+"/4", nil)

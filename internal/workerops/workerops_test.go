@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -137,17 +136,6 @@ func (r *running) ping(t *testing.T) map[string]string {
 	return out
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // get fetches url without keeping the connection (goleak would see its goroutines).
 func get(url string) (int, string, error) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -176,7 +164,7 @@ func waitHealthy(t *testing.T, addr string) {
 // (Start waits for it), /healthz and /metrics are served, and Stop leaves no goroutine (TestMain).
 func TestStartOnMemory(t *testing.T) {
 	t.Setenv("REDIS_URL", "")
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg := celery.Config{BrokerURL: "memory://", ControlExchange: testenv.Name(t, "ctl")}
 	r := startWorker(t, cfg, testenv.Name(t, "q"), Options{MetricsAddr: addr, Heartbeat: time.Second})
 	if r.ops.Revokes() != nil {
@@ -204,7 +192,7 @@ func TestStartOnRabbitMQ(t *testing.T) {
 	rc := testenv.Redis(t)
 	prefix := testenv.Name(t, "revokes")
 	testenv.DeletePrefixAtCleanup(t, rc, prefix)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), ResultBackend: testenv.RedisURL(), ControlExchange: ctl,
 		EventExchange: testenv.Name(t, "ev"), WorkerRevokeKeyPrefix: prefix}
 	r := startWorker(t, cfg, queue, Options{MetricsAddr: addr, WithoutMingle: true, Heartbeat: time.Second})

@@ -68,13 +68,7 @@ func (h *hungNode) url() string { return "amqp://guest:guest@" + h.ln.Addr().Str
 // refusedURL is an AMQP URL on a loopback port nothing listens on.
 func refusedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return "amqp://guest:secret@" + addr + "//"
+	return "amqp://guest:secret@" + testenv.FreeAddr(t) + "//"
 }
 
 // realURL is the test broker's URL with host:port spelled out, as a list entry.
