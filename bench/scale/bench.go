@@ -100,24 +100,33 @@ func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 
 // ready is the number of ready messages in all of qs.
 func (b *bench) ready(qs []string) (int, error) {
+	r, _, err := b.depth(qs)
+	return r, err
+}
+
+// depth is the number of ready messages in all of qs and the fewest consumers any of them has.
+func (b *bench) depth(qs []string) (ready, consumers int, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	total := 0
+	total, fewest := 0, -1
 	for _, q := range qs {
 		if b.ch.IsClosed() {
 			ch, err := b.conn.Channel()
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			b.ch = ch
 		}
 		st, err := b.ch.QueueDeclarePassive(q, true, false, false, false, nil)
 		if err != nil {
-			return 0, fmt.Errorf("reading the depth of %s: %w", q, err)
+			return 0, 0, fmt.Errorf("reading the depth of %s: %w", q, err)
 		}
 		total += st.Messages
+		if fewest < 0 || st.Consumers < fewest {
+			fewest = st.Consumers
+		}
 	}
-	return total, nil
+	return total, fewest, nil
 }
 
 // waitReady polls the ready count of qs every `every` until ok accepts it.
@@ -197,14 +206,15 @@ type drainResult struct {
 	n, procs, queues int
 	took, published  time.Duration
 	rate             float64
+	before           int      // tasks already done when the clock started (not counted)
 	rss              rssTrace // sampled over the run (sum over processes)
 	workerCPU        time.Duration
 }
 
 func (r drainResult) line() string {
-	return fmt.Sprintf("%-14s %d proc x %d queue(s) %6d tasks in %.3fs = %.0f/s (worker CPU %.0fµs/task; RSS start %s, peak %s, end %s; published in %.3fs)",
-		"redis_results", r.procs, r.queues, r.n, r.took.Seconds(), r.rate,
-		float64(r.workerCPU.Microseconds())/float64(r.n), mib(r.rss.start), mib(r.rss.peak), mib(r.rss.end), r.published.Seconds())
+	return fmt.Sprintf("%-14s %d proc x %d queue(s) %6d tasks: %d in %.3fs = %.0f/s (%d done before all consumed; worker CPU %.0fµs/task; RSS start %s, peak %s, end %s; published in %.3fs)",
+		"redis_results", r.procs, r.queues, r.n, r.n-r.before, r.took.Seconds(), r.rate, r.before,
+		float64(r.workerCPU.Microseconds())/float64(r.n-r.before), mib(r.rss.start), mib(r.rss.peak), mib(r.rss.end), r.published.Seconds())
 }
 
 // drainRun fills q queues with n tasks and drains them with p worker processes.
@@ -225,12 +235,19 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 		procs = append(procs, pr)
 	}
 	measureErr := func() error {
-		sctx, cancel := context.WithTimeoutCause(ctx, startWithin, fmt.Errorf("the workers did not begin consuming within %s", startWithin))
-		start, err := b.waitReady(sctx, qs, startPoll, procs, func(r int) bool { return r < n })
+		// The clock starts once every process consumes every queue (processes that start late
+		// must not count as slow ones); what was finished by then is left out of the count.
+		sctx, cancel := context.WithTimeoutCause(ctx, startWithin, fmt.Errorf("the workers did not all begin consuming within %s", startWithin))
+		start, err := b.waitConsumers(sctx, qs, p, procs)
 		cancel()
 		if err != nil {
 			return err
 		}
+		done0, err := b.countResults(ctx, ids)
+		if err != nil {
+			return err
+		}
+		res.before = done0
 		cpu0 := groupCPU(procs)
 		sampler := sampleRSS(procs, rssEvery)
 		dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the queues were not drained within %s", drainWithin))
@@ -245,7 +262,7 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 			return fmt.Errorf("%d of %d results are not SUCCESS", failed, n)
 		}
 		res.took = end.Sub(start)
-		res.rate = float64(n) / res.took.Seconds()
+		res.rate = float64(n-done0) / res.took.Seconds()
 		return nil
 	}()
 	stopErr := b.stopAll(procs)
@@ -256,6 +273,46 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 		return res, fmt.Errorf("%d messages left in the queues after the warm shutdown (%v)", r, err)
 	}
 	return res, b.deleteResults(ctx, ids)
+}
+
+// waitConsumers polls every startPoll until each of qs has at least p consumers.
+func (b *bench) waitConsumers(ctx context.Context, qs []string, p int, procs []*process) (time.Time, error) {
+	t := time.NewTicker(startPoll)
+	defer t.Stop()
+	for {
+		_, c, err := b.depth(qs)
+		now := time.Now()
+		if err != nil || c >= p {
+			return now, err
+		}
+		if err := exited(procs); err != nil {
+			return now, err
+		}
+		select {
+		case <-ctx.Done():
+			return now, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
+// countResults counts the ids whose result exists.
+func (b *bench) countResults(ctx context.Context, ids []string) (int, error) {
+	n := 0
+	for len(ids) > 0 {
+		k := min(mgetChunk, len(ids))
+		keys := make([]string, k)
+		for i, id := range ids[:k] {
+			keys[i] = "celery-task-meta-" + id
+		}
+		c, err := b.rc.Exists(ctx, keys...).Result()
+		if err != nil {
+			return n, fmt.Errorf("counting results: %w", err)
+		}
+		n += int(c)
+		ids = ids[k:]
+	}
+	return n, nil
 }
 
 // waitResults polls until every id's result exists; it returns the time that was seen and how

@@ -21,9 +21,12 @@
 // Redis (with several consumers no single "last" message can stand for the end, so every result
 // is the end signal). P processes, each consuming all Q queues (-Q q1,...,qQ), start together.
 // The clock starts at the first poll (a passive queue.declare of each queue, every millisecond)
-// that sees fewer than N ready messages in all, and stops when all N celery-task-meta keys exist
-// (MGET, 1000 at a time in send order, every 2 ms); each must be SUCCESS. The workers are then
-// stopped warmly and the queues must hold nothing.
+// that sees P consumers on every queue: all processes are consuming, so one that starts late does
+// not count against the others. The tasks already finished by then (their results, counted right
+// after) are left out of the rate; the ones delivered but not finished are counted, which makes the
+// rate a lower bound by at most P x 100 of N. The clock stops when all N celery-task-meta keys
+// exist (MGET, 1000 at a time in send order, every 2 ms); each must be SUCCESS. The workers are
+// then stopped warmly and the queues must hold nothing.
 //
 // RSS: during the 1-process, 1-queue run (N tasks) and a further run of -big tasks, the worker's
 // VmRSS is sampled every 20 ms; the line gives it at the clock's start, its peak (the largest

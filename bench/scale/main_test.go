@@ -96,11 +96,11 @@ func TestRunScalesHoldsAndCleansUp(t *testing.T) {
 	}
 	text := out.String()
 	for _, want := range []string{
-		`1 proc x 1 queue\(s\) +400 tasks in .* RSS start [0-9.]+ MiB, peak [0-9.]+ MiB, end [0-9.]+ MiB`,
-		`2 proc x 1 queue\(s\) +400 tasks`,
-		`1 proc x 2 queue\(s\) +400 tasks`,
-		`2 proc x 2 queue\(s\) +400 tasks`,
-		`1 proc x 1 queue\(s\) +600 tasks`,
+		`1 proc x 1 queue\(s\) +400 tasks: [0-9]+ in .* RSS start [0-9.]+ MiB, peak [0-9.]+ MiB, end [0-9.]+ MiB`,
+		`2 proc x 1 queue\(s\) +400 tasks: [0-9]+ in `,
+		`1 proc x 2 queue\(s\) +400 tasks: [0-9]+ in `,
+		`2 proc x 2 queue\(s\) +400 tasks: [0-9]+ in `,
+		`1 proc x 1 queue\(s\) +600 tasks: [0-9]+ in `,
 		`all 300 held, .* peak \(VmHWM\) [0-9.]+ MiB`,
 	} {
 		if !regexp.MustCompile(want).MatchString(text) {
