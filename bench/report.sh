@@ -130,7 +130,7 @@ fi
 L=$logs
 # drain.sh lines: "<mode> <kind> <n> tasks in <t>s = <rate>/s (... rabbitmq <x>µs/task ...)"
 drain_rate() { awk -v m="$1" -v k="$2" '$1 == m && $2 == k { for (i = 3; i < NF; i++) if ($i == "=") { sub(/\/s$/, "", $(i+1)); print $(i+1); exit } }' "$L/drain.log"; }
-drain_mq() { awk -v m="$1" -v k="$2" '$1 == m && $2 == k { if (match($0, /rabbitmq [0-9]+µs\/task/)) { s = substr($0, RSTART + 9, RLENGTH - 9); sub(/µs.*/, "", s); print s; exit } }' "$L/drain.log"; }
+drain_mq() { awk -v m="$1" -v k="$2" '$1 == m && $2 == k { if (match($0, /rabbitmq -?[0-9]+µs\/task/)) { s = substr($0, RSTART + 9, RLENGTH - 9); sub(/µs.*/, "", s); print s; exit } }' "$L/drain.log"; }
 drain_own() { awk -v m="$1" -v k="$2" '$1 == m && $2 == k { if (match($0, /(worker|bench process) [0-9]+µs\/task/)) { s = substr($0, RSTART, RLENGTH); sub(/µs.*/, "", s); sub(/.* /, "", s); print s; exit } }' "$L/drain.log"; }
 go_ign=$(drain_rate ignore_result go); py_ign=$(drain_rate ignore_result python)
 bare=$(drain_rate ignore_result bare); bare_multi=$(drain_rate ignore_result bare-multi)
@@ -149,7 +149,8 @@ aq8=$(asynq_rate 8); aq16=$(asynq_rate 16)
 scale_rate() { awk -v p="$1" -v q="$2" -v n="$3" '$2 == p && $5 == q && $7 == n { for (i = 7; i < NF; i++) if ($i == "=") { sub(/\/s$/, "", $(i+1)); print $(i+1); exit } }' "$L/scale.log"; }
 scale_rss() { awk -v n="$1" '$2 == 1 && $5 == 1 && $7 == n { if (match($0, /RSS start [0-9.]+ MiB, peak [0-9.]+ MiB, end [0-9.]+ MiB/)) { print substr($0, RSTART + 4, RLENGTH - 4); exit } }' "$L/scale.log"; }
 scale_peak() { scale_rss "$1" | sed -n 's/.*peak \([0-9.]*\) MiB.*/\1/p'; }
-eta_line=$(sed -n 's/^ *all \([0-9]*\) held, .*peak (VmHWM) \([0-9.]* MiB\): \([0-9.]* MiB\) per 10,000 held.*/\2 peak with \1 held; \3 per 10,000/p' "$L/scale.log")
+eta_line=$(sed -n 's/^ *\([0-9]*\) of \([0-9]*\) held, .*peak (VmHWM) \([0-9.]* MiB\): \([0-9.]* MiB\) per 10,000 held.*/\3 peak with \1 of \2 held; \4 per 10,000/p' "$L/scale.log")
+eta_stop=$(sed -n 's/^ *intake stopped at \([0-9]*\) of.*/ (intake stopped at \1 held, the rest parked or still ready)/p' "$L/scale.log")
 eta_steps=$(sed -n 's/^ *\([0-9]*\) taken: RSS \([0-9.]*\) MiB.*/\1:\2/p' "$L/scale.log" | tr '\n' ' ')
 # serving: the p99 after "serving at half its max rate:" and after "control, hello world"
 p99_after() { awk -v tag="$1" 'index($0, tag) == 1 { on = 1 } on && /latency:/ { for (i = 1; i < NF; i++) if ($i == "p99") { v = $(i+1); sub(/ms$/, "", v); print v; exit } }' "$L/serving.log"; }
@@ -196,6 +197,7 @@ fi
 ratio() {
   awk -v a="${1:-}" -v b="${2:-}" -v op="${3:-}" -v t="${4:-}" 'BEGIN {
     if (a == "" || b == "" || a == "?" || b == "?" || b + 0 == 0) { print "?"; exit }
+    if (a + 0 < 0 || b + 0 < 0) { print "? (negative reading: see the step log)"; exit }
     r = a / b; s = sprintf("%.2f", r)
     if (op == ">=") s = s "  " (r >= t ? "met" : "MISSED") " (>= " t ")"
     if (op == "<=") s = s "  " (r <= t ? "met" : "MISSED") " (<= " t ")"
@@ -239,7 +241,7 @@ row "beat spread busy CPU: celery beat / Go" "$(v "$bp_cpu") s" "$(v "$bg_cpu") 
 row "beat spread runs sent: Go / celery beat" "$(v "$bg_sent")" "$(v "$bp_sent")" "$(ratio "$bg_sent" "$bp_sent")"
 echo
 echo "scale RSS (start, peak, end) of one worker: drain of $scale_n: $(v "$(scale_rss "$scale_n")"); drain of $scale_big: $(v "$(scale_rss "$scale_big")")"
-echo "ETA held by one worker (countdown 550 s): $(v "$eta_line"); taken:MiB $(v "$eta_steps"); drain.sh: $(v "$eta10k")"
+echo "ETA held by one worker (countdown 550 s): $(v "$eta_line")$eta_stop; taken:MiB $(v "$eta_steps"); drain.sh: $(v "$eta10k")"
 echo "serving: paced at $(v "$half_rate")/s (half the serving max; achieved $(v "$ach_srv")/s serving, $(v "$ach_hello")/s hello: below the target means the generator or the server could not keep the pace and the p99s say more about the machine) by bench/serving/load (Go, open loop); its CPU share: $(v "$gen_srv") CPUs during the serving run, $(v "$gen_hello") during the hello run; $pin_note"
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "FAILED steps: ${failed[*]} (their rows show ?)"

@@ -6,7 +6,8 @@
 #  - the worker's RSS (start / peak / end) over the 1-process drain of N and of BIG (default
 #    100000) tasks: flat = the peak does not grow with the number of queued tasks;
 #  - its RSS while it holds ETA (default 100000) tasks with countdown 550 s, read at every 10,000.
-# SCALE_PROCS (default 1,2,4) and SCALE_QUEUES (default 1,4) change the grid. What is timed, and how,
+# SCALE_PROCS (default 1,2,4) and SCALE_QUEUES (default 1,4) change the grid; SCALE_RUNS (default
+# scale,rss,eta) picks the parts. What is timed, and how,
 # is documented in bench/scale/main.go. Publishing is not timed but dominates the run time: about
 # 3 minutes with the defaults on an idle 2-CPU machine.
 set -euo pipefail
@@ -24,4 +25,4 @@ go build -o "$tmp/worker" ./worker
 go build -o "$tmp/scale" ./bench/scale
 # scale has its own deadline (-timeout) and cleans up on SIGTERM; timeout(1) is the last resort.
 timeout --kill-after=15s 600s "$tmp/scale" -worker "$tmp/worker" -n "$n" -big "$big" -eta "$eta" \
-  -procs "${SCALE_PROCS:-1,2,4}" -queues "${SCALE_QUEUES:-1,4}" -timeout 580s
+  -procs "${SCALE_PROCS:-1,2,4}" -queues "${SCALE_QUEUES:-1,4}" -runs "${SCALE_RUNS:-scale,rss,eta}" -timeout 580s

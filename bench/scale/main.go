@@ -35,7 +35,9 @@
 // ETA hold: -eta tasks with countdown 550 s (below worker_eta_park_after, 600 s, so that the worker
 // holds every one in its timer instead of parking it) and ignore_result go to a fresh queue; one
 // worker starts; the ready count is polled every 10 ms and VmRSS read each time another 10,000 have
-// left the queue (delivered to the worker), then once more a second after the queue is empty.
+// left the queue (delivered to the worker), then once more a second after the queue is empty, or
+// after the ready count fell by less than 1,000 in 15 s (the worker holds a bounded number and
+// parks the rest in <queue>.eta-park-600s; the line then says how many were held and parked).
 //
 // Every queue and result key the bench creates is deleted at the end, also after a failure.
 package main

@@ -101,7 +101,7 @@ func TestRunScalesHoldsAndCleansUp(t *testing.T) {
 		`1 proc x 2 queue\(s\) +400 tasks: [0-9]+ in `,
 		`2 proc x 2 queue\(s\) +400 tasks: [0-9]+ in `,
 		`1 proc x 1 queue\(s\) +600 tasks: [0-9]+ in `,
-		`all 300 held, .* peak \(VmHWM\) [0-9.]+ MiB`,
+		`300 of 300 held, .* peak \(VmHWM\) [0-9.]+ MiB`,
 	} {
 		if !regexp.MustCompile(want).MatchString(text) {
 			t.Errorf("output lacks %q:\n%s", want, text)
