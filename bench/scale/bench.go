@@ -1,0 +1,690 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/forumads/forumads/bench/internal/procstat"
+	"github.com/forumads/forumads/celery"
+	"github.com/forumads/forumads/celery/broker/amqpbroker"
+)
+
+// Timing parameters; see the package documentation.
+const (
+	startPoll   = time.Millisecond
+	endPoll     = 2 * time.Millisecond
+	etaPoll     = 10 * time.Millisecond
+	rssEvery    = 20 * time.Millisecond
+	etaStep     = 10000
+	etaSettle   = time.Second
+	etaStall    = 15 * time.Second // the ETA intake counts as stopped when the queue does not move this long
+	parkSuffix  = ".eta-park-600s" // the worker's parking queue of a queue (worker_eta_park_after 600)
+	startWithin = 60 * time.Second
+	drainWithin = 180 * time.Second
+	stopWithin  = 60 * time.Second
+	publishers  = 256
+	mgetChunk   = 1000
+	etaCountdwn = 550 * time.Second // below worker_eta_park_after (600 s): held, not parked
+)
+
+// bench holds the connections and what to delete at the end.
+type bench struct {
+	o   options
+	out io.Writer
+	log *slog.Logger
+	tmp string
+	sfx string
+
+	conn   *amqp.Connection
+	mu     sync.Mutex
+	ch     *amqp.Channel // passive declares (queue depths)
+	rc     *redis.Client
+	br     *amqpbroker.Broker
+	client *celery.Client
+
+	queues  []string
+	ids     []string
+	running []*process
+	runs    int
+}
+
+func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (*bench, error) {
+	b := &bench{o: o, out: out, log: log, sfx: celery.NewID()[:8]}
+	var err error
+	if b.tmp, err = os.MkdirTemp("", "scale-"); err != nil {
+		return nil, err
+	}
+	if b.conn, err = amqp.Dial(o.amqpURL); err != nil {
+		_ = b.close()
+		return nil, fmt.Errorf("RabbitMQ is required at %s (run scripts/services.sh): %w", o.amqpURL, err)
+	}
+	if b.ch, err = b.conn.Channel(); err != nil {
+		_ = b.close()
+		return nil, err
+	}
+	ropts, err := redis.ParseURL(o.redisURL)
+	if err != nil {
+		_ = b.close()
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	b.rc = redis.NewClient(ropts)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := b.rc.Ping(pctx).Err(); err != nil {
+		_ = b.close()
+		return nil, fmt.Errorf("redis is required at %s (run scripts/services.sh): %w", o.redisURL, err)
+	}
+	if b.br, err = amqpbroker.New(o.amqpURL, amqpbroker.Options{Logger: log, ConnectionName: "bench-scale-publisher"}); err != nil {
+		_ = b.close()
+		return nil, err
+	}
+	if b.client, err = celery.NewClient(celery.ClientOptions{Config: celery.Config{BrokerURL: o.amqpURL}, Broker: b.br}); err != nil {
+		_ = b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// ready is the number of ready messages in all of qs.
+func (b *bench) ready(qs []string) (int, error) {
+	r, _, err := b.depth(qs)
+	return r, err
+}
+
+// depth is the number of ready messages in all of qs and the fewest consumers any of them has.
+func (b *bench) depth(qs []string) (ready, consumers int, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	total, fewest := 0, -1
+	for _, q := range qs {
+		if b.ch.IsClosed() {
+			ch, err := b.conn.Channel()
+			if err != nil {
+				return 0, 0, err
+			}
+			b.ch = ch
+		}
+		st, err := b.ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		if err != nil {
+			return 0, 0, fmt.Errorf("reading the depth of %s: %w", q, err)
+		}
+		total += st.Messages
+		if fewest < 0 || st.Consumers < fewest {
+			fewest = st.Consumers
+		}
+	}
+	return total, fewest, nil
+}
+
+// waitReady polls the ready count of qs every `every` until ok accepts it.
+func (b *bench) waitReady(ctx context.Context, qs []string, every time.Duration, procs []*process, ok func(int) bool) (time.Time, error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		r, err := b.ready(qs)
+		now := time.Now()
+		if err != nil {
+			return now, err
+		}
+		if ok(r) {
+			return now, nil
+		}
+		if err := exited(procs); err != nil {
+			return now, err
+		}
+		select {
+		case <-ctx.Done():
+			return now, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
+// fill creates q fresh queues and sends n diag.add(1, 2) round-robin over them, confirmed.
+func (b *bench) fill(ctx context.Context, label string, n, q int, opts []celery.SendOption) ([]string, []string, time.Duration, error) {
+	b.runs++
+	qs := make([]string, q)
+	for i := range qs {
+		qs[i] = fmt.Sprintf("bench.scale.%s.%d.%d.%s", label, b.runs, i, b.sfx)
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = celery.NewID()
+	}
+	b.mu.Lock()
+	b.queues = append(b.queues, qs...)
+	b.ids = append(b.ids, ids...)
+	b.mu.Unlock()
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	began := time.Now()
+	for range min(publishers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || pctx.Err() != nil {
+					return
+				}
+				so := append([]celery.SendOption{celery.WithQueue(qs[i%q]), celery.WithTaskID(ids[i])}, opts...)
+				if _, err := b.client.SendTask(pctx, "diag.add", []any{1, 2}, nil, so...); err != nil {
+					cancel(fmt.Errorf("publishing to %s: %w", qs[i%q], err))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(pctx); err != nil {
+		return nil, nil, 0, err
+	}
+	took := time.Since(began)
+	if r, err := b.ready(qs); err != nil || r != n {
+		return nil, nil, 0, fmt.Errorf("the queues hold %d messages after publishing %d (%v)", r, n, err)
+	}
+	return qs, ids, took, nil
+}
+
+// drainResult is one measured drain.
+type drainResult struct {
+	n, procs, queues int
+	took, published  time.Duration
+	rate             float64
+	before           int      // tasks already done when the clock started (not counted)
+	rss              rssTrace // sampled over the run (sum over processes)
+	workerCPU        time.Duration
+}
+
+func (r drainResult) line() string {
+	return fmt.Sprintf("%-14s %d proc x %d queue(s) %6d tasks: %d in %.3fs = %.0f/s (%d done before all consumed; worker CPU %.0fµs/task; RSS start %s, peak %s, end %s; published in %.3fs)",
+		"redis_results", r.procs, r.queues, r.n, r.n-r.before, r.took.Seconds(), r.rate, r.before,
+		float64(r.workerCPU.Microseconds())/float64(r.n-r.before), mib(r.rss.start), mib(r.rss.peak), mib(r.rss.end), r.published.Seconds())
+}
+
+// drainRun fills q queues with n tasks and drains them with p worker processes.
+func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) {
+	res := drainResult{n: n, procs: p, queues: q}
+	qs, ids, took, err := b.fill(ctx, fmt.Sprintf("p%dq%d", p, q), n, q, nil)
+	if err != nil {
+		return res, err
+	}
+	res.published = took
+	procs := make([]*process, 0, p)
+	for i := range p {
+		pr, err := b.startWorker(qs, fmt.Sprintf("p%dq%d-%d", p, q, i))
+		if err != nil {
+			b.stopAll(procs)
+			return res, err
+		}
+		procs = append(procs, pr)
+	}
+	measureErr := func() error {
+		// The clock starts once every process consumes every queue (processes that start late
+		// must not count as slow ones); what was finished by then is left out of the count.
+		sctx, cancel := context.WithTimeoutCause(ctx, startWithin, fmt.Errorf("the workers did not all begin consuming within %s", startWithin))
+		start, err := b.waitConsumers(sctx, qs, p, procs)
+		cancel()
+		if err != nil {
+			return err
+		}
+		done0, err := b.countResults(ctx, ids)
+		if err != nil {
+			return err
+		}
+		res.before = done0
+		cpu0 := groupCPU(procs)
+		sampler := sampleRSS(procs, rssEvery)
+		dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the queues were not drained within %s", drainWithin))
+		defer cancel()
+		end, failed, err := b.waitResults(dctx, ids, procs)
+		res.rss = sampler.stop(procs)
+		res.workerCPU = groupCPU(procs) - cpu0
+		if err != nil {
+			return err
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d results are not SUCCESS", failed, n)
+		}
+		res.took = end.Sub(start)
+		res.rate = float64(n-done0) / res.took.Seconds()
+		return nil
+	}()
+	stopErr := b.stopAll(procs)
+	if err := errors.Join(measureErr, stopErr); err != nil {
+		return res, fmt.Errorf("%d process(es) x %d queue(s): %w\n%s", p, q, err, tails(procs))
+	}
+	if r, err := b.ready(qs); err != nil || r != 0 {
+		return res, fmt.Errorf("%d messages left in the queues after the warm shutdown (%v)", r, err)
+	}
+	return res, b.deleteResults(ctx, ids)
+}
+
+// waitConsumers polls every startPoll until each of qs has at least p consumers.
+func (b *bench) waitConsumers(ctx context.Context, qs []string, p int, procs []*process) (time.Time, error) {
+	t := time.NewTicker(startPoll)
+	defer t.Stop()
+	for {
+		_, c, err := b.depth(qs)
+		now := time.Now()
+		if err != nil || c >= p {
+			return now, err
+		}
+		if err := exited(procs); err != nil {
+			return now, err
+		}
+		select {
+		case <-ctx.Done():
+			return now, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
+// countResults counts the ids whose result exists.
+func (b *bench) countResults(ctx context.Context, ids []string) (int, error) {
+	n := 0
+	for len(ids) > 0 {
+		k := min(mgetChunk, len(ids))
+		keys := make([]string, k)
+		for i, id := range ids[:k] {
+			keys[i] = "celery-task-meta-" + id
+		}
+		c, err := b.rc.Exists(ctx, keys...).Result()
+		if err != nil {
+			return n, fmt.Errorf("counting results: %w", err)
+		}
+		n += int(c)
+		ids = ids[k:]
+	}
+	return n, nil
+}
+
+// waitResults polls until every id's result exists; it returns the time that was seen and how
+// many results are not SUCCESS. Ids are read oldest first, mgetChunk at a time.
+func (b *bench) waitResults(ctx context.Context, ids []string, procs []*process) (time.Time, int, error) {
+	pending := append([]string(nil), ids...)
+	failed := 0
+	success := `"status": "SUCCESS"`
+	t := time.NewTicker(endPoll)
+	defer t.Stop()
+	keys := make([]string, 0, mgetChunk)
+	for {
+		chunk := pending[:min(mgetChunk, len(pending))]
+		keys = keys[:0]
+		for _, id := range chunk {
+			keys = append(keys, "celery-task-meta-"+id)
+		}
+		vals, err := b.rc.MGet(ctx, keys...).Result()
+		if err != nil {
+			return time.Now(), failed, fmt.Errorf("reading results: %w", err)
+		}
+		var missing []string
+		for i, v := range vals {
+			s, ok := v.(string)
+			switch {
+			case !ok:
+				missing = append(missing, chunk[i])
+			case !strings.Contains(s, success):
+				failed++
+			}
+		}
+		pending = append(missing, pending[len(chunk):]...)
+		if len(pending) == 0 {
+			return time.Now(), failed, nil
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if err := exited(procs); err != nil {
+			return time.Now(), failed, fmt.Errorf("%w (%d results missing)", err, len(pending))
+		}
+		select {
+		case <-ctx.Done():
+			return time.Now(), failed, fmt.Errorf("%w (%d results missing)", context.Cause(ctx), len(pending))
+		case <-t.C:
+		}
+	}
+}
+
+// etaRun has one worker take in n ETA tasks and reads its RSS at every etaStep taken.
+func (b *bench) etaRun(ctx context.Context, n int) error {
+	opts := []celery.SendOption{celery.WithCountdown(etaCountdwn), celery.WithIgnoreResult()}
+	qs, _, took, err := b.fill(ctx, "eta", n, 1, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "eta_hold: %d tasks with countdown %s published in %.3fs; one worker takes them in (held unacknowledged in its timer):\n", n, etaCountdwn, took.Seconds())
+	p, err := b.startWorker(qs, "eta")
+	if err != nil {
+		return err
+	}
+	procs := []*process{p}
+	var lines []string
+	runErr := func() error {
+		// The baseline is the RSS at the first poll that sees the queue below n: the worker is
+		// up and subscribed, and holds at most a few hundred of the n.
+		var base int64
+		next := etaStep
+		dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the ETA tasks were not all taken within %s", drainWithin))
+		defer cancel()
+		began := time.Now()
+		// The intake can stop short of n: the worker holds a bounded number and parks the rest,
+		// slowly. Once the ready count falls by less than etaStep/10 in etaStall the hold is
+		// measured as it stands.
+		lastReady, lastMove := n+1, time.Now()
+		_, err := b.waitReady(dctx, qs, etaPoll, procs, func(r int) bool {
+			if lastReady-r >= etaStep/10 || r == 0 {
+				lastReady, lastMove = r, time.Now()
+			}
+			if base == 0 && r < n {
+				if kb, err := procstat.ReadStatusKB(p.cmd.Process.Pid, "VmRSS"); err == nil {
+					base = kb
+				}
+			}
+			for held := n - r; held >= next && next <= n; next += etaStep {
+				rss, err := procstat.ReadStatusKB(p.cmd.Process.Pid, "VmRSS")
+				if err != nil {
+					continue
+				}
+				lines = append(lines, fmt.Sprintf("  %6d taken: RSS %s (+%s per 10,000 over the %s at the first delivery) at %.2fs",
+					next, mib(rss), mib((rss-base)*etaStep/int64(next)), mib(base), time.Since(began).Seconds()))
+			}
+			return r == 0 || time.Since(lastMove) >= etaStall
+		})
+		if err != nil {
+			return err
+		}
+		r, err := b.ready(qs)
+		if err != nil {
+			return err
+		}
+		parked, _ := b.ready([]string{qs[0] + parkSuffix})
+		held := n - r - parked
+		if r > 0 {
+			lines = append(lines, fmt.Sprintf("  intake stopped at %d of %d held (%d parked in %s, %d still ready): the ready count fell by less than %d in %s",
+				held, n, parked, qs[0]+parkSuffix, r, etaStep/10, etaStall))
+		}
+		select {
+		case <-time.After(etaSettle):
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		if err != nil {
+			return err
+		}
+		rss, err1 := procstat.StatusKB(st, "VmRSS")
+		hwm, err2 := procstat.StatusKB(st, "VmHWM")
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		lines = append(lines, fmt.Sprintf("  %d of %d held, %s later: RSS %s, peak (VmHWM) %s: %s per 10,000 held above the %s at the first delivery",
+			held, n, etaSettle, mib(rss), mib(hwm), mib((hwm-base)*etaStep/int64(max(held, 1))), mib(base)))
+		return nil
+	}()
+	stopBegan := time.Now()
+	stopErr := b.stopAll(procs)
+	for _, l := range lines {
+		fmt.Fprintln(b.out, l)
+	}
+	if err := errors.Join(runErr, stopErr); err != nil {
+		return fmt.Errorf("ETA hold: %w\n%s", err, tails(procs))
+	}
+	fmt.Fprintf(b.out, "  warm shutdown of the holding worker took %.3fs\n", time.Since(stopBegan).Seconds())
+	return nil
+}
+
+// deleteResults deletes the result keys of ids.
+func (b *bench) deleteResults(ctx context.Context, ids []string) error {
+	for len(ids) > 0 {
+		k := min(mgetChunk, len(ids))
+		keys := make([]string, k)
+		for i, id := range ids[:k] {
+			keys[i] = "celery-task-meta-" + id
+		}
+		if err := b.rc.Unlink(ctx, keys...).Err(); err != nil {
+			return fmt.Errorf("deleting results: %w", err)
+		}
+		ids = ids[k:]
+	}
+	return nil
+}
+
+// close stops what still runs and deletes every queue and key the bench created.
+func (b *bench) close() error {
+	var errs []error
+	b.mu.Lock()
+	procs := append([]*process(nil), b.running...)
+	queues := append([]string(nil), b.queues...)
+	ids := append([]string(nil), b.ids...)
+	b.mu.Unlock()
+	for _, p := range procs {
+		p.kill()
+	}
+	if b.br != nil {
+		_ = b.br.Close()
+	}
+	if b.rc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := b.deleteResults(ctx, ids); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+		_ = b.rc.Close()
+	}
+	if len(queues) > 0 {
+		for _, q := range queues {
+			queues = append(queues, q+parkSuffix) // created by the worker when it parks ETA tasks
+		}
+		queues = append(queues, "bench.scale.deadletter."+b.sfx)
+		conn, err := amqp.Dial(b.o.amqpURL)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deleting queues: %w", err))
+		} else {
+			errs = append(errs, procstat.DeleteQueues(conn, queues))
+			_ = conn.Close()
+		}
+	}
+	if b.conn != nil {
+		_ = b.conn.Close()
+	}
+	errs = append(errs, os.RemoveAll(b.tmp))
+	return errors.Join(errs...)
+}
+
+// process is a worker the bench started, in a process group of its own.
+type process struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error
+}
+
+// startWorker starts one Go worker consuming qs.
+func (b *bench) startWorker(qs []string, label string) (*process, error) {
+	cfg := filepath.Join(b.tmp, "celeryconfig.yaml")
+	body := fmt.Sprintf("broker_url: %s\nresult_backend: %s\naccept_content: [json]\nworker_concurrency: %d\nworker_prefetch_multiplier: %d\nworker_dead_letter_queue: %s\n",
+		strconv.Quote(b.o.amqpURL), strconv.Quote(b.o.redisURL), b.o.conc, b.o.multiplier, strconv.Quote("bench.scale.deadletter."+b.sfx))
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(b.tmp, label+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(b.o.worker, "--config", cfg, "-Q", strings.Join(qs, ","), "-c", strconv.Itoa(b.o.conc),
+		"-n", fmt.Sprintf("bench-scale-%s-%s@%%h", label, b.sfx), "-l", "warning")
+	cmd.Env = procstat.WithEnv(os.Environ(), map[string]string{"CELERY_BROKER_URL": b.o.amqpURL, "CELERY_RESULT_BACKEND": b.o.redisURL})
+	cmd.Dir = b.tmp
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the worker: %w", err)
+	}
+	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	b.mu.Lock()
+	b.running = append(b.running, p)
+	b.mu.Unlock()
+	return p, nil
+}
+
+// stopAll asks every process for a warm shutdown and waits; past stopWithin it kills them.
+func (b *bench) stopAll(procs []*process) error {
+	var errs []error
+	for _, p := range procs {
+		select {
+		case <-p.done:
+			errs = append(errs, fmt.Errorf("worker %d had exited by itself: %v", p.cmd.Process.Pid, p.err))
+		default:
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	deadline := time.After(stopWithin)
+	for _, p := range procs {
+		select {
+		case <-p.done:
+			if p.err != nil {
+				errs = append(errs, fmt.Errorf("worker %d: warm shutdown ended with %v", p.cmd.Process.Pid, p.err))
+			}
+		case <-deadline:
+			errs = append(errs, fmt.Errorf("worker %d did not stop within %s of SIGTERM; killed", p.cmd.Process.Pid, stopWithin))
+		}
+		p.kill()
+	}
+	b.mu.Lock()
+	kept := b.running[:0]
+	for _, r := range b.running {
+		stopped := false
+		for _, p := range procs {
+			stopped = stopped || r == p
+		}
+		if !stopped {
+			kept = append(kept, r)
+		}
+	}
+	b.running = kept
+	b.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// kill sends SIGKILL to the process group and waits, bounded, for the leader.
+func (p *process) kill() {
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		_ = p.cmd.Process.Kill()
+	}
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// exited reports a process that is gone.
+func exited(procs []*process) error {
+	for _, p := range procs {
+		select {
+		case <-p.done:
+			return fmt.Errorf("worker %d exited: %v", p.cmd.Process.Pid, p.err)
+		default:
+		}
+	}
+	return nil
+}
+
+// tails is the end of each worker's log.
+func tails(procs []*process) string {
+	var sb strings.Builder
+	for _, p := range procs {
+		if data, err := os.ReadFile(p.logPath); err == nil {
+			sb.WriteString(procstat.LastLines(string(data), 10, "  worker log| "))
+		}
+	}
+	return sb.String()
+}
+
+// groupCPU is the CPU time used so far by the processes' groups.
+func groupCPU(procs []*process) time.Duration {
+	var d time.Duration
+	for _, p := range procs {
+		d += procstat.GroupCPU(p.cmd.Process.Pid).Group
+	}
+	return d
+}
+
+// rssTrace is VmRSS (KiB, summed over the processes) at the start, the peak and the end.
+type rssTrace struct{ start, peak, end int64 }
+
+// sampler reads the processes' summed VmRSS every interval until stopped.
+type sampler struct {
+	stopc chan struct{}
+	done  chan struct{}
+	trace rssTrace
+}
+
+func sampleRSS(procs []*process, every time.Duration) *sampler {
+	s := &sampler{stopc: make(chan struct{}), done: make(chan struct{})}
+	s.trace.start = sumStatus(procs, "VmRSS")
+	s.trace.peak = s.trace.start
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopc:
+				return
+			case <-t.C:
+				s.trace.peak = max(s.trace.peak, sumStatus(procs, "VmRSS"))
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the trace; the peak includes VmHWM (the peak between samples).
+func (s *sampler) stop(procs []*process) rssTrace {
+	close(s.stopc)
+	<-s.done
+	s.trace.end = sumStatus(procs, "VmRSS")
+	s.trace.peak = max(s.trace.peak, s.trace.end, sumStatus(procs, "VmHWM"))
+	return s.trace
+}
+
+// sumStatus sums a /proc/<pid>/status field over the processes (unreadable ones count 0).
+func sumStatus(procs []*process, field string) int64 {
+	var sum int64
+	for _, p := range procs {
+		if kb, err := procstat.ReadStatusKB(p.cmd.Process.Pid, field); err == nil {
+			sum += kb
+		}
+	}
+	return sum
+}
+
+// mib formats KiB as MiB with one decimal.
+func mib(kb int64) string {
+	return strconv.FormatFloat(float64(kb)/1024, 'f', 1, 64) + " MiB"
+}
