@@ -86,12 +86,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/forumads/forumads/bench/internal/benchrun"
 	"github.com/forumads/forumads/bench/internal/procstat"
 )
 
@@ -187,36 +186,12 @@ func parseOrder(s string) ([]string, error) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	o, err := parseOptions(args, stderr)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "chord:", err)
-		}
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout, fmt.Errorf("the bench ran past -timeout %s", o.timeout))
-	defer cancel()
-
-	b, err := newBench(ctx, o, stdout)
-	if err != nil {
-		fmt.Fprintln(stderr, "chord:", err)
-		return 1
-	}
-	err = b.all(ctx)
-	if cerr := b.close(); cerr != nil {
-		fmt.Fprintln(stderr, "chord: cleanup:", cerr)
-		if err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		if c := context.Cause(ctx); c != nil && ctx.Err() != nil && !errors.Is(err, c) {
-			err = fmt.Errorf("%w (%v)", err, c)
-		}
-		fmt.Fprintln(stderr, "chord:", err)
-		return 1
-	}
-	return 0
+	return benchrun.Main("chord", args, stderr, parseOptions, func(o options) time.Duration { return o.timeout },
+		func(ctx context.Context, o options) (benchrun.Bench, error) {
+			b, err := newBench(ctx, o, stdout)
+			if err != nil {
+				return benchrun.Bench{}, err
+			}
+			return benchrun.Bench{Run: b.all, Close: b.close}, nil
+		})
 }
