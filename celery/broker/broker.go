@@ -59,6 +59,27 @@ type Acknowledger interface {
 	Reject(requeue bool) error
 }
 
+// DeferredAcker is implemented by acknowledgers that can queue an ack and send it with others
+// (amqpbroker: one basic.ack with multiple=true for many deliveries). The worker uses it for
+// acks_late, once the task has run and its result is stored: AckDeferred returns before the ack
+// is written, so it must not be used where the ack has to precede something (the early ack
+// before a task starts). The adapter writes a queued ack without delay, and before it closes the
+// channel or the connection on purpose; an ack lost with a dropped connection means the message
+// is delivered again, as any acks_late message whose ack did not reach the broker.
+type DeferredAcker interface {
+	AckDeferred()
+}
+
+// AckAfterRun acknowledges a message whose task has run: deferred when the acknowledger can
+// (DeferredAcker), else at once (Ack's error is returned).
+func (d *Delivery) AckAfterRun() error {
+	if da, ok := d.Acker.(DeferredAcker); ok {
+		da.AckDeferred()
+		return nil
+	}
+	return d.Acker.Ack()
+}
+
 // Publishing is a message to publish.
 type Publishing struct {
 	Exchange   string

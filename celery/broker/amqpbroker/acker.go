@@ -1,8 +1,12 @@
 package amqpbroker
 
 import (
+	"context"
+	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -14,10 +18,23 @@ import (
 // way a group commit batches writes; an ack above a still unsettled delivery (a held ETA message, say)
 // goes out alone at once. Every Ack returns only after its frame was written, so "acknowledged before
 // the task starts" keeps its meaning. Rejects go out alone, before any multiple ack of their batch.
+//
+// AckDeferred (the acks_late path: the task has run and its result is stored) queues the ack and
+// returns at once: the caller goes on to its next task while the acker writes, so the acks of many
+// tasks share a frame. A deferred ack is written as soon as the acker gets to it (no timer), and
+// flush waits for every one queued before it: the consumer flushes before it closes the channel and
+// Broker.Close before it closes the connection, so a clean stop sends every ack. One lost with the
+// connection only means RabbitMQ delivers that message again, which acks_late allows.
 type batchAcker struct {
-	ch      *amqp.Channel
-	reqs    chan ackReq
-	stopped chan struct{}
+	ch  *amqp.Channel
+	log *slog.Logger
+	// coalesce: deferred acks collected before a write (see linger).
+	coalesce int
+	reqs     chan ackReq
+	stopped  chan struct{}
+	// failedDeferred counts deferred acks that could not be written (logged once per batch);
+	// frames counts the basic.ack and basic.reject frames written.
+	failedDeferred, frames atomic.Int64
 
 	mu        sync.Mutex
 	unsettled map[uint64]struct{} // delivered and not yet settled
@@ -35,11 +52,24 @@ type ackReq struct {
 	tag     uint64
 	reject  bool
 	requeue bool
-	done    chan error
+	flush   bool       // no tag: answered once every request queued before it is written
+	done    chan error // nil for a deferred ack: nobody waits for it
 }
 
-func newBatchAcker(ch *amqp.Channel) *batchAcker {
-	a := &batchAcker{ch: ch, reqs: make(chan ackReq, 1024), stopped: make(chan struct{}),
+// reply answers a request that has a waiter.
+func (r ackReq) reply(err error) {
+	if r.done != nil {
+		r.done <- err
+	}
+}
+
+// newBatchAcker starts the acker of ch; coalesce is how many deferred acks it collects (for at most
+// lingerFor) before it writes them (1: none is held back).
+func newBatchAcker(ch *amqp.Channel, log *slog.Logger, coalesce int) *batchAcker {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &batchAcker{ch: ch, log: log, coalesce: max(1, coalesce), reqs: make(chan ackReq, 1024), stopped: make(chan struct{}),
 		unsettled: map[uint64]struct{}{}, lowOK: true, ahead: map[uint64]struct{}{}}
 	go a.run()
 	return a
@@ -67,12 +97,57 @@ func (a *batchAcker) delivered(tag uint64) {
 	a.mu.Unlock()
 }
 
-// stop ends the acker once its channel is gone; later settles report ErrStaleDelivery.
+// stop ends the acker once its channel is gone; later settles report ErrStaleDelivery. Deferred
+// acks still queued are counted and logged: RabbitMQ delivers their messages again.
 func (a *batchAcker) stop() {
 	select {
 	case <-a.stopped:
+		return
 	default:
 		close(a.stopped)
+	}
+	lost := 0
+	for {
+		select {
+		case r := <-a.reqs:
+			if r.done == nil && !r.flush {
+				lost++
+			}
+		default:
+			if lost > 0 {
+				a.log.Warn("acknowledgements not sent: the channel closed first; RabbitMQ delivers those messages again",
+					"count", lost)
+			}
+			return
+		}
+	}
+}
+
+// deferred queues an ack nobody waits for. When the queue is full the caller waits for room (the
+// acker is writing): back pressure, never a dropped ack.
+func (a *batchAcker) deferred(tag uint64) {
+	select {
+	case a.reqs <- ackReq{tag: tag}:
+	case <-a.stopped:
+		a.log.Warn("acknowledgement not sent: the channel is closed; RabbitMQ delivers the message again", "delivery_tag", tag)
+	}
+}
+
+// flush returns once every request queued before it has been written (or the acker stopped, or
+// ctx ended first).
+func (a *batchAcker) flush(ctx context.Context) {
+	done := make(chan error, 1)
+	select {
+	case a.reqs <- ackReq{flush: true, done: done}:
+	case <-a.stopped:
+		return
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-a.stopped:
+	case <-ctx.Done():
 	}
 }
 
@@ -107,7 +182,16 @@ func (a *batchAcker) lowest(batch *[]ackReq) (low, contig uint64) {
 	defer a.mu.Unlock()
 	kept := (*batch)[:0]
 	for _, r := range *batch {
+		if r.flush {
+			kept = append(kept, r)
+			continue
+		}
 		if _, ok := a.unsettled[r.tag]; !ok {
+			if r.done == nil {
+				a.log.Error("a deferred acknowledgement settles a message twice (a bug: nothing was sent to the broker)",
+					"delivery_tag", r.tag)
+				continue
+			}
 			r.done <- broker.ErrAlreadySettled
 			continue
 		}
@@ -130,55 +214,141 @@ func (a *batchAcker) lowest(batch *[]ackReq) (low, contig uint64) {
 	return a.low, a.contig
 }
 
+// lingerFor is the longest a deferred ack is held back to share a frame with others. Each held
+// message stays unacknowledged that much longer, which only matters to the prefetch window: at
+// most half of it is held (see Broker.newAcker).
+const lingerFor = time.Millisecond
+
+// run writes the acks. Acks someone waits for (Ack, Reject) are written in the batch they arrive
+// in. Deferred acks are held: they go out as one multiple ack once coalesce of them are covered
+// by it (every tag up to the highest is settled), or when an ack someone waits for or a flush is
+// written anyway, or after lingerFor; then a held ack a multiple ack cannot cover (a delivery
+// below it is still running or held for its ETA) goes out alone.
 func (a *batchAcker) run() {
 	batch := make([]ackReq, 0, 256)
+	var held []uint64 // deferred, settled, not yet written
+	var heldSince time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
+		expired := false
 		var first ackReq
+		if len(held) > 0 {
+			timer.Reset(time.Until(heldSince.Add(lingerFor)))
+		}
 		select {
 		case first = <-a.reqs:
+		case <-timer.C:
+			expired = true
 		case <-a.stopped:
+			timer.Stop()
+			if len(held) > 0 {
+				a.log.Warn("acknowledgements not sent: the channel closed first; RabbitMQ delivers those messages again",
+					"count", len(held))
+			}
 			return
 		}
-		batch = append(batch[:0], first)
-		if len(a.reqs) < cap(batch)/4 {
-			// Let the goroutines that are about to settle (other tasks finishing on the other
-			// cores' run queues) queue their requests first: one frame and one write for all of
-			// them instead of a write each. A yield, not a timer: an idle worker's ack is not delayed.
-			runtime.Gosched()
-		}
-	drain:
-		for len(batch) < cap(batch) {
-			select {
-			case r := <-a.reqs:
-				batch = append(batch, r)
-			default:
-				break drain
+		timer.Stop()
+		batch = batch[:0]
+		if !expired {
+			batch = append(batch, first)
+			if len(a.reqs) < cap(batch)/4 {
+				// Let the goroutines that are about to settle (other tasks finishing on the
+				// other cores' run queues) queue their requests first: one frame and one write
+				// for all of them instead of a write each. A yield, not a timer: an ack someone
+				// waits for is not delayed.
+				runtime.Gosched()
+			}
+		drain:
+			for len(batch) < cap(batch) {
+				select {
+				case r := <-a.reqs:
+					batch = append(batch, r)
+				default:
+					break drain
+				}
 			}
 		}
 		low, contig := a.lowest(&batch)
 		// A tag joins the multiple ack when every tag up to it is settled: below the lowest
 		// unsettled one, and registered (no delivery below it still on its way to us).
-		joins := func(r ackReq) bool { return !r.reject && (low == 0 || r.tag < low) && r.tag <= contig }
+		joins := func(tag uint64) bool { return (low == 0 || tag < low) && tag <= contig }
+		force := expired
+		for _, r := range batch {
+			switch {
+			case r.flush || r.done != nil:
+				force = true
+			default:
+				if len(held) == 0 {
+					heldSince = time.Now()
+				}
+				held = append(held, r.tag)
+			}
+		}
+		if !force && time.Since(heldSince) >= lingerFor {
+			force = true
+		}
 		var upTo uint64
+		joinable := 0
+		for _, t := range held {
+			if joins(t) {
+				upTo = max(upTo, t)
+				joinable++
+			}
+		}
+		if !force && joinable < a.coalesce {
+			upTo = 0 // not worth a frame yet
+		}
 		for _, r := range batch {
 			switch {
 			case r.reject:
-				r.done <- a.ch.Reject(r.tag, r.requeue)
-			case joins(r):
+				a.frames.Add(1)
+				r.reply(a.ch.Reject(r.tag, r.requeue))
+			case r.done != nil && joins(r.tag):
 				upTo = max(upTo, r.tag)
 			}
 		}
 		var err error
 		if upTo > 0 {
+			a.frames.Add(1)
 			err = a.ch.Ack(upTo, true)
 		}
+		failed := 0
+		kept := held[:0]
+		for _, t := range held {
+			switch {
+			case upTo > 0 && t <= upTo:
+				if err != nil {
+					failed++
+				}
+			case force:
+				a.frames.Add(1)
+				if a.ch.Ack(t, false) != nil {
+					failed++
+				}
+			default:
+				kept = append(kept, t)
+			}
+		}
+		held = kept
 		for _, r := range batch {
 			switch {
-			case r.reject:
-			case joins(r):
-				r.done <- err
+			case r.reject, r.flush, r.done == nil:
+			case joins(r.tag):
+				r.reply(err)
 			default:
-				r.done <- a.ch.Ack(r.tag, false)
+				a.frames.Add(1)
+				r.reply(a.ch.Ack(r.tag, false))
+			}
+		}
+		if failed > 0 {
+			a.failedDeferred.Add(int64(failed))
+			a.log.Warn("acknowledgements could not be sent: the channel is gone; RabbitMQ delivers those messages again",
+				"count", failed, "error", err)
+		}
+		for _, r := range batch {
+			if r.flush {
+				r.reply(nil) // after every frame of the batch
 			}
 		}
 	}
@@ -191,6 +361,10 @@ type acker struct {
 }
 
 func (k acker) Ack() error { return k.a.settle(ackReq{tag: k.tag}) }
+
+// AckDeferred queues the ack to go out with others (see batchAcker); it implements
+// broker.DeferredAcker.
+func (k acker) AckDeferred() { k.a.deferred(k.tag) }
 func (k acker) Reject(requeue bool) error {
 	return k.a.settle(ackReq{tag: k.tag, reject: true, requeue: requeue})
 }

@@ -14,11 +14,27 @@ import (
 	"github.com/forumads/forumads/internal/testenv"
 )
 
-// TestBatchedAcksNeverSettleAHeldDelivery acks 59 of 60 deliveries from many goroutines while one
+// TestBatchedAcksNeverSettleAHeldDelivery acks 57 of 60 deliveries from many goroutines while one
 // (a "held ETA" message) stays unsettled and two are rejected: the multiple acks must cover neither,
-// so after the connection closes exactly the held message is back in the queue.
+// so after the connection closes exactly the held message is back in the queue. Both ways of
+// acking are checked: Ack (waits for its frame) and AckAfterRun (deferred, held back to coalesce).
 func TestBatchedAcksNeverSettleAHeldDelivery(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		ack  func(*broker.Delivery) error
+	}{
+		{"wait", (*broker.Delivery).Ack},
+		{"deferred", (*broker.Delivery).AckAfterRun},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testAcksNeverSettleAHeldDelivery(t, tc.ack)
+		})
+	}
+}
+
+func testAcksNeverSettleAHeldDelivery(t *testing.T, ack func(*broker.Delivery) error) {
 	q := broker.Queue{Name: testenv.Name(t, "acker")}
 	testenv.DeleteQueuesAtCleanup(t, q.Name)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -49,7 +65,7 @@ func TestBatchedAcksNeverSettleAHeldDelivery(t *testing.T) {
 			go func() { defer wg.Done(); errs <- d.Reject(false) }()
 		default:
 			wg.Add(1)
-			go func() { defer wg.Done(); errs <- d.Ack() }()
+			go func() { defer wg.Done(); errs <- ack(d) }()
 		}
 	}
 	wg.Wait()
@@ -96,7 +112,7 @@ func TestSettleAfterChannelLossIsStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newBatchAcker(ch)
+	a := newBatchAcker(ch, nil, 1)
 	a.delivered(1)
 	_ = ch.Close()
 	done := make(chan error, 1)
@@ -157,7 +173,7 @@ func TestMultipleAckWaitsForUnregisteredLowerTags(t *testing.T) {
 	if err1 != nil || err2 != nil || !ok1 || !ok2 || m1.DeliveryTag != 1 || m2.DeliveryTag != 2 {
 		t.Fatalf("setup: %v %v %v %v tags %d %d", err1, err2, ok1, ok2, m1.DeliveryTag, m2.DeliveryTag)
 	}
-	a := newBatchAcker(cch)
+	a := newBatchAcker(cch, nil, 1)
 	defer a.stop()
 	a.delivered(2) // B's goroutine registers first
 	if err := (acker{a: a, tag: 2}).Ack(); err != nil {
@@ -178,5 +194,248 @@ func TestMultipleAckWaitsForUnregisteredLowerTags(t *testing.T) {
 	}
 	if err := (acker{a: a, tag: 1}).Ack(); err != broker.ErrAlreadySettled {
 		t.Fatalf("a second ack of tag 1: %v, want ErrAlreadySettled", err)
+	}
+}
+
+// ackFrames sums the ack and reject frames the broker's live ackers wrote.
+func ackFrames(b *Broker) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int64
+	for a := range b.ackers {
+		n += a.frames.Load()
+	}
+	return n
+}
+
+// consumeAndAck publishes n messages to a fresh queue, consumes them with prefetch 100 and
+// settles each with ack from one of workers goroutines, as the worker's pool does. It returns
+// once every ack has returned (a deferred one may not be written yet).
+func consumeAndAck(tb testing.TB, b *Broker, q broker.Queue, n, workers int, ack func(*broker.Delivery) error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ps := make([]broker.Publishing, n)
+	for i := range ps {
+		ps[i] = broker.Publishing{RoutingKey: q.Name, Envelope: protocol.Envelope{Body: []byte(fmt.Sprint(i)), DeliveryMode: 2}, Declare: &q}
+	}
+	if err := b.PublishMany(ctx, ps); err != nil {
+		tb.Fatal(err)
+	}
+	deliveries, err := b.Consume(ctx, []broker.Queue{q}, 100)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	jobs := make(chan *broker.Delivery)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range jobs {
+				if err := ack(d); err != nil {
+					tb.Error(err)
+				}
+			}
+		}()
+	}
+	for range n {
+		select {
+		case d := <-deliveries:
+			jobs <- d
+		case <-ctx.Done():
+			tb.Fatal("deliveries stopped coming")
+		}
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// TestDeferredAcksAreSentBeforeClose: acks queued with AckDeferred and not yet written when Close
+// is called still reach RabbitMQ: after Close nothing comes back to the queue.
+func TestDeferredAcksAreSentBeforeClose(t *testing.T) {
+	t.Parallel()
+	q := broker.Queue{Name: testenv.Name(t, "deferred")}
+	testenv.DeleteQueuesAtCleanup(t, q.Name)
+	b, err := New(testenv.AMQPURL(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	consumeAndAck(t, b, q, n, 25, (*broker.Delivery).AckAfterRun)
+	if err := b.Close(); err != nil { // at once: some acks are still queued
+		t.Fatal(err)
+	}
+	ch, err := testenv.AMQP(t).Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A message whose ack was lost is back in the queue once the connection is gone; the close
+	// above waited for that connection's end, so one passive declare tells.
+	st, err := ch.QueueDeclarePassive(q.Name, false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != 0 {
+		t.Fatalf("after Close %d of %d messages are back in the queue: their deferred acks were lost", st.Messages, n)
+	}
+}
+
+// TestDeferredAckOfClosedChannelIsLoggedNotBlocking: AckDeferred on a delivery whose channel is
+// gone returns at once (the message comes back, as for a lost connection).
+func TestDeferredAckOfClosedChannelIsLoggedNotBlocking(t *testing.T) {
+	t.Parallel()
+	ch, err := testenv.AMQP(t).Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newBatchAcker(ch, nil, 1)
+	a.delivered(1)
+	_ = ch.Close()
+	a.stop()
+	done := make(chan struct{})
+	go func() { (acker{a: a, tag: 1}).AckDeferred(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("AckDeferred on a closed channel blocked")
+	}
+	a.flush(context.Background()) // a stopped acker answers a flush at once
+}
+
+// BenchmarkAcks compares acks_late's two ways of acknowledging 25 concurrent tasks' messages at
+// prefetch 100: Ack (each waits for its frame) and AckAfterRun (deferred, coalesced). It reports the
+// ack frames per message.
+func BenchmarkAcks(b *testing.B) {
+	for _, deferred := range []bool{false, true} {
+		name := "wait"
+		if deferred {
+			name = "deferred"
+		}
+		b.Run(name, func(b *testing.B) {
+			q := broker.Queue{Name: testenv.Name(b, "bench-acks")}
+			testenv.DeleteQueuesAtCleanup(b, q.Name)
+			br, err := New(testenv.AMQPURL(), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = br.Close() }()
+			n := max(b.N, 100)
+			b.ResetTimer()
+			ack := (*broker.Delivery).Ack
+			if deferred {
+				ack = (*broker.Delivery).AckAfterRun
+			}
+			consumeAndAck(b, br, q, n, 25, ack)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			br.mu.Lock()
+			ackers := make([]*batchAcker, 0, len(br.ackers))
+			for a := range br.ackers {
+				ackers = append(ackers, a)
+			}
+			br.mu.Unlock()
+			for _, a := range ackers {
+				a.flush(ctx)
+			}
+			b.ReportMetric(float64(ackFrames(br))/float64(n), "frames/msg")
+		})
+	}
+}
+
+// getN publishes n messages to a fresh queue and takes them with basic.get on a channel of its
+// own (delivery tags 1..n), returning that channel.
+func getN(t *testing.T, n int) (string, *amqp.Channel) {
+	t.Helper()
+	q := testenv.Name(t, "acker-get")
+	testenv.DeleteQueuesAtCleanup(t, q)
+	conn := testenv.AMQP(t)
+	pub, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.QueueDeclare(q, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := pub.Publish("", q, false, false, amqp.Publishing{Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		st, err := pub.QueueDeclarePassive(q, false, false, false, false, nil)
+		return err == nil && st.Messages == n
+	}, "queue %s to hold %d messages", q, n)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		m, ok, err := ch.Get(q, false)
+		if err != nil || !ok || m.DeliveryTag != uint64(i) {
+			t.Fatalf("get %d: %v %v tag %d", i, err, ok, m.DeliveryTag)
+		}
+	}
+	return q, ch
+}
+
+// readyAfterClose closes ch (what it left unacknowledged goes back to q) and returns q's ready count.
+func readyAfterClose(t *testing.T, q string, ch *amqp.Channel) int {
+	t.Helper()
+	if err := ch.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other, err := testenv.AMQP(t).Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := other.QueueDeclarePassive(q, false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Messages
+}
+
+// TestDeferredAcksShareOneFrame: deferred acks of contiguous deliveries queued together go out as
+// one multiple ack (not one frame each), and all of them reach RabbitMQ.
+func TestDeferredAcksShareOneFrame(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	q, ch := getN(t, n)
+	a := newBatchAcker(ch, nil, 50)
+	defer a.stop()
+	for i := 1; i <= n; i++ {
+		a.delivered(uint64(i))
+	}
+	for i := 1; i <= n; i++ {
+		(acker{a: a, tag: uint64(i)}).AckDeferred()
+	}
+	a.flush(context.Background())
+	// Each ack queued within lingerFor of the first joins it; only a descheduled sender could
+	// split them, and never into one frame per ack.
+	if f := a.frames.Load(); f < 1 || f > n/4 {
+		t.Errorf("%d frames for %d contiguous deferred acks, want a few multiple acks", f, n)
+	}
+	if left := readyAfterClose(t, q, ch); left != 0 {
+		t.Fatalf("%d messages back in the queue: deferred acks were lost", left)
+	}
+}
+
+// TestHeldDeferredAckGoesOutAlone: a deferred ack above a delivery that stays unsettled cannot be
+// part of a multiple ack; it is written on its own after lingerFor, without a flush.
+func TestHeldDeferredAckGoesOutAlone(t *testing.T) {
+	t.Parallel()
+	q, ch := getN(t, 3)
+	a := newBatchAcker(ch, nil, 50)
+	defer a.stop()
+	for i := 1; i <= 3; i++ {
+		a.delivered(uint64(i))
+	}
+	(acker{a: a, tag: 2}).AckDeferred()
+	(acker{a: a, tag: 3}).AckDeferred()
+	testenv.Eventually(t, 10*time.Second, func() bool { return a.frames.Load() == 2 },
+		"the two held acks to be written alone (frames: %d)", a.frames.Load())
+	if left := readyAfterClose(t, q, ch); left != 1 {
+		t.Fatalf("%d messages back in the queue, want only the unsettled delivery 1", left)
 	}
 }

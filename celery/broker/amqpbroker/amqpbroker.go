@@ -92,7 +92,8 @@ type Broker struct {
 	dialing   chan struct{} // holds a token while one goroutine dials (outside b.mu)
 	connects  atomic.Int64
 	consumers []*consumer
-	pubMu     sync.Mutex // serialises channel (re)opening for publishing
+	ackers    map[*batchAcker]struct{} // of the consuming channels still open; b.mu
+	pubMu     sync.Mutex               // serialises channel (re)opening for publishing
 	qosLogged atomic.Bool
 	delayed   delayedState
 }
@@ -426,7 +427,17 @@ func (b *Broker) Close() error {
 	close(b.closing)
 	c := b.conn
 	b.conn = nil
+	ackers := make([]*batchAcker, 0, len(b.ackers))
+	for a := range b.ackers {
+		ackers = append(ackers, a)
+	}
 	b.mu.Unlock()
+	// Deferred acks (acks_late tasks that finished) go out before the connection closes.
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	for _, a := range ackers {
+		a.flush(ctx)
+	}
+	cancel()
 	if c != nil {
 		return c.Close()
 	}
@@ -434,6 +445,36 @@ func (b *Broker) Close() error {
 }
 
 var _ broker.Broker = (*Broker)(nil)
+
+// flushTimeout bounds how long closing a channel or the broker waits for queued deferred acks to
+// be written.
+const flushTimeout = 5 * time.Second
+
+// newAcker starts the acker of a consuming channel with the given prefetch; Close flushes it.
+// Deferred acks are coalesced up to half the prefetch (50 when it is unlimited), so that RabbitMQ
+// always has the other half of the window to deliver into while they wait.
+func (b *Broker) newAcker(ch *amqp.Channel, prefetch int) *batchAcker {
+	coalesce := prefetch / 2
+	if prefetch <= 0 {
+		coalesce = 50
+	}
+	a := newBatchAcker(ch, b.log, min(coalesce, 50))
+	b.mu.Lock()
+	if b.ackers == nil {
+		b.ackers = map[*batchAcker]struct{}{}
+	}
+	b.ackers[a] = struct{}{}
+	b.mu.Unlock()
+	return a
+}
+
+// dropAcker stops the acker of a channel that closed.
+func (b *Broker) dropAcker(a *batchAcker) {
+	b.mu.Lock()
+	delete(b.ackers, a)
+	b.mu.Unlock()
+	a.stop()
+}
 
 // exchangeDeclarer is events.ExchangeDeclarer, which cannot be named here: package events
 // imports this one.

@@ -199,7 +199,7 @@ func (c *consumer) run(ctx context.Context, srcs []source, gen uint64) {
 func (c *consumer) forward(ctx context.Context, srcs []source, gen uint64) {
 	c.mu.Lock()
 	ch := c.ch
-	s := &session{gen: gen, ack: newBatchAcker(ch), failed: make(chan struct{}), cancelled: map[string]bool{}}
+	s := &session{gen: gen, ack: c.b.newAcker(ch, int(c.prefetch.Load())), failed: make(chan struct{}), cancelled: map[string]bool{}}
 	c.sess = s
 	for _, src := range srcs {
 		c.startSource(ctx, s, src)
@@ -211,7 +211,7 @@ func (c *consumer) forward(ctx context.Context, srcs []source, gen uint64) {
 		// StopConsuming); the acker ends only with the channel.
 		go func() {
 			<-s.ack.ch.NotifyClose(make(chan *amqp.Error, 1))
-			s.ack.stop()
+			c.b.dropAcker(s.ack)
 		}()
 	}()
 	select {
@@ -241,6 +241,11 @@ func (c *consumer) forward(ctx context.Context, srcs []source, gen uint64) {
 				_ = ch.Cancel(tag, false)
 			}
 		}
+		// Deferred acks still queued go out before the channel closes, or their messages would be
+		// delivered again.
+		flushCtx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		s.ack.flush(flushCtx)
+		cancel()
 		_ = ch.Close()
 	}
 	s.wg.Wait()

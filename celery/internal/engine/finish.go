@@ -56,14 +56,14 @@ func (w *Engine) finish(j *job, o taskSettings, out Outcome, abandoned bool) {
 			w.chordPart(m, protocol.StateSuccess, result)
 		}
 		if o.acksLate {
-			w.settle(j, j.d.Ack)
+			w.settle(j, j.d.AckAfterRun)
 		}
 		w.sendTaskEvent(func() events.Event { return events.NewTaskSucceeded(m.ID, result, runtime) })
 		w.finished(j, "success", runtime)
 	case sig.Kind == Ignore:
 		w.log.Info(fmt.Sprintf("Task %s[%s] ignored", m.Task, m.ID), "task_id", m.ID)
 		if o.acksLate {
-			w.settle(j, j.d.Ack)
+			w.settle(j, j.d.AckAfterRun)
 		}
 		w.finished(j, "ignored", runtime)
 	case sig.Kind == Reject:
@@ -121,7 +121,7 @@ func (w *Engine) fail(j *job, o taskSettings, err error, runtime time.Duration, 
 	case abandoned && o.rejectOnLost:
 		w.settle(j, func() error { return j.d.Reject(true) })
 	case o.acksOnFailure:
-		w.settle(j, j.d.Ack)
+		w.settle(j, j.d.AckAfterRun)
 	default:
 		w.deadLetter(j.d, fmt.Sprintf("task failed and acks_on_failure_or_timeout is off: %s: %v", info.Type, err))
 	}
