@@ -84,7 +84,7 @@ func (def *taskDef) runCall(ctx context.Context, c engine.Call) (out engine.Outc
 			Priority: d.Priority, Redelivered: d.Redelivered},
 		state: (*workerState)(c.Engine),
 	}
-	req.Properties, req.Embed, req.ReplacedTaskNesting = requestProperties(d.Envelope), m.Embed, replacedNesting(m)
+	req.props, req.Embed, req.ReplacedTaskNesting = &d.Envelope, m.Embed, replacedNesting(m)
 	res, err := def.run(ctx, req, m.Args, m.Kwargs)
 	return engine.Outcome{Result: res, Err: err, Signal: signalOf(err)}
 }

@@ -31,10 +31,6 @@ type Request struct {
 	// Headers holds the custom headers the sender added (everything that is not Celery's own).
 	Headers      map[string]any
 	DeliveryInfo DeliveryInfo
-	// Properties are the message's delivery properties as Celery's task.request.properties shows
-	// them: correlation_id, reply_to, delivery_mode, priority (when set), content_type,
-	// content_encoding and app_id (when set).
-	Properties map[string]any
 	// Embed is the message's canvas: its link callbacks and errbacks, the rest of its chain and its
 	// chord body (task.request.callbacks, errbacks, chain, chord); canvas.Sender.Replace carries it
 	// over to a replacement.
@@ -43,6 +39,7 @@ type Request struct {
 	ReplacedTaskNesting int
 
 	state stateWriter
+	props *protocol.Envelope // the delivery's, for Properties (nil outside a worker)
 }
 
 // DeliveryInfo is where the message came from.

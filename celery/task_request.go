@@ -5,9 +5,20 @@ package celery
 
 import "github.com/forumads/forumads/celery/protocol"
 
-// requestProperties returns the delivery properties of a task message as Celery's
-// task.request.properties holds them (kombu's message.properties): the properties the sender set.
-func requestProperties(e protocol.Envelope) map[string]any {
+// Properties returns the message's delivery properties as Celery's task.request.properties
+// (kombu's message.properties) holds them: correlation_id, reply_to, delivery_mode, and, when the
+// sender set them, priority, content_type, content_encoding and app_id. The map is built on each
+// call (a task that never asks costs nothing) and is the caller's; outside a worker (Apply) it is
+// empty.
+func (r *Request) Properties() map[string]any {
+	if r.props == nil {
+		return map[string]any{}
+	}
+	return requestProperties(r.props)
+}
+
+// requestProperties returns the properties the sender set on e (see Request.Properties).
+func requestProperties(e *protocol.Envelope) map[string]any {
 	p := map[string]any{
 		"correlation_id": e.CorrelationID,
 		"reply_to":       e.ReplyTo,

@@ -21,9 +21,13 @@ func TestRequestProperties(t *testing.T) {
 		{"no priority, no app_id", protocol.Envelope{CorrelationID: "id", DeliveryMode: 1},
 			map[string]any{"correlation_id": "id", "reply_to": "", "delivery_mode": 1}},
 	} {
-		if got := requestProperties(tc.env); !reflect.DeepEqual(got, tc.want) {
+		r := &Request{props: &tc.env}
+		if got := r.Properties(); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	if got := (&Request{}).Properties(); len(got) != 0 {
+		t.Errorf("outside a worker: %v, want no properties", got)
 	}
 	for _, tc := range []struct {
 		headers map[string]any

@@ -447,7 +447,7 @@ func retryOnce(_ context.Context, t *celery.Task[retryOnceArgs]) (int, error) {
 
 // priority is delivery_info['priority'] as Python shows it: None when the message had none.
 func priority(t *celery.Request) any {
-	if p, ok := t.Properties["priority"]; ok {
+	if p, ok := t.Properties()["priority"]; ok {
 		return p
 	}
 	return nil
@@ -540,7 +540,7 @@ func returnPriority(_ context.Context, t *celery.Task[starArgs]) (string, error)
 }
 
 func returnProperties(_ context.Context, t *celery.Task[none]) (map[string]any, error) {
-	return t.Properties, nil
+	return t.Properties(), nil
 }
 
 func isValueError(err error) bool {
