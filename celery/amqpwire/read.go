@@ -189,13 +189,18 @@ func (c *conn) fixInbound(frame []byte) bool {
 	if !ok {
 		return false
 	}
-	_, err := s.walk.walk(payload, l.table)
+	end, err := s.walk.walk(payload, l.table)
 	if err == nil {
 		if len(s.walk.pos) > 0 {
 			n := s.walk.apply(payload)
 			c.emitRetype(Inbound, binary.BigEndian.Uint16(frame[1:]), &s.walk, n)
 		}
-		return false
+		if !c.pack || len(frame)+packedExtra > c.bufferLimit() {
+			return false
+		}
+		s.out = appendPackedFrame(s.out[:0], frame, l, end)
+		s.o = 0
+		return true
 	}
 	s.out = appendMarkerFrame(s.out[:0], frame, l, err, c.frameMax.Load())
 	s.o = 0

@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/forumads/forumads/celery/amqpwire"
 	"github.com/forumads/forumads/celery/broker"
 	"github.com/forumads/forumads/celery/protocol"
 )
@@ -258,6 +259,7 @@ func (c *consumer) startSource(ctx context.Context, s *session, src source) {
 		defer s.wg.Done()
 		for d := range src.d {
 			s.ack.delivered(d.DeliveryTag)
+			unpackHeaders(&d)
 			del := &broker.Delivery{
 				Envelope:    envelope(&d),
 				Queue:       src.queue,
@@ -409,6 +411,19 @@ func (b *Broker) ConsumingQueues() []broker.Queue {
 	return out
 }
 
+// unpackHeaders turns d's packed headers table (every connection of a Broker is dialled with
+// amqpwire.Options.PackHeaders) back into the table amqp091-go would have decoded. Packed bytes
+// that are not a table (never expected: the wrapper packs only tables it walked) become the
+// wrapper's undecodable-headers marker, so the message is dead-lettered with the reason.
+func unpackHeaders(d *amqp.Delivery) {
+	h, err := amqpwire.UnpackHeaders(d.Headers)
+	if err != nil {
+		h = amqp.Table{amqpwire.UndecodableHeader: err.Error()}
+	}
+	d.Headers = h
+}
+
+// envelope is d as the broker package's Envelope; d's headers are unpacked (unpackHeaders).
 func envelope(d *amqp.Delivery) protocol.Envelope {
 	return protocol.Envelope{
 		Body:            d.Body,

@@ -252,6 +252,7 @@ func (q *dlq) scan(ctx context.Context, limit int, visit visitFunc) (err error) 
 		if !ok {
 			return nil
 		}
+		unpackHeaders(&d)
 		acked, stop, err := visit(d)
 		if !acked {
 			lastUnacked = d.DeliveryTag

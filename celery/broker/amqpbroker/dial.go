@@ -97,7 +97,7 @@ func (b *Broker) dialURL(i int) (*amqp.Connection, error) {
 		Heartbeat:  hb,
 		Locale:     "en_US",
 		Properties: props,
-		Dial:       amqpwire.Dialer(base, amqpwire.Options{OnEvent: b.opts.OnWireRewrite}),
+		Dial:       amqpwire.Dialer(base, amqpwire.Options{OnEvent: b.opts.OnWireRewrite, PackHeaders: true}),
 	}
 	c, err := amqp.DialConfig(b.urls[i], cfg)
 	if err != nil {

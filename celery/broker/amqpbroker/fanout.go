@@ -220,6 +220,7 @@ func (s *subscription) pump(deliveries <-chan amqp.Delivery, closed <-chan *amqp
 				s.ended(closed)
 				return
 			}
+			unpackHeaders(&d)
 			m := fanout.Message{Exchange: d.Exchange, RoutingKey: d.RoutingKey, Envelope: envelope(&d)}
 			select {
 			case s.c <- m:
