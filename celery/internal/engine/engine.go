@@ -68,6 +68,11 @@ type Engine struct {
 
 	revoked    *idset.Expiring           // revoked ids known here (from the store, notices, broadcasts)
 	breakUntil atomic.Int64              // unix ns until which the revoke store is not asked (it failed)
+	// synced is set while revoked holds every id of the revoke store (see revokesSynced);
+	// syncEvicted is revoked.Evicted() when it was set; onSync (tests) is told of each change.
+	synced      atomic.Bool
+	syncEvicted atomic.Uint64
+	onSync      func(synced bool)
 	reserved   lockedMap[*job, struct{}] // received, neither started nor given back
 	nReserved  atomic.Int64
 	heldETA    atomic.Int64
