@@ -66,22 +66,23 @@ type Engine struct {
 	size        atomic.Int64
 	shrink      chan struct{}
 
-	revoked    *idset.Expiring // revoked ids known here (from the store, notices, broadcasts)
-	breakUntil atomic.Int64    // unix ns until which the revoke store is not asked (it failed)
+	revoked    *idset.Expiring           // revoked ids known here (from the store, notices, broadcasts)
+	breakUntil atomic.Int64              // unix ns until which the revoke store is not asked (it failed)
+	reserved   lockedMap[*job, struct{}] // received, neither started nor given back
+	nReserved  atomic.Int64
+	heldETA    atomic.Int64
+	limits     sync.Map     // task name -> timeLimits set by the time_limit command
+	rates      sync.Map     // task name -> the rate limit string (registered shows it)
+	totals     sync.Map     // task name -> *atomic.Int64: tasks started (stats "total")
+	done       atomic.Int64 // task messages finished with, whatever the outcome
+	shutdown   chan struct{}
+	shutOnce   sync.Once
+
 	// synced is set while revoked holds every id of the revoke store (see revokesSynced);
 	// syncEvicted is revoked.Evicted() when it was set; onSync (tests) is told of each change.
 	synced      atomic.Bool
 	syncEvicted atomic.Uint64
 	onSync      func(synced bool)
-	reserved    lockedMap[*job, struct{}] // received, neither started nor given back
-	nReserved   atomic.Int64
-	heldETA     atomic.Int64
-	limits      sync.Map     // task name -> timeLimits set by the time_limit command
-	rates       sync.Map     // task name -> the rate limit string (registered shows it)
-	totals      sync.Map     // task name -> *atomic.Int64: tasks started (stats "total")
-	done        atomic.Int64 // task messages finished with, whatever the outcome
-	shutdown    chan struct{}
-	shutOnce    sync.Once
 
 	// Lifecycle (lifecycle.go): cold is closed when a cold shutdown begins, runDone when Run
 	// returns, tasksDone once no task runs and none will start.
