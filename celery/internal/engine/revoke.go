@@ -107,7 +107,8 @@ func (w *Engine) isReserved(id string) bool {
 }
 
 // revokedBeforeStart reports whether a job about to start is revoked: known here, or, for a job
-// that was held (ETA, rate limit) and so may have missed a notice, in the store.
+// that was held (ETA, rate limit) and so may have been revoked since intake, in the store unless
+// the memory is synced with it (areRevoked).
 func (w *Engine) revokedBeforeStart(j *job) bool {
 	if w.revoked.Has(j.msg.ID, w.now()) {
 		return true
