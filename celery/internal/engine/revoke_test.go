@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -256,4 +257,54 @@ func pubsubClientID(ctx context.Context, t *testing.T, rc *redis.Client, name st
 	}
 	t.Fatalf("no subscribed client named %s in CLIENT LIST:\n%s", name, list)
 	return ""
+}
+
+// TestRevokesSyncedOnlyWhileNothingEvicted: a reload is synced only if the memory kept every id
+// of the store, and stays so only until the memory evicts an id to make room.
+func TestRevokesSyncedOnlyWhileNothingEvicted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		max        int // worker_revoke_max
+		stored     int // ids in the store when it is loaded
+		added      int // ids revoked here afterwards
+		wantLoaded bool
+		wantAfter  bool
+	}{
+		{"room for all", 10, 4, 2, true, true},
+		{"full afterwards", 5, 4, 2, true, false},
+		{"store larger than memory", 3, 4, 0, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := revokeCtx(t)
+			store := revoke.NewMemoryStore(0)
+			for i := range tc.stored {
+				if err := store.Revoke(ctx, []string{"s" + strconv.Itoa(i)}, false, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			br := memorybroker.New()
+			t.Cleanup(func() { _ = br.Close() })
+			w, err := New(Options{Settings: Settings{Concurrency: 1, RevokeMax: tc.max}, Tasks: noopTasks{},
+				Broker: br, Revokes: store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !w.reloadRevokes(ctx, store) {
+				t.Fatal("the memory store could not be loaded")
+			}
+			if got := w.revokesSynced(); got != tc.wantLoaded {
+				t.Fatalf("synced after loading %d ids into %d places: %v, want %v", tc.stored, tc.max, got, tc.wantLoaded)
+			}
+			exp := time.Now().Add(time.Hour)
+			for i := range tc.added {
+				w.revoked.Add("a"+strconv.Itoa(i), exp)
+			}
+			if got := w.revokesSynced(); got != tc.wantAfter {
+				t.Errorf("synced after %d more ids: %v, want %v", tc.added, got, tc.wantAfter)
+			}
+		})
+	}
 }
