@@ -47,7 +47,9 @@ type WorkerOptions struct {
 	// Revokes is the revoked-id store shared by the workers (a revoke.Store: package redisrevoke
 	// in Redis, revoke.MemoryStore in one process): a task revoked there is not run, whichever
 	// worker gets it and however often they restart. nil keeps revokes in this worker's memory
-	// only, as Celery does.
+	// only, as Celery does. The worker asks the store about each batch of deliveries, except while
+	// it is synced with a revoke.Follower (both of those are): its subscription confirmed, the set
+	// loaded after that, and no gap reported since; then the ids in memory are all of them.
 	Revokes revoke.Store
 	// Metrics, if set, is told about every task (internal/metrics.Worker implements it).
 	Metrics WorkerMetrics

@@ -23,7 +23,8 @@ func (nopMetrics) DeadLettered(string)                        {}
 
 // BenchmarkWorkerOps drains b.N ignore_result bench.add messages (concurrency 25, prefetch 100)
 // with the operations features off (the baseline, as BenchmarkWorkerEndToEnd/ignore_result), with
-// the revoke store (every intake batch is checked in Redis), and with the store, task events (-E)
+// the revoke store (checked in memory once the worker is synced with it, see revokesSynced in
+// package engine), and with the store, task events (-E)
 // and metrics calls together; each reports tasks/s. Compare the three in one invocation:
 //
 //	go test -run '^$' -bench WorkerOps -benchtime 20000x -count 3 ./celery/

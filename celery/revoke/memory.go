@@ -63,7 +63,7 @@ func NewMemoryStore(ttl time.Duration, opts ...MemoryOption) *MemoryStore {
 	return s
 }
 
-var _ Store = (*MemoryStore)(nil)
+var _ Follower = (*MemoryStore)(nil)
 
 // TTL is how long an id stays revoked.
 func (s *MemoryStore) TTL() time.Duration { return s.ttl }
@@ -180,13 +180,44 @@ func (s *MemoryStore) List(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// Entries is List with each id's expiry.
+func (s *MemoryStore) Entries(ctx context.Context) ([]Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []Entry{}
+	for _, id := range s.bySoonest() {
+		if exp := s.ids[id]; exp.After(now) {
+			out = append(out, Entry{ID: id, Expires: exp})
+		}
+	}
+	return out, nil
+}
+
 // Subscribe delivers every id revoked through this store from the moment it returns until ctx
 // ends; then the channel is closed. No notice is dropped.
 func (s *MemoryStore) Subscribe(ctx context.Context) (<-chan Revocation, error) {
+	return s.subscribe(ctx, false)
+}
+
+// Follow is Subscribe whose first value is a Live marker. It never sends Gap: no notice is
+// dropped.
+func (s *MemoryStore) Follow(ctx context.Context) (<-chan Revocation, error) {
+	return s.subscribe(ctx, true)
+}
+
+// subscribe is Subscribe, with a Live marker first when live is set.
+func (s *MemoryStore) subscribe(ctx context.Context, live bool) (<-chan Revocation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	sub := &memorySub{wake: make(chan struct{}, 1)}
+	if live {
+		sub.queue = []Revocation{{Live: true}}
+	}
 	s.mu.Lock()
 	s.subs[sub] = struct{}{}
 	s.mu.Unlock()

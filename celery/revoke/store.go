@@ -7,6 +7,16 @@
 // redisrevoke, in Redis) lets every worker, including one started later, see a revoke made
 // through any of them, and a worker restart forgets nothing.
 //
+// # What a subscriber can trust
+//
+// [Store.Subscribe] may drop notices (a Redis subscriber that lost its connection misses what was
+// published meanwhile), so a worker that only subscribes must still ask the store about every
+// task it receives. A [Follower] says when that happens: its [Follower.Follow] stream marks the
+// moment the subscription is confirmed (Live) and the moment notices may start being lost (Gap).
+// A worker that loaded the store's set ([Follower.Entries]) after a Live, and has seen no Gap
+// since, holds every revoked id in memory and need not ask the store; after a Gap it asks again
+// until the next Live and reload. A Store that is not a Follower is never trusted so.
+//
 // The package imports only the standard library; the Redis adapter is the sub-package
 // redisrevoke, so that depending on the interface does not link go-redis.
 package revoke
@@ -54,7 +64,32 @@ type Store interface {
 	String() string
 }
 
-// Revocation is one revoked id as a subscriber learns of it.
+// Follower is a Store whose subscription tells when it may have missed notices, so that a
+// subscriber can know when what it was told, with the set it loaded, is every revoke (see the
+// package documentation). MemoryStore and the Redis store are Followers.
+type Follower interface {
+	Store
+	// Follow is Subscribe with the subscription's state in the stream. Its first value, and the
+	// first after each Gap, is a marker with Live set: the subscription is confirmed, and every
+	// revoke made after it through any Store sharing the ids is delivered, until the next Gap. A
+	// marker with Gap set is sent as soon as the store sees that notices may have been lost (its
+	// connection broke), before it subscribes again; the next Live follows once the new
+	// subscription is confirmed. Markers have no ID. A store that never loses a notice never
+	// sends Gap. The channel is closed when ctx ends.
+	Follow(ctx context.Context) (<-chan Revocation, error)
+	// Entries is List with each id's expiry: the revoked ids that have not expired, soonest to
+	// expire first.
+	Entries(ctx context.Context) ([]Entry, error)
+}
+
+// Entry is a revoked id in a store's set and when it stops being revoked.
+type Entry struct {
+	ID      string
+	Expires time.Time
+}
+
+// Revocation is one revoked id as a subscriber learns of it, or, from [Follower.Follow] only, a
+// marker of the subscription's state (Live or Gap set, no ID).
 type Revocation struct {
 	// ID is the revoked task id.
 	ID string
@@ -64,6 +99,12 @@ type Revocation struct {
 	Signal string
 	// Expires is when the id stops being revoked.
 	Expires time.Time
+	// Live marks the subscription confirmed: every revoke made from here on is delivered, until a
+	// Gap. Only Follow sends it.
+	Live bool
+	// Gap marks that notices may have been lost from here until the next Live. Only Follow sends
+	// it.
+	Gap bool
 }
 
 // CheckRevoke validates the arguments of Store.Revoke and returns the signal name to record: ""

@@ -1,7 +1,8 @@
 // Package backendtest is the conformance suite of result backends: every adapter of
 // backend.Backend (memorybackend, redisbackend; djangoapps/results, the django-db backend, with
 // RunOptions, for what its tables cannot keep) must pass Run, and every revoke.Store
-// (revoke.MemoryStore, redisrevoke) must pass RunRevokeStore, so that the worker, the client and
+// (revoke.MemoryStore, redisrevoke) must pass RunRevokeStore, and a revoke.Follower that can lose
+// its subscription (redisrevoke) RunRevokeGap too, so that the worker, the client and
 // the canvas can rely on what the interfaces document whichever adapter they are given.
 //
 // The suite asserts outcomes, never durations, and waits for events instead of sleeping. Each

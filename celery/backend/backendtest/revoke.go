@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/forumads/forumads/celery/revoke"
 )
@@ -14,8 +15,10 @@ import (
 // Redis prefix; the same MemoryStore).
 type RevokeFactory func(t *testing.T) (first, second revoke.Store)
 
-// RunRevokeStore runs the revoke store suite: revoke and query, refused input, listing, and
-// notices delivered to a subscriber of a store sharing the ids.
+// RunRevokeStore runs the revoke store suite: revoke and query, refused input, listing, notices
+// delivered to a subscriber of a store sharing the ids, and, for a revoke.Follower, its Live
+// marker first and Entries agreeing with List. A store that can lose its subscription on purpose
+// runs RunRevokeGap too.
 func RunRevokeStore(t *testing.T, newStores RevokeFactory) {
 	t.Helper()
 	t.Run("RevokeAndQuery", func(t *testing.T) {
@@ -113,4 +116,126 @@ func RunRevokeStore(t *testing.T, newStores RevokeFactory) {
 		for range ch { // closed once ctx ends
 		}
 	})
+	t.Run("FollowerStartsLive", func(t *testing.T) {
+		t.Parallel()
+		s, other := newStores(t)
+		f, ok := s.(revoke.Follower)
+		if !ok {
+			t.Skipf("%s is not a revoke.Follower", s)
+		}
+		ctx, cancel := context.WithCancel(testCtx(t))
+		defer cancel()
+		if err := other.Revoke(ctx, []string{"before"}, false, ""); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := f.Follow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := receive(ctx, t, ch); !r.Live || r.Gap || r.ID != "" {
+			t.Fatalf("first value of Follow = %+v, want a Live marker", r)
+		}
+		if err := other.Revoke(ctx, []string{"after"}, true, "KILL"); err != nil {
+			t.Fatal(err)
+		}
+		if r := receive(ctx, t, ch); r.ID != "after" || !r.Terminate || r.Signal != "SIGKILL" || r.Live || r.Gap {
+			t.Errorf("revocation after Live = %+v", r)
+		}
+		entries, err := f.Entries(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := s.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]string, len(entries))
+		for i, e := range entries {
+			got[i] = e.ID
+			if left := time.Until(e.Expires); left <= 0 || left > s.TTL() {
+				t.Errorf("entry %+v expires in %v, want within (0, %v]", e, left, s.TTL())
+			}
+		}
+		if !slices.Equal(got, ids) || len(ids) != 2 {
+			t.Errorf("Entries %v, List %v; want the same 2 ids", got, ids)
+		}
+		cancel()
+		for range ch {
+		}
+	})
+}
+
+// Interrupt breaks the subscriptions of store s, as a lost connection would, and keeps them from
+// being renewed until resume is called.
+type Interrupt func(t *testing.T, s revoke.Store) (resume func())
+
+// RunRevokeGap runs the suite of a revoke.Follower that can lose its subscription: after
+// interrupt it sends a Gap; an id revoked while the subscription is down is in Entries; after
+// resume it sends Live, and then delivers revokes again.
+func RunRevokeGap(t *testing.T, newStores RevokeFactory, interrupt Interrupt) {
+	t.Helper()
+	t.Run("GapThenLive", func(t *testing.T) {
+		t.Parallel()
+		s, other := newStores(t)
+		f, ok := s.(revoke.Follower)
+		if !ok {
+			t.Fatalf("%s is not a revoke.Follower", s)
+		}
+		ctx, cancel := context.WithCancel(testCtx(t))
+		defer cancel()
+		ch, err := f.Follow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := receive(ctx, t, ch); !r.Live {
+			t.Fatalf("first value of Follow = %+v, want Live", r)
+		}
+		resume := interrupt(t, s)
+		if r := receive(ctx, t, ch); !r.Gap || r.Live || r.ID != "" {
+			t.Fatalf("after the interruption: %+v, want a Gap marker", r)
+		}
+		if err := other.Revoke(ctx, []string{"lost"}, false, ""); err != nil {
+			t.Fatal(err)
+		}
+		resume()
+		for {
+			r := receive(ctx, t, ch)
+			if r.Live {
+				break
+			}
+			// The notice of "lost" may still arrive if the store renewed its subscription before
+			// it was sent; nothing else may.
+			if r.Gap || r.ID != "lost" {
+				t.Fatalf("before Live again: %+v", r)
+			}
+		}
+		entries, err := f.Entries(ctx)
+		if err != nil || len(entries) != 1 || entries[0].ID != "lost" {
+			t.Errorf("Entries after the gap = %+v, %v; want the id revoked meanwhile", entries, err)
+		}
+		if err := other.Revoke(ctx, []string{"seen"}, false, ""); err != nil {
+			t.Fatal(err)
+		}
+		if r := receive(ctx, t, ch); r.ID != "seen" {
+			t.Errorf("after Live again: %+v, want the revoke of seen", r)
+		}
+		cancel()
+		for range ch {
+		}
+	})
+}
+
+// receive is the next value of ch, failing the test if ctx ends or ch closes first.
+func receive(ctx context.Context, t *testing.T, ch <-chan revoke.Revocation) revoke.Revocation {
+	t.Helper()
+	select {
+	case r, ok := <-ch:
+		if !ok {
+			t.Fatal("the subscription's channel closed")
+		}
+		return r
+	case <-ctx.Done():
+		t.Fatal("nothing received before the deadline")
+	}
+	return revoke.Revocation{}
 }

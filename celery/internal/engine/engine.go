@@ -78,6 +78,12 @@ type Engine struct {
 	shutdown   chan struct{}
 	shutOnce   sync.Once
 
+	// synced is set while revoked holds every id of the revoke store (see revokesSynced);
+	// syncEvicted is revoked.Evicted() when it was set; onSync (tests) is told of each change.
+	synced      atomic.Bool
+	syncEvicted atomic.Uint64
+	onSync      func(synced bool)
+
 	// Lifecycle (lifecycle.go): cold is closed when a cold shutdown begins, runDone when Run
 	// returns, tasksDone once no task runs and none will start.
 	cold      chan struct{}

@@ -12,7 +12,8 @@ import (
 )
 
 // intake decides what to do with a batch of deliveries, in order: dead-letter, revoke, hold or run.
-// The revoked ids of the batch are checked in one round trip to the revoke store.
+// The revoked ids of the batch are checked in memory and, unless the memory is synced with the
+// revoke store (revokesSynced), in one round trip to the store.
 func (w *Engine) intake(batch []*broker.Delivery) {
 	jobs := make([]*job, 0, len(batch))
 	for _, d := range batch {

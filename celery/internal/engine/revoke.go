@@ -107,7 +107,8 @@ func (w *Engine) isReserved(id string) bool {
 }
 
 // revokedBeforeStart reports whether a job about to start is revoked: known here, or, for a job
-// that was held (ETA, rate limit) and so may have missed a notice, in the store.
+// that was held (ETA, rate limit) and so may have been revoked since intake, in the store unless
+// the memory is synced with it (areRevoked).
 func (w *Engine) revokedBeforeStart(j *job) bool {
 	if w.revoked.Has(j.msg.ID, w.now()) {
 		return true
@@ -118,9 +119,10 @@ func (w *Engine) revokedBeforeStart(j *job) bool {
 	return false
 }
 
-// areRevoked answers for each id whether it is revoked: known in memory, else (one round trip
-// for all) in the revoke store. When the store cannot be asked the answer is the memory's, and
-// the store is left alone for revokeBreak: revokes never stop task processing.
+// areRevoked answers for each id whether it is revoked: known in memory, else, unless the memory
+// is synced with the revoke store (revokesSynced), in the store (one round trip for all). When the
+// store cannot be asked the answer is the memory's, and the store is left alone for revokeBreak:
+// revokes never stop task processing.
 func (w *Engine) areRevoked(ids []string) []bool {
 	out := make([]bool, len(ids))
 	now := w.now()
@@ -132,7 +134,7 @@ func (w *Engine) areRevoked(ids []string) []bool {
 			missing++
 		}
 	}
-	if missing == 0 || w.revokes == nil || time.Now().UnixNano() < w.breakUntil.Load() {
+	if missing == 0 || w.revokes == nil || w.revokesSynced() || time.Now().UnixNano() < w.breakUntil.Load() {
 		return out
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -155,12 +157,44 @@ func (w *Engine) areRevoked(ids []string) []bool {
 	return out
 }
 
+// revokesSynced reports whether the memory holds every id revoked in the store, so that intake
+// need not ask the store. That is so only with a revoke.Follower, from the moment its set was
+// loaded (with each id's expiry from the store, Entries) after a Live marker, that is after the
+// subscription was confirmed, until the next Gap marker, which the store sends as soon as its
+// subscription fails; and only while the memory evicted no id to make room (more revoked ids than
+// worker_revoke_max). A Store that is not a Follower is never synced: intake asks it for every
+// batch, as it does between a Gap and the reload that follows the next Live.
+//
+// What stays: a revoke is known here once its notice is read, so a task sent right after a revoke
+// by another path (another broker connection) can in principle arrive first; and a subscription
+// broken without an error (a network path gone silent) is a gap only once the store notices it.
+// Both hold for the store's answer too while it cannot be reached (revokeBreak).
+func (w *Engine) revokesSynced() bool {
+	return w.synced.Load() && w.revoked.Evicted() == w.syncEvicted.Load()
+}
+
+// setSynced changes synced and tells onSync of a change.
+func (w *Engine) setSynced(v bool) {
+	if w.synced.Swap(v) != v && w.onSync != nil {
+		w.onSync(v)
+	}
+}
+
 // watchRevokes follows the store's revoke notices until ctx ends: revoked ids are remembered, and
-// a running task revoked with terminate is stopped, whichever worker received the command.
+// a running task revoked with terminate is stopped, whichever worker received the command. With
+// a revoke.Follower it also keeps synced (see revokesSynced).
 func (w *Engine) watchRevokes(ctx context.Context) {
+	defer w.setSynced(false)
+	f, follows := w.revokes.(revoke.Follower)
 	delay := 100 * time.Millisecond
 	for failures := 0; ; failures++ {
-		ch, err := w.revokes.Subscribe(ctx)
+		var ch <-chan revoke.Revocation
+		var err error
+		if follows {
+			ch, err = f.Follow(ctx)
+		} else {
+			ch, err = w.revokes.Subscribe(ctx)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -180,14 +214,79 @@ func (w *Engine) watchRevokes(ctx context.Context) {
 		if failures > 0 {
 			w.log.Info("following revoke notices again", "store", w.revokes.String())
 		}
-		for r := range ch {
-			w.revoked.Add(r.ID, r.Expires)
-			if r.Terminate {
-				w.terminateRunning(r.ID, r.Signal)
-			}
-		}
+		w.followRevokes(ctx, ch, f)
 		return // the channel closes when ctx ends
 	}
+}
+
+// followRevokes applies what ch delivers until it closes: revocations, and with a Follower (f
+// non-nil) its markers: a Gap ends synced at once, a Live reloads the store's set and starts it.
+// A reload that fails is tried again (100 ms, doubling to 5 s) until it succeeds or a Gap comes.
+func (w *Engine) followRevokes(ctx context.Context, ch <-chan revoke.Revocation, f revoke.Follower) {
+	var retry <-chan time.Time // set while a Live waits for a reload that failed
+	delay := 100 * time.Millisecond
+	reload := func() {
+		if w.reloadRevokes(ctx, f) {
+			retry, delay = nil, 100*time.Millisecond
+			return
+		}
+		retry = time.After(delay)
+		delay = min(delay*2, 5*time.Second)
+	}
+	for {
+		select {
+		case r, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch {
+			case f != nil && r.Gap:
+				retry, delay = nil, 100*time.Millisecond
+				if w.synced.Load() {
+					w.log.Info("revoke notices may have been lost; intake asks the revoke store again", "store", w.revokes.String())
+				}
+				w.setSynced(false)
+			case f != nil && r.Live:
+				reload()
+			case r.ID != "":
+				w.revoked.Add(r.ID, r.Expires)
+				if r.Terminate {
+					w.terminateRunning(r.ID, r.Signal)
+				}
+			}
+		case <-retry:
+			reload()
+		}
+	}
+}
+
+// reloadRevokes puts the store's set in memory, each id with the expiry the store keeps, and
+// sets synced unless the memory had to evict ids to hold them; it reports false if the store
+// could not be read (to try again).
+func (w *Engine) reloadRevokes(ctx context.Context, f revoke.Follower) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	entries, err := f.Entries(ctx)
+	if err != nil {
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			w.log.Warn("cannot load the revoke store's ids; intake asks the store meanwhile", "store", w.revokes.String(), "error", err)
+		}
+		return false
+	}
+	evicted := w.revoked.Evicted()
+	for _, e := range entries {
+		w.revoked.Add(e.ID, e.Expires)
+	}
+	if w.revoked.Evicted() != evicted {
+		w.log.Warn("more revoked ids than the worker keeps in memory (worker_revoke_max); intake asks the revoke store for each batch",
+			"store", w.revokes.String(), "ids", len(entries), "max", w.revokeMax())
+		w.setSynced(false)
+		return true
+	}
+	w.syncEvicted.Store(evicted)
+	w.setSynced(true)
+	w.log.Debug("revoke store loaded; intake checks revoked ids in memory", "store", w.revokes.String(), "ids", len(entries))
+	return true
 }
 
 // discardRevoked settles a revoked job that will not run: REVOKED with TaskRevokedError('revoked')

@@ -119,7 +119,8 @@ func (w *Engine) Run(ctx context.Context) error {
 	return w.runResult()
 }
 
-// intakeBatch is the most deliveries taken in one go: their revoked ids are checked in one round trip.
+// intakeBatch is the most deliveries taken in one go: their revoked ids are checked in one round
+// trip when the revoke store must be asked (see revokesSynced).
 const intakeBatch = 64
 
 // grow starts the first n pool goroutines.

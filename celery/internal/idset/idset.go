@@ -52,10 +52,11 @@ func (s *Recent) Has(k string) bool {
 // worker_state.revoked). When full, adding drops the expired ids, then a tenth of the set (those
 // closest to expiry).
 type Expiring struct {
-	mu  sync.RWMutex
-	n   atomic.Int64
-	max int
-	ids map[string]time.Time
+	mu      sync.RWMutex
+	n       atomic.Int64
+	evicted atomic.Uint64
+	max     int
+	ids     map[string]time.Time
 }
 
 // NewExpiring returns an empty set that holds at most max ids.
@@ -100,10 +101,16 @@ func (s *Expiring) trim(now time.Time) {
 		all = append(all, entry{id, exp})
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a].exp.Before(all[b].exp) })
-	for _, e := range all[:max(1, len(all)/10)] {
+	drop := all[:max(1, len(all)/10)]
+	for _, e := range drop {
 		delete(s.ids, e.id)
 	}
+	s.evicted.Add(uint64(len(drop)))
 }
+
+// Evicted counts the ids dropped before they expired, to make room: while it does not change, the
+// set still holds every id added that has not expired.
+func (s *Expiring) Evicted() uint64 { return s.evicted.Load() }
 
 // Has reports whether id is in the set at now (added and not expired). It takes no lock while the
 // set has never held an id, so that a worker with nothing revoked pays nothing per task.

@@ -119,6 +119,9 @@ func TestExpiringTrimsExpiredFirst(t *testing.T) {
 	if n != 6 {
 		t.Fatalf("the set holds %d ids, want 6 (the expired ones dropped)", n)
 	}
+	if n := s.Evicted(); n != 0 {
+		t.Fatalf("Evicted = %d; dropping expired ids is not an eviction", n)
+	}
 }
 
 // When the set is full of live ids, those closest to expiry are dropped.
@@ -129,9 +132,15 @@ func TestExpiringDropsClosestToExpiry(t *testing.T) {
 	for i := range 10 {
 		s.Add(fmt.Sprint(i), now.Add(time.Duration(i+1)*time.Minute))
 	}
+	if n := s.Evicted(); n != 0 {
+		t.Fatalf("Evicted = %d before the set was full", n)
+	}
 	s.Add("new", now.Add(time.Hour))
 	if s.Has("0", now) {
 		t.Fatal("the id closest to expiry was kept")
+	}
+	if n := s.Evicted(); n != 1 {
+		t.Fatalf("Evicted = %d, want the 1 live id dropped", n)
 	}
 	for i := 1; i < 10; i++ {
 		if !s.Has(fmt.Sprint(i), now) {

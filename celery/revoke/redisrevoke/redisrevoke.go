@@ -30,6 +30,12 @@
 // can stop a running task revoked with terminate. Redis pub/sub does not keep messages: a revoke
 // published while a subscriber is disconnected reaches it only through the set, that is before
 // the task's next start, not while it runs.
+//
+// [Store.Follow] (the [revoke.Follower] stream a worker reads) marks those gaps: a Gap as soon as
+// receiving fails, a Live once Redis confirms the subscription go-redis renews on its new
+// connection. A worker that reloads the set ([Store.Entries], one ZRANGEBYSCORE) after each Live
+// and has seen no Gap since holds every revoked id, and stops asking Redis about each batch of
+// tasks it receives; between a Gap and the reload it asks again.
 package redisrevoke
 
 import (
@@ -114,7 +120,7 @@ func (s *Store) TTL() time.Duration { return s.ttl }
 // String names the store for logs and banners: its set's key.
 func (s *Store) String() string { return s.SetKey() }
 
-var _ revoke.Store = (*Store)(nil)
+var _ revoke.Follower = (*Store)(nil)
 
 // revokeScript: KEYS[1] the set; ARGV[1] now (ms), ARGV[2] expiry (ms), ARGV[3] max size,
 // ARGV[4] channel, ARGV[5] notice, ARGV[6..] ids. Returns the number of ids evicted by the bound.
@@ -240,12 +246,43 @@ func (s *Store) List(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// Entries is List with each id's expiry (its score), in one ZRANGEBYSCORE.
+func (s *Store) Entries(ctx context.Context) ([]revoke.Entry, error) {
+	zs, err := s.rc.ZRangeByScoreWithScores(ctx, s.SetKey(), &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(s.now().UnixMilli(), 10),
+		Max: "+inf",
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("revoke: listing %s: %w", s.SetKey(), err)
+	}
+	out := make([]revoke.Entry, len(zs))
+	for i, z := range zs {
+		id, _ := z.Member.(string)
+		out[i] = revoke.Entry{ID: id, Expires: time.UnixMilli(int64(z.Score))}
+	}
+	return out, nil
+}
+
 // Subscribe delivers every id revoked on this prefix, by any Store, from the moment it returns
 // until ctx ends; then the channel is closed. The subscription is confirmed by Redis before
 // Subscribe returns, and is renewed after a lost connection (revokes made in between are not
 // delivered; see the package documentation). A notice that cannot be decoded is logged and
 // skipped. Receive promptly: while the channel is full, notices wait in Redis's output buffer.
 func (s *Store) Subscribe(ctx context.Context) (<-chan revoke.Revocation, error) {
+	return s.subscribe(ctx, false)
+}
+
+// Follow is Subscribe with markers, as [revoke.Follower] documents: Live first (Redis confirmed
+// the subscription before Follow returns), Gap as soon as receiving fails (the connection broke,
+// or a reply could not be read: a notice may be lost), and Live again once Redis confirms the
+// subscription renewed on a new connection. A notice that cannot be decoded is not a gap: it is
+// logged and skipped, as by Subscribe.
+func (s *Store) Follow(ctx context.Context) (<-chan revoke.Revocation, error) {
+	return s.subscribe(ctx, true)
+}
+
+// subscribe is Subscribe, and Follow with marks.
+func (s *Store) subscribe(ctx context.Context, marks bool) (<-chan revoke.Revocation, error) {
 	ps := s.rc.Subscribe(ctx)
 	if err := ps.Subscribe(ctx, s.Channel()); err != nil {
 		_ = ps.Close()
@@ -257,6 +294,9 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan revoke.Revocation, error)
 		return nil, fmt.Errorf("revoke: subscribing to %s: %w", s.Channel(), err)
 	}
 	out := make(chan revoke.Revocation, 64)
+	if marks {
+		out <- revoke.Revocation{Live: true}
+	}
 	stop := make(chan struct{})
 	go func() {
 		select {
@@ -265,33 +305,62 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan revoke.Revocation, error)
 		}
 		_ = ps.Close()
 	}()
+	send := func(r revoke.Revocation) bool {
+		select {
+		case out <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	go func() {
 		defer close(out)
 		defer close(stop)
+		gap := false // receiving failed and no confirmation came since
 		for {
-			msg, err := ps.ReceiveMessage(ctx)
+			// Receive, not ReceiveMessage: the confirmation of the subscription go-redis renews on
+			// a new connection is what ends a gap.
+			msg, err := ps.Receive(ctx)
 			if err != nil {
 				if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
 					return
 				}
-				s.log.Warn("revoke subscription interrupted, resubscribing", "channel", s.Channel(), "error", err)
+				if !gap {
+					gap = true
+					s.log.Warn("revoke subscription interrupted, resubscribing", "channel", s.Channel(), "error", err)
+					if marks && !send(revoke.Revocation{Gap: true}) {
+						return
+					}
+				}
 				select {
 				case <-ctx.Done():
 					return
 				case <-time.After(100 * time.Millisecond):
 				}
+				// go-redis subscribes again on the new connection it makes after a broken one; on
+				// a connection it kept (a reply it could not read), this asks for a confirmation.
+				_ = ps.Subscribe(ctx, s.Channel())
 				continue
 			}
-			n, err := revoke.DecodeNotice([]byte(msg.Payload))
-			if err != nil {
-				s.log.Error("revoke notice ignored", "channel", s.Channel(), "error", err)
-				continue
-			}
-			for _, id := range n.IDs {
-				select {
-				case out <- revoke.Revocation{ID: id, Terminate: n.Terminate, Signal: n.Signal, Expires: n.Expires}:
-				case <-ctx.Done():
-					return
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				if gap && m.Kind == "subscribe" && m.Channel == s.Channel() {
+					gap = false
+					s.log.Info("revoke subscription renewed", "channel", s.Channel())
+					if marks && !send(revoke.Revocation{Live: true}) {
+						return
+					}
+				}
+			case *redis.Message:
+				n, err := revoke.DecodeNotice([]byte(m.Payload))
+				if err != nil {
+					s.log.Error("revoke notice ignored", "channel", s.Channel(), "error", err)
+					continue
+				}
+				for _, id := range n.IDs {
+					if !send(revoke.Revocation{ID: id, Terminate: n.Terminate, Signal: n.Signal, Expires: n.Expires}) {
+						return
+					}
 				}
 			}
 		}
