@@ -54,6 +54,8 @@ type bench struct {
 	tmp string // temp dir: worker config and logs
 	sfx string // random suffix of every name the bench creates
 
+	servers procstat.Servers // the RabbitMQ and Redis whose CPU time is read
+
 	conn   *amqp.Connection // the observer's and cleanup's own connection
 	watch  *watcher
 	rc     *redis.Client
@@ -69,7 +71,7 @@ type bench struct {
 }
 
 func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (*bench, error) {
-	b := &bench{o: o, out: out, log: log, sfx: celery.NewID()[:8]}
+	b := &bench{o: o, out: out, log: log, sfx: celery.NewID()[:8], servers: procstat.ServersOf(o.amqpURL, o.redisURL)}
 	var err error
 	if b.tmp, err = os.MkdirTemp("", "drain-"); err != nil {
 		return nil, err
@@ -244,7 +246,13 @@ func (r consumerRun) cpuNote(who string, n int) string {
 	part := func(name string, d time.Duration) string {
 		return fmt.Sprintf("%s %.0fµs/task (%.2f CPUs)", name, float64(d.Microseconds())/float64(n), d.Seconds()/window)
 	}
-	return "cpu: " + part(who, r.cpu.Group) + ", " + part("rabbitmq", r.cpu.RabbitMQ) + ", " + part("redis", r.cpu.Redis)
+	server := func(name string, d time.Duration, ok bool) string {
+		if !ok {
+			return name + " n/a (not found on its port, or another process in the two readings)"
+		}
+		return part(name, d)
+	}
+	return "cpu: " + part(who, r.cpu.Group) + ", " + server("rabbitmq", r.cpu.RabbitMQ, r.cpu.RabbitMQOK()) + ", " + server("redis", r.cpu.Redis, r.cpu.RedisOK())
 }
 
 func (r consumerRun) rate(n int) float64 { return rateOf(n, r.end.Sub(r.start)) }
@@ -310,7 +318,7 @@ func (b *bench) measure(ctx context.Context, p *process, f filled, mode string) 
 		return r, err
 	}
 	pid := p.cmd.Process.Pid
-	cpu0 := procstat.GroupCPU(pid)
+	cpu0 := procstat.GroupCPU(pid, b.servers)
 	dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the queue was not drained within %s", drainWithin))
 	defer cancel()
 	wait := ids
@@ -322,7 +330,7 @@ func (b *bench) measure(ctx context.Context, p *process, f filled, mode string) 
 	if err != nil {
 		return r, err
 	}
-	r.cpu = procstat.GroupCPU(pid).Sub(cpu0)
+	r.cpu = procstat.GroupCPU(pid, b.servers).Sub(cpu0)
 	if failed > 0 {
 		return r, fmt.Errorf("%d of %d results are not SUCCESS", failed, len(wait))
 	}
@@ -391,12 +399,12 @@ func (b *bench) bareRun(ctx context.Context, every int) (float64, error) {
 	sctx, scancel := context.WithTimeoutCause(bctx, startWithin, fmt.Errorf("the bare consumer did not begin within %s", startWithin))
 	r.start, err = b.watch.waitBelow(sctx, f.q, n, startPoll, failed)
 	scancel()
-	cpu0 := procstat.ProcessCPU(os.Getpid())
+	cpu0 := procstat.ProcessCPU(os.Getpid(), b.servers)
 	if err != nil {
 		cancel()
 	}
 	<-done
-	r.cpu = procstat.ProcessCPU(os.Getpid()).Sub(cpu0)
+	r.cpu = procstat.ProcessCPU(os.Getpid(), b.servers).Sub(cpu0)
 	if own.err != nil {
 		return 0, fmt.Errorf("bare consumer: %w", own.err)
 	}

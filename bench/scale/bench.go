@@ -629,7 +629,7 @@ func tails(procs []*process) string {
 func groupCPU(procs []*process) time.Duration {
 	var d time.Duration
 	for _, p := range procs {
-		d += procstat.GroupCPU(p.cmd.Process.Pid).Group
+		d += procstat.GroupCPU(p.cmd.Process.Pid, procstat.Servers{}).Group
 	}
 	return d
 }
