@@ -112,8 +112,8 @@ func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 // all runs every measurement in order and prints the summary.
 func (b *bench) all(ctx context.Context) error {
 	o := b.o
-	fmt.Fprintf(b.out, "drain: %d no-op tasks (diag.add(1, 2)) per run, each run on a fresh queue; %d CPUs\n",
-		o.n, runtime.NumCPU())
+	fmt.Fprintf(b.out, "drain: %d no-op tasks (diag.add(1, 2)) per run (%d per Python run), each run on a fresh queue; %d CPUs\n",
+		o.n, o.pyN, runtime.NumCPU())
 	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
 		if f := strings.Fields(string(load)); len(f) >= 3 {
 			fmt.Fprintf(b.out, "drain: load average before the runs: %s (other work on this machine skews every rate)\n", strings.Join(f[:3], " "))
@@ -268,6 +268,9 @@ func (b *bench) workerRun(ctx context.Context, kind, mode string, acksLate bool)
 		label = "go-late"
 	}
 	n := b.o.n
+	if kind == "python" {
+		n = b.o.pyN
+	}
 	var opts []celery.SendOption
 	if mode == modeIgnore {
 		opts = append(opts, celery.WithIgnoreResult())

@@ -153,6 +153,7 @@ func TestParseOptions(t *testing.T) {
 			[]string{"bare-multi", "go-ignore", "go-ignore-late", "go-redis", "python-redis"}},
 		{"no worker", nil, true, nil},
 		{"zero n", []string{"-worker", "w", "-n", "0"}, true, nil},
+		{"negative python n", []string{"-worker", "w", "-pyn", "-1"}, true, nil},
 		{"negative eta", []string{"-worker", "w", "-eta", "-1"}, true, nil},
 		{"zero concurrency", []string{"-worker", "w", "-c", "0"}, true, nil},
 		{"zero rounds", []string{"-worker", "w", "-rounds", "0"}, true, nil},
@@ -164,7 +165,7 @@ func TestParseOptions(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("parseOptions(%q) error = %v, want error %v", tc.args, err, tc.wantErr)
 			}
-			if err == nil && (o.n != 20000 || o.eta != 10000 || o.goConc != 25 || o.pyConc != 2 || o.multiplier != 4) {
+			if err == nil && (o.n != 20000 || o.pyN != 20000 || o.eta != 10000 || o.goConc != 25 || o.pyConc != 2 || o.multiplier != 4) {
 				t.Fatalf("defaults = %+v", o)
 			}
 			if tc.wantRuns != nil {

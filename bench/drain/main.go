@@ -1,13 +1,14 @@
 // Command drain measures task throughput on one RabbitMQ, in one run. The Go worker (the real
 // ./worker binary), a real Python Celery 5.2 worker (prefork, -c 2) and a bare amqp091-go
-// consume-and-ack loop each drain the same N no-op Celery protocol-2 messages, first with
-// ignore_result and then with results stored in Redis. It prints each rate, the ratios Go/Python
-// and Go/bare, and the Go worker's peak RSS while it holds 10,000 ETA tasks. bench/drain.sh builds
-// the programs and runs it.
+// consume-and-ack loop each drain the same N no-op Celery protocol-2 messages (the Python worker
+// -pyn of them when that is given: its rate is steady long before N, and its runs are the longest),
+// first with ignore_result and then with results stored in Redis. It prints each rate, the ratios
+// Go/Python and Go/bare, and the Go worker's peak RSS while it holds 10,000 ETA tasks.
+// bench/drain.sh builds the programs and runs it.
 //
 // Usage:
 //
-//	drain -worker path/to/worker [-n 20000] [-eta 10000] [-runs ignore,redis,eta] [-rounds 1] [-pytasks bench] [-acks-late] [-timeout 4m]
+//	drain -worker path/to/worker [-n 20000] [-pyn 0] [-eta 10000] [-runs ignore,redis,eta] [-rounds 1] [-pytasks bench] [-acks-late] [-timeout 4m]
 //
 // -runs names the runs: go-ignore, go-ignore-late, python-ignore, bare, bare-multi (the group
 // "ignore"), go-redis, python-redis (the group "redis") and eta.
@@ -96,7 +97,8 @@ func main() {
 
 // options are the command-line settings.
 type options struct {
-	n, eta, rounds    int
+	n, pyN, eta       int
+	rounds            int
 	worker            string
 	python, pytasks   string
 	goConc, pyConc    int
@@ -113,6 +115,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.n, "n", 20000, "tasks per drain run")
+	fs.IntVar(&o.pyN, "pyn", 0, "tasks per Python worker run (0 = -n): Python's rate is steady well below -n, and its runs take the longest")
 	fs.IntVar(&o.eta, "eta", 10000, "ETA tasks the Go worker holds for the RSS reading (0 = skip)")
 	fs.IntVar(&o.rounds, "rounds", 1, "repeat the drain runs, interleaved, and report each rate's median")
 	fs.StringVar(&o.worker, "worker", "", "the Go worker binary (required)")
@@ -132,6 +135,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-worker is required")
 	case o.n <= 0:
 		return o, errors.New("-n must be positive")
+	case o.pyN < 0:
+		return o, errors.New("-pyn must not be negative")
 	case o.eta < 0:
 		return o, errors.New("-eta must not be negative")
 	case o.rounds <= 0:
@@ -154,6 +159,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		default:
 			return o, fmt.Errorf("-runs: unknown run %q", r)
 		}
+	}
+	if o.pyN == 0 {
+		o.pyN = o.n
 	}
 	var err error
 	if o.worker, err = filepath.Abs(o.worker); err != nil {
