@@ -79,7 +79,7 @@ failed=()
 # failure is recorded, not fatal.
 step() {
   local name=$1; shift
-  if [[ $skip == *" $name "* ]]; then echo "report: $name skipped (REPORT_SKIP)" >&2; : >"$logs/$name.log"; echo "$name skipped" >>"$logs/times"; return 0; fi
+  if [[ $skip == *" $name "* ]]; then echo "report: $name skipped (REPORT_SKIP)" >&2; : >"$logs/$name.log"; echo "$name: skipped" >>"$logs/times"; return 0; fi
   local t0; t0=$(date +%s)
   echo "report: $name: $* ($(( t0 - began )) s into the run)" >&2
   if ! "$@" >"$logs/$name.log" 2>&1; then
@@ -88,7 +88,7 @@ step() {
     tail -n 20 "$logs/$name.log" | sed 's/^/  | /' >&2
   fi
   local took=$(( $(date +%s) - t0 ))
-  echo "$name ${took}s" >>"$logs/times"
+  echo "$name: ${took}s" >>"$logs/times"
   echo "report: $name took $took s" >&2
 }
 
@@ -231,7 +231,7 @@ echo
 echo "bench/report.sh, $(date -u '+%Y-%m-%d %H:%M UTC'): $(nproc) CPUs, load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $total s in all"
 echo "versions: Go $go_v; RabbitMQ $mq_v; Redis $redis_v; Celery $celery_v; asynq v0.26.0"
 echo "sizes: drain N=$drain_n (Python $drain_py_n), drain-redis N=$drain_redis_n (Python $drain_redis_py_n), asynq N=$asynq_n, scale N=$scale_n / BIG=$scale_big / ETA=$scale_eta, serving ${serving_secs}s per phase, chord N=$chord_n, beat N=$beat_n (spread, ${beat_secs}s per beat)"
-echo "step times: $( [ -s "$logs/times" ] && tr '\n' ' ' <"$logs/times" | sed 's/ $//; s/ \([a-z]\)/, \1/g' || echo '?')"
+echo "step times: $( [ -s "$logs/times" ] && paste -sd, "$logs/times" | sed 's/,/, /g' || echo '?')"
 echo
 row "measure" "a" "b" "a/b"
 row "drain ignore_result: Go acks_late / bare multi" "$(v "$go_late")/s" "$(v "$bare_multi")/s" "$(ratio "$go_late" "$bare_multi" '>=' 0.9)"
