@@ -5,9 +5,12 @@
 #          RSS while it waits with nothing due (idle: should be ~0), then the publish lateness
 #          (arrival at a consumer minus the due minute) p50/p99/max over one minute boundary.
 #  spread: entry i every 10-20 s (500 distinct periods): a steady ~N/15 runs a second; lateness
-#          (arrival minus due) over 60 s. See bench/beat_py/beat_bench.py for how due is taken.
+#          (arrival minus due) over 65 s (BEAT_SPREAD_SECS). See bench/beat_py/beat_bench.py for how due is taken.
 # Each run uses its own queue (deleted afterwards) and the Go beat its own Redis prefix.
-# Takes about 7 minutes (BEAT_ONLY=go: 3; BEAT_MODES="spread": one mode).
+# Takes about 7 minutes (BEAT_ONLY=go: 3; BEAT_MODES="spread": one mode). BEAT_SPREAD_SECS (default
+# 65, at least 45) is the spread mode's window per beat: the busy CPU is read over 20 s from
+# second max(20, window - 35), once every entry has run once. BENCH_BIN=dir takes the Go beat from
+# dir instead of building it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -25,7 +28,15 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-go build -o "$tmp/beat" ./beat
+spread_secs=${BEAT_SPREAD_SECS:-65}
+case $spread_secs in ''|*[!0-9]*) echo "BEAT_SPREAD_SECS must be a whole number" >&2; exit 2;; esac
+if [ "$spread_secs" -lt 45 ]; then echo "BEAT_SPREAD_SECS must be at least 45" >&2; exit 2; fi
+spread_wait=$(( spread_secs - 35 > 20 ? spread_secs - 35 : 20 ))
+bin=${BENCH_BIN:-}
+if [ -z "$bin" ]; then
+  bin=$tmp
+  go build -o "$bin/beat" ./beat
+fi
 
 # wait_second S: sleep until second S of the current minute (S < 60), or of the next one if passed.
 wait_second() {
@@ -51,12 +62,12 @@ run_burst() { # run_burst NAME QUEUE CMD...
 
 run_spread() { # run_spread NAME QUEUE CMD...
   local name=$1 queue=$2; shift 2
-  $py $helper consume "$queue" 65 >"$tmp/$name.spread.lat" &
+  $py $helper consume "$queue" "$spread_secs" >"$tmp/$name.spread.lat" &
   local cpid=$!
   sleep 1
   "$@" >"$tmp/$name.spread.log" 2>&1 &
   local pid=$!; pids+=("$pid")
-  sleep 30
+  sleep "$spread_wait"
   echo "$name spread, busy (~$((n / 15)) runs/s): $($py $helper cpu "$pid" 20)"
   wait "$cpid"
   kill "$pid" 2>/dev/null || true
@@ -67,7 +78,7 @@ run_spread() { # run_spread NAME QUEUE CMD...
 for mode in ${BEAT_MODES:-burst spread}; do
   gq="bench.beat.go.$mode.$suffix"
   $py $helper config "$n" "$gq" "$prefix$mode:" "$mode" >"$tmp/celeryconfig.$mode.yaml"
-  REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0} "run_$mode" go-beat "$gq" "$tmp/beat" --config "$tmp/celeryconfig.$mode.yaml" -l warning
+  REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0} "run_$mode" go-beat "$gq" "$bin/beat" --config "$tmp/celeryconfig.$mode.yaml" -l warning
   [ "${BEAT_ONLY:-}" = go ] && continue   # BEAT_ONLY=go: skip celery beat
   pq="bench.beat.py.$mode.$suffix"
   (cd bench/beat_py && BEAT_N=$n BEAT_QUEUE=$pq BEAT_MODE=$mode "run_$mode" celery-beat "$pq" $py -m celery -A beatbench beat -s "$tmp/celerybeat-schedule.$mode" -l warning)

@@ -7,6 +7,8 @@
 # bench/chord/main.go.
 #
 # It takes about a minute; the whole run is bounded at 7.5 minutes.
+# BENCH_BIN=dir: take the programs from dir (bench/report.sh builds each once) instead of building
+# them; BENCH_SERVICES_CHECKED=1: do not run scripts/services.sh (the caller did).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -14,15 +16,19 @@ export PATH=$PATH:/usr/local/go/bin
 n=${1:-10000}
 case $n in ''|*[!0-9]*) echo "usage: bench/chord.sh [N]" >&2; exit 2;; esac
 
-./scripts/services.sh
+[ "${BENCH_SERVICES_CHECKED:-}" = 1 ] || ./scripts/services.sh
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/worker" ./worker
-go build -o "$tmp/chord" ./bench/chord
+bin=${BENCH_BIN:-}
+if [ -z "$bin" ]; then
+  bin=$tmp
+  go build -o "$bin/worker" ./worker
+  go build -o "$bin/chord" ./bench/chord
+fi
 
 # chord has its own deadlines (-timeout for the run, -chord-timeout per chord) and cleans up on
 # SIGTERM; timeout(1) is the last resort.
 # After -timeout the cleanup may take another minute (a busy Python worker's warm shutdown).
-timeout --kill-after=15s 450s "$tmp/chord" -n "$n" -worker "$tmp/worker" -pytasks bench \
+timeout --kill-after=15s 450s "$bin/chord" -n "$n" -worker "$bin/worker" -pytasks bench \
   -chord-timeout 4m -timeout 360s

@@ -10,6 +10,8 @@
 # scale,rss,eta) picks the parts. What is timed, and how,
 # is documented in bench/scale/main.go. Publishing is not timed but dominates the run time: about
 # 3 minutes with the defaults on an idle 2-CPU machine.
+# BENCH_BIN=dir: take the programs from dir (bench/report.sh builds each once) instead of building
+# them; BENCH_SERVICES_CHECKED=1: do not run scripts/services.sh (the caller did).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -17,12 +19,16 @@ export PATH=$PATH:/usr/local/go/bin
 n=${1:-20000} big=${2:-100000} eta=${3:-100000}
 case $n$big$eta in ''|*[!0-9]*) echo "usage: bench/scale.sh [N] [BIG] [ETA]" >&2; exit 2;; esac
 
-./scripts/services.sh >/dev/null
+[ "${BENCH_SERVICES_CHECKED:-}" = 1 ] || ./scripts/services.sh >/dev/null
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/worker" ./worker
-go build -o "$tmp/scale" ./bench/scale
+bin=${BENCH_BIN:-}
+if [ -z "$bin" ]; then
+  bin=$tmp
+  go build -o "$bin/worker" ./worker
+  go build -o "$bin/scale" ./bench/scale
+fi
 # scale has its own deadline (-timeout) and cleans up on SIGTERM; timeout(1) is the last resort.
-timeout --kill-after=15s 600s "$tmp/scale" -worker "$tmp/worker" -n "$n" -big "$big" -eta "$eta" \
+timeout --kill-after=15s 600s "$bin/scale" -worker "$bin/worker" -n "$n" -big "$big" -eta "$eta" \
   -procs "${SCALE_PROCS:-1,2,4}" -queues "${SCALE_QUEUES:-1,4}" -runs "${SCALE_RUNS:-scale,rss,eta}" -timeout 580s

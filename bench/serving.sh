@@ -28,6 +28,8 @@
 #                       On a small machine the load generator otherwise competes with the server for
 #                       the same cores; production's load comes from other machines. Redis is not
 #                       pinned by the script.
+#   BENCH_BIN           take hello, server and load from this directory (bench/report.sh builds each
+#                       once) instead of building them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -47,9 +49,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$tmp/hello" ./bench/serving/hello
-go build -o "$tmp/server" ./bench/serving/server
-go build -o "$tmp/load" ./bench/serving/load
+bin=${BENCH_BIN:-}
+if [ -z "$bin" ]; then
+  bin=$tmp
+  go build -o "$bin/hello" ./bench/serving/hello
+  go build -o "$bin/server" ./bench/serving/server
+  go build -o "$bin/load" ./bench/serving/load
+fi
 
 pin_server=() pin_load=()
 if [ -n "${SERVER_CPUS:-}" ]; then pin_server=(taskset -c "$SERVER_CPUS"); fi
@@ -73,8 +79,8 @@ start() { # name binary args... ; sets addr
   done
   echo "$name did not start:" >&2; cat "$tmp/$name.err" >&2; exit 1
 }
-start hello "$tmp/hello"; hello=$addr
-start server "$tmp/server" -redis "$redis" -prefix "$prefix" -log-level "${SERVING_LOG_LEVEL:-warn}" -generation "${SERVING_GENERATION:-1}"; server=$addr; server_pid=${pids[-1]}
+start hello "$bin/hello"; hello=$addr
+start server "$bin/server" -redis "$redis" -prefix "$prefix" -log-level "${SERVING_LOG_LEVEL:-warn}" -generation "${SERVING_GENERATION:-1}"; server=$addr; server_pid=${pids[-1]}
 
 ads_url="http://$server/v1/ads?forum=f1&placement=sidebar&count=3"
 body=$(curl -sf "$ads_url")
@@ -115,10 +121,10 @@ redis_cpu_req=$(awk -v a="$rc0" -v b="$rc1" -v n="$n" 'BEGIN { printf "%.1f", (b
 half=$((serving_rps / 2))
 echo "== serving at half its max rate ($half/s), paced, ${secs}s" >&2
 p0=$(stat requests); pd0=$(stat degraded); prt0=$(stat round_trips)
-paced=$("${pin_load[@]}" env GOGC="$load_gogc" "$tmp/load" -url "http://$server/v1/ads?forum={forum}&placement=sidebar&count=3" -forums 20 -rate "$half" -d "${secs}s" -c 64)
+paced=$("${pin_load[@]}" env GOGC="$load_gogc" "$bin/load" -url "http://$server/v1/ads?forum={forum}&placement=sidebar&count=3" -forums 20 -rate "$half" -d "${secs}s" -c 64)
 p1=$(stat requests); pd1=$(stat degraded); prt1=$(stat round_trips)
 echo "== control: hello world at the same rate ($half/s), paced, ${secs}s" >&2
-control=$("${pin_load[@]}" env GOGC="$load_gogc" "$tmp/load" -url "http://$hello/" -rate "$half" -d "${secs}s" -c 64)
+control=$("${pin_load[@]}" env GOGC="$load_gogc" "$bin/load" -url "http://$hello/" -rate "$half" -d "${secs}s" -c 64)
 
 kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
 echo

@@ -211,7 +211,7 @@ func (b *bench) runChord(ctx context.Context, sender *canvas.Sender, q string, n
 	}
 	want := expectedSum(n)
 
-	cpu0 := procstat.GroupCPU(w.pid())
+	cpu0 := procstat.GroupCPU(w.pid(), procstat.ServersOf(b.o.amqpURL, b.o.redisURL))
 	start := time.Now()
 	res, err := sender.Send(ctx, sig)
 	t.send = time.Since(start)
@@ -220,7 +220,7 @@ func (b *bench) runChord(ctx context.Context, sender *canvas.Sender, q string, n
 	}
 	err = b.waitResult(ctx, redisbackend.TaskKey("", bodyID), want, w)
 	t.elapsed = time.Since(start)
-	t.cpu = procstat.GroupCPU(w.pid()).Sub(cpu0)
+	t.cpu = procstat.GroupCPU(w.pid(), procstat.ServersOf(b.o.amqpURL, b.o.redisURL)).Sub(cpu0)
 	if err != nil {
 		return t, fmt.Errorf("the chord body %s: %w", bodyID, err)
 	}

@@ -143,7 +143,7 @@ func TestRatioLine(t *testing.T) {
 
 func TestLine(t *testing.T) {
 	r := sideResult{side: sideGo, n: 10000, elapsed: 1230 * time.Millisecond, send: time.Second,
-		cpu: procstat.CPU{Group: 2100 * time.Millisecond, RabbitMQ: 615 * time.Millisecond, Redis: 0}, peakKB: 25 * 1024, procs: 1}
+		cpu: procstat.CPU{Group: 2100 * time.Millisecond, RabbitMQ: 615 * time.Millisecond, Redis: 0, RabbitMQPID: 10, RedisPID: 11}, peakKB: 25 * 1024, procs: 1}
 	want := "go-workers: chord of 10000: 1.230 s (8130 header tasks/s), cpu: worker 2.10 s (1.71 CPUs), " +
 		"rabbitmq 0.61 s (0.50 CPUs), redis 0.00 s (0.00 CPUs); Send took 1.000 s, the result came 0.230 s after it; peak RSS 25.0 MiB"
 	if got := r.line(); got != want {
@@ -156,6 +156,10 @@ func TestLine(t *testing.T) {
 	r.peakKB = 0
 	if got := r.line(); strings.Contains(got, "peak RSS") {
 		t.Errorf("line without a peak RSS reading mentions one: %q", got)
+	}
+	r.cpu.RabbitMQPID = 0 // not the same broker process in both readings
+	if got := r.line(); !strings.Contains(got, ", rabbitmq n/a, redis 0.00 s") {
+		t.Errorf("line without a RabbitMQ reading: %q", got)
 	}
 }
 

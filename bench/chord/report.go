@@ -36,7 +36,10 @@ type sideResult struct {
 //	go-workers: chord of 10000: 1.230 s (8130 header tasks/s), cpu: worker 2.10 s (1.71 CPUs), rabbitmq ...
 func (r sideResult) line() string {
 	window := r.elapsed.Seconds()
-	busy := func(name string, d time.Duration) string {
+	busy := func(name string, d time.Duration, ok bool) string {
+		if !ok {
+			return name + " n/a" // its process was not found on its port, or changed between the readings
+		}
 		s := fmt.Sprintf("%s %.2f s", name, d.Seconds())
 		if window > 0 {
 			s += fmt.Sprintf(" (%.2f CPUs)", d.Seconds()/window)
@@ -45,7 +48,7 @@ func (r sideResult) line() string {
 	}
 	s := fmt.Sprintf("%s-workers: chord of %d: %s s (%s header tasks/s), cpu: %s, %s, %s; Send took %s s, the result came %s s after it",
 		r.side, r.n, secs(r.elapsed), strconv.FormatFloat(rate(r.n, r.elapsed), 'f', 0, 64),
-		busy("worker", r.cpu.Group), busy("rabbitmq", r.cpu.RabbitMQ), busy("redis", r.cpu.Redis), secs(r.send), secs(r.elapsed-r.send))
+		busy("worker", r.cpu.Group, true), busy("rabbitmq", r.cpu.RabbitMQ, r.cpu.RabbitMQOK()), busy("redis", r.cpu.Redis, r.cpu.RedisOK()), secs(r.send), secs(r.elapsed-r.send))
 	if r.peakKB > 0 {
 		s += "; peak RSS " + mib(r.peakKB)
 		if r.procs > 1 {

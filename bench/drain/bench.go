@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/bench/internal/procstat"
+	"github.com/forumads/forumads/bench/internal/workerproc"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 )
@@ -54,22 +55,24 @@ type bench struct {
 	tmp string // temp dir: worker config and logs
 	sfx string // random suffix of every name the bench creates
 
+	servers procstat.Servers // the RabbitMQ and Redis whose CPU time is read
+
 	conn   *amqp.Connection // the observer's and cleanup's own connection
 	watch  *watcher
 	rc     *redis.Client
 	br     *amqpbroker.Broker
 	client *celery.Client
 
-	mu      sync.Mutex
-	queues  []string   // queues (and exchanges of the same name) to delete
-	ids     []string   // task ids whose result keys to delete
-	running []*process // worker processes to kill if the bench stops early
+	mu     sync.Mutex
+	queues []string       // queues (and exchanges of the same name) to delete
+	ids    []string       // task ids whose result keys to delete
+	procs  workerproc.Set // worker processes to kill if the bench stops early
 
 	res summary
 }
 
 func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (*bench, error) {
-	b := &bench{o: o, out: out, log: log, sfx: celery.NewID()[:8]}
+	b := &bench{o: o, out: out, log: log, sfx: celery.NewID()[:8], servers: procstat.ServersOf(o.amqpURL, o.redisURL)}
 	var err error
 	if b.tmp, err = os.MkdirTemp("", "drain-"); err != nil {
 		return nil, err
@@ -109,8 +112,8 @@ func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 // all runs every measurement in order and prints the summary.
 func (b *bench) all(ctx context.Context) error {
 	o := b.o
-	fmt.Fprintf(b.out, "drain: %d no-op tasks (diag.add(1, 2)) per run, each run on a fresh queue; %d CPUs\n",
-		o.n, runtime.NumCPU())
+	fmt.Fprintf(b.out, "drain: %d no-op tasks (diag.add(1, 2)) per run (%d per Python run), each run on a fresh queue; %d CPUs\n",
+		o.n, o.pyN, runtime.NumCPU())
 	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
 		if f := strings.Fields(string(load)); len(f) >= 3 {
 			fmt.Fprintf(b.out, "drain: load average before the runs: %s (other work on this machine skews every rate)\n", strings.Join(f[:3], " "))
@@ -126,12 +129,13 @@ func (b *bench) all(ctx context.Context) error {
 		rate *float64
 		run  func() (float64, error)
 	}{
-		{"go-ignore", &b.res.ignoreGo, func() (float64, error) { return b.workerRun(ctx, "go", modeIgnore) }},
-		{"python-ignore", &b.res.ignorePy, func() (float64, error) { return b.workerRun(ctx, "python", modeIgnore) }},
+		{"go-ignore", &b.res.ignoreGo, func() (float64, error) { return b.workerRun(ctx, "go", modeIgnore, o.acksLate) }},
+		{"go-ignore-late", &b.res.ignoreGoLate, func() (float64, error) { return b.workerRun(ctx, "go", modeIgnore, true) }},
+		{"python-ignore", &b.res.ignorePy, func() (float64, error) { return b.workerRun(ctx, "python", modeIgnore, false) }},
 		{"bare", &b.res.ignoreBare, func() (float64, error) { return b.bareRun(ctx, 1) }},
 		{"bare-multi", &b.res.ignoreBareMulti, func() (float64, error) { return b.bareRun(ctx, bareMulti) }},
-		{"go-redis", &b.res.redisGo, func() (float64, error) { return b.workerRun(ctx, "go", modeRedis) }},
-		{"python-redis", &b.res.redisPy, func() (float64, error) { return b.workerRun(ctx, "python", modeRedis) }},
+		{"go-redis", &b.res.redisGo, func() (float64, error) { return b.workerRun(ctx, "go", modeRedis, o.acksLate) }},
+		{"python-redis", &b.res.redisPy, func() (float64, error) { return b.workerRun(ctx, "python", modeRedis, false) }},
 	}
 	rates := map[string][]float64{}
 	for round := 1; round <= o.rounds; round++ {
@@ -244,37 +248,52 @@ func (r consumerRun) cpuNote(who string, n int) string {
 	part := func(name string, d time.Duration) string {
 		return fmt.Sprintf("%s %.0fµs/task (%.2f CPUs)", name, float64(d.Microseconds())/float64(n), d.Seconds()/window)
 	}
-	return "cpu: " + part(who, r.cpu.Group) + ", " + part("rabbitmq", r.cpu.RabbitMQ) + ", " + part("redis", r.cpu.Redis)
+	server := func(name string, d time.Duration, ok bool) string {
+		if !ok {
+			return name + " n/a (not found on its port, or another process in the two readings)"
+		}
+		return part(name, d)
+	}
+	return "cpu: " + part(who, r.cpu.Group) + ", " + server("rabbitmq", r.cpu.RabbitMQ, r.cpu.RabbitMQOK()) + ", " + server("redis", r.cpu.Redis, r.cpu.RedisOK())
 }
 
 func (r consumerRun) rate(n int) float64 { return rateOf(n, r.end.Sub(r.start)) }
 
-// workerRun drains a fresh queue with the Go or the Python worker and returns the rate.
-func (b *bench) workerRun(ctx context.Context, kind, mode string) (float64, error) {
+// workerRun drains a fresh queue with the Go or the Python worker (the Go worker with
+// task_acks_late or not) and returns the rate. A Go run with acks_late prints "go-late" as its
+// kind.
+func (b *bench) workerRun(ctx context.Context, kind, mode string, acksLate bool) (float64, error) {
+	label := kind
+	if kind == "go" && acksLate {
+		label = "go-late"
+	}
 	n := b.o.n
+	if kind == "python" {
+		n = b.o.pyN
+	}
 	var opts []celery.SendOption
 	if mode == modeIgnore {
 		opts = append(opts, celery.WithIgnoreResult())
 	}
 	// In ignore_result mode the last message, alone, stores its result: the end signal.
-	f, err := b.fill(ctx, kind+"-"+mode, n, opts, nil)
+	f, err := b.fill(ctx, label+"-"+mode, n, opts, nil)
 	if err != nil {
 		return 0, err
 	}
-	p, err := b.startWorker(kind, f.q, mode)
+	p, err := b.startWorker(kind, f.q, label+"-"+mode, acksLate)
 	if err != nil {
 		return 0, err
 	}
 	r, runErr := b.measure(ctx, p, f, mode)
 	stopErr := b.stopWorker(p)
 	if runErr != nil {
-		return 0, fmt.Errorf("%s worker, %s: %w\n%s", kind, mode, runErr, p.tail(20))
+		return 0, fmt.Errorf("%s worker, %s: %w\n%s", label, mode, runErr, p.tail(20))
 	}
 	if stopErr != nil {
-		return 0, fmt.Errorf("%s worker, %s: %w\n%s", kind, mode, stopErr, p.tail(20))
+		return 0, fmt.Errorf("%s worker, %s: %w\n%s", label, mode, stopErr, p.tail(20))
 	}
 	if err := b.verify(ctx, f, mode); err != nil {
-		return 0, fmt.Errorf("%s worker, %s: %w\n%s", kind, mode, err, p.tail(20))
+		return 0, fmt.Errorf("%s worker, %s: %w\n%s", label, mode, err, p.tail(20))
 	}
 	if err := deleteKeys(ctx, b.rc, f.ids); err != nil {
 		return 0, err
@@ -287,13 +306,13 @@ func (b *bench) workerRun(ctx context.Context, kind, mode string) (float64, erro
 	if r.peakKB > 0 {
 		extra = fmt.Sprintf(", peak RSS %s", mib(r.peakKB))
 	}
-	if lines := p.errorLines(); lines > 0 {
+	if lines := p.ErrorLines(); lines > 0 {
 		extra += fmt.Sprintf(", %d ERROR/CRITICAL log lines (below)", lines)
 		defer fmt.Fprint(b.out, p.tail(20))
 	}
 	rate := r.rate(n)
 	fmt.Fprintf(b.out, "%-14s %-10s %d tasks in %s = %s (prefetch %d%s; %s; published in %s)\n",
-		mode, kind, n, seconds(r.end.Sub(r.start)), perSecond(rate), prefetch, extra, r.cpuNote("worker", n), seconds(f.took))
+		mode, label, n, seconds(r.end.Sub(r.start)), perSecond(rate), prefetch, extra, r.cpuNote("worker", n), seconds(f.took))
 	return rate, nil
 }
 
@@ -304,13 +323,13 @@ func (b *bench) measure(ctx context.Context, p *process, f filled, mode string) 
 	var err error
 	q, ids := f.q, f.ids
 	sctx, cancel := context.WithTimeoutCause(ctx, startWithin, fmt.Errorf("the worker did not begin consuming within %s", startWithin))
-	r.start, err = b.watch.waitBelow(sctx, q, len(ids), startPoll, p.done)
+	r.start, err = b.watch.waitBelow(sctx, q, len(ids), startPoll, p.Done())
 	cancel()
 	if err != nil {
 		return r, err
 	}
-	pid := p.cmd.Process.Pid
-	cpu0 := procstat.GroupCPU(pid)
+	pid := p.PID()
+	cpu0 := procstat.GroupCPU(pid, b.servers)
 	dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the queue was not drained within %s", drainWithin))
 	defer cancel()
 	wait := ids
@@ -318,17 +337,17 @@ func (b *bench) measure(ctx context.Context, p *process, f filled, mode string) 
 		wait = ids[len(ids)-1:]
 	}
 	var failed int
-	r.end, failed, err = waitResults(dctx, b.rc, wait, endPoll, p.done)
+	r.end, failed, err = waitResults(dctx, b.rc, wait, endPoll, p.Done())
 	if err != nil {
 		return r, err
 	}
-	r.cpu = procstat.GroupCPU(pid).Sub(cpu0)
+	r.cpu = procstat.GroupCPU(pid, b.servers).Sub(cpu0)
 	if failed > 0 {
 		return r, fmt.Errorf("%d of %d results are not SUCCESS", failed, len(wait))
 	}
 	if p.kind == "go" {
-		if st, err := readProcStatus(pid); err == nil {
-			r.peakKB = st.hwmKB
+		if m, err := p.Memory(); err == nil {
+			r.peakKB = m.HWM
 		}
 	}
 	return r, nil
@@ -391,12 +410,12 @@ func (b *bench) bareRun(ctx context.Context, every int) (float64, error) {
 	sctx, scancel := context.WithTimeoutCause(bctx, startWithin, fmt.Errorf("the bare consumer did not begin within %s", startWithin))
 	r.start, err = b.watch.waitBelow(sctx, f.q, n, startPoll, failed)
 	scancel()
-	cpu0 := procstat.ProcessCPU(os.Getpid())
+	cpu0 := procstat.ProcessCPU(os.Getpid(), b.servers)
 	if err != nil {
 		cancel()
 	}
 	<-done
-	r.cpu = procstat.ProcessCPU(os.Getpid()).Sub(cpu0)
+	r.cpu = procstat.ProcessCPU(os.Getpid(), b.servers).Sub(cpu0)
 	if own.err != nil {
 		return 0, fmt.Errorf("bare consumer: %w", own.err)
 	}
@@ -422,7 +441,7 @@ func (b *bench) etaRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := b.startWorker("go", f.q, "eta")
+	p, err := b.startWorker("go", f.q, "eta", b.o.acksLate)
 	if err != nil {
 		return err
 	}
@@ -451,16 +470,16 @@ func (b *bench) etaRun(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("go worker, ETA hold: %w", err)
 	}
-	b.res.etaN, b.res.etaPeakKB = n, held.hwmKB
+	b.res.etaN, b.res.etaPeakKB = n, held.HWM
 	fmt.Fprintf(b.out, "%-14s %-10s %d tasks (countdown %s) held unacknowledged %s after the first delivery; peak RSS (VmHWM) %s, RSS %s\n",
-		"eta_hold", "go", n, etaCountdwn, seconds(held.at), mib(held.hwmKB), mib(held.rssKB))
+		"eta_hold", "go", n, etaCountdwn, seconds(held.at), mib(held.HWM), mib(held.RSS))
 	fmt.Fprintf(b.out, "%-14s %-10s warm shutdown took %s; %s\n",
 		"eta_hold", "go", seconds(held.stopped.Sub(held.sigterm)), requeued)
 	return nil
 }
 
 type heldETA struct {
-	procStatus
+	workerproc.Memory
 	at               time.Duration // from the first delivery to ready == 0
 	sigterm, stopped time.Time     // the warm shutdown: asked, and the process gone
 }
@@ -468,14 +487,14 @@ type heldETA struct {
 func (b *bench) holdETA(ctx context.Context, p *process, q string, n int) (heldETA, error) {
 	var h heldETA
 	sctx, cancel := context.WithTimeoutCause(ctx, startWithin, fmt.Errorf("the worker did not begin consuming within %s", startWithin))
-	start, err := b.watch.waitBelow(sctx, q, n, startPoll, p.done)
+	start, err := b.watch.waitBelow(sctx, q, n, startPoll, p.Done())
 	cancel()
 	if err != nil {
 		return h, err
 	}
 	dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the ETA tasks were not all taken within %s", drainWithin))
 	defer cancel()
-	end, err := b.watch.waitZero(dctx, q, etaPoll, p.done)
+	end, err := b.watch.waitZero(dctx, q, etaPoll, p.Done())
 	if err != nil {
 		return h, err
 	}
@@ -484,12 +503,12 @@ func (b *bench) holdETA(ctx context.Context, p *process, q string, n int) (heldE
 	// reading it a moment later can only make it more complete.
 	select {
 	case <-time.After(etaSettle):
-	case <-p.done:
+	case <-p.Done():
 		return h, errors.New("the worker exited while holding the ETA tasks")
 	case <-ctx.Done():
 		return h, context.Cause(ctx)
 	}
-	h.procStatus, err = readProcStatus(p.cmd.Process.Pid)
+	h.Memory, err = p.Memory()
 	return h, err
 }
 
@@ -497,13 +516,10 @@ func (b *bench) holdETA(ctx context.Context, p *process, q string, n int) (heldE
 func (b *bench) close() error {
 	var errs []error
 	b.mu.Lock()
-	procs := append([]*process(nil), b.running...)
 	queues := append([]string(nil), b.queues...)
 	ids := append([]string(nil), b.ids...)
 	b.mu.Unlock()
-	for _, p := range procs {
-		p.kill()
-	}
+	b.procs.KillAll()
 	if b.br != nil {
 		_ = b.br.Close()
 	}
@@ -542,12 +558,12 @@ func deleteQueues(url string, names []string) error {
 	return procstat.DeleteQueues(conn, names)
 }
 
-// configFile writes the Go worker's configuration into the temp dir.
-func (b *bench) configFile() (string, error) {
-	path := filepath.Join(b.tmp, "celeryconfig.yaml")
+// configFile writes a Go worker's configuration into the temp dir, with task_acks_late or not.
+func (b *bench) configFile(label string, acksLate bool) (string, error) {
+	path := filepath.Join(b.tmp, "celeryconfig-"+label+".yaml")
 	body := fmt.Sprintf("broker_url: %s\nresult_backend: %s\naccept_content: [json]\nworker_concurrency: %d\nworker_prefetch_multiplier: %d\nworker_dead_letter_queue: %s\n",
 		strconv.Quote(b.o.amqpURL), strconv.Quote(b.o.redisURL), b.o.goConc, b.o.multiplier, strconv.Quote("bench.deadletter."+b.sfx))
-	if b.o.acksLate {
+	if acksLate {
 		body += "task_acks_late: true\n"
 	}
 	return path, os.WriteFile(path, []byte(body), 0o600)

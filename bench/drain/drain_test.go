@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -81,12 +82,13 @@ func TestSummaryTable(t *testing.T) {
 	}{
 		{
 			name: "all measured",
-			s: summary{ignoreGo: 18500, ignorePy: 3600, ignoreBare: 19000, ignoreBareMulti: 30000,
+			s: summary{ignoreGo: 18500, ignorePy: 3600, ignoreBare: 19000, ignoreBareMulti: 30000, ignoreGoLate: 27300,
 				redisGo: 15000, redisPy: 2900, etaN: 10000, etaPeakKB: 43008},
 			lines: []string{
 				"mode            go         python     bare       go/python  go/bare",
 				"ignore_result   18500/s    3600/s     19000/s    5.1x       0.97",
 				"  bare multi-ack                       30000/s               0.61",
+				"  go acks_late  27300/s                          7.5x       0.91 (multi-ack)",
 				"redis_results   15000/s    2900/s     -          5.1x       -",
 				"eta_hold        peak RSS of the Go worker with 10000 ETA tasks held: 42.0 MiB",
 				"targets: go/python >= 5x: met (ignore_result), met (redis_results); go/bare >= 0.80: met",
@@ -140,17 +142,22 @@ func TestChunks(t *testing.T) {
 func TestParseOptions(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name    string
-		args    []string
-		wantErr bool
+		name     string
+		args     []string
+		wantErr  bool
+		wantRuns []string // nil: not checked
 	}{
-		{"defaults", []string{"-worker", "w"}, false},
-		{"no worker", nil, true},
-		{"zero n", []string{"-worker", "w", "-n", "0"}, true},
-		{"negative eta", []string{"-worker", "w", "-eta", "-1"}, true},
-		{"zero concurrency", []string{"-worker", "w", "-c", "0"}, true},
-		{"zero rounds", []string{"-worker", "w", "-rounds", "0"}, true},
-		{"unknown run", []string{"-worker", "w", "-runs", "ignore,fast"}, true},
+		{"defaults", []string{"-worker", "w"}, false,
+			[]string{"bare", "bare-multi", "eta", "go-ignore", "go-ignore-late", "go-redis", "python-ignore", "python-redis"}},
+		{"runs by name", []string{"-worker", "w", "-runs", "go-ignore, go-ignore-late,bare-multi,,redis"}, false,
+			[]string{"bare-multi", "go-ignore", "go-ignore-late", "go-redis", "python-redis"}},
+		{"no worker", nil, true, nil},
+		{"zero n", []string{"-worker", "w", "-n", "0"}, true, nil},
+		{"negative python n", []string{"-worker", "w", "-pyn", "-1"}, true, nil},
+		{"negative eta", []string{"-worker", "w", "-eta", "-1"}, true, nil},
+		{"zero concurrency", []string{"-worker", "w", "-c", "0"}, true, nil},
+		{"zero rounds", []string{"-worker", "w", "-rounds", "0"}, true, nil},
+		{"unknown run", []string{"-worker", "w", "-runs", "ignore,fast"}, true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -158,8 +165,13 @@ func TestParseOptions(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("parseOptions(%q) error = %v, want error %v", tc.args, err, tc.wantErr)
 			}
-			if err == nil && (o.n != 20000 || o.eta != 10000 || o.goConc != 25 || o.pyConc != 2 || o.multiplier != 4) {
+			if err == nil && (o.n != 20000 || o.pyN != 20000 || o.eta != 10000 || o.goConc != 25 || o.pyConc != 2 || o.multiplier != 4) {
 				t.Fatalf("defaults = %+v", o)
+			}
+			if tc.wantRuns != nil {
+				if got := slices.Sorted(maps.Keys(o.runs)); !slices.Equal(got, tc.wantRuns) {
+					t.Errorf("runs = %q, want %q", got, tc.wantRuns)
+				}
 			}
 		})
 	}

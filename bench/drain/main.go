@@ -1,13 +1,17 @@
 // Command drain measures task throughput on one RabbitMQ, in one run. The Go worker (the real
 // ./worker binary), a real Python Celery 5.2 worker (prefork, -c 2) and a bare amqp091-go
-// consume-and-ack loop each drain the same N no-op Celery protocol-2 messages, first with
-// ignore_result and then with results stored in Redis. It prints each rate, the ratios Go/Python
-// and Go/bare, and the Go worker's peak RSS while it holds 10,000 ETA tasks. bench/drain.sh builds
-// the programs and runs it.
+// consume-and-ack loop each drain the same N no-op Celery protocol-2 messages (the Python worker
+// -pyn of them when that is given: its rate is steady long before N, and its runs are the longest),
+// first with ignore_result and then with results stored in Redis. It prints each rate, the ratios
+// Go/Python and Go/bare, and the Go worker's peak RSS while it holds 10,000 ETA tasks.
+// bench/drain.sh builds the programs and runs it.
 //
 // Usage:
 //
-//	drain -worker path/to/worker [-n 20000] [-eta 10000] [-runs ignore,redis,eta] [-rounds 1] [-pytasks bench] [-acks-late] [-timeout 4m]
+//	drain -worker path/to/worker [-n 20000] [-pyn 0] [-eta 10000] [-runs ignore,redis,eta] [-rounds 1] [-pytasks bench] [-acks-late] [-timeout 4m]
+//
+// -runs names the runs: go-ignore, go-ignore-late, python-ignore, bare, bare-multi (the group
+// "ignore"), go-redis, python-redis (the group "redis") and eta.
 //
 // AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/) and REDIS_URL (default
 // redis://127.0.0.1:6379/0) choose the services.
@@ -52,8 +56,10 @@
 // Prefetch: the Go worker runs with -c 25 and worker_prefetch_multiplier 4 (prefetch 100), the
 // Python worker with -c 2 and Celery's default multiplier 4 (prefetch 8), the bare consumer with
 // basic.qos(100), acknowledging each message, and again acknowledging every 50th message with
-// multiple=true. All use global QoS, as Celery does on RabbitMQ. With -acks-late the Go worker
-// runs with task_acks_late: each ack follows its task (and its stored result).
+// multiple=true. All use global QoS, as Celery does on RabbitMQ. The go-ignore-late run (kind
+// "go-late" in the output) is the Go worker's ignore_result drain again with task_acks_late: each
+// ack follows its task, the setting for the comparison with the bare multi-ack consumer.
+// With -acks-late every Go worker run uses task_acks_late.
 //
 // Each run also reports the CPU time, per task and in CPUs busy over the run, of the consumer (the
 // worker's process group, Python's pool included; the bench process for the bare consumer), of
@@ -91,7 +97,8 @@ func main() {
 
 // options are the command-line settings.
 type options struct {
-	n, eta, rounds    int
+	n, pyN, eta       int
+	rounds            int
 	worker            string
 	python, pytasks   string
 	goConc, pyConc    int
@@ -108,6 +115,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.n, "n", 20000, "tasks per drain run")
+	fs.IntVar(&o.pyN, "pyn", 0, "tasks per Python worker run (0 = -n): Python's rate is steady well below -n, and its runs take the longest")
 	fs.IntVar(&o.eta, "eta", 10000, "ETA tasks the Go worker holds for the RSS reading (0 = skip)")
 	fs.IntVar(&o.rounds, "rounds", 1, "repeat the drain runs, interleaved, and report each rate's median")
 	fs.StringVar(&o.worker, "worker", "", "the Go worker binary (required)")
@@ -117,7 +125,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.pyConc, "pyc", 2, "Python worker concurrency (prefork processes)")
 	fs.IntVar(&o.multiplier, "multiplier", 4, "worker_prefetch_multiplier of both workers")
 	fs.BoolVar(&o.acksLate, "acks-late", false, "run the Go worker with task_acks_late (ack after the task ran and its result is stored)")
-	runs := fs.String("runs", "ignore,redis,eta", "what to run: ignore (= go-ignore,python-ignore,bare,bare-multi), redis (= go-redis,python-redis), eta, or those names")
+	runs := fs.String("runs", "ignore,redis,eta", "what to run: ignore (= go-ignore,go-ignore-late,python-ignore,bare,bare-multi), redis (= go-redis,python-redis), eta, or those names")
 	fs.DurationVar(&o.timeout, "timeout", 4*time.Minute, "deadline of the whole run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -127,6 +135,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-worker is required")
 	case o.n <= 0:
 		return o, errors.New("-n must be positive")
+	case o.pyN < 0:
+		return o, errors.New("-pyn must not be negative")
 	case o.eta < 0:
 		return o, errors.New("-eta must not be negative")
 	case o.rounds <= 0:
@@ -138,17 +148,20 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	for _, r := range strings.Split(*runs, ",") {
 		switch r = strings.TrimSpace(r); r {
 		case "ignore":
-			for _, n := range []string{"go-ignore", "python-ignore", "bare", "bare-multi"} {
+			for _, n := range []string{"go-ignore", "go-ignore-late", "python-ignore", "bare", "bare-multi"} {
 				o.runs[n] = true
 			}
 		case "redis":
 			o.runs["go-redis"], o.runs["python-redis"] = true, true
-		case "go-ignore", "python-ignore", "bare", "bare-multi", "go-redis", "python-redis", "eta":
+		case "go-ignore", "go-ignore-late", "python-ignore", "bare", "bare-multi", "go-redis", "python-redis", "eta":
 			o.runs[r] = true
 		case "":
 		default:
 			return o, fmt.Errorf("-runs: unknown run %q", r)
 		}
+	}
+	if o.pyN == 0 {
+		o.pyN = o.n
 	}
 	var err error
 	if o.worker, err = filepath.Abs(o.worker); err != nil {

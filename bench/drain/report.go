@@ -18,6 +18,7 @@ const (
 // summary holds the rates (tasks/s) of a run; 0 means not measured.
 type summary struct {
 	ignoreGo, ignorePy, ignoreBare, ignoreBareMulti float64
+	ignoreGoLate                                    float64 // the Go worker with task_acks_late
 	redisGo, redisPy                                float64
 	etaN                                            int
 	etaPeakKB                                       int64
@@ -34,6 +35,9 @@ func (s summary) table() string {
 		times(s.ignoreGo, s.ignorePy), fraction(s.ignoreGo, s.ignoreBare))
 	if s.ignoreBareMulti > 0 {
 		row("  bare multi-ack", "", "", perSecond(s.ignoreBareMulti), "", fraction(s.ignoreGo, s.ignoreBareMulti))
+	}
+	if s.ignoreGoLate > 0 {
+		row("  go acks_late", perSecond(s.ignoreGoLate), "", "", times(s.ignoreGoLate, s.ignorePy), fraction(s.ignoreGoLate, s.ignoreBareMulti)+" (multi-ack)")
 	}
 	row(modeRedis, perSecond(s.redisGo), perSecond(s.redisPy), "-", times(s.redisGo, s.redisPy), "-")
 	if s.etaN > 0 {

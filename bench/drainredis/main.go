@@ -7,7 +7,10 @@
 //
 // Usage:
 //
-//	drainredis -worker path/to/worker [-n 5000] [-python /usr/bin/python3] [-timeout 4m]
+//	drainredis -worker path/to/worker [-n 5000] [-pyn 0] [-amqp=true] [-python /usr/bin/python3] [-timeout 4m]
+//
+// -pyn sizes the Python worker's runs apart (0: -n); -amqp=false leaves the Go worker's RabbitMQ
+// runs out.
 //
 // # What is measured
 //
@@ -54,7 +57,8 @@ const brokerDB = 12
 
 type options struct {
 	worker, python, pytasks string
-	n                       int
+	n, pyN                  int
+	amqp                    bool // also the Go worker on RabbitMQ
 	timeout                 time.Duration
 	redisURL, amqpURL       string
 }
@@ -65,12 +69,17 @@ func main() {
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "Python with Celery 5.2")
 	flag.StringVar(&o.pytasks, "pytasks", "bench", "directory holding the pytasks package")
 	flag.IntVar(&o.n, "n", 5000, "tasks per run")
+	flag.IntVar(&o.pyN, "pyn", 0, "tasks per Python worker run (0 = -n; Python's runs are the longest, and its rate is steady well below -n)")
+	flag.BoolVar(&o.amqp, "amqp", true, "also drain with the Go worker from RabbitMQ (the Go on Redis / Go on RabbitMQ ratio)")
 	flag.DurationVar(&o.timeout, "timeout", 4*time.Minute, "deadline of the whole run")
 	flag.Parse()
 	o.redisURL = envOr("REDIS_URL", "redis://127.0.0.1:6379/0")
 	o.amqpURL = envOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-	if o.worker == "" || o.n < 2 {
-		fmt.Fprintln(os.Stderr, "usage: drainredis -worker path [-n N>=2]")
+	if o.pyN == 0 {
+		o.pyN = o.n
+	}
+	if o.worker == "" || o.n < 2 || o.pyN < 2 {
+		fmt.Fprintln(os.Stderr, "usage: drainredis -worker path [-n N>=2] [-pyn N>=2] [-amqp=false]")
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
@@ -115,12 +124,15 @@ func run(ctx context.Context, o options) error {
 
 	type runSpec struct{ who, broker, mode string }
 	rates := map[string]float64{}
-	fmt.Printf("drainredis: N=%d; clock from the first task's result to the last (see bench/drainredis/main.go)\n", o.n)
+	fmt.Printf("drainredis: N=%d (Python: %d); clock from the first task's result to the last (see bench/drainredis/main.go)\n", o.n, o.pyN)
 	for _, r := range []runSpec{
 		{"go", "redis", "ignore_result"}, {"python", "redis", "ignore_result"},
 		{"go", "redis", "redis_results"}, {"python", "redis", "redis_results"},
 		{"go", "amqp", "ignore_result"}, {"go", "amqp", "redis_results"},
 	} {
+		if r.broker == "amqp" && !o.amqp {
+			continue
+		}
 		var br broker.Broker = rb
 		url := brokerURL
 		if r.broker == "amqp" {
@@ -135,21 +147,28 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Println("summary:")
 	for _, mode := range []string{"ignore_result", "redis_results"} {
-		fmt.Printf("  %-13s Go/Python on Redis: %5.1fx   Go on Redis / Go on RabbitMQ: %4.2fx\n", mode,
-			rates["go/redis/"+mode]/rates["python/redis/"+mode], rates["go/redis/"+mode]/rates["go/amqp/"+mode])
+		line := fmt.Sprintf("  %-13s Go/Python on Redis: %5.1fx", mode, rates["go/redis/"+mode]/rates["python/redis/"+mode])
+		if o.amqp {
+			line += fmt.Sprintf("   Go on Redis / Go on RabbitMQ: %4.2fx", rates["go/redis/"+mode]/rates["go/amqp/"+mode])
+		}
+		fmt.Println(line)
 	}
 	return nil
 }
 
 // drain fills a fresh queue with n messages, starts the worker on it, and times it.
 func drain(ctx context.Context, o options, rc, brc *redis.Client, br broker.Broker, brokerURL, who, kind, mode string) (float64, error) {
+	n := o.n
+	if who == "python" {
+		n = o.pyN
+	}
 	queue := fmt.Sprintf("bench.drainredis.%s.%s.%d", who, kind, time.Now().UnixNano())
 	client, err := celery.NewClient(celery.ClientOptions{Config: celery.Config{BrokerURL: brokerURL}, Broker: br})
 	if err != nil {
 		return 0, err
 	}
-	ids := make([]string, o.n)
-	keys := make([]string, o.n)
+	ids := make([]string, n)
+	keys := make([]string, n)
 	for i := range ids {
 		ids[i] = celery.NewID()
 		keys[i] = redisbackend.TaskKey("", ids[i])
@@ -159,7 +178,7 @@ func drain(ctx context.Context, o options, rc, brc *redis.Client, br broker.Brok
 	sendStart := time.Now()
 	for i, id := range ids {
 		opts := []celery.SendOption{celery.WithQueue(queue), celery.WithTaskID(id)}
-		if mode == "ignore_result" && i != 0 && i != o.n-1 {
+		if mode == "ignore_result" && i != 0 && i != n-1 {
 			opts = append(opts, celery.WithIgnoreResult())
 		}
 		if _, err := client.SendTask(ctx, "diag.add", []any{1, 2}, nil, opts...); err != nil {
@@ -167,7 +186,7 @@ func drain(ctx context.Context, o options, rc, brc *redis.Client, br broker.Brok
 		}
 	}
 	fmt.Printf("  (filling: the Go client published %d on %s at %.0f/s, one SendTask at a time)\n",
-		o.n, kind, float64(o.n)/time.Since(sendStart).Seconds())
+		n, kind, float64(n)/time.Since(sendStart).Seconds())
 	p, err := startWorker(o, who, brokerURL, queue)
 	if err != nil {
 		return 0, err
@@ -179,7 +198,7 @@ func drain(ctx context.Context, o options, rc, brc *redis.Client, br broker.Brok
 	}
 	wait := keys
 	if mode == "ignore_result" {
-		wait = keys[o.n-1:]
+		wait = keys[n-1:]
 	}
 	end, err := waitKeys(ctx, rc, wait)
 	if err != nil {
@@ -193,7 +212,7 @@ func drain(ctx context.Context, o options, rc, brc *redis.Client, br broker.Brok
 	if err := verify(ctx, rc, keys, queueLen); err != nil {
 		return 0, err
 	}
-	return float64(o.n-1) / end.Sub(start).Seconds(), nil
+	return float64(n-1) / end.Sub(start).Seconds(), nil
 }
 
 // waitKeys polls every 2 ms until every key exists, and returns when it saw the last one.

@@ -7,19 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/bench/internal/procstat"
+	"github.com/forumads/forumads/bench/internal/workerproc"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
 )
@@ -57,10 +56,10 @@ type bench struct {
 	br     *amqpbroker.Broker
 	client *celery.Client
 
-	queues  []string
-	ids     []string
-	running []*process
-	runs    int
+	queues []string
+	ids    []string
+	procs  workerproc.Set // worker processes to kill if the bench stops early
+	runs   int
 }
 
 func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (*bench, error) {
@@ -208,15 +207,15 @@ type drainResult struct {
 	n, procs, queues int
 	took, published  time.Duration
 	rate             float64
-	before           int      // tasks already done when the clock started (not counted)
-	rss              rssTrace // sampled over the run (sum over processes)
+	before           int                 // tasks already done when the clock started (not counted)
+	rss              workerproc.RSSTrace // sampled over the run (sum over processes)
 	workerCPU        time.Duration
 }
 
 func (r drainResult) line() string {
 	return fmt.Sprintf("%-14s %d proc x %d queue(s) %6d tasks: %d in %.3fs = %.0f/s (%d done before all consumed; worker CPU %.0fµs/task; RSS start %s, peak %s, end %s; published in %.3fs)",
 		"redis_results", r.procs, r.queues, r.n, r.n-r.before, r.took.Seconds(), r.rate, r.before,
-		float64(r.workerCPU.Microseconds())/float64(r.n-r.before), mib(r.rss.start), mib(r.rss.peak), mib(r.rss.end), r.published.Seconds())
+		float64(r.workerCPU.Microseconds())/float64(r.n-r.before), mib(r.rss.Start), mib(r.rss.Peak), mib(r.rss.End), r.published.Seconds())
 }
 
 // drainRun fills q queues with n tasks and drains them with p worker processes.
@@ -251,11 +250,11 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 		}
 		res.before = done0
 		cpu0 := groupCPU(procs)
-		sampler := sampleRSS(procs, rssEvery)
+		sampler := workerproc.SampleRSS(procs, rssEvery)
 		dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the queues were not drained within %s", drainWithin))
 		defer cancel()
 		end, failed, err := b.waitResults(dctx, ids, procs)
-		res.rss = sampler.stop(procs)
+		res.rss = sampler.Stop()
 		res.workerCPU = groupCPU(procs) - cpu0
 		if err != nil {
 			return err
@@ -395,15 +394,16 @@ func (b *bench) etaRun(ctx context.Context, n int) error {
 				lastReady, lastMove = r, time.Now()
 			}
 			if base == 0 && r < n {
-				if kb, err := procstat.ReadStatusKB(p.cmd.Process.Pid, "VmRSS"); err == nil {
-					base = kb
+				if m, err := p.Memory(); err == nil {
+					base = m.RSS
 				}
 			}
 			for held := n - r; held >= next && next <= n; next += etaStep {
-				rss, err := procstat.ReadStatusKB(p.cmd.Process.Pid, "VmRSS")
+				m, err := p.Memory()
 				if err != nil {
 					continue
 				}
+				rss := m.RSS
 				lines = append(lines, fmt.Sprintf("  %6d taken: RSS %s (+%s per 10,000 over the %s at the first delivery) at %.2fs",
 					next, mib(rss), mib((rss-base)*etaStep/int64(next)), mib(base), time.Since(began).Seconds()))
 			}
@@ -427,15 +427,11 @@ func (b *bench) etaRun(ctx context.Context, n int) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		m, err := p.Memory()
 		if err != nil {
 			return err
 		}
-		rss, err1 := procstat.StatusKB(st, "VmRSS")
-		hwm, err2 := procstat.StatusKB(st, "VmHWM")
-		if err := errors.Join(err1, err2); err != nil {
-			return err
-		}
+		rss, hwm := m.RSS, m.HWM
 		lines = append(lines, fmt.Sprintf("  %d of %d held, %s later: RSS %s, peak (VmHWM) %s: %s per 10,000 held above the %s at the first delivery",
 			held, n, etaSettle, mib(rss), mib(hwm), mib((hwm-base)*etaStep/int64(max(held, 1))), mib(base)))
 		return nil
@@ -472,13 +468,10 @@ func (b *bench) deleteResults(ctx context.Context, ids []string) error {
 func (b *bench) close() error {
 	var errs []error
 	b.mu.Lock()
-	procs := append([]*process(nil), b.running...)
 	queues := append([]string(nil), b.queues...)
 	ids := append([]string(nil), b.ids...)
 	b.mu.Unlock()
-	for _, p := range procs {
-		p.kill()
-	}
+	b.procs.KillAll()
 	if b.br != nil {
 		_ = b.br.Close()
 	}
@@ -510,13 +503,9 @@ func (b *bench) close() error {
 	return errors.Join(errs...)
 }
 
-// process is a worker the bench started, in a process group of its own.
-type process struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
-}
+// process is a worker the bench started (bench/internal/workerproc: a process group of its own,
+// with its output in a log file).
+type process = workerproc.Process
 
 // startWorker starts one Go worker consuming qs.
 func (b *bench) startWorker(qs []string, label string) (*process, error) {
@@ -526,89 +515,32 @@ func (b *bench) startWorker(qs []string, label string) (*process, error) {
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(b.tmp, label+".log")
-	logf, err := os.Create(logPath)
+	p, err := workerproc.Start(workerproc.Spec{
+		Name: "worker",
+		Argv: []string{b.o.worker, "--config", cfg, "-Q", strings.Join(qs, ","), "-c", strconv.Itoa(b.o.conc),
+			"-n", fmt.Sprintf("bench-scale-%s-%s@%%h", label, b.sfx), "-l", "warning"},
+		Env: procstat.WithEnv(os.Environ(), map[string]string{"CELERY_BROKER_URL": b.o.amqpURL, "CELERY_RESULT_BACKEND": b.o.redisURL}),
+		Dir: b.tmp,
+		Log: filepath.Join(b.tmp, label+".log"),
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	cmd := exec.Command(b.o.worker, "--config", cfg, "-Q", strings.Join(qs, ","), "-c", strconv.Itoa(b.o.conc),
-		"-n", fmt.Sprintf("bench-scale-%s-%s@%%h", label, b.sfx), "-l", "warning")
-	cmd.Env = procstat.WithEnv(os.Environ(), map[string]string{"CELERY_BROKER_URL": b.o.amqpURL, "CELERY_RESULT_BACKEND": b.o.redisURL})
-	cmd.Dir = b.tmp
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the worker: %w", err)
-	}
-	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	b.mu.Lock()
-	b.running = append(b.running, p)
-	b.mu.Unlock()
+	b.procs.Add(p)
 	return p, nil
 }
 
 // stopAll asks every process for a warm shutdown and waits; past stopWithin it kills them.
 func (b *bench) stopAll(procs []*process) error {
-	var errs []error
-	for _, p := range procs {
-		select {
-		case <-p.done:
-			errs = append(errs, fmt.Errorf("worker %d had exited by itself: %v", p.cmd.Process.Pid, p.err))
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		}
-	}
-	deadline := time.After(stopWithin)
-	for _, p := range procs {
-		select {
-		case <-p.done:
-			if p.err != nil {
-				errs = append(errs, fmt.Errorf("worker %d: warm shutdown ended with %v", p.cmd.Process.Pid, p.err))
-			}
-		case <-deadline:
-			errs = append(errs, fmt.Errorf("worker %d did not stop within %s of SIGTERM; killed", p.cmd.Process.Pid, stopWithin))
-		}
-		p.kill()
-	}
-	b.mu.Lock()
-	kept := b.running[:0]
-	for _, r := range b.running {
-		stopped := false
-		for _, p := range procs {
-			stopped = stopped || r == p
-		}
-		if !stopped {
-			kept = append(kept, r)
-		}
-	}
-	b.running = kept
-	b.mu.Unlock()
-	return errors.Join(errs...)
-}
-
-// kill sends SIGKILL to the process group and waits, bounded, for the leader.
-func (p *process) kill() {
-	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		_ = p.cmd.Process.Kill()
-	}
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-	}
+	defer b.procs.Remove(procs...)
+	return workerproc.Stop(procs, stopWithin)
 }
 
 // exited reports a process that is gone.
 func exited(procs []*process) error {
 	for _, p := range procs {
-		select {
-		case <-p.done:
-			return fmt.Errorf("worker %d exited: %v", p.cmd.Process.Pid, p.err)
-		default:
+		if err := p.Exited(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -618,9 +550,7 @@ func exited(procs []*process) error {
 func tails(procs []*process) string {
 	var sb strings.Builder
 	for _, p := range procs {
-		if data, err := os.ReadFile(p.logPath); err == nil {
-			sb.WriteString(procstat.LastLines(string(data), 10, "  worker log| "))
-		}
+		sb.WriteString(p.Tail(10, "  worker log| "))
 	}
 	return sb.String()
 }
@@ -629,59 +559,9 @@ func tails(procs []*process) string {
 func groupCPU(procs []*process) time.Duration {
 	var d time.Duration
 	for _, p := range procs {
-		d += procstat.GroupCPU(p.cmd.Process.Pid).Group
+		d += procstat.GroupCPU(p.PID(), procstat.Servers{}).Group
 	}
 	return d
-}
-
-// rssTrace is VmRSS (KiB, summed over the processes) at the start, the peak and the end.
-type rssTrace struct{ start, peak, end int64 }
-
-// sampler reads the processes' summed VmRSS every interval until stopped.
-type sampler struct {
-	stopc chan struct{}
-	done  chan struct{}
-	trace rssTrace
-}
-
-func sampleRSS(procs []*process, every time.Duration) *sampler {
-	s := &sampler{stopc: make(chan struct{}), done: make(chan struct{})}
-	s.trace.start = sumStatus(procs, "VmRSS")
-	s.trace.peak = s.trace.start
-	go func() {
-		defer close(s.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stopc:
-				return
-			case <-t.C:
-				s.trace.peak = max(s.trace.peak, sumStatus(procs, "VmRSS"))
-			}
-		}
-	}()
-	return s
-}
-
-// stop ends the sampling and returns the trace; the peak includes VmHWM (the peak between samples).
-func (s *sampler) stop(procs []*process) rssTrace {
-	close(s.stopc)
-	<-s.done
-	s.trace.end = sumStatus(procs, "VmRSS")
-	s.trace.peak = max(s.trace.peak, s.trace.end, sumStatus(procs, "VmHWM"))
-	return s.trace
-}
-
-// sumStatus sums a /proc/<pid>/status field over the processes (unreadable ones count 0).
-func sumStatus(procs []*process, field string) int64 {
-	var sum int64
-	for _, p := range procs {
-		if kb, err := procstat.ReadStatusKB(p.cmd.Process.Pid, field); err == nil {
-			sum += kb
-		}
-	}
-	return sum
 }
 
 // mib formats KiB as MiB with one decimal.

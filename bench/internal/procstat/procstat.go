@@ -1,7 +1,8 @@
 // Package procstat holds what the benchmark programs bench/drain and bench/chord share: reading
 // processes from Linux's /proc (the fields of /proc/<pid>/stat, kB fields of /proc/<pid>/status,
 // the processes of a group, the CPU time of a worker, RabbitMQ and Redis), the environment and
-// log tails of the workers they start, and the cleanup of the queues they declare.
+// log tails of the workers they start, the process listening on a port (which RabbitMQ and which
+// Redis to read), and the cleanup of the queues they declare.
 package procstat
 
 import (
@@ -110,43 +111,79 @@ func GroupPIDs(pgid int) []int {
 }
 
 // CPU is the CPU time (user + system) used so far by the processes under measure, by RabbitMQ's
-// Erlang VM (beam.smp) and by redis-server. A server not running on this machine counts 0.
+// Erlang VM and by redis-server: the processes listening on the ports of Servers (never every
+// beam.smp on the machine, which may run other brokers too). A server whose process is not found
+// counts 0 with PID 0.
 type CPU struct {
 	Group    time.Duration // the process group, or the single process, being measured
 	RabbitMQ time.Duration
 	Redis    time.Duration
+	// RabbitMQPID and RedisPID are the processes read (0: not found). In a difference (Sub) they
+	// are 0, with the time 0, when the two readings were not of the same process: unavailable.
+	RabbitMQPID, RedisPID int
 }
 
-// Sub is the CPU time used between an earlier reading and c.
+// RabbitMQOK reports whether c.RabbitMQ is a reading (or, after Sub, a difference of two readings
+// of one process).
+func (c CPU) RabbitMQOK() bool { return c.RabbitMQPID != 0 }
+
+// RedisOK reports whether c.Redis is a reading (or, after Sub, a difference of two readings of one
+// process).
+func (c CPU) RedisOK() bool { return c.RedisPID != 0 }
+
+// Sub is the CPU time used between an earlier reading and c. A server read from different
+// processes in the two (restarted, or another one took the port), or not found in either, is
+// never subtracted: its time and PID are 0.
 func (c CPU) Sub(earlier CPU) CPU {
-	return CPU{Group: c.Group - earlier.Group, RabbitMQ: c.RabbitMQ - earlier.RabbitMQ, Redis: c.Redis - earlier.Redis}
+	d := CPU{Group: c.Group - earlier.Group}
+	if c.RabbitMQPID != 0 && c.RabbitMQPID == earlier.RabbitMQPID {
+		d.RabbitMQ, d.RabbitMQPID = c.RabbitMQ-earlier.RabbitMQ, c.RabbitMQPID
+	}
+	if c.RedisPID != 0 && c.RedisPID == earlier.RedisPID {
+		d.Redis, d.RedisPID = c.Redis-earlier.Redis, c.RedisPID
+	}
+	return d
 }
 
 // GroupCPU reads the CPU time of every process in process group pgid (none for a pgid that is not
 // positive), of RabbitMQ and of Redis.
-func GroupCPU(pgid int) CPU {
-	return readCPU(func(st Stat) bool { return pgid > 0 && st.Pgrp == pgid })
+func GroupCPU(pgid int, s Servers) CPU {
+	return readCPU(s, func(st Stat) bool { return pgid > 0 && st.Pgrp == pgid })
 }
 
 // ProcessCPU reads the CPU time of process pid alone, of RabbitMQ and of Redis.
-func ProcessCPU(pid int) CPU {
-	return readCPU(func(st Stat) bool { return st.PID == pid })
+func ProcessCPU(pid int, s Servers) CPU {
+	return readCPU(s, func(st Stat) bool { return st.PID == pid })
 }
 
-// readCPU sums the CPU time of the processes that measured selects into Group, and those of
-// beam.smp and redis-server into RabbitMQ and Redis.
-func readCPU(measured func(Stat) bool) CPU {
+// readCPU sums the CPU time of the processes that measured selects into Group, and reads those of
+// the processes listening on the ports of s into RabbitMQ and Redis.
+func readCPU(s Servers, measured func(Stat) bool) CPU {
 	var c CPU
+	if s.AMQPPort > 0 {
+		c.RabbitMQPID, _ = ListenerPID(s.AMQPPort)
+	}
+	if s.RedisPort > 0 {
+		c.RedisPID, _ = ListenerPID(s.RedisPort)
+	}
+	mqRead, redisRead := false, false
 	for _, st := range Processes() {
 		if measured(st) {
 			c.Group += st.CPU
 		}
-		switch st.Comm {
-		case "beam.smp":
-			c.RabbitMQ += st.CPU
-		case "redis-server":
-			c.Redis += st.CPU
+		if c.RabbitMQPID != 0 && st.PID == c.RabbitMQPID {
+			c.RabbitMQ, mqRead = st.CPU, true
 		}
+		if c.RedisPID != 0 && st.PID == c.RedisPID {
+			c.Redis, redisRead = st.CPU, true
+		}
+	}
+	// A server that exited between the lookup and the reading was not read.
+	if !mqRead {
+		c.RabbitMQPID = 0
+	}
+	if !redisRead {
+		c.RedisPID = 0
 	}
 	return c
 }

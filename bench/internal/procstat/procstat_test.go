@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -172,16 +173,153 @@ func TestReadStatusKB(t *testing.T) {
 func TestCPUSub(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
+		name                 string
 		later, earlier, want CPU
 	}{
-		{CPU{Group: 5 * time.Second, RabbitMQ: 3 * time.Second, Redis: time.Second},
-			CPU{Group: 2 * time.Second, RabbitMQ: time.Second, Redis: time.Second},
-			CPU{Group: 3 * time.Second, RabbitMQ: 2 * time.Second}},
-		{CPU{Redis: time.Millisecond}, CPU{}, CPU{Redis: time.Millisecond}},
-		{CPU{}, CPU{}, CPU{}},
+		{"same servers",
+			CPU{Group: 5 * time.Second, RabbitMQ: 3 * time.Second, Redis: time.Second, RabbitMQPID: 7, RedisPID: 9},
+			CPU{Group: 2 * time.Second, RabbitMQ: time.Second, Redis: time.Second, RabbitMQPID: 7, RedisPID: 9},
+			CPU{Group: 3 * time.Second, RabbitMQ: 2 * time.Second, RabbitMQPID: 7, RedisPID: 9}},
+		{"rabbitmq pid changed: never subtracted",
+			CPU{Group: 5 * time.Second, RabbitMQ: time.Second, Redis: 2 * time.Second, RabbitMQPID: 8, RedisPID: 9},
+			CPU{Group: 2 * time.Second, RabbitMQ: 3 * time.Second, Redis: time.Second, RabbitMQPID: 7, RedisPID: 9},
+			CPU{Group: 3 * time.Second, Redis: time.Second, RedisPID: 9}},
+		{"redis pid changed",
+			CPU{RabbitMQ: 2 * time.Second, Redis: time.Second, RabbitMQPID: 7, RedisPID: 10},
+			CPU{RabbitMQ: time.Second, Redis: 4 * time.Second, RabbitMQPID: 7, RedisPID: 9},
+			CPU{RabbitMQ: time.Second, RabbitMQPID: 7}},
+		{"servers found only later", CPU{Redis: time.Millisecond, RedisPID: 3, RabbitMQ: time.Second, RabbitMQPID: 4}, CPU{}, CPU{}},
+		{"nothing", CPU{}, CPU{}, CPU{}},
 	} {
-		if got := tc.later.Sub(tc.earlier); got != tc.want {
-			t.Errorf("%+v.Sub(%+v) = %+v, want %+v", tc.later, tc.earlier, got, tc.want)
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.later.Sub(tc.earlier)
+			if got != tc.want {
+				t.Errorf("%+v.Sub(%+v) = %+v, want %+v", tc.later, tc.earlier, got, tc.want)
+			}
+			if got.RabbitMQOK() != (tc.want.RabbitMQPID != 0) || got.RedisOK() != (tc.want.RedisPID != 0) {
+				t.Errorf("RabbitMQOK %v, RedisOK %v for %+v", got.RabbitMQOK(), got.RedisOK(), got)
+			}
+		})
+	}
+}
+
+func TestListenInodes(t *testing.T) {
+	t.Parallel()
+	const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	const table = header +
+		"   0: 0100007F:1628 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 31337 1 0000000000000000 100 0 0 10 0\n" + // 127.0.0.1:5672 LISTEN
+		"   1: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0\n" + // :6379 LISTEN
+		"   2: 0100007F:1628 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000   107        0 5555 1 0000000000000000 20 4 30 10 -1\n" + // :5672 ESTABLISHED
+		"   3: 0100007F:A0DE 0100007F:1628 01 00000000:00000000 00:00000000 00000000     0        0 6666 1 0000000000000000 20 4 30 10 -1\n" // a client of :5672
+	const table6 = header +
+		"   0: 00000000000000000000000000000000:1628 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 777 1 0000000000000000 100 0 0 10 0\n"
+	for _, tc := range []struct {
+		name  string
+		table string
+		port  int
+		want  []uint64
+	}{
+		{"listener among connections", table, 5672, []uint64{31337}},
+		{"another port", table, 6379, []uint64{4242}},
+		{"no listener", table, 15672, nil},
+		{"a port only connected to", table, 41182, nil},
+		{"ipv6", table6, 5672, []uint64{777}},
+		{"empty", "", 5672, nil},
+		{"malformed lines", header + "   0: 0100007F 00000000:0000 0A 0 0 0 0 0 1\n   1: 0100007F:ZZZZ 0:0 0A 0 0 0 0 0 2\n   2: 0100007F:1628 0:0 0A 0 0 0 0 0 x\n", 5672, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ListenInodes([]byte(tc.table), tc.port); !slices.Equal(got, tc.want) {
+				t.Errorf("ListenInodes(port %d) = %v, want %v", tc.port, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestListenerPID finds this process by the listeners it opens, and no process for a port it
+// closed.
+func TestListenerPID(t *testing.T) {
+	t.Parallel()
+	open := func(t *testing.T, network, addr string) int {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			t.Skipf("cannot listen on %s %s: %v", network, addr, err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	closed := func(t *testing.T) int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		if err := ln.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return port
+	}
+	for _, tc := range []struct {
+		name    string
+		port    func(t *testing.T) int
+		wantPID int // 0: ErrNoListener
+	}{
+		{"ipv4 loopback", func(t *testing.T) int { return open(t, "tcp4", "127.0.0.1:0") }, os.Getpid()},
+		{"ipv6 loopback", func(t *testing.T) int { return open(t, "tcp6", "[::1]:0") }, os.Getpid()},
+		{"closed port", closed, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := tc.port(t)
+			pid, err := ListenerPID(port)
+			switch {
+			case tc.wantPID == 0 && !errors.Is(err, ErrNoListener):
+				t.Errorf("ListenerPID(%d) = %d, %v; want ErrNoListener", port, pid, err)
+			case tc.wantPID != 0 && (err != nil || pid != tc.wantPID):
+				t.Errorf("ListenerPID(%d) = %d, %v; want %d", port, pid, err, tc.wantPID)
+			}
+		})
+	}
+}
+
+// TestServerCPU reads the local RabbitMQ and Redis (scripts/services.sh) by their ports: the
+// processes found are beam.smp and redis-server, and their times do not go backwards.
+func TestServerCPU(t *testing.T) {
+	t.Parallel()
+	s := ServersOf(EnvOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), EnvOr("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	c0 := ProcessCPU(os.Getpid(), s)
+	if !c0.RabbitMQOK() || !c0.RedisOK() {
+		t.Fatalf("reading %+v: %+v, want both servers found (run scripts/services.sh)", s, c0)
+	}
+	for _, tc := range []struct {
+		pid  int
+		comm string
+	}{{c0.RabbitMQPID, "beam.smp"}, {c0.RedisPID, "redis-server"}} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tc.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := ParseStat(data); err != nil || st.Comm != tc.comm {
+			t.Errorf("process %d: %+v, %v; want %s", tc.pid, st, err, tc.comm)
+		}
+	}
+	d := ProcessCPU(os.Getpid(), s).Sub(c0)
+	if d.RabbitMQPID != c0.RabbitMQPID || d.RedisPID != c0.RedisPID || d.RabbitMQ < 0 || d.Redis < 0 {
+		t.Errorf("difference of two readings: %+v (first %+v)", d, c0)
+	}
+}
+
+func TestServersOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		amqp, redis string
+		want        Servers
+	}{
+		{"amqp://guest:guest@127.0.0.1:5672/", "redis://127.0.0.1:6379/0", Servers{5672, 6379}},
+		{"amqp://guest:guest@127.0.0.1:5673/", "redis://127.0.0.1:6380/2", Servers{5673, 6380}},
+		{"amqp://localhost/", "redis://localhost", Servers{5672, 6379}},
+		{"::not a url", "redis://h:99999/0", Servers{5672, 6379}},
+	} {
+		if got := ServersOf(tc.amqp, tc.redis); got != tc.want {
+			t.Errorf("ServersOf(%q, %q) = %+v, want %+v", tc.amqp, tc.redis, got, tc.want)
 		}
 	}
 }
@@ -220,7 +358,7 @@ func TestProcesses(t *testing.T) {
 		if got := GroupPIDs(bad); len(got) != 0 {
 			t.Errorf("GroupPIDs(%d) = %v, want none", bad, got)
 		}
-		if got := GroupCPU(bad); got.Group != 0 {
+		if got := GroupCPU(bad, Servers{}); got.Group != 0 {
 			t.Errorf("GroupCPU(%d).Group = %s, want 0", bad, got.Group)
 		}
 	}
@@ -228,17 +366,17 @@ func TestProcesses(t *testing.T) {
 	// Spin until the kernel has charged this process at least two ticks.
 	deadline := time.Now().Add(10 * time.Second)
 	var own CPU
-	for own = ProcessCPU(self); own.Group < 2*time.Second/userHZ && time.Now().Before(deadline); own = ProcessCPU(self) {
+	for own = ProcessCPU(self, Servers{}); own.Group < 2*time.Second/userHZ && time.Now().Before(deadline); own = ProcessCPU(self, Servers{}) {
 		for spin := time.Now(); time.Since(spin) < 20*time.Millisecond; {
 		}
 	}
 	if own.Group < 2*time.Second/userHZ {
-		t.Fatalf("ProcessCPU(self).Group = %s after spinning", own.Group)
+		t.Fatalf("ProcessCPU(self, Servers{}).Group = %s after spinning", own.Group)
 	}
-	if group := GroupCPU(syscall.Getpgrp()); group.Group < own.Group {
+	if group := GroupCPU(syscall.Getpgrp(), Servers{}); group.Group < own.Group {
 		t.Errorf("GroupCPU of this process's group = %s, below this process's own %s", group.Group, own.Group)
 	}
-	if got := ProcessCPU(self).Sub(own); got.Group < 0 || got.RabbitMQ < 0 || got.Redis < 0 {
+	if got := ProcessCPU(self, Servers{}).Sub(own); got.Group < 0 || got.RabbitMQ < 0 || got.Redis < 0 {
 		t.Errorf("CPU time went backwards: %+v", got)
 	}
 }
