@@ -256,14 +256,32 @@ func marshalResult(v any) (json.RawMessage, error) {
 		}
 		return raw, nil
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	e := resultEncoders.Get().(*resultEncoder)
+	defer func() {
+		if e.buf.Cap() <= 64<<10 { // a huge result's buffer is not kept
+			resultEncoders.Put(e)
+		}
+	}()
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("encoding the task's result as JSON: %w", err)
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	return bytes.Clone(bytes.TrimRight(e.buf.Bytes(), "\n")), nil
 }
+
+// resultEncoder is a JSON encoder that leaves <, > and & alone (as Python's json.dumps does) with
+// its buffer; marshalResult reuses them (one allocation per result: the copy it returns).
+type resultEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var resultEncoders = sync.Pool{New: func() any {
+	e := &resultEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
 
 func (reg *Registry) lookup(name string) (*taskDef, bool) {
 	reg.mu.RLock()

@@ -176,7 +176,8 @@ func hdrTimeLimit(v any) (TimeLimit, error) {
 			return tl, fmt.Errorf("timelimit[%d]: %w", i, err)
 		}
 		if !isNil {
-			*p = &f
+			v := f // a heap copy only for a limit that is set
+			*p = &v
 		}
 	}
 	return tl, nil
