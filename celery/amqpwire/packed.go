@@ -7,8 +7,6 @@ import (
 	"math"
 	"time"
 	"unsafe"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // PackedHeadersHeader is, with [Options.PackHeaders], the only entry of an
@@ -47,13 +45,16 @@ func appendPackedFrame(dst, frame []byte, l layout, end int) []byte {
 // UnpackHeaders returns the headers table a packed one ([PackedHeadersHeader])
 // holds, decoded to the Go types amqp091-go v1.16.0 gives each field type
 // (after the wrapper's retyping: see the package documentation), nested
-// tables as amqp.Table and arrays as []any. A table that is not packed is
+// tables as T and arrays as []any; decimal builds a 'D' value. With T =
+// amqp.Table and decimal returning an amqp.Decimal the result is what
+// amqp091-go itself would have decoded (the package stays free of
+// amqp091-go: only the AMQP adapter imports it). A table that is not packed is
 // returned as it is. The strings and byte arrays of the result share the
 // packed bytes, which amqp091-go allocated for this delivery alone: one
 // allocation holds them all. An error means the packed bytes are not a
 // table the wrapper could have walked (never expected: the wrapper packs
 // only tables that walked).
-func UnpackHeaders(h amqp.Table) (amqp.Table, error) {
+func UnpackHeaders[T ~map[string]any, D any](h T, decimal func(scale uint8, value int32) D) (T, error) {
 	raw, ok := h[PackedHeadersHeader].([]byte)
 	if !ok || len(h) != 1 {
 		return h, nil
@@ -61,18 +62,21 @@ func UnpackHeaders(h amqp.Table) (amqp.Table, error) {
 	if len(raw) < 4 || int64(binary.BigEndian.Uint32(raw)) != int64(len(raw)-4) {
 		return nil, errors.New("amqpwire: packed headers: bad table length")
 	}
-	d := fieldDecoder{b: raw}
+	d := fieldDecoder[T, D]{b: raw, decimal: decimal}
 	return d.table(4, len(raw), 0)
 }
 
 // fieldDecoder decodes a field table held in b, which it never changes
 // and whose bytes its strings and byte arrays share.
-type fieldDecoder struct{ b []byte }
+type fieldDecoder[T ~map[string]any, D any] struct {
+	b       []byte
+	decimal func(scale uint8, value int32) D
+}
 
 var errPacked = errors.New("amqpwire: packed headers: malformed field table")
 
 // str returns b[i:j] as a string sharing b's bytes.
-func (d *fieldDecoder) str(i, j int) string {
+func (d *fieldDecoder[T, D]) str(i, j int) string {
 	if i == j {
 		return ""
 	}
@@ -80,11 +84,11 @@ func (d *fieldDecoder) str(i, j int) string {
 }
 
 // table decodes the fields in b[i:end].
-func (d *fieldDecoder) table(i, end, depth int) (amqp.Table, error) {
+func (d *fieldDecoder[T, D]) table(i, end, depth int) (T, error) {
 	if depth > maxDepth {
 		return nil, errPacked
 	}
-	t := make(amqp.Table, countFields(d.b[i:end]))
+	t := make(T, countFields(d.b[i:end]))
 	for i < end {
 		n := int(d.b[i])
 		if end-i < 1+n {
@@ -129,7 +133,7 @@ func countFields(b []byte) int {
 
 // value decodes the field value whose type code is at b[i], within b[:end],
 // and returns the offset past it.
-func (d *fieldDecoder) value(i, end, depth int) (any, int, error) {
+func (d *fieldDecoder[T, D]) value(i, end, depth int) (any, int, error) {
 	if i >= end {
 		return nil, 0, errPacked
 	}
@@ -160,7 +164,7 @@ func (d *fieldDecoder) value(i, end, depth int) (any, int, error) {
 	case 'f':
 		return math.Float32frombits(binary.BigEndian.Uint32(b)), i + 4, nil
 	case 'D':
-		return amqp.Decimal{Scale: b[0], Value: int32(binary.BigEndian.Uint32(b[1:]))}, i + 5, nil
+		return d.decimal(b[0], int32(binary.BigEndian.Uint32(b[1:]))), i + 5, nil
 	case 'l':
 		return int64(binary.BigEndian.Uint64(b)), i + 8, nil
 	case 'd':
@@ -197,7 +201,7 @@ func (d *fieldDecoder) value(i, end, depth int) (any, int, error) {
 
 // array decodes the field values in b[i:end]; no values is a nil slice, as
 // amqp091-go gives it.
-func (d *fieldDecoder) array(i, end, depth int) ([]any, error) {
+func (d *fieldDecoder[T, D]) array(i, end, depth int) ([]any, error) {
 	if depth > maxDepth {
 		return nil, errPacked
 	}

@@ -416,12 +416,15 @@ func (b *Broker) ConsumingQueues() []broker.Queue {
 // that are not a table (never expected: the wrapper packs only tables it walked) become the
 // wrapper's undecodable-headers marker, so the message is dead-lettered with the reason.
 func unpackHeaders(d *amqp.Delivery) {
-	h, err := amqpwire.UnpackHeaders(d.Headers)
+	h, err := amqpwire.UnpackHeaders(d.Headers, decimal)
 	if err != nil {
 		h = amqp.Table{amqpwire.UndecodableHeader: err.Error()}
 	}
 	d.Headers = h
 }
+
+// decimal is amqp091-go's value of an AMQP decimal field.
+func decimal(scale uint8, value int32) amqp.Decimal { return amqp.Decimal{Scale: scale, Value: value} }
 
 // envelope is d as the broker package's Envelope; d's headers are unpacked (unpackHeaders).
 func envelope(d *amqp.Delivery) protocol.Envelope {
