@@ -40,7 +40,9 @@ func quorumGoWorker(t *testing.T, queue string, backend *redisbackend.Backend) {
 	cfg := celery.Config{BrokerURL: testenv.AMQPURL(), WorkerConcurrency: 4, WorkerPrefetchMultiplier: &one, TaskAcksLate: true,
 		TaskQueues: []celery.QueueConfig{{Name: queue, Exchange: queue, ExchangeType: "direct", RoutingKey: queue,
 			QueueArguments: map[string]any{broker.ArgQueueType: broker.QueueTypeQuorum}}}}
-	log := slog.New(slog.DiscardHandler)
+	// The worker's log goes to the test's output: shown when the test fails (CI saw a task stay
+	// PENDING here once, with nothing to tell why).
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	br, err := amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{ConnectionName: "interop-quorum", Logger: log})
 	if err != nil {
 		t.Fatal(err)
