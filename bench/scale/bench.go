@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/forumads/forumads/bench/internal/workerproc"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
+	"github.com/forumads/forumads/celery/control"
 )
 
 // Timing parameters; see the package documentation.
@@ -34,6 +36,8 @@ const (
 	etaStall    = 15 * time.Second // the ETA intake counts as stopped when the queue does not move this long
 	parkSuffix  = ".eta-park-600s" // the worker's parking queue of a queue (worker_eta_park_after 600)
 	startWithin = 60 * time.Second
+	pingEvery   = time.Second // how long one ping waits for the mailboxes not yet answering
+	addWithin   = 10 * time.Second
 	drainWithin = 180 * time.Second
 	stopWithin  = 60 * time.Second
 	publishers  = 256
@@ -55,6 +59,8 @@ type bench struct {
 	rc     *redis.Client
 	br     *amqpbroker.Broker
 	client *celery.Client
+	ctl    *control.Client // add_consumer broadcasts, on br's connection
+	host   string          // the worker's %h
 
 	queues []string
 	ids    []string
@@ -93,6 +99,14 @@ func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 		return nil, err
 	}
 	if b.client, err = celery.NewClient(celery.ClientOptions{Config: celery.Config{BrokerURL: o.amqpURL}, Broker: b.br}); err != nil {
+		_ = b.close()
+		return nil, err
+	}
+	if b.ctl, err = control.NewClient(b.br.Fanout(), control.Options{Logger: log}); err != nil {
+		_ = b.close()
+		return nil, err
+	}
+	if b.host, err = os.Hostname(); err != nil {
 		_ = b.close()
 		return nil, err
 	}
@@ -226,20 +240,31 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 		return res, err
 	}
 	res.published = took
+	// The processes start on an idle queue of this run only; once all consume it, add_consumer
+	// gives them the task queues at once (see the package documentation).
+	idle := fmt.Sprintf("bench.scale.idle.%d.%s", b.runs, b.sfx)
+	b.mu.Lock()
+	b.queues = append(b.queues, idle)
+	b.mu.Unlock()
+	if err := b.declare(ctx, idle); err != nil {
+		return res, err
+	}
 	procs := make([]*process, 0, p)
+	nodes := make([]string, 0, p)
 	for i := range p {
-		pr, err := b.startWorker(qs, fmt.Sprintf("p%dq%d-%d", p, q, i))
+		pr, node, err := b.startWorker([]string{idle}, fmt.Sprintf("p%dq%d-%d", p, q, i))
 		if err != nil {
 			b.stopAll(procs)
 			return res, err
 		}
 		procs = append(procs, pr)
+		nodes = append(nodes, node)
 	}
 	measureErr := func() error {
-		// The clock starts once every process consumes every queue (processes that start late
-		// must not count as slow ones); what was finished by then is left out of the count.
+		// The clock starts once every process consumes every queue; what was finished by then
+		// is left out of the count.
 		sctx, cancel := context.WithTimeoutCause(ctx, startWithin, fmt.Errorf("the workers did not all begin consuming within %s", startWithin))
-		start, err := b.waitConsumers(sctx, qs, p, procs)
+		start, err := b.addConsumers(sctx, idle, qs, nodes, procs)
 		cancel()
 		if err != nil {
 			return err
@@ -274,6 +299,75 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 		return res, fmt.Errorf("%d messages left in the queues after the warm shutdown (%v)", r, err)
 	}
 	return res, b.deleteResults(ctx, ids)
+}
+
+// declare declares the queue name as Celery (and the worker, for -Q) declares it, so that it can
+// be polled before the workers are up.
+func (b *bench) declare(ctx context.Context, name string) error {
+	q, ok := celery.Config{BrokerURL: b.o.amqpURL}.WithDefaults().QueueByName(name)
+	if !ok {
+		return fmt.Errorf("no declaration for queue %s", name)
+	}
+	if err := b.br.Declare(ctx, q); err != nil {
+		return fmt.Errorf("declaring %s: %w", name, err)
+	}
+	return nil
+}
+
+// addConsumers waits until the p processes (nodes) all consume idle and all answer a ping, then
+// broadcasts add_consumer for each of qs to them (the broadcasts concurrently, as
+// `celery control add_consumer` would send each), and returns the time of the first poll that
+// sees every process consuming every one of qs.
+func (b *bench) addConsumers(ctx context.Context, idle string, qs, nodes []string, procs []*process) (time.Time, error) {
+	if _, err := b.waitConsumers(ctx, []string{idle}, len(nodes), procs); err != nil {
+		return time.Now(), err
+	}
+	// A worker may consume before its mailbox listens; a broadcast it does not hear is lost.
+	for waiting := nodes; len(waiting) > 0; {
+		replies, err := b.ctl.Broadcast(ctx, "ping", nil, waiting, pingEvery)
+		if err != nil {
+			return time.Now(), err
+		}
+		var still []string
+		for _, n := range waiting {
+			if _, ok := replies[n]; !ok {
+				still = append(still, n)
+			}
+		}
+		if err := exited(procs); err != nil {
+			return time.Now(), err
+		}
+		waiting = still
+	}
+	errs := make([]error, len(qs))
+	var wg sync.WaitGroup
+	for i, q := range qs {
+		wg.Go(func() {
+			replies, err := b.ctl.Broadcast(ctx, "add_consumer", map[string]string{"queue": q}, nodes, addWithin)
+			if err != nil {
+				errs[i] = fmt.Errorf("add_consumer %s: %w", q, err)
+				return
+			}
+			for _, n := range nodes {
+				var r struct {
+					OK    string `json:"ok"`
+					Error string `json:"error"`
+				}
+				raw, ok := replies[n]
+				switch {
+				case !ok:
+					errs[i] = errors.Join(errs[i], fmt.Errorf("add_consumer %s: no reply from %s within %s", q, n, addWithin))
+				case json.Unmarshal(raw, &r) != nil || r.OK == "":
+					errs[i] = errors.Join(errs[i], fmt.Errorf("add_consumer %s: %s answered %s", q, n, raw))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return time.Now(), err
+	}
+	return b.waitConsumers(ctx, qs, len(nodes), procs)
 }
 
 // waitConsumers polls every startPoll until each of qs has at least p consumers.
@@ -371,7 +465,7 @@ func (b *bench) etaRun(ctx context.Context, n int) error {
 		return err
 	}
 	fmt.Fprintf(b.out, "eta_hold: %d tasks with countdown %s published in %.3fs; one worker takes them in (held unacknowledged in its timer):\n", n, etaCountdwn, took.Seconds())
-	p, err := b.startWorker(qs, "eta")
+	p, _, err := b.startWorker(qs, "eta")
 	if err != nil {
 		return err
 	}
@@ -472,6 +566,9 @@ func (b *bench) close() error {
 	ids := append([]string(nil), b.ids...)
 	b.mu.Unlock()
 	b.procs.KillAll()
+	if b.ctl != nil {
+		_ = b.ctl.Close()
+	}
 	if b.br != nil {
 		_ = b.br.Close()
 	}
@@ -507,27 +604,28 @@ func (b *bench) close() error {
 // with its output in a log file).
 type process = workerproc.Process
 
-// startWorker starts one Go worker consuming qs.
-func (b *bench) startWorker(qs []string, label string) (*process, error) {
+// startWorker starts one Go worker consuming qs; it returns the worker's node name too.
+func (b *bench) startWorker(qs []string, label string) (*process, string, error) {
 	cfg := filepath.Join(b.tmp, "celeryconfig.yaml")
 	body := fmt.Sprintf("broker_url: %s\nresult_backend: %s\naccept_content: [json]\nworker_concurrency: %d\nworker_prefetch_multiplier: %d\nworker_dead_letter_queue: %s\n",
 		strconv.Quote(b.o.amqpURL), strconv.Quote(b.o.redisURL), b.o.conc, b.o.multiplier, strconv.Quote("bench.scale.deadletter."+b.sfx))
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	node := fmt.Sprintf("bench-scale-%s-%s@", label, b.sfx)
 	p, err := workerproc.Start(workerproc.Spec{
 		Name: "worker",
 		Argv: []string{b.o.worker, "--config", cfg, "-Q", strings.Join(qs, ","), "-c", strconv.Itoa(b.o.conc),
-			"-n", fmt.Sprintf("bench-scale-%s-%s@%%h", label, b.sfx), "-l", "warning"},
+			"-n", node + "%h", "-l", "warning"},
 		Env: procstat.WithEnv(os.Environ(), map[string]string{"CELERY_BROKER_URL": b.o.amqpURL, "CELERY_RESULT_BACKEND": b.o.redisURL}),
 		Dir: b.tmp,
 		Log: filepath.Join(b.tmp, label+".log"),
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	b.procs.Add(p)
-	return p, nil
+	return p, node + b.host, nil
 }
 
 // stopAll asks every process for a warm shutdown and waits; past stopWithin it kills them.

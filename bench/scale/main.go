@@ -19,12 +19,17 @@
 //
 // Scale runs: N tasks are sent round-robin over Q fresh queues, every one storing its result in
 // Redis (with several consumers no single "last" message can stand for the end, so every result
-// is the end signal). P processes, each consuming all Q queues (-Q q1,...,qQ), start together.
-// The clock starts at the first poll (a passive queue.declare of each queue, every millisecond)
-// that sees P consumers on every queue: all processes are consuming, so one that starts late does
-// not count against the others. The tasks already finished by then (their results, counted right
-// after) are left out of the rate; the ones delivered but not finished are counted, which makes the
-// rate a lower bound by at most P x 100 of N. The clock stops when all N celery-task-meta keys
+// is the end signal). The P processes start one after another (a few hundred ms each) consuming
+// only an idle queue of the run (bench.scale.idle.<run>.<suffix>, empty), so none takes a task
+// before the last is up. Once the idle queue has P consumers and every process's mailbox answers
+// a ping, the add_consumer control command is broadcast to the P nodes for each of the Q queues
+// (as `celery control add_consumer -d <nodes> <queue>` sends it; the Q broadcasts concurrently),
+// and each node's reply must be ok. The clock starts at the first poll (a passive queue.declare of
+// each queue, every millisecond) that sees P consumers on every queue. The tasks already finished
+// by then (their results, counted right after; "done before all consumed", near 0, as the
+// processes take their first tasks within the few ms the broadcasts and the poll take) are left
+// out of the rate; the ones delivered but not finished are counted, which makes the rate a lower
+// bound by at most P x 100 of N. The clock stops when all N celery-task-meta keys
 // exist (MGET, 1000 at a time in send order, every 2 ms); each must be SUCCESS. The workers are
 // then stopped warmly and the queues must hold nothing.
 //

@@ -120,6 +120,9 @@ func TestRunScalesHoldsAndCleansUp(t *testing.T) {
 		for q := range r.queues {
 			names = append(names, fmt.Sprintf("bench.scale.%s.%d.%d.%s", r.label, i+1, q, sfx[1]))
 		}
+		if r.label != "eta" { // the drains start their workers on an idle queue
+			names = append(names, fmt.Sprintf("bench.scale.idle.%d.%s", i+1, sfx[1]))
+		}
 	}
 	conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/")
 	if err != nil {
