@@ -28,13 +28,12 @@ import (
 type batchAcker struct {
 	ch  *amqp.Channel
 	log *slog.Logger
-	// coalesce: deferred acks collected before a write (see linger).
+	// coalesce: deferred acks a multiple ack must cover before it is written early (see run).
 	coalesce int
 	reqs     chan ackReq
 	stopped  chan struct{}
-	// failedDeferred counts deferred acks that could not be written (logged once per batch);
 	// frames counts the basic.ack and basic.reject frames written.
-	failedDeferred, frames atomic.Int64
+	frames atomic.Int64
 
 	mu        sync.Mutex
 	unsettled map[uint64]struct{} // delivered and not yet settled
@@ -342,7 +341,6 @@ func (a *batchAcker) run() {
 			}
 		}
 		if failed > 0 {
-			a.failedDeferred.Add(int64(failed))
 			a.log.Warn("acknowledgements could not be sent: the channel is gone; RabbitMQ delivers those messages again",
 				"count", failed, "error", err)
 		}
