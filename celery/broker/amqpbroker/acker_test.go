@@ -439,3 +439,56 @@ func TestHeldDeferredAckGoesOutAlone(t *testing.T) {
 		t.Fatalf("%d messages back in the queue, want only the unsettled delivery 1", left)
 	}
 }
+
+// TestDeferredAcksWaitForTheDeliveryBelow: deferred acks above a delivery that settles a little
+// later (a task finishing out of order) wait for it and then go out with it as one multiple ack,
+// rather than one frame each once lingerFor is up.
+func TestDeferredAcksWaitForTheDeliveryBelow(t *testing.T) {
+	t.Parallel()
+	const n = 11
+	q, ch := getN(t, n)
+	a := newBatchAckerSolo(ch, nil, 50, time.Minute)
+	defer a.stop()
+	for i := 1; i <= n; i++ {
+		a.delivered(uint64(i))
+	}
+	for i := 2; i <= n; i++ {
+		(acker{a: a, tag: uint64(i)}).AckDeferred()
+	}
+	time.Sleep(20 * lingerFor) // well past the linger: the old rule wrote 10 single acks here
+	if f := a.frames.Load(); f != 0 {
+		t.Fatalf("%d frames written while delivery 1 was unsettled, want 0 (the acks wait for it)", f)
+	}
+	(acker{a: a, tag: 1}).AckDeferred()
+	testenv.Eventually(t, 10*time.Second, func() bool { return a.frames.Load() > 0 },
+		"the held acks to be written after delivery 1 settled (frames: %d)", a.frames.Load())
+	a.flush(context.Background())
+	if f := a.frames.Load(); f != 1 {
+		t.Errorf("%d frames for %d acks that a multiple ack covers once delivery 1 settled, want 1", f, n)
+	}
+	if left := readyAfterClose(t, q, ch); left != 0 {
+		t.Fatalf("%d messages back in the queue: deferred acks were lost", left)
+	}
+}
+
+// TestManyAloneAcksDoNotWaitLong: once coalesce acks wait above an unsettled delivery (one held
+// for its ETA, say) they go out alone after lingerFor, not after soloAfter, so they do not keep a
+// large part of the prefetch window.
+func TestManyAloneAcksDoNotWaitLong(t *testing.T) {
+	t.Parallel()
+	const coalesce = 4
+	q, ch := getN(t, coalesce+2)
+	a := newBatchAckerSolo(ch, nil, coalesce, time.Minute)
+	defer a.stop()
+	for i := 1; i <= coalesce+2; i++ {
+		a.delivered(uint64(i))
+	}
+	for i := 2; i <= coalesce+2; i++ {
+		(acker{a: a, tag: uint64(i)}).AckDeferred()
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return a.frames.Load() == coalesce+1 },
+		"the %d acks above delivery 1 to be written alone without waiting a minute (frames: %d)", coalesce+1, a.frames.Load())
+	if left := readyAfterClose(t, q, ch); left != 1 {
+		t.Fatalf("%d messages back in the queue, want only the unsettled delivery 1", left)
+	}
+}
