@@ -18,6 +18,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"os"
 	"sync"
@@ -101,7 +102,8 @@ type Engine struct {
 	terminated atomic.Bool
 	alive      atomic.Bool // Run consumes and has not begun to shut down
 	gen        atomic.Uint64
-	started    *idset.Recent // (id, retries) of tasks started lately, to discard their redeliveries
+	started    *idset.Recent[uint64] // (id, retries) of tasks started lately (startKey), to discard their redeliveries
+	startSeed  maphash.Seed
 
 	taskCtx     context.Context // parent of every task context; cancelled by a cold shutdown
 	killTasks   context.CancelCauseFunc
@@ -229,7 +231,8 @@ func New(o Options) (*Engine, error) {
 	}
 	w.prefetch.Store(int64(cfg.prefetchFor(cfg.Concurrency)))
 	w.size.Store(int64(cfg.Concurrency))
-	w.started = idset.NewRecent(1 << 16)
+	w.started = idset.NewRecent[uint64](1 << 16)
+	w.startSeed = maphash.MakeSeed()
 	w.revoked = idset.NewExpiring(w.revokeMax())
 	for _, name := range w.reg.Names() {
 		def, _ := w.reg.Lookup(name)

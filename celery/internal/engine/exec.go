@@ -5,10 +5,11 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"hash/maphash"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +54,7 @@ func (w *Engine) process(j *job) {
 		}
 		j.acked.Store(true)
 	}
-	w.started.Add(startKey(j.msg))
+	w.started.Add(w.startKey(j.msg))
 	w.running.Add(1)
 	defer w.running.Done()
 	w.active.Store(j.msg.ID, j)
@@ -94,7 +95,7 @@ func (w *Engine) countStart(task string) {
 // (same id and retry count) or its result is final in the backend. Without acks_late the message
 // was acknowledged before the task ran, so a redelivery only means the ack was lost in flight.
 func (w *Engine) ranBefore(j *job) bool {
-	if w.started.Has(startKey(j.msg)) {
+	if w.started.Has(w.startKey(j.msg)) {
 		return true
 	}
 	if w.backend == nil {
@@ -106,7 +107,19 @@ func (w *Engine) ranBefore(j *job) bool {
 	return err == nil && protocol.IsReady(m.Status)
 }
 
-func startKey(m *protocol.TaskMessage) string { return m.ID + "/" + strconv.Itoa(m.Retries) }
+// startKey is the key of (m's id, retries) in the started set: a 64-bit hash with the worker's
+// own random seed. Two different keys collide with a chance of about 2^-64 each, so a
+// redelivered message is wrongly taken for one that ran with a chance of about 65,536 / 2^64
+// (the set's size); the hash keeps the set at about a megabyte and costs no allocation.
+func (w *Engine) startKey(m *protocol.TaskMessage) uint64 {
+	var h maphash.Hash
+	h.SetSeed(w.startSeed)
+	h.WriteString(m.ID)
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(m.Retries))
+	h.Write(n[:])
+	return h.Sum64()
+}
 
 // alreadySucceeded reports whether the backend holds a SUCCESS for the job's id
 // (worker_deduplicate_successful_tasks).

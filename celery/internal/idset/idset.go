@@ -11,29 +11,34 @@ import (
 	"time"
 )
 
-// Recent remembers the last n keys added, in O(1) per operation and bounded memory.
-type Recent struct {
+// Recent remembers the last n keys added, in O(1) per operation and bounded memory. The worker
+// keys it by a 64-bit hash of (task id, retries): 16 bytes or so per key where the id string took
+// about a hundred, so a full set of 65,536 is about a megabyte.
+type Recent[K comparable] struct {
 	mu   sync.Mutex
-	keys map[string]struct{}
-	ring []string
-	next int
+	keys map[K]struct{}
+	ring []K
+	next int // the slot the next key goes to: the oldest key once the ring is full
+	n    int // keys held
 }
 
 // NewRecent returns a set that remembers the last n keys added; n must be at least 1.
-func NewRecent(n int) *Recent {
-	return &Recent{keys: make(map[string]struct{}, n), ring: make([]string, n)}
+func NewRecent[K comparable](n int) *Recent[K] {
+	return &Recent[K]{keys: make(map[K]struct{}, n), ring: make([]K, n)}
 }
 
 // Add remembers k, forgetting the oldest key when the set is full. Adding a key already there
-// does nothing (it keeps its place). k must not be empty (the empty string marks a free slot).
-func (s *Recent) Add(k string) {
+// does nothing (it keeps its place).
+func (s *Recent[K]) Add(k K) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.keys[k]; ok {
 		return
 	}
-	if old := s.ring[s.next]; old != "" {
-		delete(s.keys, old)
+	if s.n == len(s.ring) {
+		delete(s.keys, s.ring[s.next])
+	} else {
+		s.n++
 	}
 	s.ring[s.next] = k
 	s.keys[k] = struct{}{}
@@ -41,7 +46,7 @@ func (s *Recent) Add(k string) {
 }
 
 // Has reports whether k is among the keys remembered.
-func (s *Recent) Has(k string) bool {
+func (s *Recent[K]) Has(k K) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.keys[k]

@@ -10,7 +10,7 @@ import (
 
 func TestRecentSetForgetsOldest(t *testing.T) {
 	t.Parallel()
-	s := NewRecent(3)
+	s := NewRecent[string](3)
 	for _, k := range []string{"a", "b", "c", "a", "d"} {
 		s.Add(k)
 	}
@@ -24,7 +24,7 @@ func TestRecentSetForgetsOldest(t *testing.T) {
 // A set of one remembers only the last key.
 func TestRecentOfOne(t *testing.T) {
 	t.Parallel()
-	s := NewRecent(1)
+	s := NewRecent[string](1)
 	s.Add("a")
 	s.Add("b")
 	if s.Has("a") || !s.Has("b") {
@@ -35,7 +35,7 @@ func TestRecentOfOne(t *testing.T) {
 // The bound holds however many keys go through: only the last n are kept.
 func TestRecentStaysBounded(t *testing.T) {
 	t.Parallel()
-	s := NewRecent(100)
+	s := NewRecent[string](100)
 	for i := range 1000 {
 		s.Add(fmt.Sprint(i))
 	}
@@ -156,7 +156,7 @@ func TestExpiringDropsClosestToExpiry(t *testing.T) {
 func TestSetsConcurrentUse(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	r := NewRecent(64)
+	r := NewRecent[string](64)
 	e := NewExpiring(64)
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -176,5 +176,23 @@ func TestSetsConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if got := len(e.List(now)); got == 0 || got > 64 {
 		t.Fatalf("List has %d ids, want 1..64", got)
+	}
+}
+
+// The zero key is a key like any other (the ring's free slots are counted, not marked).
+func TestRecentZeroKey(t *testing.T) {
+	t.Parallel()
+	s := NewRecent[uint64](2)
+	if s.Has(0) {
+		t.Fatal("an empty set has 0")
+	}
+	s.Add(0)
+	s.Add(1)
+	if !s.Has(0) || !s.Has(1) {
+		t.Fatalf("Has(0) = %v, Has(1) = %v; want both", s.Has(0), s.Has(1))
+	}
+	s.Add(2)
+	if s.Has(0) || !s.Has(1) || !s.Has(2) {
+		t.Fatalf("after a third key: Has(0) %v, Has(1) %v, Has(2) %v; want false, true, true", s.Has(0), s.Has(1), s.Has(2))
 	}
 }
