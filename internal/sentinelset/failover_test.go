@@ -2,6 +2,7 @@ package sentinelset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,7 +58,10 @@ type addArgs struct {
 // master, the longest run of failing result-backend writes, the window of degraded ad answers
 // and the longest time the client's sends were held up. It runs twice: with the tasks and beat's
 // messages on RabbitMQ (amqp), and on the Redis broker through the same Sentinels (redis:
-// broker_url sentinel://…, database 6), where the killed master also held the queues.
+// broker_url sentinel://…, database 6), where the killed master also held the queues. A task not
+// stored is reported with what the backend holds for it and, on the Redis broker, where its
+// message is. SENTINEL_FAILOVER_LOG=1 sends the worker's and the brokers' logs (Warn and above) to
+// stderr also without -v.
 func TestFailover(t *testing.T) {
 	for _, fb := range []failoverBroker{amqpFailover(), redisFailover()} {
 		t.Run(fb.name, func(t *testing.T) { testFailover(t, fb) })
@@ -76,6 +80,8 @@ type failoverBroker struct {
 	// held counts the messages of queue taken and not acknowledged (nil: the broker drops them
 	// with the connection, nothing to check).
 	held func(t *testing.T, queue string) int
+	// locate says, for each task id, where its message is (nil: not looked for).
+	locate func(t *testing.T, queue string, ids []string) map[string]string
 }
 
 func amqpFailover() failoverBroker {
@@ -97,6 +103,7 @@ func redisFailover() failoverBroker {
 		cleanup: func(t *testing.T, queues ...string) { t.Cleanup(func() { deleteRedisQueues(t, queues...) }) },
 		slots:   drainRedisSlots,
 		held:    heldRedis,
+		locate:  locateRedis,
 	}
 }
 
@@ -146,6 +153,83 @@ func heldRedis(t *testing.T, queue string) int {
 	return n
 }
 
+// locateRedis says, for each task id, where its message is on the Redis broker: in the queue's
+// lists, in the unacked hash (with the age of its unacked_index score: when it was taken, or last
+// renewed by the worker holding it), in the dead-letter queue or its quarantine list, or nowhere
+// (several places: all of them). A message is its task's when its headers name the id, or, for an
+// entry the broker wrapped to park it, when its body holds it.
+func locateRedis(t *testing.T, queue string, ids []string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rc := brokerClient(t)
+	defer rc.Close()
+	found := map[string][]string{}
+	var problems []string
+	list := func(name string) {
+		raws, err := rc.LRange(ctx, name, 0, -1).Result()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("reading %q: %v", name, err))
+			return
+		}
+		for pos, raw := range raws {
+			for _, id := range ids {
+				if mentions(raw, id) {
+					found[id] = append(found[id], fmt.Sprintf("in the list %q (%d of %d from its head)", name, len(raws)-pos, len(raws)))
+				}
+			}
+		}
+	}
+	for _, step := range redisbroker.DefaultPrioritySteps {
+		name := queue
+		if step != 0 {
+			name += redisbroker.DefaultSep + strconv.Itoa(step)
+		}
+		list(name)
+	}
+	list(redisbroker.DefaultDeadLetterQueue)
+	list(redisbroker.DefaultDeadLetterQueue + ".unreadable")
+	unacked, err := rc.HGetAll(ctx, "unacked").Result()
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("reading the unacked hash: %v", err))
+	}
+	for tag, raw := range unacked {
+		for _, id := range ids {
+			if !mentions(raw, id) {
+				continue
+			}
+			where := fmt.Sprintf("in the unacked hash (tag %s, no unacked_index score)", tag)
+			if score, err := rc.ZScore(ctx, "unacked_index", tag).Result(); err == nil {
+				at := time.UnixMicro(int64(score * 1e6))
+				where = fmt.Sprintf("in the unacked hash (tag %s, unacked_index score %s ago)", tag, time.Since(at).Round(time.Millisecond))
+			}
+			found[id] = append(found[id], where)
+		}
+	}
+	out := map[string]string{}
+	for _, id := range ids {
+		switch {
+		case len(found[id]) > 0:
+			out[id] = strings.Join(found[id], "; ")
+		case len(problems) > 0:
+			out[id] = "not found (" + strings.Join(problems, "; ") + ")"
+		default:
+			out[id] = "nowhere (not in its queue, the unacked hash or the dead-letter queue)"
+		}
+	}
+	return out
+}
+
+// mentions reports whether the broker entry raw is task id's message: its headers (kombu's
+// envelope keeps them as JSON) or, base64-encoded, its body (a parked entry) hold the id.
+func mentions(raw, id string) bool {
+	if strings.Contains(raw, id) {
+		return true
+	}
+	m, err := redisbroker.DecodeMessage([]byte(raw))
+	return err == nil && strings.Contains(string(m.Body), id)
+}
+
 // drainRedisSlots takes every message of queue's list on the Redis broker and returns their
 // beat_slot headers.
 func drainRedisSlots(t *testing.T, queue string) []string {
@@ -192,8 +276,14 @@ func testFailover(t *testing.T, fb failoverBroker) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	stderr := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		log = stderr
+	}
+	// wlog is the worker's and the brokers' logger: also on stderr without -v when asked.
+	wlog := log
+	if os.Getenv("SENTINEL_FAILOVER_LOG") == "1" {
+		wlog = stderr
 	}
 	queue, tickQueue := testenv.Name(t, "sentinel"), testenv.Name(t, "sentinel-beat")
 	fb.cleanup(t, queue, tickQueue)
@@ -210,8 +300,8 @@ func testFailover(t *testing.T, fb failoverBroker) {
 	defer beClose.Close()
 	reg := celery.NewRegistry()
 	celery.Register(reg, "sentinel.add", func(_ context.Context, t *celery.Task[addArgs]) (int, error) { return t.Args.X + t.Args.Y, nil })
-	wbr := openBroker(t, cfg, "sentinel-worker", log)
-	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: be, Hostname: "celery@sentinel-test", Logger: log})
+	wbr := openBroker(t, cfg, "sentinel-worker", wlog)
+	w, err := celery.NewWorker(celery.WorkerOptions{Config: cfg, Registry: reg, Broker: wbr, Backend: be, Hostname: "celery@sentinel-test", Logger: wlog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +314,7 @@ func testFailover(t *testing.T, fb failoverBroker) {
 			t.Errorf("worker.Run: %v", err)
 		}
 	}()
-	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: openBroker(t, cfg, "sentinel-client", log)})
+	client, err := celery.NewClient(celery.ClientOptions{Config: cfg, Broker: openBroker(t, cfg, "sentinel-client", wlog)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +331,7 @@ func testFailover(t *testing.T, fb failoverBroker) {
 			t.Fatal(err)
 		}
 		defer rc.Close()
-		pub, err := beat.NewClientPublisher(cfg, openBroker(t, cfg, fmt.Sprintf("sentinel-beat-%d", i), log))
+		pub, err := beat.NewClientPublisher(cfg, openBroker(t, cfg, fmt.Sprintf("sentinel-beat-%d", i), wlog))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -351,22 +441,63 @@ func testFailover(t *testing.T, fb failoverBroker) {
 	stopSending()
 	<-sendDone
 
-	// Every task is done, and stored through Sentinel, with its result.
+	// Every task is done, and stored through Sentinel, with its result. The wait ends at ctx's
+	// deadline; a task not done by then is read once more on a deadline of its own (not the
+	// expired one), so that each report says what is stored for that task, not "not done" for
+	// every task after the first one missing; and, where the broker can say, where its message is.
 	sentMu.Lock()
 	defer sentMu.Unlock()
-	missing := 0
+	type miss struct {
+		i      int
+		id     string
+		status string
+		result []byte
+		err    error
+	}
+	var misses []miss
 	for i, r := range sent {
+		var m protocol.ResultMeta
+		var err error
+		if ctx.Err() == nil {
+			m, err = pollDone(ctx, be, r.ID)
+		}
+		if ctx.Err() != nil && (err != nil || !protocol.IsReady(m.Status)) {
+			m, err = readState(be, r.ID)
+		}
 		var got int
-		m, err := pollDone(ctx, be, r.ID)
 		if err == nil {
 			err = jsonInt(m.Result, &got)
 		}
 		if err != nil || m.Status != protocol.StateSuccess || got != i+1 {
-			missing++
-			if missing <= 5 {
-				t.Errorf("task %d (%s): %s %s, %v; want SUCCESS %d", i, r.ID, m.Status, m.Result, err, i+1)
-			}
+			misses = append(misses, miss{i, r.ID, m.Status, m.Result, err})
 		}
+	}
+	missing := len(misses)
+	if missing > 0 {
+		ids := make([]string, missing)
+		for k, ms := range misses {
+			ids[k] = ms.id
+		}
+		var where map[string]string
+		if fb.locate != nil {
+			where = fb.locate(t, queue, ids)
+		}
+		places := map[string]int{}
+		for k, ms := range misses {
+			w, ok := where[ms.id]
+			if !ok {
+				w = "not looked for on " + fb.name
+			}
+			if k < 20 {
+				t.Errorf("sentinel-failover: broker=%s task %d (%s): %s %s, %v; want SUCCESS %d; its message: %s",
+					fb.name, ms.i, ms.id, ms.status, ms.result, ms.err, ms.i+1, w)
+			}
+			if i := strings.Index(w, " ("); i >= 0 {
+				w = w[:i] // the kind of place, without the details
+			}
+			places[w]++
+		}
+		t.Logf("sentinel-failover: broker=%s %d tasks not stored; where their messages are: %v", fb.name, missing, places)
 	}
 	if missing > 0 || len(sent) < 200 {
 		t.Fatalf("%d of %d tasks not stored (want all, and at least 200 sent)", missing, len(sent))
@@ -428,6 +559,18 @@ func openBroker(t *testing.T, cfg celery.Config, name string, log *slog.Logger) 
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b
+}
+
+// readState reads a task's stored state once, on a deadline of its own; a state not ready is an
+// error saying the wait ended first.
+func readState(be backend.Backend, id string) (protocol.ResultMeta, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	m, err := be.Get(ctx, id)
+	if err == nil && !protocol.IsReady(m.Status) {
+		err = errors.New("not done when the wait for every task ended")
+	}
+	return m, err
 }
 
 // pollDone waits for a task's stored state to be ready.

@@ -28,6 +28,13 @@ type consumer struct {
 	next     int // the queue looked at first, so every queue gets its turn
 	stopped  bool
 	lost     bool
+
+	// id names the consumer's take receipt (see takeScript); token is the token of its next take
+	// and pending says the take with it returned an error (its reply may have been lost, so the
+	// next take, or endTakes, replays it). Only run touches token and pending.
+	id      string
+	token   uint64
+	pending bool
 }
 
 // outBuffer is the room of a consumer's delivery channel: a batch taken in one script run reaches
@@ -59,7 +66,7 @@ func (b *Broker) Consume(ctx context.Context, queues []broker.Queue, prefetch in
 		return nil, errors.New("redisbroker: consuming: no queues")
 	}
 	c := &consumer{b: b, out: make(chan *broker.Delivery, outBuffer), wake: make(chan struct{}, 1), done: make(chan struct{}),
-		prefetch: prefetch, held: map[uint64]*held{}}
+		prefetch: prefetch, held: map[uint64]*held{}, id: newTag()}
 	for _, q := range queues {
 		if err := b.Declare(ctx, q); err != nil {
 			return nil, err
@@ -90,6 +97,7 @@ func (c *consumer) run() {
 	b := c.b
 	defer b.wg.Done()
 	defer close(c.out)
+	defer c.endTakes()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -111,7 +119,7 @@ func (c *consumer) run() {
 				return
 			}
 		}
-		ds, err := c.take(ctx, n)
+		ds, err := c.take(ctx, n, false)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -170,9 +178,17 @@ func (c *consumer) room() int {
 	return room
 }
 
-// take runs takeScript over the consumer's lists and turns what it took into deliveries; entries
-// that cannot be read are parked in the dead-letter queue.
-func (c *consumer) take(ctx context.Context, n int) ([]*broker.Delivery, error) {
+// receiptKey is the consumer's take receipt (see takeScript).
+func (c *consumer) receiptKey() string { return c.b.key("_forumads.take." + c.id) }
+
+// take runs takeScript over the consumer's lists with the consumer's token and turns what it took
+// into deliveries; entries that cannot be read are parked in the dead-letter queue. The token
+// advances only when the script answered: a take that returned an error is sent again with the
+// same token, and the script then replays what the first run took instead of taking more (its
+// reply may have been lost after it ran). A replay may hand out a little more than the room n when
+// the prefetch was lowered meanwhile. With giveBack, what it took goes back to its queues instead
+// of being held (endTakes).
+func (c *consumer) take(ctx context.Context, n int, giveBack bool) ([]*broker.Delivery, error) {
 	b := c.b
 	c.mu.Lock()
 	order := make([]string, 0, len(c.names))
@@ -181,17 +197,21 @@ func (c *consumer) take(ctx context.Context, n int) ([]*broker.Delivery, error) 
 	}
 	c.next = (c.next + 1) % len(c.names)
 	c.mu.Unlock()
-	keys := []string{b.key(b.opts.UnackedKey), b.key(b.opts.UnackedIndexKey), b.quarantineKey()}
+	keys := []string{b.key(b.opts.UnackedKey), b.key(b.opts.UnackedIndexKey), b.quarantineKey(), c.receiptKey()}
 	for _, s := range b.opts.PrioritySteps {
 		for _, q := range order {
 			keys = append(keys, b.list(q, s))
 		}
 	}
 	now := strconv.FormatFloat(float64(time.Now().UnixMicro())/1e6, 'f', 6, 64)
-	res, err := takeScript.Run(ctx, b.rc, keys, now, n).StringSlice()
+	expire := max(b.opts.VisibilityTimeout.Milliseconds(), 1)
+	res, err := takeScript.Run(ctx, b.rc, keys, now, n, strconv.FormatUint(c.token, 10), expire).StringSlice()
 	if err != nil {
+		c.pending = true
 		return nil, err
 	}
+	c.pending = false
+	c.token++
 	var out []*broker.Delivery
 	for i := 0; i+2 < len(res); i += 3 {
 		list, raw, taken := res[i], []byte(res[i+1]), res[i+2] == "1"
@@ -205,21 +225,41 @@ func (c *consumer) take(ctx context.Context, n int) ([]*broker.Delivery, error) 
 			b.parkUnreadable(ctx, raw, queue, tagOf(raw), err.Error())
 			continue
 		}
+		h := &held{kombuTag: m.DeliveryTag, queue: queue, exchange: m.Exchange, key: m.RoutingKey, payload: raw}
 		c.mu.Lock()
-		if c.lost {
+		if c.lost || giveBack {
 			c.mu.Unlock()
-			b.restoreTag(ctx, &held{kombuTag: m.DeliveryTag, queue: queue, exchange: m.Exchange, key: m.RoutingKey, payload: raw}, false)
+			b.restoreTag(ctx, h, false)
 			continue
 		}
 		c.tag++
 		tag := c.tag
-		c.held[tag] = &held{kombuTag: m.DeliveryTag, queue: queue, exchange: m.Exchange, key: m.RoutingKey, payload: raw}
+		c.held[tag] = h
 		c.mu.Unlock()
 		out = append(out, &broker.Delivery{Envelope: m.Envelope, Queue: queue, Exchange: m.Exchange,
 			RoutingKey: m.RoutingKey, Redelivered: m.Redelivered, DeliveryTag: tag, Generation: 1,
 			Timestamp: m.Timestamp, Acker: acker{c: c, tag: tag}})
 	}
 	return out, nil
+}
+
+// endTakes is run's last step (no take follows): when the last take returned an error, what it
+// may have taken all the same is replayed (a take of nothing with its token, see takeScript) and
+// given back to its queues, rather than left in the unacked hash until the visibility timeout;
+// then the receipt is deleted. Both are best effort: Redis may be what failed.
+func (c *consumer) endTakes() {
+	b := c.b
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if c.pending {
+		if _, err := c.take(ctx, 0, true); err != nil {
+			b.log.Warn("redisbroker: cannot replay a failed take at the consumer's end; what it took, if anything, stays in the unacked hash until its visibility timeout",
+				"queues", c.names, "error", err)
+		}
+	}
+	if err := b.rc.Del(ctx, c.receiptKey()).Err(); err != nil {
+		b.log.Debug("redisbroker: cannot delete the take receipt; it expires", "key", c.receiptKey(), "error", err)
+	}
 }
 
 // untake gives back a message taken but never handed out (the consumer stopped meanwhile).

@@ -16,6 +16,14 @@
 //   - A taken message is recorded in the hash "unacked" (tag → [message, exchange, routing key])
 //     and the sorted set "unacked_index" (tag → time taken); "unacked_mutex" serialises restores.
 //
+// Keys of this adapter's own, which kombu neither reads nor needs: "_forumads.delayed" (parked
+// messages, [Broker.Park]) and, per consuming Go consumer, "_forumads.take.<consumer id>", the
+// receipt of its last take (the token of the take and the lists, tags and entry lengths of the
+// messages it took; it expires with the visibility timeout and is deleted when the consumer
+// ends). A take whose reply is lost (the connection cut or the master killed after the script
+// ran) is sent again with the same token and replays its messages from the unacked hash instead
+// of leaving them there, unseen, until the visibility timeout (see takeScript).
+//
 // # What it does better than kombu
 //
 // Taking a message and recording it as unacknowledged is one Lua step, so a killed worker loses
