@@ -138,16 +138,22 @@ func (b *bench) depth(qs []string) (ready, consumers int, err error) {
 
 // waitReady polls the ready count of qs every `every` until ok accepts it.
 func (b *bench) waitReady(ctx context.Context, qs []string, every time.Duration, procs []*process, ok func(int) bool) (time.Time, error) {
+	return poll(ctx, every, procs, func() (bool, error) {
+		r, err := b.ready(qs)
+		return err == nil && ok(r), err
+	})
+}
+
+// poll calls done every `every` until it reports true or an error, and returns when that was
+// seen; it stops early when one of procs has exited or ctx ends.
+func poll(ctx context.Context, every time.Duration, procs []*process, done func() (bool, error)) (time.Time, error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		r, err := b.ready(qs)
+		ok, err := done()
 		now := time.Now()
-		if err != nil {
+		if err != nil || ok {
 			return now, err
-		}
-		if ok(r) {
-			return now, nil
 		}
 		if err := exited(procs); err != nil {
 			return now, err
@@ -364,23 +370,10 @@ func (b *bench) addConsumers(ctx context.Context, idle string, qs, nodes []strin
 
 // waitConsumers polls every startPoll until each of qs has at least p consumers.
 func (b *bench) waitConsumers(ctx context.Context, qs []string, p int, procs []*process) (time.Time, error) {
-	t := time.NewTicker(startPoll)
-	defer t.Stop()
-	for {
+	return poll(ctx, startPoll, procs, func() (bool, error) {
 		_, c, err := b.depth(qs)
-		now := time.Now()
-		if err != nil || c >= p {
-			return now, err
-		}
-		if err := exited(procs); err != nil {
-			return now, err
-		}
-		select {
-		case <-ctx.Done():
-			return now, context.Cause(ctx)
-		case <-t.C:
-		}
-	}
+		return c >= p, err
+	})
 }
 
 // etaRun has one worker take in n ETA tasks and reads its RSS at every etaStep taken.
