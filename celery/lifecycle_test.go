@@ -113,6 +113,14 @@ func (l *lifecycle) redelivered() (id string, again bool) {
 	return id, again
 }
 
+// wantRedelivered checks that the message back in the queue is id's, marked redelivered.
+func (l *lifecycle) wantRedelivered(id string) {
+	l.t.Helper()
+	if got, again := l.redelivered(); got != id || !again {
+		l.t.Errorf("message back in the queue: id %q redelivered %v; want %q redelivered", got, again, id)
+	}
+}
+
 // queueEmpty reports whether the queue holds no message, ready or unacknowledged, once the
 // worker's connection is closed (RabbitMQ requeues what a closed connection left unacknowledged).
 func (l *lifecycle) queueEmptyAfterClose() bool {
@@ -241,6 +249,26 @@ func (b *blocking) waitStarted(t *testing.T) string {
 	return recv(t, b.started)
 }
 
+// startBlocked runs a lifecycle worker with the blocking tasks (mutate edits its config) and
+// sends it task ("t.block" or "t.stuck"), returning once the task has started.
+func startBlocked(t *testing.T, mutate func(*celery.Config), task string) (*blocking, *lifecycle, *celery.AsyncResult) {
+	t.Helper()
+	b := newBlocking()
+	l := newLifecycle(t, b.register, mutate)
+	l.run(context.Background())
+	r := l.send(task)
+	b.waitStarted(t)
+	return b, l, r
+}
+
+// wantCause checks that the next cancelled task's context ended with want.
+func (b *blocking) wantCause(t *testing.T, want error) {
+	t.Helper()
+	if cause := recv(t, b.causes); !errors.Is(cause, want) {
+		t.Errorf("the task's context cause = %v, want %v", cause, want)
+	}
+}
+
 // recv waits for a value on ch (a wait, not an assertion about speed).
 func recv[T any](t *testing.T, ch <-chan T) T {
 	t.Helper()
@@ -259,11 +287,7 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 // ErrWorkerClosed (not a cold shutdown's error).
 func TestShutdownWarmWaitsForRunningTaskAndAcksIt(t *testing.T) {
 	t.Parallel()
-	b := newBlocking()
-	l := newLifecycle(t, b.register, nil)
-	l.run(context.Background())
-	r := l.send("t.block")
-	b.waitStarted(t)
+	b, l, r := startBlocked(t, nil, "t.block")
 
 	shut := make(chan error, 1)
 	go func() {
@@ -297,26 +321,18 @@ func TestShutdownWarmWaitsForRunningTaskAndAcksIt(t *testing.T) {
 // is redelivered.
 func TestShutdownExpiredCtxGoesCold(t *testing.T) {
 	t.Parallel()
-	b := newBlocking()
-	l := newLifecycle(t, b.register, nil)
-	l.run(context.Background())
-	r := l.send("t.block")
-	b.waitStarted(t)
+	b, l, r := startBlocked(t, nil, "t.block")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := l.worker.Shutdown(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Shutdown with an ended ctx = %v, want context.Canceled", err)
 	}
-	if cause := recv(t, b.causes); !errors.Is(cause, celery.ErrWorkerShutdown) {
-		t.Errorf("the task's context cause = %v, want ErrWorkerShutdown", cause)
-	}
+	b.wantCause(t, celery.ErrWorkerShutdown)
 	if err := l.stopped(); !errors.Is(err, celery.ErrWorkerClosed) || !errors.Is(err, celery.ErrWorkerShutdown) {
 		t.Errorf("Run = %v, want an error matching ErrWorkerClosed and ErrWorkerShutdown", err)
 	}
-	if id, again := l.redelivered(); id != r.ID || !again {
-		t.Errorf("message back in the queue: id %q redelivered %v; want %q redelivered", id, again, r.ID)
-	}
+	l.wantRedelivered(r.ID)
 	if st, _ := r.State(ctxT(t, 10*time.Second)); st == protocol.StateSuccess {
 		t.Errorf("the cancelled task is stored %s", st)
 	}
@@ -327,11 +343,7 @@ func TestShutdownExpiredCtxGoesCold(t *testing.T) {
 // returned, and the message is redelivered.
 func TestShutdownSecondCallIsCold(t *testing.T) {
 	t.Parallel()
-	b := newBlocking()
-	l := newLifecycle(t, b.register, nil)
-	l.run(context.Background())
-	r := l.send("t.stuck")
-	b.waitStarted(t)
+	b, l, r := startBlocked(t, nil, "t.stuck")
 
 	first := make(chan error, 1)
 	go func() { first <- l.worker.Shutdown(context.Background()) }()
@@ -345,15 +357,11 @@ func TestShutdownSecondCallIsCold(t *testing.T) {
 	if err := recv(t, first); err != nil {
 		t.Errorf("first Shutdown = %v, want nil", err)
 	}
-	if cause := recv(t, b.causes); !errors.Is(cause, celery.ErrWorkerShutdown) {
-		t.Errorf("the task's context cause = %v, want ErrWorkerShutdown", cause)
-	}
+	b.wantCause(t, celery.ErrWorkerShutdown)
 	if err := l.stopped(); !errors.Is(err, celery.ErrWorkerShutdown) {
 		t.Errorf("Run = %v, want a cold shutdown (ErrWorkerShutdown)", err)
 	}
-	if id, again := l.redelivered(); id != r.ID || !again {
-		t.Errorf("message back in the queue: id %q redelivered %v; want %q redelivered", id, again, r.ID)
-	}
+	l.wantRedelivered(r.ID)
 }
 
 // TestSoftShutdownTimeoutGivesRunningTasksThatLong: with worker_soft_shutdown_timeout, a cold
@@ -361,12 +369,8 @@ func TestShutdownSecondCallIsCold(t *testing.T) {
 // acknowledged, one that does not is cancelled when it ends and its message is requeued.
 func TestSoftShutdownTimeoutGivesRunningTasksThatLong(t *testing.T) {
 	t.Parallel()
-	b := newBlocking()
 	soft := 5.0
-	l := newLifecycle(t, b.register, func(c *celery.Config) { c.WorkerSoftShutdownTimeout = &soft })
-	l.run(context.Background())
-	quick := l.send("t.block")
-	b.waitStarted(t)
+	b, l, quick := startBlocked(t, func(c *celery.Config) { c.WorkerSoftShutdownTimeout = &soft }, "t.block")
 	stuck := l.send("t.stuck")
 	b.waitStarted(t)
 
@@ -380,16 +384,12 @@ func TestSoftShutdownTimeoutGivesRunningTasksThatLong(t *testing.T) {
 	if got, want := b.seq.String(), "task returned stuck cancelled"; got != want {
 		t.Errorf("order %q, want %q (the soft period let the quick task finish before cancelling the other)", got, want)
 	}
-	if cause := recv(t, b.causes); !errors.Is(cause, celery.ErrWorkerShutdown) {
-		t.Errorf("the stuck task's context cause = %v, want ErrWorkerShutdown", cause)
-	}
+	b.wantCause(t, celery.ErrWorkerShutdown)
 	var s string
 	if err := quick.GetInto(ctxT(t, 20*time.Second), &s); err != nil || s != "done" {
 		t.Errorf("quick task result %q, %v; want done", s, err)
 	}
-	if id, again := l.redelivered(); id != stuck.ID || !again {
-		t.Errorf("message back in the queue: id %q redelivered %v; want the stuck task %q", id, again, stuck.ID)
-	}
+	l.wantRedelivered(stuck.ID)
 	if !l.queueEmptyAfterClose() {
 		t.Error("a second message is in the queue: the quick task's was not acknowledged")
 	}
@@ -399,15 +399,9 @@ func TestSoftShutdownTimeoutGivesRunningTasksThatLong(t *testing.T) {
 // shutdown does not enter a soft period: the running task is cancelled before any is released.
 func TestColdShutdownWithoutSoftTimeoutCancelsAtOnce(t *testing.T) {
 	t.Parallel()
-	b := newBlocking()
-	l := newLifecycle(t, b.register, nil)
-	l.run(context.Background())
-	l.send("t.block")
-	b.waitStarted(t)
+	b, l, _ := startBlocked(t, nil, "t.block")
 	l.worker.Terminate()
-	if cause := recv(t, b.causes); !errors.Is(cause, celery.ErrWorkerShutdown) {
-		t.Errorf("cause = %v, want ErrWorkerShutdown", cause)
-	}
+	b.wantCause(t, celery.ErrWorkerShutdown)
 	close(b.release)
 	if err := l.stopped(); !errors.Is(err, celery.ErrWorkerShutdown) {
 		t.Errorf("Run = %v", err)

@@ -149,10 +149,6 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		}
 		queues = append(queues, q)
 	}
-	var cv engine.Canvas
-	if o.Canvas != nil {
-		cv = canvasHook{o.Canvas}
-	}
 	var metrics engine.Metrics
 	if o.Metrics != nil {
 		metrics = o.Metrics
@@ -161,7 +157,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	e, err := engine.New(engine.Options{
 		Settings: engineSettings(cfg), Tasks: (*engineTasks)(o.Registry), Errors: engineErrors,
 		Broker: o.Broker, Accept: accept, Backend: o.Backend, Queues: queues, Hostname: o.Hostname,
-		Logger: o.Logger, Now: o.Now, Canvas: cv, Events: o.Events, Revokes: o.Revokes, Metrics: metrics,
+		Logger: o.Logger, Now: o.Now, Canvas: o.Canvas, Events: o.Events, Revokes: o.Revokes, Metrics: metrics,
 		Counters: w.stats.counters(),
 	})
 	if err != nil {

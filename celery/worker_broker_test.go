@@ -146,30 +146,7 @@ func TestWorkerParksFarETAOnTheBroker(t *testing.T) {
 	t.Parallel()
 	mb := memorybroker.New()
 	t.Cleanup(func() { _ = mb.Close() })
-	ran := make(chan int, 1)
-	reg := celery.NewRegistry()
-	celery.Register(reg, "t.add", func(_ context.Context, t *celery.Task[xy]) (int, error) {
-		ran <- t.Args.X + t.Args.Y
-		return t.Args.X + t.Args.Y, nil
-	})
-	park := 0.05
-	w, client, _ := memWorker(t, mb, reg, func(c *celery.Config) { c.WorkerETAParkAfter = &park })
-	ctx := ctxT(t, 30*time.Second)
-	eta := time.Now().Add(400 * time.Millisecond)
-	if _, err := client.SendTask(ctx, "t.add", []any{3, 4}, nil, celery.WithETA(eta)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case sum := <-ran:
-		if sum != 7 {
-			t.Fatalf("sum %d", sum)
-		}
-	case <-ctx.Done():
-		t.Fatal("the parked task never ran")
-	}
-	if time.Now().Before(eta) {
-		t.Fatal("the parked task ran before its eta")
-	}
+	w := runFarETA(t, mb, "parked", 3, 4, 400*time.Millisecond)
 	if n := w.Stats().Parked.Load(); n < 1 {
 		t.Fatalf("the task was never parked (parked=%d)", n)
 	}
@@ -180,6 +157,21 @@ func TestWorkerWithoutParkerHoldsFarETA(t *testing.T) {
 	mb := memorybroker.New()
 	t.Cleanup(func() { _ = mb.Close() })
 	pb := &plainBroker{Broker: mb, settled: make(chan string, 16)}
+	w := runFarETA(t, pb, "held", 1, 2, 300*time.Millisecond)
+	if n := w.Stats().Parked.Load(); n != 0 {
+		t.Fatalf("parked=%d on a broker without delayed delivery", n)
+	}
+	if how := <-pb.settled; how != "ack" {
+		t.Fatalf("the held message was settled with %q, want ack", how)
+	}
+}
+
+// runFarETA runs t.add(x, y) with an eta `after` from now on a memory worker over br that parks
+// tasks due in more than 50 ms (worker_eta_park_after), and checks that it ran, not before its
+// eta, with the right sum; how is what the worker does with it ("parked", "held"), for messages.
+// It returns the worker, for its stats.
+func runFarETA(t *testing.T, br broker.Broker, how string, x, y int, after time.Duration) *celery.Worker {
+	t.Helper()
 	ran := make(chan int, 1)
 	reg := celery.NewRegistry()
 	celery.Register(reg, "t.add", func(_ context.Context, t *celery.Task[xy]) (int, error) {
@@ -187,29 +179,24 @@ func TestWorkerWithoutParkerHoldsFarETA(t *testing.T) {
 		return t.Args.X + t.Args.Y, nil
 	})
 	park := 0.05
-	w, client, _ := memWorker(t, pb, reg, func(c *celery.Config) { c.WorkerETAParkAfter = &park })
+	w, client, _ := memWorker(t, br, reg, func(c *celery.Config) { c.WorkerETAParkAfter = &park })
 	ctx := ctxT(t, 30*time.Second)
-	eta := time.Now().Add(300 * time.Millisecond)
-	if _, err := client.SendTask(ctx, "t.add", []any{1, 2}, nil, celery.WithETA(eta)); err != nil {
+	eta := time.Now().Add(after)
+	if _, err := client.SendTask(ctx, "t.add", []any{x, y}, nil, celery.WithETA(eta)); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case sum := <-ran:
-		if sum != 3 {
+		if sum != x+y {
 			t.Fatalf("sum %d", sum)
 		}
 	case <-ctx.Done():
-		t.Fatal("the held task never ran")
+		t.Fatalf("the %s task never ran", how)
 	}
 	if time.Now().Before(eta) {
-		t.Fatal("the held task ran before its eta")
+		t.Fatalf("the %s task ran before its eta", how)
 	}
-	if n := w.Stats().Parked.Load(); n != 0 {
-		t.Fatalf("parked=%d on a broker without delayed delivery", n)
-	}
-	if how := <-pb.settled; how != "ack" {
-		t.Fatalf("the held message was settled with %q, want ack", how)
-	}
+	return w
 }
 
 // A warm shutdown waits for a running acks_late task and then acknowledges its message on the

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/bench/internal/procstat"
+	"github.com/forumads/forumads/bench/internal/services"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/backend/redisbackend"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
@@ -58,21 +59,13 @@ func newBench(ctx context.Context, o options, out io.Writer) (*bench, error) {
 	if b.tmp, err = os.MkdirTemp("", "chord-bench-"); err != nil {
 		return nil, err
 	}
-	if b.conn, err = amqp.Dial(o.amqpURL); err != nil {
+	if b.conn, err = services.DialRabbitMQ(o.amqpURL); err != nil {
 		_ = b.close()
-		return nil, fmt.Errorf("RabbitMQ is required at %s (run scripts/services.sh): %w", o.amqpURL, err)
+		return nil, err
 	}
-	ropts, err := redis.ParseURL(o.redisURL)
-	if err != nil {
+	if b.rc, err = services.Redis(ctx, o.redisURL); err != nil {
 		_ = b.close()
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	b.rc = redis.NewClient(ropts)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := b.rc.Ping(pctx).Err(); err != nil {
-		_ = b.close()
-		return nil, fmt.Errorf("redis is required at %s (run scripts/services.sh): %w", o.redisURL, err)
+		return nil, err
 	}
 	// Celery's default result_expires: the chord size key lives a day, as a Python client's would.
 	b.backend = redisbackend.New(b.rc, redisbackend.Options{Expires: celery.DefaultResultExpires})

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/bench/internal/procstat"
+	"github.com/forumads/forumads/bench/internal/services"
 	"github.com/forumads/forumads/bench/internal/workerproc"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
@@ -36,7 +37,6 @@ const (
 	settle        = time.Second           // after a worker exits, its queue must stay empty this long
 	requeueWithin = 90 * time.Second      // for held ETA messages to be back in their queue
 	publishers    = 256                   // goroutines filling a queue (confirms of persistent messages wait for fsync batches)
-	mgetChunk     = 1000                  // ids per MGET/EXISTS/DEL
 	bareMulti     = 50                    // the multiple-ack bare run acks every 50th message
 	etaCountdwn   = 300 * time.Second     // the ETA tasks' countdown (below worker_eta_park_after)
 )
@@ -77,25 +77,17 @@ func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 	if b.tmp, err = os.MkdirTemp("", "drain-"); err != nil {
 		return nil, err
 	}
-	if b.conn, err = amqp.Dial(o.amqpURL); err != nil {
+	if b.conn, err = services.DialRabbitMQ(o.amqpURL); err != nil {
 		_ = os.RemoveAll(b.tmp)
-		return nil, fmt.Errorf("RabbitMQ is required at %s (run scripts/services.sh): %w", o.amqpURL, err)
+		return nil, err
 	}
 	if b.watch, err = newWatcher(b.conn); err != nil {
 		_ = b.close()
 		return nil, err
 	}
-	ropts, err := redis.ParseURL(o.redisURL)
-	if err != nil {
+	if b.rc, err = services.Redis(ctx, o.redisURL); err != nil {
 		_ = b.close()
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	b.rc = redis.NewClient(ropts)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := b.rc.Ping(pctx).Err(); err != nil {
-		_ = b.close()
-		return nil, fmt.Errorf("redis is required at %s (run scripts/services.sh): %w", o.redisURL, err)
+		return nil, err
 	}
 	cfg := celery.Config{BrokerURL: o.amqpURL}
 	if b.br, err = amqpbroker.New(cfg.BrokerURL, amqpbroker.Options{Logger: log, ConnectionName: "bench-drain-publisher"}); err != nil {
@@ -295,7 +287,7 @@ func (b *bench) workerRun(ctx context.Context, kind, mode string, acksLate bool)
 	if err := b.verify(ctx, f, mode); err != nil {
 		return 0, fmt.Errorf("%s worker, %s: %w\n%s", label, mode, err, p.tail(20))
 	}
-	if err := deleteKeys(ctx, b.rc, f.ids); err != nil {
+	if err := services.DeleteResults(ctx, b.rc, f.ids); err != nil {
 		return 0, err
 	}
 	prefetch := b.o.multiplier * b.o.goConc
@@ -337,7 +329,7 @@ func (b *bench) measure(ctx context.Context, p *process, f filled, mode string) 
 		wait = ids[len(ids)-1:]
 	}
 	var failed int
-	r.end, failed, err = waitResults(dctx, b.rc, wait, endPoll, p.Done())
+	r.end, failed, err = services.WaitResults(dctx, b.rc, wait, endPoll, exitedOf(p))
 	if err != nil {
 		return r, err
 	}
@@ -367,7 +359,7 @@ func (b *bench) verify(ctx context.Context, f filled, mode string) error {
 		return err
 	}
 	if mode == modeIgnore {
-		n, err := countKeys(ctx, b.rc, f.ids[:len(f.ids)-1])
+		n, err := services.CountResults(ctx, b.rc, f.ids[:len(f.ids)-1])
 		if err != nil {
 			return err
 		}
@@ -526,7 +518,7 @@ func (b *bench) close() error {
 	if b.rc != nil {
 		// Results live a day: delete them first, with a budget of their own.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := deleteKeys(ctx, b.rc, ids); err != nil {
+		if err := services.DeleteResults(ctx, b.rc, ids); err != nil {
 			errs = append(errs, err)
 		}
 		cancel()
@@ -534,7 +526,7 @@ func (b *bench) close() error {
 	}
 	if len(queues) > 0 {
 		queues = append(queues, "bench.deadletter."+b.sfx)
-		if err := deleteQueues(b.o.amqpURL, queues); err != nil {
+		if err := services.DeleteQueuesAt(b.o.amqpURL, queues); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -545,17 +537,6 @@ func (b *bench) close() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// deleteQueues deletes the queues and the exchanges of the same name (the client declared one
-// per queue, as Celery does for a missing queue) on a connection of its own. Missing ones are fine.
-func deleteQueues(url string, names []string) error {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return fmt.Errorf("deleting queues: %w", err)
-	}
-	defer conn.Close()
-	return procstat.DeleteQueues(conn, names)
 }
 
 // configFile writes a Go worker's configuration into the temp dir, with task_acks_late or not.

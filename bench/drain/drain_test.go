@@ -118,27 +118,6 @@ func TestSummaryTable(t *testing.T) {
 	}
 }
 
-func TestChunks(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		in   []string
-		size int
-		want [][]string
-	}{
-		{nil, 3, nil},
-		{[]string{"a", "b"}, 3, [][]string{{"a", "b"}}},
-		{[]string{"a", "b", "c", "d", "e"}, 2, [][]string{{"a", "b"}, {"c", "d"}, {"e"}}},
-	} {
-		var got [][]string
-		for c := range chunks(tc.in, tc.size) {
-			got = append(got, c)
-		}
-		if !slices.EqualFunc(got, tc.want, slices.Equal) {
-			t.Errorf("chunks(%q, %d) = %q, want %q", tc.in, tc.size, got, tc.want)
-		}
-	}
-}
-
 func TestParseOptions(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

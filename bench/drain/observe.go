@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +8,22 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/redis/go-redis/v9"
 )
 
 // errExited is returned by a wait whose consumer went away before the awaited state.
 var errExited = errors.New("the consumer exited before the queue reached the awaited state")
+
+// exitedOf reports errExited once p has exited (for services.WaitResults).
+func exitedOf(p *process) func() error {
+	return func() error {
+		select {
+		case <-p.Done():
+			return errExited
+		default:
+			return nil
+		}
+	}
+}
 
 // watcher reads queue depths with passive queue.declare on a channel of its own: the broker answers
 // from the queue itself, at once, unlike the management API whose counters lag by seconds.
@@ -81,102 +91,6 @@ func (w *watcher) waitFor(ctx context.Context, q string, every time.Duration, ex
 			}
 			return now, errExited
 		case <-t.C:
-		}
-	}
-}
-
-// resultKey is Celery 5.2's Redis key of a task's result.
-func resultKey(id string) string { return "celery-task-meta-" + id }
-
-// waitResults polls Redis until a result exists for every id and returns when the last one was
-// seen, with the number of results that are not SUCCESS. Ids are read with MGET, at most mgetChunk
-// at a time, oldest first; a chunk found complete is followed at once by the next, otherwise the
-// poll waits `every`.
-func waitResults(ctx context.Context, rc *redis.Client, ids []string, every time.Duration, exited <-chan struct{}) (time.Time, int, error) {
-	pending := append([]string(nil), ids...)
-	failed := 0
-	keys := make([]string, 0, mgetChunk)
-	success := []byte(`"status": "SUCCESS"`)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		chunk := pending[:min(mgetChunk, len(pending))]
-		keys = keys[:0]
-		for _, id := range chunk {
-			keys = append(keys, resultKey(id))
-		}
-		vals, err := rc.MGet(ctx, keys...).Result()
-		if err != nil {
-			return time.Now(), failed, fmt.Errorf("reading results: %w", err)
-		}
-		var missing []string
-		for i, v := range vals {
-			s, ok := v.(string)
-			if !ok {
-				missing = append(missing, chunk[i])
-				continue
-			}
-			if !bytes.Contains([]byte(s), success) {
-				failed++
-			}
-		}
-		pending = append(missing, pending[len(chunk):]...)
-		if len(pending) == 0 {
-			return time.Now(), failed, nil
-		}
-		if len(missing) == 0 {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return time.Now(), failed, fmt.Errorf("%w (%d results missing)", context.Cause(ctx), len(pending))
-		case <-exited:
-			return time.Now(), failed, fmt.Errorf("%w (%d results missing)", errExited, len(pending))
-		case <-t.C:
-		}
-	}
-}
-
-// countKeys counts the result keys that exist for ids.
-func countKeys(ctx context.Context, rc *redis.Client, ids []string) (int64, error) {
-	var n int64
-	for chunk := range chunks(ids, mgetChunk) {
-		keys := make([]string, len(chunk))
-		for i, id := range chunk {
-			keys[i] = resultKey(id)
-		}
-		c, err := rc.Exists(ctx, keys...).Result()
-		if err != nil {
-			return n, fmt.Errorf("counting results: %w", err)
-		}
-		n += c
-	}
-	return n, nil
-}
-
-// deleteKeys deletes the result keys of ids.
-func deleteKeys(ctx context.Context, rc *redis.Client, ids []string) error {
-	for chunk := range chunks(ids, mgetChunk) {
-		keys := make([]string, len(chunk))
-		for i, id := range chunk {
-			keys[i] = resultKey(id)
-		}
-		if err := rc.Unlink(ctx, keys...).Err(); err != nil {
-			return fmt.Errorf("deleting results: %w", err)
-		}
-	}
-	return nil
-}
-
-// chunks yields consecutive pieces of xs of at most size elements.
-func chunks(xs []string, size int) func(func([]string) bool) {
-	return func(yield func([]string) bool) {
-		for len(xs) > 0 {
-			n := min(size, len(xs))
-			if !yield(xs[:n]) {
-				return
-			}
-			xs = xs[n:]
 		}
 	}
 }

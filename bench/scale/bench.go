@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/forumads/forumads/bench/internal/procstat"
+	"github.com/forumads/forumads/bench/internal/services"
 	"github.com/forumads/forumads/bench/internal/workerproc"
 	"github.com/forumads/forumads/celery"
 	"github.com/forumads/forumads/celery/broker/amqpbroker"
@@ -41,7 +42,6 @@ const (
 	drainWithin = 180 * time.Second
 	stopWithin  = 60 * time.Second
 	publishers  = 256
-	mgetChunk   = 1000
 	etaCountdwn = 550 * time.Second // below worker_eta_park_after (600 s): held, not parked
 )
 
@@ -74,25 +74,17 @@ func newBench(ctx context.Context, o options, out io.Writer, log *slog.Logger) (
 	if b.tmp, err = os.MkdirTemp("", "scale-"); err != nil {
 		return nil, err
 	}
-	if b.conn, err = amqp.Dial(o.amqpURL); err != nil {
+	if b.conn, err = services.DialRabbitMQ(o.amqpURL); err != nil {
 		_ = b.close()
-		return nil, fmt.Errorf("RabbitMQ is required at %s (run scripts/services.sh): %w", o.amqpURL, err)
+		return nil, err
 	}
 	if b.ch, err = b.conn.Channel(); err != nil {
 		_ = b.close()
 		return nil, err
 	}
-	ropts, err := redis.ParseURL(o.redisURL)
-	if err != nil {
+	if b.rc, err = services.Redis(ctx, o.redisURL); err != nil {
 		_ = b.close()
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	b.rc = redis.NewClient(ropts)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := b.rc.Ping(pctx).Err(); err != nil {
-		_ = b.close()
-		return nil, fmt.Errorf("redis is required at %s (run scripts/services.sh): %w", o.redisURL, err)
+		return nil, err
 	}
 	if b.br, err = amqpbroker.New(o.amqpURL, amqpbroker.Options{Logger: log, ConnectionName: "bench-scale-publisher"}); err != nil {
 		_ = b.close()
@@ -146,16 +138,22 @@ func (b *bench) depth(qs []string) (ready, consumers int, err error) {
 
 // waitReady polls the ready count of qs every `every` until ok accepts it.
 func (b *bench) waitReady(ctx context.Context, qs []string, every time.Duration, procs []*process, ok func(int) bool) (time.Time, error) {
+	return poll(ctx, every, procs, func() (bool, error) {
+		r, err := b.ready(qs)
+		return err == nil && ok(r), err
+	})
+}
+
+// poll calls done every `every` until it reports true or an error, and returns when that was
+// seen; it stops early when one of procs has exited or ctx ends.
+func poll(ctx context.Context, every time.Duration, procs []*process, done func() (bool, error)) (time.Time, error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		r, err := b.ready(qs)
+		ok, err := done()
 		now := time.Now()
-		if err != nil {
+		if err != nil || ok {
 			return now, err
-		}
-		if ok(r) {
-			return now, nil
 		}
 		if err := exited(procs); err != nil {
 			return now, err
@@ -269,7 +267,7 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 		if err != nil {
 			return err
 		}
-		done0, err := b.countResults(ctx, ids)
+		done0, err := services.CountResults(ctx, b.rc, ids)
 		if err != nil {
 			return err
 		}
@@ -278,7 +276,7 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 		sampler := workerproc.SampleRSS(procs, rssEvery)
 		dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the queues were not drained within %s", drainWithin))
 		defer cancel()
-		end, failed, err := b.waitResults(dctx, ids, procs)
+		end, failed, err := services.WaitResults(dctx, b.rc, ids, endPoll, func() error { return exited(procs) })
 		res.rss = sampler.Stop()
 		res.workerCPU = groupCPU(procs) - cpu0
 		if err != nil {
@@ -298,7 +296,7 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 	if r, err := b.ready(qs); err != nil || r != 0 {
 		return res, fmt.Errorf("%d messages left in the queues after the warm shutdown (%v)", r, err)
 	}
-	return res, b.deleteResults(ctx, ids)
+	return res, services.DeleteResults(ctx, b.rc, ids)
 }
 
 // declare declares the queue name as Celery (and the worker, for -Q) declares it, so that it can
@@ -372,89 +370,10 @@ func (b *bench) addConsumers(ctx context.Context, idle string, qs, nodes []strin
 
 // waitConsumers polls every startPoll until each of qs has at least p consumers.
 func (b *bench) waitConsumers(ctx context.Context, qs []string, p int, procs []*process) (time.Time, error) {
-	t := time.NewTicker(startPoll)
-	defer t.Stop()
-	for {
+	return poll(ctx, startPoll, procs, func() (bool, error) {
 		_, c, err := b.depth(qs)
-		now := time.Now()
-		if err != nil || c >= p {
-			return now, err
-		}
-		if err := exited(procs); err != nil {
-			return now, err
-		}
-		select {
-		case <-ctx.Done():
-			return now, context.Cause(ctx)
-		case <-t.C:
-		}
-	}
-}
-
-// countResults counts the ids whose result exists.
-func (b *bench) countResults(ctx context.Context, ids []string) (int, error) {
-	n := 0
-	for len(ids) > 0 {
-		k := min(mgetChunk, len(ids))
-		keys := make([]string, k)
-		for i, id := range ids[:k] {
-			keys[i] = "celery-task-meta-" + id
-		}
-		c, err := b.rc.Exists(ctx, keys...).Result()
-		if err != nil {
-			return n, fmt.Errorf("counting results: %w", err)
-		}
-		n += int(c)
-		ids = ids[k:]
-	}
-	return n, nil
-}
-
-// waitResults polls until every id's result exists; it returns the time that was seen and how
-// many results are not SUCCESS. Ids are read oldest first, mgetChunk at a time.
-func (b *bench) waitResults(ctx context.Context, ids []string, procs []*process) (time.Time, int, error) {
-	pending := append([]string(nil), ids...)
-	failed := 0
-	success := `"status": "SUCCESS"`
-	t := time.NewTicker(endPoll)
-	defer t.Stop()
-	keys := make([]string, 0, mgetChunk)
-	for {
-		chunk := pending[:min(mgetChunk, len(pending))]
-		keys = keys[:0]
-		for _, id := range chunk {
-			keys = append(keys, "celery-task-meta-"+id)
-		}
-		vals, err := b.rc.MGet(ctx, keys...).Result()
-		if err != nil {
-			return time.Now(), failed, fmt.Errorf("reading results: %w", err)
-		}
-		var missing []string
-		for i, v := range vals {
-			s, ok := v.(string)
-			switch {
-			case !ok:
-				missing = append(missing, chunk[i])
-			case !strings.Contains(s, success):
-				failed++
-			}
-		}
-		pending = append(missing, pending[len(chunk):]...)
-		if len(pending) == 0 {
-			return time.Now(), failed, nil
-		}
-		if len(missing) == 0 {
-			continue
-		}
-		if err := exited(procs); err != nil {
-			return time.Now(), failed, fmt.Errorf("%w (%d results missing)", err, len(pending))
-		}
-		select {
-		case <-ctx.Done():
-			return time.Now(), failed, fmt.Errorf("%w (%d results missing)", context.Cause(ctx), len(pending))
-		case <-t.C:
-		}
-	}
+		return c >= p, err
+	})
 }
 
 // etaRun has one worker take in n ETA tasks and reads its RSS at every etaStep taken.
@@ -542,22 +461,6 @@ func (b *bench) etaRun(ctx context.Context, n int) error {
 	return nil
 }
 
-// deleteResults deletes the result keys of ids.
-func (b *bench) deleteResults(ctx context.Context, ids []string) error {
-	for len(ids) > 0 {
-		k := min(mgetChunk, len(ids))
-		keys := make([]string, k)
-		for i, id := range ids[:k] {
-			keys[i] = "celery-task-meta-" + id
-		}
-		if err := b.rc.Unlink(ctx, keys...).Err(); err != nil {
-			return fmt.Errorf("deleting results: %w", err)
-		}
-		ids = ids[k:]
-	}
-	return nil
-}
-
 // close stops what still runs and deletes every queue and key the bench created.
 func (b *bench) close() error {
 	var errs []error
@@ -574,7 +477,7 @@ func (b *bench) close() error {
 	}
 	if b.rc != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := b.deleteResults(ctx, ids); err != nil {
+		if err := services.DeleteResults(ctx, b.rc, ids); err != nil {
 			errs = append(errs, err)
 		}
 		cancel()
@@ -585,13 +488,7 @@ func (b *bench) close() error {
 			queues = append(queues, q+parkSuffix) // created by the worker when it parks ETA tasks
 		}
 		queues = append(queues, "bench.scale.deadletter."+b.sfx)
-		conn, err := amqp.Dial(b.o.amqpURL)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("deleting queues: %w", err))
-		} else {
-			errs = append(errs, procstat.DeleteQueues(conn, queues))
-			_ = conn.Close()
-		}
+		errs = append(errs, services.DeleteQueuesAt(b.o.amqpURL, queues))
 	}
 	if b.conn != nil {
 		_ = b.conn.Close()

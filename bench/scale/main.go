@@ -62,7 +62,7 @@ import (
 	"time"
 
 	"github.com/forumads/forumads/bench/internal/benchrun"
-	"github.com/forumads/forumads/bench/internal/procstat"
+	"github.com/forumads/forumads/bench/internal/services"
 )
 
 func main() {
@@ -81,8 +81,8 @@ type options struct {
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
-	o := options{amqpURL: procstat.EnvOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-		redisURL: procstat.EnvOr("REDIS_URL", "redis://127.0.0.1:6379/0")}
+	var o options
+	o.amqpURL, o.redisURL = services.URLs()
 	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.worker, "worker", "", "the Go worker binary (required)")

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,15 +58,7 @@ func startCanvasGoWorkerOn(t *testing.T, queue string, logs io.Writer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("go worker: %v", err)
-		}
-	})
+	testenv.RunUntilCleanup(t, "go worker", w.Run)
 }
 
 // TestCanvasMixedChain: a chain whose steps alternate between the Go worker's queue and a real

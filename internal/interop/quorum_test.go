@@ -59,15 +59,7 @@ func quorumGoWorker(t *testing.T, queue string, backend *redisbackend.Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("go worker: %v", err)
-		}
-	})
+	testenv.RunUntilCleanup(t, "go worker", w.Run)
 	// Run declares the queue before it consumes; wait until it does.
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		return len(br.ConsumingQueues()) == 1 && broker.Connected(br)

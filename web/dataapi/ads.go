@@ -7,17 +7,17 @@ import (
 
 // adRow is a row of ads.
 type adRow struct {
-	ID         int64          `db:"id"`
-	ExternalID string         `db:"external_id"`
-	CampaignID int64          `db:"campaign_id"`
-	Title      string         `db:"title"`
-	Body       string         `db:"body"`
-	ImageURL   sql.NullString `db:"image_url"`
-	ClickURL   string         `db:"click_url"`
-	Status     string         `db:"status"`
-	CreatedAt  time.Time      `db:"created_at"`
-	UpdatedAt  time.Time      `db:"updated_at"`
-	Version    int            `db:"version"`
+	ID         int64            `db:"id"`
+	ExternalID string           `db:"external_id"`
+	CampaignID int64            `db:"campaign_id"`
+	Title      string           `db:"title"`
+	Body       string           `db:"body"`
+	ImageURL   sql.Null[string] `db:"image_url"`
+	ClickURL   string           `db:"click_url"`
+	Status     string           `db:"status"`
+	CreatedAt  time.Time        `db:"created_at"`
+	UpdatedAt  time.Time        `db:"updated_at"`
+	Version    int              `db:"version"`
 }
 
 // Ad is an ad (creative) as the API shows it.
@@ -56,7 +56,7 @@ func adKind() *kind[adRow, AdBody] {
 				ClickURL: r.ClickURL, Status: r.Status, CreatedAt: fmtTime(r.CreatedAt), UpdatedAt: fmtTime(r.UpdatedAt),
 				Version: r.Version}
 			if r.ImageURL.Valid {
-				a.ImageURL = &r.ImageURL.String
+				a.ImageURL = &r.ImageURL.V
 			}
 			return a
 		},
@@ -83,73 +83,36 @@ func adKind() *kind[adRow, AdBody] {
 
 func applyAd(b *AdBody, r *adRow, creating bool) error {
 	if creating {
-		for _, err := range []error{
-			required("external_id", b.ExternalID, "1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"),
+		if err := firstError(
+			required("external_id", b.ExternalID, externalIDRule),
 			required("campaign_id", b.CampaignID, "the campaign's id"),
 			required("title", b.Title, "1 to 90 characters"),
 			required("click_url", b.ClickURL, "an http:// or https:// URL"),
-		} {
-			if err != nil {
-				return err
-			}
-		}
-	}
-	for _, err := range []error{notNull("external_id", b.ExternalID), notNull("campaign_id", b.CampaignID),
-		notNull("title", b.Title), notNull("click_url", b.ClickURL), notNull("status", b.Status)} {
-		if err != nil {
+		); err != nil {
 			return err
 		}
 	}
-	if b.ExternalID.Set {
-		if err := checkExternalID("external_id", b.ExternalID.V); err != nil {
-			return err
-		}
-		r.ExternalID = b.ExternalID.V
+	if err := firstError(notNull("external_id", b.ExternalID), notNull("campaign_id", b.CampaignID),
+		notNull("title", b.Title), notNull("click_url", b.ClickURL), notNull("status", b.Status)); err != nil {
+		return err
 	}
-	if b.CampaignID.Set {
-		if err := checkRef("campaign_id", b.CampaignID.V); err != nil {
-			return err
-		}
-		r.CampaignID = b.CampaignID.V
+	if err := set("external_id", b.ExternalID, &r.ExternalID, checkExternalID); err != nil {
+		return err
 	}
-	if b.Title.Set {
-		v, err := text("title", b.Title.V, 1, 90, false)
-		if err != nil {
-			return err
-		}
-		r.Title = v
+	if err := set("campaign_id", b.CampaignID, &r.CampaignID, checkRef); err != nil {
+		return err
 	}
-	if b.Body.Set {
-		v, err := text("body", b.Body.V, 0, 300, true)
-		if err != nil {
-			return err
-		}
-		r.Body = v
+	if err := set("title", b.Title, &r.Title, textRule(1, 90, false)); err != nil {
+		return err
 	}
-	if b.ImageURL.Set {
-		if b.ImageURL.Null {
-			r.ImageURL = sql.NullString{}
-		} else {
-			v, err := checkURL("image_url", b.ImageURL.V)
-			if err != nil {
-				return err
-			}
-			r.ImageURL = sql.NullString{String: v, Valid: true}
-		}
+	if err := set("body", b.Body, &r.Body, textRule(0, 300, true)); err != nil {
+		return err
 	}
-	if b.ClickURL.Set {
-		v, err := checkURL("click_url", b.ClickURL.V)
-		if err != nil {
-			return err
-		}
-		r.ClickURL = v
+	if err := setNullable("image_url", b.ImageURL, &r.ImageURL, checkURL); err != nil {
+		return err
 	}
-	if b.Status.Set {
-		v, err := enum("status", b.Status.V, adStatuses)
-		if err != nil {
-			return err
-		}
-		r.Status = v
+	if err := set("click_url", b.ClickURL, &r.ClickURL, checkURL); err != nil {
+		return err
 	}
-	return nil
+	return set("status", b.Status, &r.Status, enumRule(adStatuses))
 }

@@ -7,14 +7,14 @@ import (
 
 // advertiserRow is a row of advertisers.
 type advertiserRow struct {
-	ID         int64          `db:"id"`
-	ExternalID string         `db:"external_id"`
-	Name       string         `db:"name"`
-	Email      sql.NullString `db:"email"`
-	Status     string         `db:"status"`
-	CreatedAt  time.Time      `db:"created_at"`
-	UpdatedAt  time.Time      `db:"updated_at"`
-	Version    int            `db:"version"`
+	ID         int64            `db:"id"`
+	ExternalID string           `db:"external_id"`
+	Name       string           `db:"name"`
+	Email      sql.Null[string] `db:"email"`
+	Status     string           `db:"status"`
+	CreatedAt  time.Time        `db:"created_at"`
+	UpdatedAt  time.Time        `db:"updated_at"`
+	Version    int              `db:"version"`
 }
 
 // Advertiser is an advertiser as the API shows it.
@@ -46,7 +46,7 @@ func advertiserKind() *kind[advertiserRow, AdvertiserBody] {
 			a := Advertiser{ID: r.ID, ExternalID: r.ExternalID, Name: r.Name, Status: r.Status,
 				CreatedAt: fmtTime(r.CreatedAt), UpdatedAt: fmtTime(r.UpdatedAt), Version: r.Version}
 			if r.Email.Valid {
-				a.Email = &r.Email.String
+				a.Email = &r.Email.V
 			}
 			return a
 		},
@@ -70,48 +70,24 @@ func advertiserKind() *kind[advertiserRow, AdvertiserBody] {
 
 func applyAdvertiser(b *AdvertiserBody, r *advertiserRow, creating bool) error {
 	if creating {
-		if err := required("external_id", b.ExternalID, "1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"); err != nil {
-			return err
-		}
-		if err := required("name", b.Name, "1 to 200 characters"); err != nil {
-			return err
-		}
-	}
-	for _, err := range []error{notNull("external_id", b.ExternalID), notNull("name", b.Name), notNull("status", b.Status)} {
-		if err != nil {
+		if err := firstError(
+			required("external_id", b.ExternalID, externalIDRule),
+			required("name", b.Name, "1 to 200 characters"),
+		); err != nil {
 			return err
 		}
 	}
-	if b.ExternalID.Set {
-		if err := checkExternalID("external_id", b.ExternalID.V); err != nil {
-			return err
-		}
-		r.ExternalID = b.ExternalID.V
+	if err := firstError(notNull("external_id", b.ExternalID), notNull("name", b.Name), notNull("status", b.Status)); err != nil {
+		return err
 	}
-	if b.Name.Set {
-		v, err := text("name", b.Name.V, 1, 200, false)
-		if err != nil {
-			return err
-		}
-		r.Name = v
+	if err := set("external_id", b.ExternalID, &r.ExternalID, checkExternalID); err != nil {
+		return err
 	}
-	if b.Email.Set {
-		if b.Email.Null {
-			r.Email = sql.NullString{}
-		} else {
-			v, err := checkEmail("email", b.Email.V)
-			if err != nil {
-				return err
-			}
-			r.Email = sql.NullString{String: v, Valid: true}
-		}
+	if err := set("name", b.Name, &r.Name, textRule(1, 200, false)); err != nil {
+		return err
 	}
-	if b.Status.Set {
-		v, err := enum("status", b.Status.V, advertiserStatuses)
-		if err != nil {
-			return err
-		}
-		r.Status = v
+	if err := setNullable("email", b.Email, &r.Email, checkEmail); err != nil {
+		return err
 	}
-	return nil
+	return set("status", b.Status, &r.Status, enumRule(advertiserStatuses))
 }

@@ -12,22 +12,22 @@ import (
 
 // campaignRow is a row of campaigns.
 type campaignRow struct {
-	ID                int64          `db:"id"`
-	ExternalID        string         `db:"external_id"`
-	AdvertiserID      int64          `db:"advertiser_id"`
-	Name              string         `db:"name"`
-	Status            string         `db:"status"`
-	BidMicros         int64          `db:"bid_micros"`
-	DailyBudgetMicros int64          `db:"daily_budget_micros"`
-	StartAt           time.Time      `db:"start_at"`
-	EndAt             sql.NullTime   `db:"end_at"`
-	TargetForums      pq.StringArray `db:"target_forums"`
-	TargetCategories  pq.StringArray `db:"target_categories"`
-	TargetCountries   pq.StringArray `db:"target_countries"`
-	TargetPlacements  pq.StringArray `db:"target_placements"`
-	CreatedAt         time.Time      `db:"created_at"`
-	UpdatedAt         time.Time      `db:"updated_at"`
-	Version           int            `db:"version"`
+	ID                int64               `db:"id"`
+	ExternalID        string              `db:"external_id"`
+	AdvertiserID      int64               `db:"advertiser_id"`
+	Name              string              `db:"name"`
+	Status            string              `db:"status"`
+	BidMicros         int64               `db:"bid_micros"`
+	DailyBudgetMicros int64               `db:"daily_budget_micros"`
+	StartAt           time.Time           `db:"start_at"`
+	EndAt             sql.Null[time.Time] `db:"end_at"`
+	TargetForums      pq.StringArray      `db:"target_forums"`
+	TargetCategories  pq.StringArray      `db:"target_categories"`
+	TargetCountries   pq.StringArray      `db:"target_countries"`
+	TargetPlacements  pq.StringArray      `db:"target_placements"`
+	CreatedAt         time.Time           `db:"created_at"`
+	UpdatedAt         time.Time           `db:"updated_at"`
+	Version           int                 `db:"version"`
 }
 
 // Campaign is a campaign as the API shows it. Money is decimal text ("0.35").
@@ -76,7 +76,7 @@ func campaignView(r *campaignRow) Campaign {
 		TargetCountries: nonNil(r.TargetCountries), TargetPlacements: nonNil(r.TargetPlacements),
 		CreatedAt: fmtTime(r.CreatedAt), UpdatedAt: fmtTime(r.UpdatedAt), Version: r.Version}
 	if r.EndAt.Valid {
-		s := fmtTime(r.EndAt.Time)
+		s := fmtTime(r.EndAt.V)
 		c.EndAt = &s
 	}
 	return c
@@ -122,86 +122,48 @@ func campaignKind() *kind[campaignRow, CampaignBody] {
 
 func applyCampaign(b *CampaignBody, r *campaignRow, creating bool) error {
 	if creating {
-		for _, err := range []error{
-			required("external_id", b.ExternalID, "1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"),
+		if err := firstError(
+			required("external_id", b.ExternalID, externalIDRule),
 			required("advertiser_id", b.AdvertiserID, "the advertiser's id"),
 			required("name", b.Name, "1 to 200 characters"),
 			required("bid", b.Bid, "the cost per click, a decimal such as \"0.35\""),
 			required("daily_budget", b.DailyBudget, "a decimal such as \"100\""),
 			required("start_at", b.StartAt, "a date such as 2026-03-01 or an RFC 3339 time"),
-		} {
-			if err != nil {
-				return err
-			}
+		); err != nil {
+			return err
 		}
 	}
-	for _, err := range []error{notNull("external_id", b.ExternalID), notNull("advertiser_id", b.AdvertiserID),
+	if err := firstError(notNull("external_id", b.ExternalID), notNull("advertiser_id", b.AdvertiserID),
 		notNull("name", b.Name), notNull("status", b.Status), notNull("bid", b.Bid),
-		notNull("daily_budget", b.DailyBudget), notNull("start_at", b.StartAt)} {
-		if err != nil {
-			return err
-		}
+		notNull("daily_budget", b.DailyBudget), notNull("start_at", b.StartAt)); err != nil {
+		return err
 	}
-	if b.ExternalID.Set {
-		if err := checkExternalID("external_id", b.ExternalID.V); err != nil {
-			return err
-		}
-		r.ExternalID = b.ExternalID.V
+	if err := set("external_id", b.ExternalID, &r.ExternalID, checkExternalID); err != nil {
+		return err
 	}
-	if b.AdvertiserID.Set {
-		if err := checkRef("advertiser_id", b.AdvertiserID.V); err != nil {
-			return err
-		}
-		r.AdvertiserID = b.AdvertiserID.V
+	if err := set("advertiser_id", b.AdvertiserID, &r.AdvertiserID, checkRef); err != nil {
+		return err
 	}
-	if b.Name.Set {
-		v, err := text("name", b.Name.V, 1, 200, false)
-		if err != nil {
-			return err
-		}
-		r.Name = v
+	if err := set("name", b.Name, &r.Name, textRule(1, 200, false)); err != nil {
+		return err
 	}
-	if b.Status.Set {
-		v, err := enum("status", b.Status.V, campaignStatuses)
-		if err != nil {
-			return err
-		}
-		r.Status = v
+	if err := set("status", b.Status, &r.Status, enumRule(campaignStatuses)); err != nil {
+		return err
 	}
-	if b.Bid.Set {
-		m, err := money("bid", b.Bid.V, maxBidMicros)
-		if err != nil {
-			return err
-		}
-		r.BidMicros = m
+	if err := set("bid", b.Bid, &r.BidMicros, moneyRule(maxBidMicros)); err != nil {
+		return err
 	}
-	if b.DailyBudget.Set {
-		m, err := money("daily_budget", b.DailyBudget.V, maxBudgetMicros)
-		if err != nil {
-			return err
-		}
-		r.DailyBudgetMicros = m
+	if err := set("daily_budget", b.DailyBudget, &r.DailyBudgetMicros, moneyRule(maxBudgetMicros)); err != nil {
+		return err
 	}
-	if b.StartAt.Set {
-		t, err := timeValue("start_at", b.StartAt.V)
-		if err != nil {
-			return err
-		}
-		r.StartAt = t
+	if err := set("start_at", b.StartAt, &r.StartAt, timeValue); err != nil {
+		return err
 	}
-	if b.EndAt.Set {
-		if b.EndAt.Null {
-			r.EndAt = sql.NullTime{}
-		} else {
-			t, err := timeValue("end_at", b.EndAt.V)
-			if err != nil {
-				return err
-			}
-			r.EndAt = sql.NullTime{Time: t, Valid: true}
-		}
+	if err := setNullable("end_at", b.EndAt, &r.EndAt, timeValue); err != nil {
+		return err
 	}
-	if r.EndAt.Valid && !r.EndAt.Time.After(r.StartAt) {
-		return httpx.FieldError("end_at", "must be after start_at (%s), got %s", fmtTime(r.StartAt), fmtTime(r.EndAt.Time))
+	if r.EndAt.Valid && !r.EndAt.V.After(r.StartAt) {
+		return httpx.FieldError("end_at", "must be after start_at (%s), got %s", fmtTime(r.StartAt), fmtTime(r.EndAt.V))
 	}
 	lists := []struct {
 		field string

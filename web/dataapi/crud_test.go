@@ -768,7 +768,7 @@ func TestConstraintErrorsNameTheField(t *testing.T) {
 		}, 422, "bid"},
 		{"end before start", func() error {
 			r := base
-			r.EndAt = sql.NullTime{Time: t0.Add(-time.Hour), Valid: true}
+			r.EndAt = sql.Null[time.Time]{V: t0.Add(-time.Hour), Valid: true}
 			_, err := camps.insert(ctx, e.pg.DB, &r)
 			return err
 		}, 422, "end_at"},

@@ -84,23 +84,19 @@ func (forums) get(a *api, r *http.Request, slug string) (*forumRow, error) {
 
 func applyForum(b *ForumBody, r *forumRow, creating bool) error {
 	if creating {
-		for _, err := range []error{
+		if err := firstError(
 			required("slug", b.Slug, "1-64 characters of a-z, 0-9, _ and -"),
 			required("name", b.Name, "1 to 200 characters"),
 			required("category", b.Category, "1-64 characters of a-z, 0-9, _ and -"),
-		} {
-			if err != nil {
-				return err
-			}
-		}
-	}
-	for _, err := range []error{notNull("slug", b.Slug), notNull("name", b.Name), notNull("category", b.Category)} {
-		if err != nil {
+		); err != nil {
 			return err
 		}
 	}
+	if err := firstError(notNull("slug", b.Slug), notNull("name", b.Name), notNull("category", b.Category)); err != nil {
+		return err
+	}
 	if b.Slug.Set {
-		if err := checkSlug("slug", b.Slug.V); err != nil {
+		if _, err := checkSlug("slug", b.Slug.V); err != nil {
 			return err
 		}
 		if !creating && b.Slug.V != r.Slug {
@@ -108,20 +104,10 @@ func applyForum(b *ForumBody, r *forumRow, creating bool) error {
 		}
 		r.Slug = b.Slug.V
 	}
-	if b.Name.Set {
-		v, err := text("name", b.Name.V, 1, 200, false)
-		if err != nil {
-			return err
-		}
-		r.Name = v
+	if err := set("name", b.Name, &r.Name, textRule(1, 200, false)); err != nil {
+		return err
 	}
-	if b.Category.Set {
-		if err := checkSlug("category", b.Category.V); err != nil {
-			return err
-		}
-		r.Category = b.Category.V
-	}
-	return nil
+	return set("category", b.Category, &r.Category, checkSlug)
 }
 
 func (f forums) handleList(a *api) http.HandlerFunc {

@@ -1,6 +1,7 @@
 package dataapi
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
@@ -63,20 +64,78 @@ func notNull[T any](field string, o Opt[T]) error {
 	return nil
 }
 
-// checkExternalID matches ^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$ (feed.ValidExternalID).
-func checkExternalID(field, v string) error {
-	if !feed.ValidExternalID(v) {
-		return httpx.FieldError(field, "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', starting with a letter or digit; got %s", quote(v))
+// firstError returns the first of errs that is not nil: a body's checks, in the order it reports
+// them.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// checkSlug refuses anything but a slug.
-func checkSlug(field, v string) error {
-	if !rkeys.ValidSlug(v) {
-		return httpx.FieldError(field, "must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit; got %s", quote(v))
+// set writes check's value of o into dst when the body has the field (an absent one leaves dst as
+// it is). A null o is checked as T's zero value: notNull refuses it first where null is not
+// allowed.
+func set[T, V any](field string, o Opt[T], dst *V, check func(field string, v T) (V, error)) error {
+	if !o.Set {
+		return nil
 	}
+	v, err := check(field, o.V)
+	if err != nil {
+		return err
+	}
+	*dst = v
 	return nil
+}
+
+// setNullable is set for a column that null clears: a null o writes SQL NULL into dst.
+func setNullable[T, V any](field string, o Opt[T], dst *sql.Null[V], check func(field string, v T) (V, error)) error {
+	if o.Set && o.Null {
+		*dst = sql.Null[V]{}
+		return nil
+	}
+	var v V
+	if err := set(field, o, &v, check); err != nil || !o.Set {
+		return err
+	}
+	*dst = sql.Null[V]{V: v, Valid: true}
+	return nil
+}
+
+// externalIDRule is what required says an external_id is.
+const externalIDRule = "1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
+
+// checkExternalID matches ^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$ (feed.ValidExternalID) and returns v.
+func checkExternalID(field, v string) (string, error) {
+	if !feed.ValidExternalID(v) {
+		return "", httpx.FieldError(field, "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-', starting with a letter or digit; got %s", quote(v))
+	}
+	return v, nil
+}
+
+// checkSlug refuses anything but a slug, and returns v.
+func checkSlug(field, v string) (string, error) {
+	if !rkeys.ValidSlug(v) {
+		return "", httpx.FieldError(field, "must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit; got %s", quote(v))
+	}
+	return v, nil
+}
+
+// textRule is text with its limits, as a check for set.
+func textRule(minLen, maxLen int, multiline bool) func(field, v string) (string, error) {
+	return func(field, v string) (string, error) { return text(field, v, minLen, maxLen, multiline) }
+}
+
+// enumRule is enum over allowed, as a check for set.
+func enumRule(allowed []string) func(field, v string) (string, error) {
+	return func(field, v string) (string, error) { return enum(field, v, allowed) }
+}
+
+// moneyRule is money with its maximum, as a check for set.
+func moneyRule(maxMicros int64) func(field string, d Decimal) (int64, error) {
+	return func(field string, d Decimal) (int64, error) { return money(field, d, maxMicros) }
 }
 
 // text trims v and checks it: no NUL or control characters (a multi-line text may hold tabs and
@@ -197,12 +256,12 @@ func placementEntry(e string) (string, bool) {
 	return "", false
 }
 
-// checkRef refuses an id that cannot name a row.
-func checkRef(field string, id int64) error {
+// checkRef refuses an id that cannot name a row, and returns id.
+func checkRef(field string, id int64) (int64, error) {
 	if id <= 0 {
-		return httpx.FieldError(field, "must be a positive id, got %d", id)
+		return 0, httpx.FieldError(field, "must be a positive id, got %d", id)
 	}
-	return nil
+	return id, nil
 }
 
 // fmtTime writes a time in responses: RFC 3339 in UTC.

@@ -119,22 +119,12 @@ func RunRevokeStore(t *testing.T, newStores RevokeFactory) {
 	t.Run("FollowerStartsLive", func(t *testing.T) {
 		t.Parallel()
 		s, other := newStores(t)
-		f, ok := s.(revoke.Follower)
-		if !ok {
-			t.Skipf("%s is not a revoke.Follower", s)
-		}
 		ctx, cancel := context.WithCancel(testCtx(t))
 		defer cancel()
 		if err := other.Revoke(ctx, []string{"before"}, false, ""); err != nil {
 			t.Fatal(err)
 		}
-		ch, err := f.Follow(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := receive(ctx, t, ch); !r.Live || r.Gap || r.ID != "" {
-			t.Fatalf("first value of Follow = %+v, want a Live marker", r)
-		}
+		f, ch := followLive(ctx, t, s, t.Skipf)
 		if err := other.Revoke(ctx, []string{"after"}, true, "KILL"); err != nil {
 			t.Fatal(err)
 		}
@@ -177,19 +167,9 @@ func RunRevokeGap(t *testing.T, newStores RevokeFactory, interrupt Interrupt) {
 	t.Run("GapThenLive", func(t *testing.T) {
 		t.Parallel()
 		s, other := newStores(t)
-		f, ok := s.(revoke.Follower)
-		if !ok {
-			t.Fatalf("%s is not a revoke.Follower", s)
-		}
 		ctx, cancel := context.WithCancel(testCtx(t))
 		defer cancel()
-		ch, err := f.Follow(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := receive(ctx, t, ch); !r.Live {
-			t.Fatalf("first value of Follow = %+v, want Live", r)
-		}
+		f, ch := followLive(ctx, t, s, t.Fatalf)
 		resume := interrupt(t, s)
 		if r := receive(ctx, t, ch); !r.Gap || r.Live || r.ID != "" {
 			t.Fatalf("after the interruption: %+v, want a Gap marker", r)
@@ -223,6 +203,25 @@ func RunRevokeGap(t *testing.T, newStores RevokeFactory, interrupt Interrupt) {
 		for range ch {
 		}
 	})
+}
+
+// followLive follows s (a revoke.Follower: notFollower, t.Skipf or t.Fatalf, ends the test when it
+// is not) until ctx ends, and checks that the first value it sends is the Live marker.
+func followLive(ctx context.Context, t *testing.T, s revoke.Store, notFollower func(string, ...any)) (revoke.Follower, <-chan revoke.Revocation) {
+	t.Helper()
+	f, ok := s.(revoke.Follower)
+	if !ok {
+		notFollower("%s is not a revoke.Follower", s)
+		return nil, nil
+	}
+	ch, err := f.Follow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(ctx, t, ch); !r.Live || r.Gap || r.ID != "" {
+		t.Fatalf("first value of Follow = %+v, want a Live marker", r)
+	}
+	return f, ch
 }
 
 // receive is the next value of ch, failing the test if ctx ends or ch closes first.

@@ -7,61 +7,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/canvashook"
 	"github.com/forumads/forumads/celery/protocol"
 )
-
-// Canvas is the engine's copy of the root's Canvas seam (celery.Canvas, adapted by the root, which
-// converts its FollowUp to this one with a type conversion: that compiles only while the two keep
-// the same fields, so the copies cannot drift apart). It continues Celery canvases after a task
-// has finished, as a Celery 5.2 worker does (celery/app/trace.py): link callbacks, the next chain
-// step, errbacks and chord bookkeeping.
-type Canvas interface {
-	// Succeeded returns what msg's success with retval publishes: its link callbacks, then the
-	// next chain step; and the `children` value of msg's stored result naming them (nil: none).
-	Succeeded(msg *protocol.TaskMessage, retval json.RawMessage) ([]FollowUp, json.RawMessage, error)
-	// Failed returns what msg's failure publishes (its errbacks) and the remaining chain
-	// elements to mark FAILURE, as messages carrying their ID, GroupID, GroupIndex, RootID and,
-	// for the last step of a chord header member, Embed.Chord (its chord part is then counted
-	// with the same failure). exc is msg's stored FAILURE result (the exception's JSON), which
-	// new-style errbacks receive as their exc argument (nil: unknown, they get None).
-	Failed(msg *protocol.TaskMessage, exc json.RawMessage) ([]FollowUp, []*protocol.TaskMessage, error)
-	// ChordPartReturn reports a finished chord header member (msg.Embed.Chord set, msg.GroupID
-	// and msg.ID not empty) with its final state and stored result; when that completes the chord
-	// it returns the body to publish, or the body's FAILURE to store and its errbacks. store, when
-	// not nil, is the member's result meta, to be stored before the part is counted (the worker
-	// then leaves storing it to the canvas, whose result backend must be the worker's). Its error
-	// means the bookkeeping itself failed (the backend is unreachable) and may be retried (storing
-	// and counting again is harmless); a problem building the follow-ups of a completed chord is
-	// ChordDone.Err.
-	ChordPartReturn(ctx context.Context, msg *protocol.TaskMessage, state string, result json.RawMessage, store *protocol.ResultMeta) (ChordDone, error)
-}
-
-// FollowUp is one message a finished task makes the worker publish.
-type FollowUp struct {
-	// Task and ID name the message, for logs.
-	Task, ID string
-	// Prepare, if set, runs right before publishing (it stores a chord's header size).
-	Prepare func(ctx context.Context) error
-	// Publishing is the routed, encoded message.
-	Publishing broker.Publishing
-}
-
-// ChordDone is what completing a chord asks the worker to do.
-type ChordDone struct {
-	// FollowUps are published (the chord body, or the body's errbacks).
-	FollowUps []FollowUp
-	// BodyFailure, when set, is stored first: the body's FAILURE with the ChordError.
-	BodyFailure *protocol.ResultMeta
-	// Err is a problem building what the completed chord publishes (a bad body signature); the
-	// part was counted, so the worker logs it and does not retry.
-	Err error
-}
 
 // publishFollowUps publishes follow-ups in order. A follow-up that cannot be published is logged
 // and retried with backoff (the task's own result is stored regardless); it is given up only on
 // cold shutdown. It returns the ids published.
-func (w *Engine) publishFollowUps(m *protocol.TaskMessage, fus []FollowUp) []string {
+func (w *Engine) publishFollowUps(m *protocol.TaskMessage, fus []canvashook.FollowUp) []string {
 	var ids []string
 	for _, f := range fus {
 		backoff := 100 * time.Millisecond
@@ -87,7 +40,7 @@ func (w *Engine) publishFollowUps(m *protocol.TaskMessage, fus []FollowUp) []str
 	return ids
 }
 
-func (w *Engine) publishFollowUp(f FollowUp) error {
+func (w *Engine) publishFollowUp(f canvashook.FollowUp) error {
 	if f.Prepare != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := f.Prepare(ctx)
@@ -163,7 +116,7 @@ func (w *Engine) chordPartStoring(m *protocol.TaskMessage, state string, result 
 		return
 	}
 	backoff := 100 * time.Millisecond
-	var done ChordDone
+	var done canvashook.ChordDone
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		d, err := w.canvas.ChordPartReturn(ctx, m, state, result, store)

@@ -8,8 +8,10 @@
 // Settings, its registered Tasks (each with a Run that decodes the arguments, calls the Go
 // function and reports an Outcome with the Signal its error asks for), and the Errors it reports
 // with (ErrWorkerClosed, the cancel causes, how an error reads in Python). Every type a user
-// writes against stays in the root; the root's exported Worker methods call the Engine's. Remote
-// control and inspect (package workerctl) read the engine through its exported methods.
+// writes against stays in the root, or in a public package both import (the Canvas seam is
+// package canvashook, which the root re-exports); the root's exported Worker methods call the
+// Engine's. Remote control and inspect (package workerctl) read the engine through its exported
+// methods.
 //
 // It is one package because these stages share one state (the jobs held, reserved and running,
 // the pool, the prefetch); each file is one stage.
@@ -27,6 +29,7 @@ import (
 
 	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/canvashook"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/internal/idset"
 	"github.com/forumads/forumads/celery/internal/timerq"
@@ -50,7 +53,7 @@ type Engine struct {
 	events   *events.Dispatcher
 	revokes  revoke.Store
 	metrics  Metrics
-	canvas   Canvas
+	canvas   canvashook.Canvas
 	began    time.Time // when NewWorker made it (stats: uptime)
 
 	qmu    sync.Mutex

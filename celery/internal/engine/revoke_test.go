@@ -76,15 +76,7 @@ func startRevokeWorker(t *testing.T, store revoke.Store) *revokeWorker {
 	}
 	w.onSync = func(synced bool) { rw.syncs <- synced }
 	rw.w = w
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	testenv.RunUntilCleanup(t, "Run", w.Run)
 	return rw
 }
 

@@ -1,6 +1,7 @@
 // This file holds the seam between the engine and the root package: what the root hands the
 // engine (Options, Settings, the registered Tasks, the Errors it reports with) and what a task run
-// gives back (Outcome). The root package owns every type a user sees; the engine owns none of
+// gives back (Outcome). The root package owns every type a user sees (or re-exports it from a
+// public package both import, as the Canvas seam of package canvashook); the engine owns none of
 // them, so it never imports the root.
 
 package engine
@@ -14,6 +15,7 @@ import (
 
 	"github.com/forumads/forumads/celery/backend"
 	"github.com/forumads/forumads/celery/broker"
+	"github.com/forumads/forumads/celery/canvashook"
 	"github.com/forumads/forumads/celery/events"
 	"github.com/forumads/forumads/celery/protocol"
 	"github.com/forumads/forumads/celery/revoke"
@@ -33,8 +35,8 @@ type Options struct {
 	Queues   []broker.Queue
 	Hostname string // "" = celery@ the host name
 	Logger   *slog.Logger
-	Now      func() time.Time // nil = time.Now
-	Canvas   Canvas           // nil publishes no canvas follow-ups
+	Now      func() time.Time  // nil = time.Now
+	Canvas   canvashook.Canvas // nil publishes no canvas follow-ups
 	Events   *events.Dispatcher
 	Revokes  revoke.Store
 	Metrics  Metrics
