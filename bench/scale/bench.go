@@ -219,15 +219,16 @@ type drainResult struct {
 	n, procs, queues int
 	took, published  time.Duration
 	rate             float64
-	before           int                 // tasks already done when the clock started (not counted)
+	seen             time.Duration       // from the add_consumer broadcasts to every consumer seen
+	before           int                 // tasks done by the time every consumer was seen (counted)
 	rss              workerproc.RSSTrace // sampled over the run (sum over processes)
 	workerCPU        time.Duration
 }
 
 func (r drainResult) line() string {
-	return fmt.Sprintf("%-14s %d proc x %d queue(s) %6d tasks: %d in %.3fs = %.0f/s (%d done before all consumed; worker CPU %.0fµs/task; RSS start %s, peak %s, end %s; published in %.3fs)",
-		"redis_results", r.procs, r.queues, r.n, r.n-r.before, r.took.Seconds(), r.rate, r.before,
-		float64(r.workerCPU.Microseconds())/float64(r.n-r.before), mib(r.rss.Start), mib(r.rss.Peak), mib(r.rss.End), r.published.Seconds())
+	return fmt.Sprintf("%-14s %d proc x %d queue(s) %6d tasks: %d in %.3fs = %.0f/s (clock from the add_consumer broadcasts; every consumer seen after %.0f ms, %d done by then; worker CPU %.0fµs/task; RSS start %s, peak %s, end %s; published in %.3fs)",
+		"redis_results", r.procs, r.queues, r.n, r.n, r.took.Seconds(), r.rate, float64(r.seen.Microseconds())/1000, r.before,
+		float64(r.workerCPU.Microseconds())/float64(r.n), mib(r.rss.Start), mib(r.rss.Peak), mib(r.rss.End), r.published.Seconds())
 }
 
 // drainRun fills q queues with n tasks and drains them with p worker processes.
@@ -259,21 +260,23 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 		nodes = append(nodes, node)
 	}
 	measureErr := func() error {
-		// The clock starts once every process consumes every queue; what was finished by then
-		// is left out of the count.
-		sctx, cancel := context.WithTimeoutCause(ctx, startWithin, fmt.Errorf("the workers did not all begin consuming within %s", startWithin))
-		start, err := b.addConsumers(sctx, idle, qs, nodes, procs)
-		cancel()
-		if err != nil {
-			return err
-		}
-		done0, err := services.CountResults(ctx, b.rc, ids)
-		if err != nil {
-			return err
-		}
-		res.before = done0
+		// The clock starts right before the add_consumer broadcasts open the task queues to the
+		// processes: no task can be taken before. How long until every process is seen consuming
+		// every queue, and how many tasks were done by then, is reported beside the rate.
 		cpu0 := groupCPU(procs)
 		sampler := workerproc.SampleRSS(procs, rssEvery)
+		sctx, cancel := context.WithTimeoutCause(ctx, startWithin, fmt.Errorf("the workers did not all begin consuming within %s", startWithin))
+		start, seen, err := b.addConsumers(sctx, idle, qs, nodes, procs)
+		cancel()
+		if err != nil {
+			sampler.Stop()
+			return err
+		}
+		res.seen = seen.Sub(start)
+		if res.before, err = services.CountResults(ctx, b.rc, ids); err != nil {
+			sampler.Stop()
+			return err
+		}
 		dctx, cancel := context.WithTimeoutCause(ctx, drainWithin, fmt.Errorf("the queues were not drained within %s", drainWithin))
 		defer cancel()
 		end, failed, err := services.WaitResults(dctx, b.rc, ids, endPoll, func() error { return exited(procs) })
@@ -286,7 +289,7 @@ func (b *bench) drainRun(ctx context.Context, n, p, q int) (drainResult, error) 
 			return fmt.Errorf("%d of %d results are not SUCCESS", failed, n)
 		}
 		res.took = end.Sub(start)
-		res.rate = float64(n-done0) / res.took.Seconds()
+		res.rate = float64(n) / res.took.Seconds()
 		return nil
 	}()
 	stopErr := b.stopAll(procs)
@@ -314,17 +317,17 @@ func (b *bench) declare(ctx context.Context, name string) error {
 
 // addConsumers waits until the p processes (nodes) all consume idle and all answer a ping, then
 // broadcasts add_consumer for each of qs to them (the broadcasts concurrently, as
-// `celery control add_consumer` would send each), and returns the time of the first poll that
-// sees every process consuming every one of qs.
-func (b *bench) addConsumers(ctx context.Context, idle string, qs, nodes []string, procs []*process) (time.Time, error) {
+// `celery control add_consumer` would send each), and returns the time right before the
+// broadcasts and that of the first poll that sees every process consuming every one of qs.
+func (b *bench) addConsumers(ctx context.Context, idle string, qs, nodes []string, procs []*process) (opened, seen time.Time, err error) {
 	if _, err := b.waitConsumers(ctx, []string{idle}, len(nodes), procs); err != nil {
-		return time.Now(), err
+		return time.Time{}, time.Time{}, err
 	}
 	// A worker may consume before its mailbox listens; a broadcast it does not hear is lost.
 	for waiting := nodes; len(waiting) > 0; {
 		replies, err := b.ctl.Broadcast(ctx, "ping", nil, waiting, pingEvery)
 		if err != nil {
-			return time.Now(), err
+			return time.Time{}, time.Time{}, err
 		}
 		var still []string
 		for _, n := range waiting {
@@ -333,10 +336,11 @@ func (b *bench) addConsumers(ctx context.Context, idle string, qs, nodes []strin
 			}
 		}
 		if err := exited(procs); err != nil {
-			return time.Now(), err
+			return time.Time{}, time.Time{}, err
 		}
 		waiting = still
 	}
+	opened = time.Now()
 	errs := make([]error, len(qs))
 	var wg sync.WaitGroup
 	for i, q := range qs {
@@ -363,9 +367,10 @@ func (b *bench) addConsumers(ctx context.Context, idle string, qs, nodes []strin
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return time.Now(), err
+		return opened, time.Time{}, err
 	}
-	return b.waitConsumers(ctx, qs, len(nodes), procs)
+	seen, err = b.waitConsumers(ctx, qs, len(nodes), procs)
+	return opened, seen, err
 }
 
 // waitConsumers polls every startPoll until each of qs has at least p consumers.

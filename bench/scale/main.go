@@ -24,14 +24,15 @@
 // before the last is up. Once the idle queue has P consumers and every process's mailbox answers
 // a ping, the add_consumer control command is broadcast to the P nodes for each of the Q queues
 // (as `celery control add_consumer -d <nodes> <queue>` sends it; the Q broadcasts concurrently),
-// and each node's reply must be ok. The clock starts at the first poll (a passive queue.declare of
-// each queue, every millisecond) that sees P consumers on every queue. The tasks already finished
-// by then (their results, counted right after; "done before all consumed", near 0, as the
-// processes take their first tasks within the few ms the broadcasts and the poll take) are left
-// out of the rate; the ones delivered but not finished are counted, which makes the rate a lower
-// bound by at most P x 100 of N. The clock stops when all N celery-task-meta keys
-// exist (MGET, 1000 at a time in send order, every 2 ms); each must be SUCCESS. The workers are
-// then stopped warmly and the queues must hold nothing.
+// and each node's reply must be ok. The clock starts right before those broadcasts (no task can be
+// taken before them) and stops when all N celery-task-meta keys
+// exist (MGET, 1000 at a time in send order, every 2 ms); each must be SUCCESS. The rate is N over
+// that time, so it includes how long the workers take to start consuming the queues they are told
+// to: the line also gives the time until a poll (a passive queue.declare of each queue, every
+// millisecond) first saw P consumers on every queue, and how many tasks were done by then. (A
+// clock started at that poll instead left most tasks out with 4 processes on 4 queues: RabbitMQ
+// reported every consumer up to 2.5 s after the replies, by when the queues were nearly drained.)
+// The workers are then stopped warmly and the queues must hold nothing.
 //
 // RSS: during the 1-process, 1-queue run (N tasks) and a further run of -big tasks, the worker's
 // VmRSS is sampled every 20 ms; the line gives it at the clock's start, its peak (the largest
