@@ -199,19 +199,7 @@ func TestTakeWithLostReply(t *testing.T) {
 			p := prefix(t)
 			cut := newReplyCutter(t, isTake(p))
 			direct := client(t)
-			opts, err := redis.ParseURL(testenv.RedisURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts.Addr, opts.DB, opts.MaxRetries = cut.addr, testDB, retries.maxRetries
-			rc := redis.NewClient(opts)
-			t.Cleanup(func() { _ = rc.Close() })
-			var l logs
-			b, err := redisbroker.New(rc, redisbroker.Options{KeyPrefix: p, Logger: l.logger()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = b.Close() })
+			b, l := brokerBehind(t, cut, p, retries.maxRetries)
 			q := "lostreply"
 			for i := range n {
 				if err := b.Publish(ctx(t), plain(q, strconv.Itoa(i))); err != nil {
@@ -275,19 +263,7 @@ func TestTakeWithLostReplyThenClose(t *testing.T) {
 	p := prefix(t)
 	cut := newReplyCutter(t, isTake(p))
 	direct := client(t)
-	opts, err := redis.ParseURL(testenv.RedisURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Addr, opts.DB, opts.MaxRetries = cut.addr, testDB, -1
-	rc := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rc.Close() })
-	var l logs
-	b, err := redisbroker.New(rc, redisbroker.Options{KeyPrefix: p, Logger: l.logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, _ := brokerBehind(t, cut, p, -1)
 	q := "lostreplyclose"
 	for i := range n {
 		if err := b.Publish(ctx(t), plain(q, strconv.Itoa(i))); err != nil {
@@ -380,4 +356,25 @@ func TestTakeReplaysByToken(t *testing.T) {
 	if replay := take(5, "8"); fmt.Sprint(replay) != fmt.Sprint(next) {
 		t.Fatalf("the empty take overwrote the receipt: token 8 replays %q, want %q", replay, next)
 	}
+}
+
+// brokerBehind is a Broker with key prefix p whose Redis client goes through cut, retrying a
+// failed command maxRetries times (go-redis's MaxRetries: -1 = never), closed at the test's end;
+// l collects its logs.
+func brokerBehind(t *testing.T, cut *replyCutter, p string, maxRetries int) (*redisbroker.Broker, *logs) {
+	t.Helper()
+	opts, err := redis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Addr, opts.DB, opts.MaxRetries = cut.addr, testDB, maxRetries
+	rc := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rc.Close() })
+	l := &logs{}
+	b, err := redisbroker.New(rc, redisbroker.Options{KeyPrefix: p, Logger: l.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b, l
 }
